@@ -1,0 +1,403 @@
+"""The one seam between AttnYOLO and Ultralytics' internals.
+
+Everything else in the package uses public Ultralytics API (``YOLO``, trainers, validators, callbacks). This module
+alone knows that:
+
+* ``ultralytics.nn.tasks.parse_model`` looks a YAML row's module name up in the globals of ``ultralytics.nn.tasks``
+  and gives modules it does not know their YAML arguments verbatim (no input-channel count, no width scaling);
+* ``ultralytics.nn.tasks.yaml_model_load`` resolves a bare YAML name through ``check_yaml`` in the same namespace;
+* ``BaseModel.fuse`` folds only Ultralytics' own conv/BN pairs.
+
+:func:`register` (run on ``import attnyolo``) adds our layers to that namespace, wraps ``parse_model`` so our rows
+receive their real input channels, lets ``check_yaml`` find the YAMLs shipped in ``cfg/``, and extends ``fuse`` to our
+layers. It is idempotent and checks that the installed Ultralytics is inside the range this seam was tested against.
+
+How a model with our rows is built (DESIGN.md, option 1): Ultralytics first builds the network with our rows replaced
+by a pass-through probe (identical channel bookkeeping, since unknown modules keep their input channels), a tiny
+forward pass records the channels entering every probe, and the network is then built for real with those channels
+as each layer's first argument. This depends only on public behaviour of the parser and costs one extra build.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import functools
+import importlib
+import logging
+import os
+import re
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .cbam import CBAMAttention
+from .coord_attention import CoordAtt
+from .eca import ECAAttention
+from .efficient_local_attention import ELA
+from .squeeze_excite import SEAttention
+
+LOGGER = logging.getLogger("attnyolo")
+
+# The Ultralytics releases this seam was tested against (tests/test_registration.py pins the same range). Ultralytics
+# changes parse_model often; outside this range we refuse to build rather than risk a silently wrong model.
+ULTRALYTICS_MIN = "8.4.180"
+ULTRALYTICS_MAX = "8.4.190"
+
+# YAML name -> layer class. These names are what users write in model YAML rows.
+LAYERS: dict[str, type[nn.Module]] = {
+    "CoordAtt": CoordAtt,
+    "ELA": ELA,
+    "SEAttention": SEAttention,
+    "CBAMAttention": CBAMAttention,
+    "ECAAttention": ECAAttention,
+}
+
+# Attention kinds a YAML's top-level `attention:` key (or a model name like yolov8n-ELA-S.yaml) may choose for its
+# `Attention` rows: kind -> (layer name, layer args after the channel count).
+KINDS: dict[str, tuple[str, list]] = {
+    "CoordAtt": ("CoordAtt", []),
+    "ELA-T": ("ELA", ["T"]),
+    "ELA-B": ("ELA", ["B"]),
+    "ELA-S": ("ELA", ["S"]),
+    "ELA-L": ("ELA", ["L"]),
+    "SE": ("SEAttention", []),
+    "CBAM": ("CBAMAttention", []),
+    "ECA": ("ECAAttention", []),
+}
+ATTENTION_ROW = "Attention"  # placeholder module name in placement YAMLs, replaced by the chosen kind
+
+# Names users know from YOLOv5 forks -> (placement file stem, kind).
+ALIASES: dict[str, tuple[str, str]] = {"yolov5_Coordinate_attention": ("yolov5-attention", "CoordAtt")}
+
+CFG_DIR = Path(__file__).resolve().parent.parent / "cfg"
+_PROBE_NAME = "AttnYOLOChannelProbe"
+_PROBE_IMGSZ = 64  # smallest square that survives stride 32 with a 2x2 map; rows beyond our last one are not run
+
+
+class ModelConfigError(ValueError):
+    """A model YAML that cannot be built as written; the message names the file, the row and the fix."""
+
+
+class UnsupportedUltralyticsError(RuntimeError):
+    """The installed Ultralytics is outside the range this seam was tested against."""
+
+
+class _ChannelProbe(nn.Module):
+    """Pass-through stand-in for an attention row during the channel-discovery build; records its input channels."""
+
+    def __init__(self, *args):
+        super().__init__()
+        self.c1 = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Record the channel count of ``x`` and return it unchanged."""
+        self.c1 = int(x.shape[1])
+        return x
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    """Turn '8.4.190' (or '8.4.190.dev0') into (8, 4, 190) for ordering."""
+    parts = []
+    for piece in version.split(".")[:3]:
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts)
+
+
+def check_ultralytics_version(version: str | None = None) -> str:
+    """Fail loudly when Ultralytics is outside the tested range.
+
+    Args:
+        version: Version string to check; defaults to the installed ``ultralytics.__version__``.
+
+    Returns:
+        The checked version string.
+
+    Raises:
+        UnsupportedUltralyticsError: Naming the installed and the supported versions, and the fix.
+    """
+    if version is None:
+        import ultralytics
+
+        version = ultralytics.__version__
+    if not _version_tuple(ULTRALYTICS_MIN) <= _version_tuple(version) <= _version_tuple(ULTRALYTICS_MAX):
+        raise UnsupportedUltralyticsError(
+            f"attnyolo supports ultralytics {ULTRALYTICS_MIN} to {ULTRALYTICS_MAX}, but ultralytics {version} is "
+            f"installed. Its model parser may differ and build wrong models. Fix: "
+            f"pip install 'ultralytics>={ULTRALYTICS_MIN},<={ULTRALYTICS_MAX}' (or pip install -r requirements.txt)."
+        )
+    return version
+
+
+def _tasks():
+    """Return the ``ultralytics.nn.tasks`` module, the namespace parse_model resolves YAML module names in."""
+    return importlib.import_module("ultralytics.nn.tasks")
+
+
+def _yaml_label(d: dict) -> str:
+    """Name a model dict for error messages: its YAML file when Ultralytics recorded one."""
+    return str(d.get("yaml_file") or "<model dict>")
+
+
+def _module_exists(name: str, tasks) -> bool:
+    """Whether ``parse_model`` can resolve ``name`` the way it looks names up."""
+    if name.startswith("nn."):
+        return hasattr(torch.nn, name[3:])
+    if name.startswith("torchvision.ops."):
+        return hasattr(importlib.import_module("torchvision").ops, name[16:])
+    return name in vars(tasks)
+
+
+def known_module_names() -> list[str]:
+    """All layer names a model YAML row may use: ours plus every ``nn.Module`` Ultralytics' parser knows."""
+    tasks = _tasks()
+    names = {k for k, v in vars(tasks).items() if isinstance(v, type) and issubclass(v, nn.Module)}
+    names.discard(_PROBE_NAME)
+    return sorted(names | set(LAYERS))
+
+
+def _check_rows(d: dict) -> list[list]:
+    """Validate the shape and module names of every row; return backbone + head rows."""
+    label = _yaml_label(d)
+    rows = list(d.get("backbone") or []) + list(d.get("head") or [])
+    if not rows:
+        raise ModelConfigError(
+            f"{label}: no 'backbone'/'head' rows found. A model YAML lists rows [from, n, module, args]."
+        )
+    tasks = _tasks()
+    for i, row in enumerate(rows):
+        if not isinstance(row, (list, tuple)) or len(row) != 4 or not isinstance(row[3], (list, tuple)):
+            raise ModelConfigError(
+                f"{label}, row {i}: {row!r} is not [from, number, module, args]. Fix the row to have 4 fields, "
+                f"args being a list, e.g. [-1, 1, CoordAtt, [256]]."
+            )
+        name = row[2]
+        if name == ATTENTION_ROW:
+            continue  # resolved from the top-level `attention:` key by _apply_attention_kind
+        if not isinstance(name, str) or not _module_exists(name, tasks):
+            known = known_module_names()
+            close = difflib.get_close_matches(str(name), known, n=3, cutoff=0.5)
+            hint = f" Did you mean {', '.join(close)}?" if close else ""
+            raise ModelConfigError(
+                f"{label}, row {i}: unknown layer {name!r}.{hint} Known layers: {', '.join(known)}. "
+                "AttnYOLO layers are available after `import attnyolo`."
+            )
+    return rows
+
+
+def _apply_attention_kind(d: dict, rows: list[list]) -> list[list]:
+    """Replace ``Attention`` placeholder rows by the layer the top-level ``attention:`` key names."""
+    if not any(row[2] == ATTENTION_ROW for row in rows):
+        return rows
+    kind = d.get("attention")
+    if kind not in KINDS:
+        close = difflib.get_close_matches(str(kind), list(KINDS), n=3, cutoff=0.4)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise ModelConfigError(
+            f"{_yaml_label(d)}: `attention: {kind}` is not an attention kind.{hint} The file has `Attention` rows, "
+            f"so set the top-level key to one of: {', '.join(KINDS)}."
+        )
+    layer, kind_args = KINDS[kind]
+    rows = copy.deepcopy(rows)
+    for row in rows:
+        if row[2] == ATTENTION_ROW:
+            row[2], row[3] = layer, [*row[3], *kind_args]
+    return rows
+
+
+def _scale_params(d: dict) -> tuple[float, float]:
+    """Return (width multiple, max_channels) the way parse_model chooses them for this dict."""
+    scales, scale = d.get("scales"), d.get("scale")
+    if scales:
+        scale = scale if scale in scales else next(iter(scales))
+        _, width, max_channels = scales[scale]
+        return width, max_channels
+    return d.get("width_multiple", 1.0), float("inf")
+
+
+def _resolve_args(d: dict, i: int, row: list, c_in: int) -> list:
+    """Turn an attention row's YAML args into constructor args ``[c1, *layer_args]``.
+
+    The first YAML arg, when it is a number, is the layer's channel count written as for ``Conv`` (unscaled); it is
+    scaled and clipped exactly as the parser does for ``Conv`` and must agree with the inferred input channels. It
+    may be omitted (``[]``) or ``null`` to rely on inference alone.
+    """
+    from ultralytics.utils.ops import make_divisible
+
+    args = list(row[3])
+    if args and (args[0] is None or (isinstance(args[0], (int, float)) and not isinstance(args[0], bool))):
+        given = args.pop(0)
+        if given is not None:
+            width, max_channels = _scale_params(d)
+            expected = make_divisible(min(given, max_channels) * width, 8)
+            if expected != c_in:
+                raise ModelConfigError(
+                    f"{_yaml_label(d)}, row {i} ({row[2]}): the YAML channel argument {given} scales to {expected} "
+                    f"channels at this scale, but the layer feeding this row outputs {c_in} channels. Fix: write the "
+                    f"same unscaled channel count as the row that feeds it, or write null (or omit it) to infer it."
+                )
+    return [c_in, *args]
+
+
+def _probe_input_channels(seq: nn.Sequential, ch: int, rows: list[int]) -> dict[int, int]:
+    """Run a tiny forward pass through the probe-built network and read the channels entering each probe row."""
+    last = max(rows)
+    outputs, x = [], torch.zeros(1, ch, _PROBE_IMGSZ, _PROBE_IMGSZ)
+    was_training = seq.training
+    seq.eval()  # BatchNorm on a 1-image batch with 1x1 maps is only defined in eval mode
+    with torch.no_grad():
+        for m in seq[: last + 1]:
+            if m.f != -1:  # route inputs the way BaseModel does: an int index or a list of indices (-1 = previous)
+                x = outputs[m.f] if isinstance(m.f, int) else [x if j == -1 else outputs[j] for j in m.f]
+            x = m(x)
+            outputs.append(x)
+    seq.train(was_training)
+    found = {}
+    for i in rows:
+        probe = seq[i][0] if isinstance(seq[i], nn.Sequential) else seq[i]
+        found[i] = probe.c1
+    return found
+
+
+def _wrap_parse_model(original):
+    """Return a parse_model that gives our rows their inferred input channels, and checks every row's name."""
+
+    @functools.wraps(original)
+    def parse_model(d, ch, verbose=True):
+        """Build a model dict like Ultralytics' parse_model, with AttnYOLO layers given their input channels."""
+        rows = _apply_attention_kind(d, _check_rows(d))
+        ours = [i for i, row in enumerate(rows) if row[2] in LAYERS]
+        if not ours:
+            return original(d, ch, verbose)  # stock models: untouched
+
+        n_backbone = len(d.get("backbone") or [])
+
+        def with_rows(new_rows):
+            out = copy.deepcopy(d)
+            out["backbone"], out["head"] = new_rows[:n_backbone], new_rows[n_backbone:]
+            return out
+
+        probe_rows = copy.deepcopy(rows)
+        for i in ours:
+            probe_rows[i][2], probe_rows[i][3] = _PROBE_NAME, []
+        probe_seq, _ = original(with_rows(probe_rows), ch, False)
+        c_in = _probe_input_channels(probe_seq, ch, ours)
+        del probe_seq
+
+        for i in ours:
+            rows[i][3] = _resolve_args(d, i, rows[i], c_in[i])
+        return original(with_rows(rows), ch, verbose)
+
+    parse_model._attnyolo_original = original
+    return parse_model
+
+
+def _variant_source(name: str) -> tuple[Path, str] | None:
+    """Map a variant file name to (placement YAML, kind).
+
+    'yolov8-ELA-S.yaml' -> (cfg/yolov8/yolov8-attention.yaml, 'ELA-S'); aliases such as
+    'yolov5_Coordinate_attention.yaml' likewise. Scaled names (yolov8n-...) are left to Ultralytics, which retries
+    with the unscaled name.
+    """
+    stem = Path(name).stem
+    if stem in ALIASES:
+        family_stem, kind = ALIASES[stem]
+    else:
+        family, sep, kind = stem.partition("-")
+        if not sep or kind not in KINDS:
+            return None
+        family_stem = f"{family}-attention"
+    found = sorted(CFG_DIR.rglob(f"{family_stem}.yaml"))
+    return (found[0], kind) if found else None
+
+
+def _materialize_variant(name: str) -> list[Path]:
+    """Write the placement YAML with its ``attention:`` key set to the requested kind.
+
+    The model dict Ultralytics loads (and saves into checkpoints) then names its own layer kind. Written atomically:
+    DDP ranks may race here.
+    """
+    source = _variant_source(name)
+    if source is None:
+        return []
+    from ultralytics.utils import USER_CONFIG_DIR
+
+    placement, kind = source
+    text, n = re.subn(r"(?m)^attention:[^\n#]*", f"attention: {kind} ", placement.read_text(encoding="utf-8"), count=1)
+    if n != 1:
+        raise ModelConfigError(f"{placement}: placement YAML has no top-level `attention:` key to set to {kind}.")
+    out = Path(USER_CONFIG_DIR) / "attnyolo-cfg" / Path(name).name
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(f"# Generated by attnyolo from {placement.name} with attention: {kind}\n{text}", encoding="utf-8")
+    os.replace(tmp, out)
+    return [out]
+
+
+def _wrap_check_yaml(original):
+    """Return a check_yaml that also finds the model YAMLs shipped in this repository's cfg/ by bare file name."""
+
+    @functools.wraps(original)
+    def check_yaml(file, suffix=(".yaml", ".yml"), hard=True):
+        """Resolve ``file`` locally first, then in AttnYOLO's cfg/, then the way Ultralytics does."""
+        path = Path(str(file))
+        if not path.exists() and path.parent == Path(".") and CFG_DIR.is_dir():
+            found = sorted(CFG_DIR.rglob(path.name)) or _materialize_variant(path.name)
+            if found:
+                return str(found[0])
+        return original(file, suffix=suffix, hard=hard)
+
+    check_yaml._attnyolo_original = original
+    return check_yaml
+
+
+def _wrap_fuse(original):
+    """Return a BaseModel.fuse that also folds the BatchNorm of our layers that have one (CoordAtt)."""
+
+    @functools.wraps(original)
+    def fuse(self, *args, **kwargs):
+        """Fold our layers' BatchNorms, then run Ultralytics' own fusion."""
+        for m in self.modules():
+            if isinstance(m, CoordAtt):
+                m.fuse()
+        return original(self, *args, **kwargs)
+
+    fuse._attnyolo_original = original
+    return fuse
+
+
+def register() -> None:
+    """Make AttnYOLO's layers usable by name in Ultralytics model YAMLs. Idempotent; run by ``import attnyolo``.
+
+    Raises:
+        UnsupportedUltralyticsError: If the installed Ultralytics is outside the tested range.
+        RuntimeError: If a layer name is already taken in Ultralytics by a different class.
+
+    Examples:
+        >>> import attnyolo  # registers
+        >>> from ultralytics import YOLO
+        >>> model = YOLO("yolov5s_Coordinate_attention.yaml")
+    """
+    check_ultralytics_version()
+    tasks = _tasks()
+    for name, cls in {**LAYERS, _PROBE_NAME: _ChannelProbe}.items():
+        existing = vars(tasks).get(name)
+        if existing is not None and existing is not cls:
+            raise RuntimeError(
+                f"Cannot register {name}: ultralytics.nn.tasks already defines {existing!r}. Rename the AttnYOLO layer."
+            )
+        setattr(tasks, name, cls)
+    if not hasattr(tasks.parse_model, "_attnyolo_original"):
+        tasks.parse_model = _wrap_parse_model(tasks.parse_model)
+    if not hasattr(tasks.check_yaml, "_attnyolo_original"):
+        tasks.check_yaml = _wrap_check_yaml(tasks.check_yaml)
+    if not hasattr(tasks.BaseModel.fuse, "_attnyolo_original"):
+        tasks.BaseModel.fuse = _wrap_fuse(tasks.BaseModel.fuse)
+
+
+def is_registered() -> bool:
+    """Whether :func:`register` has run in this process."""
+    tasks = _tasks()
+    return hasattr(tasks.parse_model, "_attnyolo_original") and all(vars(tasks).get(n) is c for n, c in LAYERS.items())

@@ -49,9 +49,9 @@ DEFAULT_IMGSZ = 192
 
 # Object sizes, as a fraction of the shorter image side. Most objects are large enough to learn quickly; a few
 # are small so that the difficulty rule below has something to mark.
-SIZE_RANGE = (0.14, 0.42)
+SIZE_RANGE = (0.16, 0.45)
 SMALL_SIZE_RANGE = (0.035, 0.09)
-SMALL_PROB = 0.12
+SMALL_PROB = 0.08
 OBJECTS_PER_IMAGE = (1, 5)
 
 # Difficulty rule (see module docstring).
@@ -59,7 +59,7 @@ DIFFICULT_MIN_SIDE_FRAC = 0.05
 DIFFICULT_MIN_VISIBLE = 0.5
 # A new shape is rejected when it would leave less than this fraction of an earlier shape visible, so that no
 # annotated object is hidden almost entirely.
-MIN_VISIBLE = 0.3
+MIN_VISIBLE = 0.4
 
 VIDEO_NAME = "sample.mp4"
 VIDEO_SIZE = (320, 240)  # width, height; mp4v wants even sides

@@ -1,0 +1,766 @@
+"""Score detections on a dataset split with the papers' protocols: COCO (pycocotools) and PASCAL VOC (devkit).
+
+This module joins a data YAML in Ultralytics' format to the evaluators in :mod:`attnyolo.evaluation.coco` and
+:mod:`attnyolo.evaluation.voc`: it finds the split's images, assembles the ground truth, checks the predictions and
+reports both protocols side by side, with Ultralytics' own mAP when a model was run.
+
+Ground truth for COCO, in order of preference:
+
+1. the data YAML's ``coco_annotations: {split: path}`` (paths relative to the dataset root), e.g. the sample dataset;
+2. the COCO layout: ``<path>/annotations/instances_<name>.json`` when the split is ``val2017.txt``,
+   ``images/val2017`` or any other name ending in a year, as for ``coco.yaml``. Predictions then use the original
+   91 category ids, as Ultralytics' ``save_json`` writes them for COCO;
+3. otherwise a ground truth built from the split's YOLO label files with ``build_coco_ground_truth`` (category id =
+   class index + 1, as ``save_json`` writes for other data). Objects that the VOC XML marks ``difficult`` become
+   ``iscrowd`` and are ignored, like the VOC devkit ignores them. A malformed label line is skipped with a warning
+   that names ``file:line``. The built ground truth is saved as ``ground_truth.json`` in the run directory, so anyone
+   can re-run pycocotools on the same files.
+
+The VOC protocol runs when the data YAML has ``voc_annotations: <folder of NAME.xml>`` or when every image has an
+XML next to it (``NAME.xml`` beside ``NAME.jpg``, or ``Annotations/NAME.xml`` beside ``JPEGImages/``).
+
+Box convention for VOC. COCO results hold continuous 0-based pixel boxes ``[x, y, w, h]``; the devkit compares
+1-based, inclusive pixel indices. Detections are converted the way py-faster-rcnn and YOLOX write their VOC result
+files: 1 is added to all four 0-based corners, ``[x + 1, y + 1, x + w + 1, y + h + 1]``. This is exact for models
+trained on Ultralytics' VOC labels, whose converter maps ``xmin..xmax`` to the continuous box ``[xmin - 1, xmax - 1]``
+(the frame py-faster-rcnn and YOLOX train in). For labels that instead cover ``[xmin - 1, xmax]`` (the pixel-exact
+frame of :mod:`attnyolo.sample_data`), a perfect box comes out one pixel wider and taller: IoU
+``w * h / ((w + 1) * (h + 1))``, above 0.5 for every box of 3 pixels or more.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+import yaml
+from ultralytics.models.yolo.detect import DetectionValidator
+
+from .coco import COCO_METRIC_NAMES, build_coco_ground_truth, evaluate_coco, load_results, yolo_image_id
+from .voc import evaluate_voc, read_voc_xml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+# Where tools/val.py writes runs unless project= says otherwise; next to training's runs/train.
+DEFAULT_PROJECT = REPO_ROOT / "runs" / "val"
+DEFAULT_NAME = "exp"
+# Ultralytics' val defaults to conf=0.25, which truncates the precision/recall curve; AP needs every detection.
+DEFAULT_CONF = 0.001
+
+COCO_PROTOCOL = "COCO (pycocotools COCOeval, bbox)"
+VOC_PROTOCOL = "PASCAL VOC devkit @ IoU 0.5 (difficult ignored)"
+ULTRALYTICS_LABEL = "Ultralytics' own (101-point interpolation; not pycocotools)"
+
+_MAX_LABEL_WARNINGS = 20  # individual warnings about label lines; the rest are counted in one summary
+_MATCH_IOU = 0.5  # a label box takes the difficult flag of the VOC object it overlaps this much
+_YEAR_SPLIT = re.compile(r".*\d{4}$")  # COCO layout split names: val2017, train2014, test-dev2017
+
+Predictions = Union[str, Path, Sequence[Mapping[str, Any]]]
+
+
+@dataclass
+class _SplitGroundTruth:
+    """Everything the scorers need about one split; built once, before any model runs."""
+
+    data: Path  # the data YAML
+    split: str
+    names: list[str]  # class names indexed by class index
+    images: list[Path]
+    coco: dict[str, Any]  # COCO ground-truth dict, restricted to the split's images
+    coco_source: str  # where it came from, for the report
+    coco_built: bool  # True when built from YOLO labels (then it is saved beside the metrics)
+    category_of_class: list[int | None]  # class index -> ground-truth category id
+    voc: dict[Any, list[dict[str, Any]]] | None  # image id -> VOC objects, None without VOC annotations
+    voc_source: str | None
+
+
+# ------------------------------------------------------------------------------------------------- the data YAML
+def _first_line(error: BaseException) -> str:
+    """An Ultralytics exception message reduced to its first line, without its emoji."""
+    text = str(error).strip().strip("'\"") or type(error).__name__
+    return text.splitlines()[0].replace("❌", "").replace("⚠️", "").strip()
+
+
+def _read_data(data: str | Path, split: str) -> dict[str, Any]:
+    """Read and resolve a data YAML as Ultralytics does, with one-line errors for the common mistakes."""
+    from ultralytics.data.utils import check_det_dataset
+
+    path = Path(data)
+    if not path.is_file():
+        raise FileNotFoundError(f"data={data}: no such file. Fix: pass the path of a data YAML (e.g. data.yaml).")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise ValueError(f"data={data}: not a readable YAML file ({_first_line(error)}).") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"data={data}: expected a YAML mapping with path, train, val and names.")
+    if raw.get("names") is None:
+        # Ultralytics would invent class_0, class_1, ...; per-class results and VOC's object names need real ones.
+        raise ValueError(f"data={data}: no 'names' key. Fix: add the class names, e.g. names: {{0: cat, 1: dog}}.")
+    try:
+        # autodownload=False: an evaluator must not start a multi-GB download because a path is misspelt.
+        resolved = check_det_dataset(str(path), autodownload=False, split=split)
+    except FileNotFoundError as error:
+        raise FileNotFoundError(f"data={data}: {_first_line(error)}.") from None
+    except (SyntaxError, TypeError, ValueError, AssertionError, KeyError) as error:
+        raise ValueError(f"data={data}: {_first_line(error)}") from None
+    if not resolved.get(split):
+        raise ValueError(f"data={data}: no '{split}' split. Fix: add '{split}: images/{split}' or pass split=.")
+    names = resolved["names"]
+    resolved["names"] = [str(names[i]) for i in range(len(names))] if isinstance(names, dict) else list(names)
+    resolved["yaml_file"] = path.resolve()
+    return resolved
+
+
+def _under(root: Path, value: str | Path) -> Path:
+    """``value`` as a path, relative ones taken from the dataset root."""
+    value = Path(value)
+    return value if value.is_absolute() else root / value
+
+
+def _split_images(entry: str | list[str], split: str, data: Path) -> list[Path]:
+    """The split's image files in the order Ultralytics reads them (folders recursively, or list files)."""
+    from ultralytics.data.utils import IMG_FORMATS
+
+    files = []
+    for item in entry if isinstance(entry, list) else [entry]:
+        item = Path(item)
+        if item.is_dir():
+            files += [p for p in item.rglob("*.*") if p.is_file()]
+        elif item.is_file():
+            # As Ultralytics: one path per line, './' relative to the list file, anything else as written.
+            lines = item.read_text(encoding="utf-8-sig").strip().splitlines()
+            files += [Path(str(item.parent) + os.sep + line[2:] if line.startswith("./") else line) for line in lines]
+        else:
+            raise FileNotFoundError(f"data={data}: the '{split}' path {item} does not exist.")
+    images = sorted((p for p in files if p.suffix[1:].lower() in IMG_FORMATS), key=str)
+    if not images:
+        raise ValueError(f"data={data}: the '{split}' split {entry} holds no images; there is nothing to evaluate.")
+    missing = [p for p in images if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"data={data}: {len(missing)} '{split}' image(s) listed but missing, e.g. {missing[0]}."
+        )
+    return images
+
+
+def _image_ids(images: list[Path], data: Path) -> list[int | str]:
+    """Ultralytics' ``save_json`` image id of every image, checked to be unique and of one type."""
+    ids = [yolo_image_id(p) for p in images]
+    seen: dict[int | str, Path] = {}
+    for image, image_id in zip(images, ids):
+        if image_id in seen:
+            raise ValueError(
+                f"data={data}: {seen[image_id]} and {image} share the image id {image_id!r}; Ultralytics' save_json "
+                "names detections by file stem, so stems must be unique within a split."
+            )
+        seen[image_id] = image
+    if len({type(i) for i in ids}) > 1:
+        example = next(p for p, i in zip(images, ids) if isinstance(i, str))
+        raise ValueError(
+            f"data={data}: image names mix numeric stems and others (e.g. {example.name}); Ultralytics' save_json "
+            "then writes int and str image ids, which COCOeval cannot sort. Fix: rename the images consistently."
+        )
+    return ids
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    """(width, height) after EXIF rotation, as Ultralytics measures it; a one-line error for a corrupt file."""
+    from PIL import Image
+    from ultralytics.data.utils import exif_size
+
+    try:
+        with Image.open(path) as image:
+            image.verify()
+            width, height = exif_size(image)
+    except Exception as error:  # PIL raises many types for broken files; all mean "not an image"
+        raise ValueError(
+            f"{path}: corrupt or unreadable image ({_first_line(error)}). Fix: replace or remove it."
+        ) from None
+    return int(width), int(height)
+
+
+# ----------------------------------------------------------------------------------------------------- YOLO labels
+def _parse_label_line(fields: list[str], num_classes: int) -> tuple[int, list[float]] | str:
+    """One YOLO label line as (class, normalised xyxy), or the reason it is unusable."""
+    try:
+        values = [float(v) for v in fields]
+    except ValueError:
+        return f"non-numeric value in {' '.join(fields)!r}"
+    if len(values) == 5:
+        cx, cy, w, h = values[1:]
+        box = [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2]
+    elif len(values) >= 7 and len(values) % 2 == 1:  # a polygon row (segment labels): its bounding box
+        xs, ys = values[1::2], values[2::2]
+        box = [min(xs), min(ys), max(xs), max(ys)]
+    else:
+        return f"{len(values)} fields; expected 5 (class cx cy w h) or a polygon (class x1 y1 x2 y2 x3 y3 ...)"
+    cls = values[0]
+    if not cls.is_integer() or not 0 <= cls < num_classes:
+        return f"class {fields[0]} is not an integer in [0, {num_classes})"
+    if not all(np.isfinite(box)) or min(box) < -1e-6 or max(box) > 1 + 1e-6 or box[2] < box[0] or box[3] < box[1]:
+        return f"box {' '.join(fields[1:])} is not normalised to [0, 1]"
+    return int(cls), [min(max(v, 0.0), 1.0) for v in box]
+
+
+def _read_labels(
+    label_file: Path, width: int, height: int, num_classes: int, problems: list[str]
+) -> tuple[list[list[float]], list[int]]:
+    """Pixel boxes ``[x1, y1, x2, y2]`` and classes of one label file; bad lines go to ``problems``, not raised."""
+    boxes, classes = [], []
+    if not label_file.is_file():
+        return boxes, classes  # Ultralytics reads a missing label file as an image without objects
+    for number, line in enumerate(label_file.read_text(encoding="utf-8").splitlines(), start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        parsed = _parse_label_line(fields, num_classes)
+        if isinstance(parsed, str):
+            problems.append(f"{label_file}:{number}: {parsed}; line skipped.")
+            continue
+        cls, (x1, y1, x2, y2) = parsed
+        boxes.append([x1 * width, y1 * height, x2 * width, y2 * height])
+        classes.append(cls)
+    return boxes, classes
+
+
+def _warn_label_problems(problems: list[str]) -> None:
+    """One warning per bad label line, up to a limit, so a broken dataset does not flood the terminal."""
+    for problem in problems[:_MAX_LABEL_WARNINGS]:
+        warnings.warn(problem, UserWarning, stacklevel=3)
+    if len(problems) > _MAX_LABEL_WARNINGS:
+        warnings.warn(
+            f"... and {len(problems) - _MAX_LABEL_WARNINGS} more label lines skipped.", UserWarning, stacklevel=3
+        )
+
+
+def _box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU matrix of continuous xyxy boxes."""
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
+    area_a = np.prod(a[:, 2:] - a[:, :2], axis=1)
+    area_b = np.prod(b[:, 2:] - b[:, :2], axis=1)
+    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-12)
+
+
+def _difficult_flags(boxes: list[list[float]], classes: list[int], objects: list[dict[str, Any]]) -> list[bool]:
+    """The VOC ``difficult`` flag of each label box: that of the same-class XML object it overlaps most.
+
+    Labels and XML need not list objects in the same order (Ultralytics' VOC converter even drops difficult ones),
+    so boxes are matched greedily by IoU; a label box without a match (IoU < 0.5) is not difficult.
+    """
+    flags = [False] * len(boxes)
+    if not boxes or not objects:
+        return flags
+    # VOC's inclusive 1-based corners as a continuous 0-based box covering the same pixels.
+    xml_boxes = np.array([[o["bbox"][0] - 1, o["bbox"][1] - 1, o["bbox"][2], o["bbox"][3]] for o in objects])
+    iou = _box_iou(np.asarray(boxes, dtype=np.float64), xml_boxes)
+    iou[np.asarray(classes)[:, None] != np.array([o["class_id"] for o in objects])[None, :]] = 0.0
+    while iou.size and iou.max() >= _MATCH_IOU:
+        i, j = np.unravel_index(int(iou.argmax()), iou.shape)
+        flags[i] = objects[j]["difficult"]
+        iou[i, :], iou[:, j] = 0.0, 0.0
+    return flags
+
+
+# -------------------------------------------------------------------------------------------------- VOC annotations
+def _voc_xml_files(raw: dict[str, Any], root: Path, images: list[Path], split: str) -> tuple[list[Path], str] | None:
+    """The split's VOC XML files and where they are, or None when the dataset has no VOC annotations."""
+    folder = raw.get("voc_annotations")
+    if folder:
+        xml_dir = _under(root, folder)
+        if not xml_dir.is_dir():
+            raise FileNotFoundError(f"data={raw['yaml_file']}: voc_annotations folder {xml_dir} does not exist.")
+        files = [xml_dir / f"{image.stem}.xml" for image in images]
+        missing = [f for f in files if not f.is_file()]
+        if missing:
+            raise FileNotFoundError(
+                f"{len(missing)} of the {len(images)} '{split}' images have no VOC annotation in {xml_dir}, "
+                f"e.g. {missing[0].name}. Fix: add the XML files or remove voc_annotations from the data YAML."
+            )
+        return files, str(xml_dir)
+    beside = [image.with_suffix(".xml") for image in images]
+    if all(f.is_file() for f in beside):
+        return beside, "VOC XML next to the images"
+    if all(image.parent.name == "JPEGImages" for image in images):  # VOCdevkit layout
+        devkit = [image.parent.parent / "Annotations" / f"{image.stem}.xml" for image in images]
+        if all(f.is_file() for f in devkit):
+            return devkit, str(images[0].parent.parent / "Annotations")
+    return None
+
+
+def _read_voc(files: list[Path], names: list[str]) -> list[list[dict[str, Any]]]:
+    """Objects of every XML as ``{"class_id", "bbox", "difficult"}``, with names turned into class indices."""
+    index = {name: i for i, name in enumerate(names)}
+    result = []
+    for xml in files:
+        objects = []
+        for obj in read_voc_xml(xml):
+            if obj["name"] not in index:
+                raise ValueError(
+                    f"{xml}: object name {obj['name']!r} is not one of the data YAML's names {names}. Fix: make the "
+                    "names in the data YAML match the XML <name> tags."
+                )
+            objects.append({"class_id": index[obj["name"]], "bbox": obj["bbox"], "difficult": obj["difficult"]})
+        result.append(objects)
+    return result
+
+
+# -------------------------------------------------------------------------------------------------- COCO ground truth
+def _coco_json_path(raw: dict[str, Any], root: Path, split: str, entry: str | list[str]) -> Path | None:
+    """The COCO ground-truth JSON for the split (data YAML key or COCO layout), or None."""
+    declared = raw.get("coco_annotations")
+    if declared is not None and not isinstance(declared, Mapping):
+        raise ValueError(
+            f"data={raw['yaml_file']}: coco_annotations must map split names to JSON files, e.g. "
+            f"coco_annotations: {{val: annotations/instances_val.json}}; got {declared!r}."
+        )
+    if declared and declared.get(split):
+        path = _under(root, declared[split])
+        if not path.is_file():
+            raise FileNotFoundError(f"data={raw['yaml_file']}: coco_annotations[{split}] {path} does not exist.")
+        return path
+    if isinstance(entry, str):
+        name = Path(entry).stem  # val2017.txt and images/val2017 both name the COCO split val2017
+        candidate = root / "annotations" / f"instances_{name}.json"
+        if _YEAR_SPLIT.match(name) and candidate.is_file():
+            return candidate
+    return None
+
+
+def _coco_from_json(path: Path, images: list[Path], ids: list[int | str]) -> dict[str, Any]:
+    """The COCO JSON restricted to the split's images, with image ids set to those Ultralytics' save_json writes."""
+    try:
+        gt = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: not valid JSON ({_first_line(error)}).") from None
+    missing_keys = [k for k in ("images", "annotations", "categories") if not isinstance(gt, dict) or k not in gt]
+    if missing_keys:
+        raise ValueError(f"{path} is not a COCO ground truth: it lacks {missing_keys}.")
+    # Images are found by file name first: COCO's own ids equal the numeric stems, but other JSONs may number
+    # images 1..N, and predictions from save_json always carry the stem.
+    by_name = {Path(str(im.get("file_name", ""))).name: im for im in gt["images"]}
+    by_id = {im.get("id"): im for im in gt["images"]}
+    new_id, images_out, missing = {}, [], []
+    for image, image_id in zip(images, ids):
+        entry = by_name.get(image.name) or by_id.get(image_id)
+        if entry is None:
+            missing.append(image.name)
+            continue
+        new_id[entry["id"]] = image_id
+        images_out.append({**entry, "id": image_id})
+    if missing:
+        raise ValueError(
+            f"{path}: {len(missing)} of the split's {len(images)} images are not in it, e.g. {missing[:3]}. "
+            "Fix: point coco_annotations at the JSON of this split."
+        )
+    annotations = [{**a, "image_id": new_id[a["image_id"]]} for a in gt["annotations"] if a.get("image_id") in new_id]
+    return {**gt, "images": images_out, "annotations": annotations}
+
+
+def _category_of_class(categories: list[dict[str, Any]], names: list[str]) -> list[int | None]:
+    """Ground-truth category id of each class index: by name, else by position (COCO's sorted 91-id table)."""
+    by_name = {str(c.get("name")): c["id"] for c in categories}
+    if all(name in by_name for name in names):
+        return [by_name[name] for name in names]
+    ids = sorted(c["id"] for c in categories)
+    if len(ids) == len(names):
+        return list(ids)
+    return [None] * len(names)
+
+
+def _load_split(data: str | Path, split: str = "val") -> _SplitGroundTruth:
+    """Resolve the data YAML and assemble the split's COCO (and, if annotated, VOC) ground truth."""
+    raw = _read_data(data, split)
+    yaml_file, root, names = raw["yaml_file"], Path(raw["path"]), raw["names"]
+    images = _split_images(raw[split], split, yaml_file)
+    ids = _image_ids(images, yaml_file)
+    sizes = [_image_size(image) for image in images]  # also rejects corrupt images before any model runs
+
+    xml = _voc_xml_files(raw, root, images, split)
+    voc_objects = _read_voc(xml[0], names) if xml else None
+
+    json_path = _coco_json_path(raw, root, split, raw[split])
+    if json_path is not None:
+        coco = _coco_from_json(json_path, images, ids)
+        source, built = str(json_path), False
+    else:
+        from ultralytics.data.utils import img2label_paths
+
+        problems: list[str] = []
+        records = []
+        for k, (image, image_id, (width, height), label) in enumerate(
+            zip(images, ids, sizes, img2label_paths([str(p) for p in images]))
+        ):
+            boxes, classes = _read_labels(Path(label), width, height, len(names), problems)
+            difficult = _difficult_flags(boxes, classes, voc_objects[k]) if voc_objects else None
+            records.append(
+                {
+                    "id": image_id,
+                    "file_name": image.name,
+                    "width": width,
+                    "height": height,
+                    "boxes": boxes,
+                    "classes": classes,
+                    "difficult": difficult,
+                }
+            )
+        _warn_label_problems(problems)
+        coco = build_coco_ground_truth(records, names)
+        label_dir = Path(img2label_paths([str(images[0])])[0]).parent
+        source = f"YOLO labels in {label_dir}" + (" (VOC-difficult objects as iscrowd, ignored)" if xml else "")
+        built = True
+
+    voc = dict(zip(ids, voc_objects)) if voc_objects is not None else None
+    return _SplitGroundTruth(
+        data=yaml_file,
+        split=split,
+        names=names,
+        images=images,
+        coco=coco,
+        coco_source=source,
+        coco_built=built,
+        category_of_class=_category_of_class(coco["categories"], names),
+        voc=voc,
+        voc_source=xml[1] if xml else None,
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------- scoring
+def _voc_box(bbox: Sequence[float]) -> list[float]:
+    """COCO ``[x, y, w, h]`` (0-based, continuous) to the devkit's 1-based corners; see the module docstring."""
+    x, y, w, h = bbox
+    return [x + 1.0, y + 1.0, x + w + 1.0, y + h + 1.0]
+
+
+def _score(gt: _SplitGroundTruth, predictions: Predictions) -> dict[str, Any]:
+    """Run COCOeval and, where annotated, the VOC devkit on checked predictions."""
+    detections = load_results(predictions, gt.coco)  # one-line errors for unknown ids and malformed entries
+    coco = evaluate_coco(gt.coco, detections)
+    coco.pop("summary")  # the same numbers as text; metrics.json keeps the numbers
+    metrics: dict[str, Any] = {"coco": coco}
+    protocols = [COCO_PROTOCOL]
+    if gt.voc is not None:
+        class_of = {c: i for i, c in enumerate(gt.category_of_class) if c is not None}
+        voc_detections = [
+            {
+                "image_id": d["image_id"],
+                "class_id": class_of[d["category_id"]],
+                "score": d["score"],
+                "bbox": _voc_box(d["bbox"]),
+            }
+            for d in detections
+            if d["category_id"] in class_of
+        ]
+        metrics["voc"] = evaluate_voc(gt.voc, voc_detections, gt.names)
+        protocols.append(VOC_PROTOCOL)
+    metrics["protocol"] = "; ".join(protocols)
+    metrics["ground_truth"] = {"coco": gt.coco_source, **({"voc": gt.voc_source} if gt.voc is not None else {})}
+    metrics["data"] = str(gt.data)
+    metrics["split"] = gt.split
+    metrics["images"] = len(gt.images)
+    return metrics
+
+
+def evaluate_predictions(data: str | Path, predictions: Predictions, split: str = "val") -> dict[str, Any]:
+    """Score COCO-format detections on a split of a dataset with pycocotools and, if annotated, the VOC devkit.
+
+    Args:
+        data (str | Path): An Ultralytics data YAML (``path``, ``train``, ``val``, ``names``; optionally
+            ``coco_annotations`` and ``voc_annotations``, see the module docstring).
+        predictions (str | Path | Sequence[Mapping]): A results JSON (e.g. Ultralytics' ``predictions.json``) or its
+            list: ``[{"image_id", "category_id", "bbox": [x, y, w, h] pixels, "score"}, ...]``, with image ids as
+            ``yolo_image_id`` gives them and category ids as the ground truth numbers them (class index + 1, or
+            COCO's 91 ids for COCO).
+        split (str): The data YAML key of the split to score.
+
+    Returns:
+        (dict): ``{"coco": {"AP", "AP50", "AP75", "APs", "APm", "APl", "AR100", "per_class"}, "voc":
+            {"mAP50_11point", "mAP50_area", "per_class"} (only with VOC annotations), "protocol": str,
+            "ground_truth": {"coco": source, "voc": source}, "data": str, "split": str, "images": int}``. AP values
+            are fractions in [0, 1], or None where undefined (e.g. APs without small objects).
+
+    Raises:
+        FileNotFoundError: If the data YAML, a split folder or an annotation file is missing.
+        ValueError: If the YAML has no ``names``, the split has no images, an image is corrupt, or the predictions
+            are malformed or name unknown image or category ids. Messages name the file and value.
+
+    Examples:
+        >>> metrics = evaluate_predictions("data/sample/data.yaml", "runs/val/exp/predictions.json")  # doctest: +SKIP
+        >>> metrics["coco"]["AP"], metrics["voc"]["mAP50_11point"]  # doctest: +SKIP
+        (0.61, 0.88)
+    """
+    return _score(_load_split(data, split), predictions)
+
+
+def _write_json_atomically(path: Path, payload: Any) -> None:
+    """Write JSON to a temporary file and rename it over ``path``, so a reader never sees half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(payload, f, indent=2)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _save_run(gt: _SplitGroundTruth, metrics: dict[str, Any], out_dir: Path) -> None:
+    """Write metrics.json (and a built ground truth) into the run directory."""
+    if gt.coco_built:
+        _write_json_atomically(out_dir / "ground_truth.json", gt.coco)
+        metrics["ground_truth"]["coco_file"] = str(out_dir / "ground_truth.json")
+    _write_json_atomically(out_dir / "metrics.json", metrics)
+
+
+def run_directory(project: str | Path | None = None, name: str = DEFAULT_NAME, exist_ok: bool = False) -> Path:
+    """The run directory ``project/name``, numbered like Ultralytics' (``exp``, ``exp-2``, ...); not created.
+
+    Args:
+        project (str | Path | None): Parent folder; None means ``runs/val`` in the repository. Relative paths are
+            taken from the working directory.
+        name (str): Run name.
+        exist_ok (bool): Reuse ``project/name`` if it exists instead of numbering a new one.
+
+    Returns:
+        (Path): An absolute path.
+
+    Examples:
+        >>> run_directory("/tmp/runs", "exp").name in {"exp", "exp-2", "exp-3"}  # doctest: +SKIP
+        True
+    """
+    from ultralytics.utils.files import increment_path
+
+    return increment_path(Path(project or DEFAULT_PROJECT).resolve() / str(name), exist_ok=exist_ok)
+
+
+def score_predictions_file(
+    data: str | Path, predictions: Predictions, out_dir: str | Path, split: str = "val"
+) -> tuple[dict[str, Any], Path]:
+    """Score an existing predictions file without a model and save the result, like a model run would.
+
+    Nothing is written unless scoring succeeds, so bad input leaves no half-filled run directory.
+
+    Args:
+        data (str | Path): An Ultralytics data YAML, as for :func:`evaluate_predictions`.
+        predictions (str | Path | Sequence[Mapping]): Detections in the COCO results format.
+        out_dir (str | Path): Run directory to create (or reuse): receives ``predictions.json`` (a copy),
+            ``metrics.json`` and, when the ground truth was built from YOLO labels, ``ground_truth.json``.
+        split (str): The data YAML key of the split to score.
+
+    Returns:
+        (tuple[dict, Path]): The metrics of :func:`evaluate_predictions` and the run directory.
+
+    Raises:
+        FileNotFoundError: If the data or the predictions file is missing.
+        ValueError: As :func:`evaluate_predictions`.
+
+    Examples:
+        >>> metrics, run = score_predictions_file("data.yaml", "predictions.json", "runs/val/exp")  # doctest: +SKIP
+    """
+    if isinstance(predictions, (str, Path)) and not Path(predictions).is_file():
+        raise FileNotFoundError(f"predictions={predictions}: no such file. Fix: pass a COCO results JSON.")
+    gt = _load_split(data, split)
+    metrics = _score(gt, predictions)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    copy = out_dir / "predictions.json"
+    if isinstance(predictions, (str, Path)):
+        if Path(predictions).resolve() != copy.resolve():
+            shutil.copyfile(predictions, copy)
+        metrics["predictions"] = str(Path(predictions).resolve())
+    else:
+        _write_json_atomically(copy, list(predictions))
+    _save_run(gt, metrics, out_dir)
+    return metrics, out_dir
+
+
+# ------------------------------------------------------------------------------------------------ with a model
+class PycocotoolsDetectionValidator(DetectionValidator):
+    """Ultralytics' detection validator with its JSON scoring left to :mod:`attnyolo.evaluation`.
+
+    Ultralytics >= 8.3.157 scores ``save_json`` output with faster-coco-eval, which it tries to pip-install at run
+    time. Here the predictions are scored with pycocotools and the VOC devkit instead, so that step is skipped:
+    no install attempt, no warning, and ``metrics.box`` stays Ultralytics' own matcher on every dataset (for COCO,
+    Ultralytics would otherwise overwrite it with faster-coco-eval's numbers).
+    """
+
+    def eval_json(self, stats: dict[str, Any]) -> dict[str, Any]:
+        """Return ``stats`` unchanged: :func:`validate_model` scores ``predictions.json`` itself."""
+        return stats
+
+
+def _check_model_file(model: str | Path) -> Path:
+    """The checkpoint path, or a one-line error when it is missing or clearly not a checkpoint."""
+    path = Path(model)
+    if not path.is_file():
+        raise FileNotFoundError(f"model={model}: no such file. Fix: pass a trained checkpoint, e.g. weights/best.pt.")
+    if path.suffix.lower() in {".yaml", ".yml"}:
+        raise ValueError(f"model={model} is a model definition, not trained weights. Fix: pass a .pt checkpoint.")
+    return path
+
+
+def _align_categories(
+    predictions: list[dict[str, Any]], class_map: Sequence[int], gt: _SplitGroundTruth, model_classes: int
+) -> tuple[list[dict[str, Any]], bool]:
+    """Renumber Ultralytics' category ids into the ground truth's; drop classes the data does not have.
+
+    ``save_json`` writes ``class_map[class index]``: COCO's 91 ids only when it recognises COCO by the file name
+    ``val2017.txt``, class index + 1 otherwise. The ground truth decides what the ids must be.
+    """
+    class_of = {category: index for index, category in enumerate(class_map)}
+    aligned, dropped, changed = [], 0, False
+    for p in predictions:
+        index = class_of.get(p["category_id"])
+        target = gt.category_of_class[index] if index is not None and index < len(gt.category_of_class) else None
+        if target is None:
+            dropped += 1
+            continue
+        changed |= target != p["category_id"]
+        aligned.append({**p, "category_id": target})
+    if dropped:
+        warnings.warn(
+            f"{dropped} detections of classes the data does not have were dropped (the model has {model_classes} "
+            f"classes, {gt.data} has {len(gt.names)}); every AP still counts all ground-truth objects.",
+            UserWarning,
+            stacklevel=3,
+        )
+    return aligned, changed or dropped > 0
+
+
+def validate_model(model: str | Path, data: str | Path, **ultralytics_kwargs: Any) -> tuple[dict[str, Any], Path]:
+    """Run a checkpoint over a split with Ultralytics' validator and score it with pycocotools and the VOC devkit.
+
+    The dataset is checked first (images, labels, annotations), so a bad dataset fails before the model runs.
+    Ultralytics is called as ``YOLO(model).val(data=..., save_json=True, conf=0.001, plots=False, **kwargs)``.
+
+    Args:
+        model (str | Path): A trained detection checkpoint (``.pt``; exported formats Ultralytics can validate too).
+        data (str | Path): An Ultralytics data YAML, as for :func:`evaluate_predictions`.
+        **ultralytics_kwargs (Any): Ultralytics val settings (imgsz, batch, device, workers, split, conf, iou,
+            half, project, name, exist_ok, ...). ``save_json`` is always on. ``project`` defaults to
+            ``runs/val`` in the repository and ``name`` to ``exp``; the directory is numbered like Ultralytics'
+            (``exp``, ``exp-2``, ...), relative paths are taken from the working directory.
+
+    Returns:
+        (tuple[dict, Path]): The metrics of :func:`evaluate_predictions` plus ``"ultralytics": {"mAP50-95",
+            "mAP50"}`` (Ultralytics' own numbers) and ``"model"``; and the run directory, which holds
+            ``predictions.json`` and ``metrics.json``.
+
+    Raises:
+        FileNotFoundError: If the checkpoint or the data is missing.
+        ValueError: If the checkpoint cannot be loaded or is not a detector, or as :func:`evaluate_predictions`.
+
+    Examples:
+        >>> metrics, run = validate_model("runs/train/exp/weights/best.pt", "data/sample/data.yaml")  # doctest: +SKIP
+        >>> metrics["coco"]["AP"], metrics["ultralytics"]["mAP50-95"]  # doctest: +SKIP
+        (0.61, 0.62)
+    """
+    from ultralytics import YOLO
+
+    path = _check_model_file(model)
+    split = ultralytics_kwargs.get("split") or "val"
+    gt = _load_split(data, split)
+    try:
+        yolo = YOLO(str(path))
+    except Exception as error:  # torch/pickle/Ultralytics raise many types for a file that is not a checkpoint
+        raise ValueError(
+            f"model={model} is not a loadable Ultralytics checkpoint ({_first_line(error)}). Fix: pass a .pt file "
+            "written by training, e.g. runs/train/exp/weights/best.pt."
+        ) from None
+    if yolo.task != "detect":
+        raise ValueError(f"model={model} is a '{yolo.task}' model; this evaluator scores detection models only.")
+
+    settings = {"conf": DEFAULT_CONF, "plots": False, "name": DEFAULT_NAME, **ultralytics_kwargs}
+    # An absolute project: Ultralytics files relative ones under its own runs_dir/<task>/, not the working directory.
+    settings["project"] = str(Path(settings.get("project") or DEFAULT_PROJECT).resolve())
+    settings.update(data=str(gt.data), save_json=True, split=split)
+    validators = []
+    yolo.add_callback("on_val_end", validators.append)  # the validator knows the run directory and class map
+    results = yolo.val(validator=PycocotoolsDetectionValidator, **settings)
+    validator = validators[-1]
+    run_dir = Path(validator.save_dir)
+
+    # Ultralytics writes no predictions.json when the model detects nothing; that is a valid (all-zero) result.
+    pred_file = run_dir / "predictions.json"
+    predictions = json.loads(pred_file.read_text(encoding="utf-8")) if pred_file.is_file() else []
+    predictions, changed = _align_categories(predictions, validator.class_map, gt, len(yolo.names))
+    if changed or not pred_file.is_file():
+        # Keep the file consistent with metrics.json, so score_predictions_file() on it gives the same numbers.
+        _write_json_atomically(pred_file, predictions)
+
+    metrics = _score(gt, predictions)
+    metrics["ultralytics"] = {"mAP50-95": float(results.box.map), "mAP50": float(results.box.map50)}
+    metrics["model"] = str(path.resolve())
+    _save_run(gt, metrics, run_dir)
+    return metrics, run_dir
+
+
+# ------------------------------------------------------------------------------------------------------------ report
+def _fmt(value: Any) -> str:
+    """A fraction with 4 decimals, or '-' where undefined."""
+    return "-" if value is None else f"{value:.4f}"
+
+
+def format_metrics_table(metrics: Mapping[str, Any]) -> str:
+    """A plain-text table of the metrics from :func:`evaluate_predictions` or :func:`validate_model`.
+
+    Args:
+        metrics (Mapping): The metrics dict; the ``voc`` and ``ultralytics`` blocks are shown when present.
+
+    Returns:
+        (str): Overall COCO and VOC numbers, Ultralytics' own mAP (labelled as such), and a per-class table.
+
+    Examples:
+        >>> print(format_metrics_table(evaluate_predictions("data.yaml", "predictions.json")))  # doctest: +SKIP
+    """
+    lines = []
+    if "data" in metrics:
+        lines.append(f"data: {metrics['data']} (split {metrics.get('split', 'val')}, {metrics.get('images')} images)")
+    if "model" in metrics:
+        lines.append(f"model: {metrics['model']}")
+    if "protocol" in metrics:
+        lines.append(f"protocol: {metrics['protocol']}")
+
+    coco = metrics.get("coco")
+    if coco:
+        source = metrics.get("ground_truth", {}).get("coco")
+        lines += ["", COCO_PROTOCOL + (f", ground truth: {source}" if source else "")]
+        headers = ("AP@[.50:.95]", "AP50", "AP75", "APs", "APm", "APl", "AR100")
+        lines.append("  " + "".join(f"{h:>14}" for h in headers))
+        lines.append("  " + "".join(f"{_fmt(coco.get(k)):>14}" for k in COCO_METRIC_NAMES))
+    voc = metrics.get("voc")
+    if voc:
+        lines += ["", VOC_PROTOCOL]
+        lines.append(f"  {'mAP50 11-point (VOC2007)':<32}{_fmt(voc.get('mAP50_11point')):>10}")
+        lines.append(f"  {'mAP50 area (VOC2010+)':<32}{_fmt(voc.get('mAP50_area')):>10}")
+    ultralytics = metrics.get("ultralytics")
+    if ultralytics:
+        lines += ["", ULTRALYTICS_LABEL]
+        lines.append(f"  {'mAP50-95':<32}{_fmt(ultralytics.get('mAP50-95')):>10}")
+        lines.append(f"  {'mAP50':<32}{_fmt(ultralytics.get('mAP50')):>10}")
+
+    names = list((coco or {}).get("per_class", {}))
+    names += [n for n in (voc or {}).get("per_class", {}) if n not in names]
+    if names:
+        width = max(12, *(len(n) + 2 for n in names))
+        header = f"  {'class':<{width}}{'COCO AP':>10}"
+        if voc:
+            header += f"{'VOC 11pt':>10}{'VOC area':>10}{'GT':>7}"
+        lines += ["", header]
+        for name in names:
+            row = f"  {name:<{width}}{_fmt((coco or {}).get('per_class', {}).get(name)):>10}"
+            if voc:
+                entry = voc["per_class"].get(name, {})
+                row += f"{_fmt(entry.get('AP50_11point')):>10}{_fmt(entry.get('AP50_area')):>10}"
+                row += f"{entry.get('num_gt', '-'):>7}"
+            lines.append(row)
+        if voc:
+            lines.append("  (GT: objects the VOC devkit counts, i.e. not difficult)")
+    return "\n".join(lines)

@@ -1,0 +1,120 @@
+"""Inference on images, folders, globs, videos, webcams and streams (tools/predict.py)."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import time
+from pathlib import Path
+
+from ultralytics.data.utils import IMG_FORMATS, VID_FORMATS
+from ultralytics.utils import LOGGER
+
+from .export import load_checkpoint_model
+from .training import DEFAULT_PROJECT, latest_checkpoint
+
+DEFAULT_PREDICT_PROJECT = DEFAULT_PROJECT.parent / "predict"
+
+
+def _is_stream(source: str) -> bool:
+    """Webcam indices and network streams are opened by Ultralytics; everything else must exist on disk."""
+    return source.isnumeric() or source.lower().startswith(("rtsp://", "rtmp://", "http://", "https://", "tcp://"))
+
+
+def check_source(source) -> str:
+    """Validate a prediction source before Ultralytics opens it; return it as a string.
+
+    Raises:
+        FileNotFoundError: A path or glob that matches nothing.
+        ValueError: A video file OpenCV cannot open, or a file type that is neither image nor video.
+    """
+    import cv2
+
+    source = str(source)
+    if _is_stream(source):
+        return source
+    if any(ch in source for ch in "*?["):
+        if not glob.glob(source, recursive=True):
+            raise FileNotFoundError(f"source {source} matches no files. Fix: check the pattern and quote it.")
+        return source
+    path = Path(source)
+    if not path.exists():
+        raise FileNotFoundError(f"source {source} does not exist. Fix: pass an image, folder, glob, video or camera.")
+    if path.is_file():
+        suffix = path.suffix.lower().lstrip(".")
+        if suffix in VID_FORMATS:
+            cap = cv2.VideoCapture(str(path))
+            ok = cap.isOpened() and cap.read()[0]
+            cap.release()
+            if not ok:
+                raise ValueError(f"video {source} cannot be opened or has no frames (damaged or unsupported codec).")
+        elif suffix not in IMG_FORMATS:
+            raise ValueError(f"source {source} is neither an image ({', '.join(sorted(IMG_FORMATS))}) nor a video.")
+    return source
+
+
+def default_model() -> Path:
+    """The newest best.pt of the default training run, or an error that says how to make one."""
+    best = latest_checkpoint(DEFAULT_PROJECT, "best.pt")
+    if best is None:
+        raise FileNotFoundError(
+            f"no model= given and no trained model under {DEFAULT_PROJECT}. Fix: run `python tools/train.py` "
+            "first (a few minutes on CPU), or pass model=path/to/best.pt."
+        )
+    return best
+
+
+def predict(model=None, source=None, save_json: bool = False, progress_every: int = 25, **kw) -> dict:
+    """Run a checkpoint on a source, save annotated output, and report frames per second.
+
+    Args:
+        model: Checkpoint path; None means the newest best.pt of the default training run.
+        source: Image, folder, glob, video file, webcam index or stream URL.
+        save_json: Also write ``detections.json`` (one entry per image/frame, boxes in pixels xyxy).
+        progress_every: Log progress every this many video frames.
+        **kw: Ultralytics predict settings (conf, iou, imgsz, device, save_txt, project, name, ...).
+
+    Returns:
+        ``{"save_dir", "frames", "seconds", "fps", "detections", "json"}``.
+    """
+    if source is None:
+        raise ValueError("source= is required: an image, folder, glob, video, webcam index or stream URL.")
+    source = check_source(source)
+    model = Path(model) if model else default_model()
+    yolo = load_checkpoint_model(model)
+    kw.setdefault("project", str(DEFAULT_PREDICT_PROJECT))
+    kw.setdefault("save", True)
+    kw.setdefault("verbose", False)
+    records, frames, n_det = [], 0, 0
+    start = time.perf_counter()
+    for result in yolo.predict(source=source, stream=True, **kw):
+        frames += 1
+        boxes = result.boxes
+        n_det += len(boxes)
+        if save_json:
+            records.append(
+                {
+                    "path": result.path,
+                    "frame": frames,
+                    "boxes_xyxy": [[round(v, 2) for v in b] for b in boxes.xyxy.tolist()],
+                    "scores": [round(v, 4) for v in boxes.conf.tolist()],
+                    "classes": [int(c) for c in boxes.cls.tolist()],
+                    "names": [result.names[int(c)] for c in boxes.cls.tolist()],
+                }
+            )
+        total = getattr(getattr(yolo.predictor, "dataset", None), "frames", 0)
+        if progress_every and frames % progress_every == 0:
+            LOGGER.info(f"frame {frames}" + (f"/{total}" if total else ""))
+    seconds = time.perf_counter() - start
+    save_dir = Path(yolo.predictor.save_dir)
+    out = {"save_dir": save_dir, "frames": frames, "seconds": seconds, "fps": frames / max(seconds, 1e-9)}
+    out.update(detections=n_det, json=None)
+    if save_json:
+        save_dir.mkdir(parents=True, exist_ok=True)
+        path = save_dir / "detections.json"
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(records, indent=1))
+        os.replace(tmp, path)
+        out["json"] = path
+    return out

@@ -1,0 +1,158 @@
+"""Training on top of Ultralytics' detection trainer, and the library behind tools/train.py.
+
+:class:`AttnDetectionTrainer` changes three things and nothing else:
+
+* pretrained weights are transferred by aligned YAML rows (:mod:`attnyolo.transfer`), not by state-dict key;
+* ``last.pt``/``best.pt`` are written to a temporary file and renamed into place, so a crash mid-write never leaves
+  a truncated checkpoint;
+* it lives in this package, so Ultralytics' multi-GPU launcher, which re-imports the trainer's module in every
+  worker, imports ``attnyolo`` there and with it the layer registration.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ultralytics.models.yolo.detect import DetectionTrainer
+from ultralytics.utils import LOGGER, RANK
+
+from .transfer import transfer_by_rows
+
+
+def _replace_atomically(tmp: Path, final: Path) -> None:
+    """Flush ``tmp`` to disk and rename it over ``final`` (atomic on POSIX and Windows for same-volume paths)."""
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, final)
+
+
+class AttnDetectionTrainer(DetectionTrainer):
+    """Ultralytics ``DetectionTrainer`` with row-aligned pretrained transfer and atomic checkpoint writes.
+
+    Examples:
+        >>> import attnyolo
+        >>> from ultralytics import YOLO
+        >>> from attnyolo.training import AttnDetectionTrainer
+        >>> model = YOLO("yolov8n-CoordAtt.yaml")
+        >>> model.train(trainer=AttnDetectionTrainer, data="data/sample/data.yaml")  # doctest: +SKIP
+    """
+
+    def get_model(self, cfg=None, weights=None, verbose=True):
+        """Build the model from ``cfg`` and transfer ``weights`` into it by aligned rows, logging what moved."""
+        model = super().get_model(cfg=cfg, weights=None, verbose=verbose)
+        if weights:
+            report = transfer_by_rows(model, weights)
+            if RANK in {-1, 0}:
+                LOGGER.info(f"Pretrained weights (row-aligned): {report.summary()}")
+            self.transfer_report = report
+        return model
+
+    def save_model(self):
+        """Save checkpoints as Ultralytics does, but through temporary files renamed into place."""
+        final = {"last": self.last, "best": self.best}
+        tmp = {k: p.with_name(f".{p.name}.tmp") for k, p in final.items()}
+        for path in tmp.values():  # a leftover from a crash must not be renamed over a good checkpoint below
+            path.unlink(missing_ok=True)
+        self.last, self.best = tmp["last"], tmp["best"]
+        try:
+            saved = super().save_model()
+        finally:
+            self.last, self.best = final["last"], final["best"]
+        for key, path in tmp.items():
+            if path.exists():
+                _replace_atomically(path, final[key])
+        return saved
+
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_MODEL = "yolov8n-CoordAtt.yaml"
+DEFAULT_DATA_DIR = REPO_ROOT / "data" / "sample"
+DEFAULT_PROJECT = REPO_ROOT / "runs" / "train"
+# The recipe tools/train.py uses when run without arguments: the sample dataset on 2 CPU cores in a few minutes
+# (measured numbers in README). Every key can be overridden on the command line.
+DEFAULT_RECIPE = {
+    "epochs": 30,
+    "imgsz": 192,
+    "batch": 16,
+    "workers": 2,
+    "plots": False,  # plots need a font download; a default run must work offline
+}
+
+
+def ensure_sample_data(data_dir: Path = DEFAULT_DATA_DIR) -> Path:
+    """Return the sample dataset's data.yaml, generating the dataset first if it is not there."""
+    data_yaml = Path(data_dir) / "data.yaml"
+    if not data_yaml.exists():
+        from .sample_data import make_sample_dataset
+
+        LOGGER.info(f"Generating the sample dataset in {data_dir} (no download needed)...")
+        data_yaml = Path(make_sample_dataset(data_dir))
+    return data_yaml
+
+
+def latest_checkpoint(project: Path = DEFAULT_PROJECT, name: str = "last.pt") -> Path | None:
+    """The most recently written ``weights/<name>`` under ``project``, or None."""
+    found = sorted(Path(project).glob(f"*/weights/{name}"), key=lambda p: p.stat().st_mtime)
+    return found[-1] if found else None
+
+
+def _check_checkpoint(path: str | Path, what: str) -> Path:
+    """Fail with one line when ``path`` is not an existing file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} {path} does not exist. Fix: pass an existing .pt file.")
+    return path
+
+
+def train(model: str = DEFAULT_MODEL, data: str | None = None, pretrained=None, resume=False, evaluate=True, **kw):
+    """Train a detector with :class:`AttnDetectionTrainer` and score its best checkpoint with the evaluators.
+
+    Args:
+        model: Model YAML (shipped, Ultralytics stock, or a path) or a checkpoint to fine-tune.
+        data: Data YAML; None means the offline sample dataset (generated on first use).
+        pretrained: A checkpoint whose weights are transferred by aligned rows (e.g. a stock ``yolov8n.pt``).
+        resume: True to continue the newest interrupted run under ``project``, or the path of its ``last.pt``.
+        evaluate: Score ``best.pt`` with pycocotools and the VOC protocol afterwards and write ``metrics.json``.
+        **kw: Any Ultralytics training setting (epochs, imgsz, batch, device, project, name, ...).
+
+    Returns:
+        ``(metrics, run_dir)``; metrics is None when ``evaluate`` is False.
+    """
+    from ultralytics import YOLO
+
+    if resume:
+        last = latest_checkpoint(kw.get("project", DEFAULT_PROJECT)) if resume is True else Path(resume)
+        if last is None:
+            raise FileNotFoundError(
+                f"resume=True found no weights/last.pt under {kw.get('project', DEFAULT_PROJECT)}. "
+                "Fix: pass resume=path/to/last.pt."
+            )
+        _check_checkpoint(last, "resume checkpoint")
+        yolo = YOLO(str(last))
+        yolo.train(resume=True, trainer=AttnDetectionTrainer)
+    else:
+        data = str(data) if data else str(ensure_sample_data())
+        # The default recipe is tuned for the sample dataset only; other data get Ultralytics' defaults.
+        settings = {**DEFAULT_RECIPE, **kw} if Path(data) == DEFAULT_DATA_DIR / "data.yaml" else dict(kw)
+        settings.setdefault("project", str(DEFAULT_PROJECT))
+        if pretrained not in (None, True, False):
+            _check_checkpoint(pretrained, "pretrained checkpoint")
+            settings["pretrained"] = str(pretrained)
+        elif pretrained is not None:
+            settings["pretrained"] = pretrained
+        yolo = YOLO(model)
+        yolo.train(data=data, trainer=AttnDetectionTrainer, **settings)
+    trainer = yolo.trainer
+    run_dir = Path(trainer.save_dir)
+    if not evaluate:
+        return None, run_dir
+    from .evaluation.dataset import validate_model
+
+    best = trainer.best if trainer.best.exists() else trainer.last
+    val_kw = {k: trainer.args.__dict__[k] for k in ("imgsz", "batch", "device", "workers")}
+    # Validate into the training run's own directory, so metrics.json sits beside weights/ as val.py writes it.
+    metrics, _ = validate_model(
+        str(best), trainer.args.data, project=str(run_dir.parent), name=run_dir.name, exist_ok=True, **val_kw
+    )
+    return metrics, run_dir

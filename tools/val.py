@@ -1,0 +1,73 @@
+"""Score a detector on a dataset split with pycocotools (COCO protocol) and the PASCAL VOC devkit protocol.
+
+Usage:
+    python tools/val.py model=runs/train/exp/weights/best.pt data=data/sample/data.yaml
+    python tools/val.py model=best.pt data=data/VOC.yaml split=test imgsz=640 batch=32 device=0
+    python tools/val.py data=data/sample/data.yaml predictions=runs/val/exp/predictions.json
+Keys: data, and either model (a trained checkpoint; Ultralytics runs it with save_json=True, conf=0.001) or
+predictions (a COCO results JSON, e.g. Ultralytics' predictions.json; no model is run). Also project (runs/val),
+name (exp; numbered like Ultralytics: exp, exp-2, ...), exist_ok, split (val), and with model= every Ultralytics val
+setting (imgsz, batch, device, workers, conf, iou, half, ...). The run directory receives predictions.json and
+metrics.json. VOC numbers appear when the data YAML has voc_annotations (or XML files next to the images).
+"""
+
+import os
+import sys
+import warnings
+
+# Before `import attnyolo`, which imports Ultralytics: Ultralytics reads YOLO_AUTOINSTALL once, at import. This is
+# attnyolo.cli.offline_safe_environment(), which cannot run earlier because importing attnyolo.cli imports attnyolo.
+os.environ.setdefault("YOLO_AUTOINSTALL", "false")
+
+import attnyolo  # noqa: E402, F401  (registers the layers so the checkpoint's classes resolve)
+from attnyolo.cli import fail, parse_kv_args, run_tool, ultralytics_keys  # noqa: E402
+from attnyolo.evaluation.dataset import (  # noqa: E402
+    DEFAULT_NAME,
+    format_metrics_table,
+    run_directory,
+    score_predictions_file,
+    validate_model,
+)
+
+DEFAULTS = {
+    "model": None,
+    "data": None,
+    "predictions": None,
+    "project": None,
+    "name": DEFAULT_NAME,
+    "exist_ok": False,
+    "split": "val",
+}
+
+
+def _warning_line(message, category, filename, lineno, line=None):
+    """Warnings as one line each, without the source line of the library that raised them."""
+    return f"warning: {message}\n"
+
+
+def main(argv):
+    """Parse key=value arguments, score the model or the predictions file, print the table and where it went."""
+    warnings.formatwarning = _warning_line
+    args = parse_kv_args(argv, DEFAULTS, __doc__, passthrough=ultralytics_keys())
+    model, data, predictions = args.pop("model"), args.pop("data"), args.pop("predictions")
+    if data is None:
+        fail("data= is required, e.g. data=data/sample/data.yaml. Run with 'help' for usage.")
+    if (model is None) == (predictions is None):
+        fail("give either model=<checkpoint.pt> or predictions=<results.json>, not both or neither.")
+    if predictions is not None:
+        extra = sorted(k for k, v in args.items() if k not in DEFAULTS and v is not None)
+        if extra:
+            fail(f"{', '.join(extra)} only apply with model=; with predictions= no model is run.")
+        out_dir = run_directory(args["project"], args["name"], args["exist_ok"])
+        metrics, run_dir = score_predictions_file(data, predictions, out_dir, split=args["split"])
+    else:
+        settings = {k: v for k, v in args.items() if v is not None}
+        metrics, run_dir = validate_model(model, data, **settings)
+    print(format_metrics_table(metrics))
+    print(f"run directory: {run_dir}")
+    print(f"metrics: {run_dir / 'metrics.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_tool(main))

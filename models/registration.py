@@ -16,6 +16,21 @@ How a model with our rows is built (DESIGN.md, option 1): Ultralytics first buil
 by a pass-through probe (identical channel bookkeeping, since unknown modules keep their input channels), a tiny
 forward pass records the channels entering every probe, and the network is then built for real with those channels
 as each layer's first argument. This depends only on public behaviour of the parser and costs one extra build.
+
+YOLOX (:mod:`attnyolo.yolox`) adds four seams, each in its own function below:
+
+* the ``YOLOXDetect`` head reads several rows, which the parser allows only for its own heads: the head row is built
+  with ``from: -1`` and the input channels found by the probe pass, then rewired to its real rows
+  (:func:`_resolve_head_args`, :func:`_rewire_head`);
+* a top-level ``depthwise:`` key makes the dense 3x3 convs depthwise-separable after the build, as YOLOX-Nano does
+  (:func:`_wants_depthwise`, :func:`_apply_depthwise`);
+* ``yolox-<size>[-<kind>].yaml`` names resolve to ``cfg/yolox/`` and choose their scale (Ultralytics' scale guess
+  needs a digit in the name) (:func:`_yolox_name`, :func:`_with_yolox_scale`);
+* ``DetectionModel.init_criterion`` returns :class:`~attnyolo.yolox.loss.YOLOXLoss` for a YOLOX head
+  (:func:`_wrap_init_criterion`).
+
+and one repair: Ultralytics' ``get_flops`` sizes its probe image by the first parameter's input channels, which are 12
+for a Focus stem (YOLOX), so it returned 0 GFLOPs; :func:`_wrap_get_flops` tells it the model's real input channels.
 """
 
 from __future__ import annotations
@@ -37,6 +52,9 @@ from .coord_attention import CoordAtt
 from .eca import ECAAttention
 from .efficient_local_attention import ELA
 from .squeeze_excite import SEAttention
+from .yolox.blocks import make_depthwise_separable
+from .yolox.head import YOLOX_HEAD_WIDTH, YOLOXDetect
+from .yolox.loss import YOLOXLoss
 
 LOGGER = logging.getLogger("attnyolo")
 
@@ -70,6 +88,14 @@ ATTENTION_ROW = "Attention"  # placeholder module name in placement YAMLs, repla
 
 # Names users know from YOLOv5 forks -> (placement file stem, kind).
 ALIASES: dict[str, tuple[str, str]] = {"yolov5_Coordinate_attention": ("yolov5-attention", "CoordAtt")}
+
+# YAML name -> detection heads that read several rows and get their input channels from the probe pass.
+HEADS: dict[str, type[nn.Module]] = {"YOLOXDetect": YOLOXDetect}
+
+# YOLOX model names: yolox-<size>.yaml and yolox-<size>-<attention kind>.yaml (also with '_', as YOLOX's exps spell
+# them). YOLOX's own size names map to the scale keys of cfg/yolox/yolox.yaml.
+YOLOX_SIZES = {"nano": "n", "tiny": "t", "n": "n", "t": "t", "s": "s", "m": "m", "l": "l", "x": "x"}
+_YOLOX_NAME = re.compile(r"^yolox[-_](?P<size>nano|tiny|[ntsmlx])(?:[-_](?P<kind>.+))?$")
 
 CFG_DIR = Path(__file__).resolve().parent.parent / "cfg"
 _PROBE_NAME = "AttnYOLOChannelProbe"
@@ -241,9 +267,8 @@ def _resolve_args(d: dict, i: int, row: list, c_in: int) -> list:
     return [c_in, *args]
 
 
-def _probe_input_channels(seq: nn.Sequential, ch: int, rows: list[int]) -> dict[int, int]:
-    """Run a tiny forward pass through the probe-built network and read the channels entering each probe row."""
-    last = max(rows)
+def _probe_output_channels(seq: nn.Sequential, ch: int, last: int) -> list[int]:
+    """Run a tiny forward pass through rows 0..``last``; return each row's output channels (probes record inputs)."""
     outputs, x = [], torch.zeros(1, ch, _PROBE_IMGSZ, _PROBE_IMGSZ)
     was_training = seq.training
     seq.eval()  # BatchNorm on a 1-image batch with 1x1 maps is only defined in eval mode
@@ -254,11 +279,108 @@ def _probe_input_channels(seq: nn.Sequential, ch: int, rows: list[int]) -> dict[
             x = m(x)
             outputs.append(x)
     seq.train(was_training)
+    return [int(y.shape[1]) if isinstance(y, torch.Tensor) else 0 for y in outputs]
+
+
+def _probe_input_channels(seq: nn.Sequential, ch: int, rows: list[int]) -> dict[int, int]:
+    """Run a tiny forward pass through the probe-built network and read the channels entering each probe row."""
+    _probe_output_channels(seq, ch, max(rows))
     found = {}
     for i in rows:
         probe = seq[i][0] if isinstance(seq[i], nn.Sequential) else seq[i]
         found[i] = probe.c1
     return found
+
+
+def _effective_scale(d: dict) -> str | None:
+    """The scale parse_model builds for this dict: ``d['scale']`` if it is a key of ``scales``, else the first key."""
+    scales, scale = d.get("scales"), d.get("scale")
+    if not scales:
+        return None
+    return scale if scale in scales else next(iter(scales))
+
+
+def _yolox_head_row(d: dict, rows: list[list]) -> int | None:
+    """Index of the YOLOX head row, checked to be the single last row with a list of input rows; None without one."""
+    heads = [i for i, row in enumerate(rows) if row[2] in HEADS]
+    if not heads:
+        return None
+    i, label = heads[0], _yaml_label(d)
+    name = rows[i][2]
+    if heads != [len(rows) - 1]:
+        raise ModelConfigError(
+            f"{label}, row {i} ({name}): a {name} row must appear once, as the last row, because Ultralytics' "
+            f"DetectionModel treats the last layer as the head. Fix: move it to the end of `head:`."
+        )
+    f, n = rows[i][0], rows[i][1]
+    if not (isinstance(f, list) and f and all(isinstance(j, int) and not isinstance(j, bool) for j in f)) or n != 1:
+        raise ModelConfigError(
+            f"{label}, row {i} ({name}): got from={f!r}, number={n!r}. The head reads one row per pyramid level and "
+            f"is not repeated. Fix: e.g. [[17, 20, 23], 1, {name}, [nc, 256]]."
+        )
+    return i
+
+
+def _resolve_head_args(d: dict, i: int, row: list, channels: list[int]) -> list:
+    """Turn a head row's YAML args ``[nc]`` or ``[nc, hidden]`` into ``[nc, scaled hidden, channels]``.
+
+    ``hidden`` is written unscaled (YOLOX's 256) and scaled and clipped like a Conv row's channels, which equals
+    YOLOX's ``int(256 * width)`` at every official width.
+    """
+    from ultralytics.utils.ops import make_divisible
+
+    args = list(row[3])
+    if not 1 <= len(args) <= 2:
+        raise ModelConfigError(
+            f"{_yaml_label(d)}, row {i} ({row[2]}): args {args!r} should be [nc] or [nc, hidden width], e.g. [nc, 256]."
+        )
+    hidden = args[1] if len(args) == 2 else YOLOX_HEAD_WIDTH
+    if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1:
+        raise ModelConfigError(
+            f"{_yaml_label(d)}, row {i} ({row[2]}): hidden width {hidden!r} must be a positive integer, e.g. 256."
+        )
+    width, max_channels = _scale_params(d)
+    return [args[0], make_divisible(min(hidden, max_channels) * width, 8), channels]
+
+
+def _rewire_head(seq: nn.Sequential, save: list[int], i: int, f: list[int]) -> tuple[nn.Sequential, list[int]]:
+    """Point the head built with ``from: -1`` back at its real input rows ``f`` and keep those rows' outputs.
+
+    Ultralytics' forward routes each layer's input by its ``f`` attribute and keeps the outputs of the rows listed in
+    ``save``: setting both is what the parser itself does for a multi-input head.
+    """
+    seq[i].f = f
+    return seq, sorted(set(save) | {j % i for j in f if j != -1})
+
+
+def _wants_depthwise(d: dict) -> bool:
+    """Read the top-level ``depthwise:`` key: true/false, or the list of scales built depthwise (e.g. ``[n]``)."""
+    value = d.get("depthwise", False)
+    if isinstance(value, bool):
+        return value
+    scales = d.get("scales") or {}
+    if isinstance(value, (list, tuple)) and all(v in scales for v in value):
+        return _effective_scale(d) in value
+    raise ModelConfigError(
+        f"{_yaml_label(d)}: `depthwise: {value!r}` should be true, false, or a list of scales from `scales:` "
+        f"({', '.join(map(str, scales)) or 'none defined'}), e.g. `depthwise: [n]` for YOLOX-Nano."
+    )
+
+
+def _apply_depthwise(seq: nn.Sequential, verbose: bool) -> None:
+    """Make the built network's dense 3x3 convs depthwise-separable (YOLOX-Nano) and refresh the rows' counts."""
+    from ultralytics.utils import LOGGER as ULTRALYTICS_LOGGER
+
+    before = sum(p.numel() for p in seq.parameters())
+    replaced = make_depthwise_separable(seq)
+    for m in seq:
+        m.np = sum(p.numel() for p in m.parameters())  # the parser's per-row count, now of the separable model
+    if verbose:
+        after = sum(p.numel() for p in seq.parameters())
+        ULTRALYTICS_LOGGER.info(
+            f"depthwise: {replaced} dense 3x3 convs made depthwise 3x3 + pointwise 1x1 (Focus stem kept), "
+            f"{before:,} -> {after:,} parameters; the rows above show the dense convs"
+        )
 
 
 def _wrap_parse_model(original):
@@ -267,9 +389,12 @@ def _wrap_parse_model(original):
     @functools.wraps(original)
     def parse_model(d, ch, verbose=True):
         """Build a model dict like Ultralytics' parse_model, with AttnYOLO layers given their input channels."""
+        d = _with_yolox_scale(d)
         rows = _apply_attention_kind(d, _check_rows(d))
         ours = [i for i, row in enumerate(rows) if row[2] in LAYERS]
-        if not ours:
+        head = _yolox_head_row(d, rows)
+        depthwise = _wants_depthwise(d)
+        if not ours and head is None and not depthwise:
             return original(d, ch, verbose)  # stock models: untouched
 
         n_backbone = len(d.get("backbone") or [])
@@ -279,19 +404,64 @@ def _wrap_parse_model(original):
             out["backbone"], out["head"] = new_rows[:n_backbone], new_rows[n_backbone:]
             return out
 
-        probe_rows = copy.deepcopy(rows)
-        for i in ours:
-            probe_rows[i][2], probe_rows[i][3] = _PROBE_NAME, []
-        probe_seq, _ = original(with_rows(probe_rows), ch, False)
-        c_in = _probe_input_channels(probe_seq, ch, ours)
-        del probe_seq
+        if ours or head is not None:
+            probe_rows = copy.deepcopy(rows)
+            for i in ours:
+                probe_rows[i][2], probe_rows[i][3] = _PROBE_NAME, []
+            if head is not None:  # the parser cannot build an unknown module from several rows: probe the inputs
+                probe_rows[head] = [-1, 1, _PROBE_NAME, []]
+            probe_seq, _ = original(with_rows(probe_rows), ch, False)
+            c_out = _probe_output_channels(probe_seq, ch, max(ours + ([head - 1] if head is not None else [])))
+            c_in = {i: probe_seq[i].c1 for i in ours}
+            del probe_seq
+            for i in ours:
+                rows[i][3] = _resolve_args(d, i, rows[i], c_in[i])
+        head_from = None
+        if head is not None:
+            head_from = rows[head][0]
+            channels = [c_out[j % head] for j in head_from]
+            rows[head] = [-1, 1, rows[head][2], _resolve_head_args(d, head, rows[head], channels)]
 
-        for i in ours:
-            rows[i][3] = _resolve_args(d, i, rows[i], c_in[i])
-        return original(with_rows(rows), ch, verbose)
+        seq, save = original(with_rows(rows), ch, verbose)
+        if head is not None:
+            seq, save = _rewire_head(seq, save, head, head_from)
+            if verbose:
+                from ultralytics.utils import LOGGER as ULTRALYTICS_LOGGER
+
+                ULTRALYTICS_LOGGER.info(f"{head:>3}{head_from!s:>20}  {rows[head][2]} reads these rows (-1 above)")
+        if depthwise:
+            _apply_depthwise(seq, verbose)
+        return seq, save
 
     parse_model._attnyolo_original = original
     return parse_model
+
+
+def _yolox_name(name: str | Path) -> tuple[str, str | None] | None:
+    """Parse a YOLOX model name: 'yolox-nano-ELA-S.yaml' -> ('n', 'ELA-S'), 'yolox_s.yaml' -> ('s', None)."""
+    m = _YOLOX_NAME.match(Path(str(name)).stem)
+    return (YOLOX_SIZES[m["size"]], m["kind"]) if m else None
+
+
+def _with_yolox_scale(d: dict) -> dict:
+    """Set the scale of a YOLOX model dict from its file name (yolox-s.yaml -> 's') when Ultralytics found none.
+
+    Ultralytics guesses the scale only from names like yolov8s (a digit before the letter), so 'yolox-s' would fall
+    back to the first scale with a warning.
+    """
+    if d.get("scale") or not d.get("scales"):
+        return d
+    parsed = _yolox_name(d.get("yaml_file") or "")
+    if parsed is None or parsed[0] not in d["scales"]:
+        return d
+    return {**d, "scale": parsed[0]}
+
+
+def _yolox_base(name: str) -> list[Path]:
+    """cfg/yolox/yolox.yaml for a plain YOLOX size name (yolox-s.yaml); [] for anything else."""
+    parsed = _yolox_name(name)
+    base = CFG_DIR / "yolox" / "yolox.yaml"
+    return [base] if parsed and parsed[1] is None and base.is_file() else []
 
 
 def _variant_source(name: str) -> tuple[Path, str] | None:
@@ -302,8 +472,18 @@ def _variant_source(name: str) -> tuple[Path, str] | None:
     with the unscaled name.
     """
     stem = Path(name).stem
+    yolox = _yolox_name(stem)
     if stem in ALIASES:
         family_stem, kind = ALIASES[stem]
+    elif yolox and yolox[1]:
+        family_stem, kind = "yolox-attention", yolox[1]
+        if kind not in KINDS:
+            close = difflib.get_close_matches(kind, list(KINDS), n=3, cutoff=0.4)
+            hint = f" Did you mean {', '.join(close)}?" if close else ""
+            raise ModelConfigError(
+                f"{name}: {kind!r} is not an attention kind.{hint} YOLOX variants are named "
+                f"yolox-<nano|tiny|s|m|l|x>-<kind>.yaml with kind one of: {', '.join(KINDS)}."
+            )
     else:
         family, sep, kind = stem.partition("-")
         if not sep or kind not in KINDS:
@@ -344,7 +524,7 @@ def _wrap_check_yaml(original):
         """Resolve ``file`` locally first, then in AttnYOLO's cfg/, then the way Ultralytics does."""
         path = Path(str(file))
         if not path.exists() and path.parent == Path(".") and CFG_DIR.is_dir():
-            found = sorted(CFG_DIR.rglob(path.name)) or _materialize_variant(path.name)
+            found = sorted(CFG_DIR.rglob(path.name)) or _yolox_base(path.name) or _materialize_variant(path.name)
             if found:
                 return str(found[0])
         return original(file, suffix=suffix, hard=hard)
@@ -368,6 +548,58 @@ def _wrap_fuse(original):
     return fuse
 
 
+class _FlopsInput(nn.Module):
+    """A transparent wrapper whose first parameter has the model's input channel count, for ``get_flops``."""
+
+    def __init__(self, model: nn.Module, ch: int, like: torch.Tensor):
+        super().__init__()
+        self.channels = nn.Parameter(like.new_empty(1, ch), requires_grad=False)  # registered first on purpose
+        self.model = model
+        self.stride = getattr(model, "stride", None)
+
+    def forward(self, x: torch.Tensor):
+        """Run the wrapped model."""
+        return self.model(x)
+
+
+def _wrap_get_flops(original):
+    """Return a get_flops that profiles Focus-stem models (YOLOX) with their real input channels.
+
+    Ultralytics builds its probe image with ``next(model.parameters()).shape[1]`` channels: right for a conv stem,
+    but 4x too many for a Focus stem, whose first conv sees the space-to-depth output; the forward then fails and
+    get_flops reports 0. Such models are passed on inside :class:`_FlopsInput`, so Ultralytics' own code measures them.
+    """
+
+    @functools.wraps(original)
+    def get_flops(model, imgsz=640):
+        """GFLOPs as Ultralytics measures them, with the probe image given the model's input channels."""
+        from ultralytics.utils.torch_utils import unwrap_model
+
+        inner = unwrap_model(model)
+        ch = (getattr(inner, "yaml", None) or {}).get("channels") if isinstance(inner, nn.Module) else None
+        first = next(inner.parameters(), None) if isinstance(inner, nn.Module) else None
+        if not isinstance(ch, int) or first is None or first.ndim < 2 or first.shape[1] == ch:
+            return original(model, imgsz)
+        return original(_FlopsInput(inner, ch, first), imgsz)
+
+    get_flops._attnyolo_original = original
+    return get_flops
+
+
+def _wrap_init_criterion(original):
+    """Return a DetectionModel.init_criterion that gives models with a YOLOX head the YOLOX loss."""
+
+    @functools.wraps(original)
+    def init_criterion(self):
+        """:class:`~attnyolo.yolox.loss.YOLOXLoss` for a YOLOX head, Ultralytics' own criterion otherwise."""
+        if isinstance(self.model[-1], YOLOXDetect):
+            return YOLOXLoss(self)
+        return original(self)
+
+    init_criterion._attnyolo_original = original
+    return init_criterion
+
+
 def register() -> None:
     """Make AttnYOLO's layers usable by name in Ultralytics model YAMLs. Idempotent; run by ``import attnyolo``.
 
@@ -382,7 +614,7 @@ def register() -> None:
     """
     check_ultralytics_version()
     tasks = _tasks()
-    for name, cls in {**LAYERS, _PROBE_NAME: _ChannelProbe}.items():
+    for name, cls in {**LAYERS, **HEADS, _PROBE_NAME: _ChannelProbe}.items():
         existing = vars(tasks).get(name)
         if existing is not None and existing is not cls:
             raise RuntimeError(
@@ -395,9 +627,16 @@ def register() -> None:
         tasks.check_yaml = _wrap_check_yaml(tasks.check_yaml)
     if not hasattr(tasks.BaseModel.fuse, "_attnyolo_original"):
         tasks.BaseModel.fuse = _wrap_fuse(tasks.BaseModel.fuse)
+    torch_utils = importlib.import_module("ultralytics.utils.torch_utils")
+    if not hasattr(torch_utils.get_flops, "_attnyolo_original"):
+        torch_utils.get_flops = _wrap_get_flops(torch_utils.get_flops)
+    if not hasattr(tasks.DetectionModel.init_criterion, "_attnyolo_original"):
+        tasks.DetectionModel.init_criterion = _wrap_init_criterion(tasks.DetectionModel.init_criterion)
 
 
 def is_registered() -> bool:
     """Whether :func:`register` has run in this process."""
     tasks = _tasks()
-    return hasattr(tasks.parse_model, "_attnyolo_original") and all(vars(tasks).get(n) is c for n, c in LAYERS.items())
+    return hasattr(tasks.parse_model, "_attnyolo_original") and all(
+        vars(tasks).get(n) is c for n, c in {**LAYERS, **HEADS}.items()
+    )

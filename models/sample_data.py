@@ -52,14 +52,14 @@ DEFAULT_IMGSZ = 192
 SIZE_RANGE = (0.16, 0.45)
 SMALL_SIZE_RANGE = (0.035, 0.09)
 SMALL_PROB = 0.08
-OBJECTS_PER_IMAGE = (1, 5)
+OBJECTS_PER_IMAGE = (2, 6)
 
 # Difficulty rule (see module docstring).
 DIFFICULT_MIN_SIDE_FRAC = 0.05
-DIFFICULT_MIN_VISIBLE = 0.5
+DIFFICULT_MIN_VISIBLE = 0.7
 # A new shape is rejected when it would leave less than this fraction of an earlier shape visible, so that no
 # annotated object is hidden almost entirely.
-MIN_VISIBLE = 0.4
+MIN_VISIBLE = 0.55
 
 VIDEO_NAME = "sample.mp4"
 VIDEO_SIZE = (320, 240)  # width, height; mp4v wants even sides

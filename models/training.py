@@ -7,6 +7,9 @@
   a truncated checkpoint;
 * it lives in this package, so Ultralytics' multi-GPU launcher, which re-imports the trainer's module in every
   worker, imports ``attnyolo`` there and with it the layer registration.
+
+For YOLOX models it also switches the YOLOX loss's L1 term on for the final ``close_mosaic`` epochs
+(:func:`switch_yolox_l1`), the epochs YOLOX trains without mosaic and with L1 (its last 15).
 """
 
 from __future__ import annotations
@@ -14,10 +17,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from torch import nn
 from ultralytics.models.yolo.detect import DetectionTrainer
-from ultralytics.utils import LOGGER, RANK
+from ultralytics.utils import DEFAULT_CFG, LOGGER, RANK
+from ultralytics.utils.torch_utils import unwrap_model
 
 from .transfer import transfer_by_rows
+from .yolox.head import YOLOXDetect
 
 
 def _replace_atomically(tmp: Path, final: Path) -> None:
@@ -25,6 +31,28 @@ def _replace_atomically(tmp: Path, final: Path) -> None:
     with open(tmp, "rb+") as f:
         os.fsync(f.fileno())
     os.replace(tmp, final)
+
+
+def switch_yolox_l1(trainer) -> None:
+    """``on_train_epoch_start`` callback: turn the YOLOX L1 box loss on once the run enters its no-mosaic epochs.
+
+    Uses Ultralytics' own condition for closing mosaic, ``epoch >= epochs - close_mosaic`` (``close_mosaic=0``: never),
+    so L1 starts exactly when augmentation is reduced, as in YOLOX. Models without a YOLOX head are left alone.
+
+    Args:
+        trainer: The running Ultralytics trainer.
+    """
+    model = unwrap_model(trainer.model)
+    layers = getattr(model, "model", None)
+    if not isinstance(layers, nn.Sequential) or not isinstance(layers[-1], YOLOXDetect):
+        return
+    if getattr(model, "criterion", None) is None:
+        model.criterion = model.init_criterion()  # built lazily on the first batch otherwise; the flag lives on it
+    close = trainer.args.close_mosaic
+    use_l1 = bool(close) and trainer.epoch >= trainer.epochs - close
+    if use_l1 and not model.criterion.use_l1 and RANK in {-1, 0}:
+        LOGGER.info("YOLOX: L1 box loss on for the final no-mosaic epochs")
+    model.criterion.use_l1 = use_l1
 
 
 class AttnDetectionTrainer(DetectionTrainer):
@@ -38,6 +66,11 @@ class AttnDetectionTrainer(DetectionTrainer):
         >>> model.train(trainer=AttnDetectionTrainer, data="data/sample/data.yaml")  # doctest: +SKIP
     """
 
+    def __init__(self, cfg=DEFAULT_CFG, overrides=None, _callbacks=None):
+        """Set up Ultralytics' detection trainer and add the YOLOX L1 switch (:func:`switch_yolox_l1`)."""
+        super().__init__(cfg, overrides, _callbacks)
+        self.add_callback("on_train_epoch_start", switch_yolox_l1)
+
     def get_model(self, cfg=None, weights=None, verbose=True):
         """Build the model from ``cfg`` and transfer ``weights`` into it by aligned rows, logging what moved."""
         model = super().get_model(cfg=cfg, weights=None, verbose=verbose)
@@ -47,6 +80,23 @@ class AttnDetectionTrainer(DetectionTrainer):
                 LOGGER.info(f"Pretrained weights (row-aligned): {report.summary()}")
             self.transfer_report = report
         return model
+
+    def resume_training(self, ckpt):
+        """Resume as Ultralytics does, then drop results.csv rows of epochs the checkpoint does not contain.
+
+        A run killed after logging an epoch but before its checkpoint was written would otherwise log that epoch twice.
+        """
+        super().resume_training(ckpt)
+        if ckpt is None or not self.resume or not Path(self.csv).is_file():
+            return
+        lines = Path(self.csv).read_text(encoding="utf-8").splitlines(keepends=True)
+        kept = lines[:1] + [
+            ln for ln in lines[1:] if ln.split(",")[0].strip().isdigit() and int(ln.split(",")[0]) <= self.start_epoch
+        ]
+        if len(kept) != len(lines):
+            tmp = Path(self.csv).with_suffix(".csv.tmp")
+            tmp.write_text("".join(kept), encoding="utf-8")
+            os.replace(tmp, self.csv)
 
     def save_model(self):
         """Save checkpoints as Ultralytics does, but through temporary files renamed into place."""
@@ -117,7 +167,8 @@ def train(model: str = DEFAULT_MODEL, data: str | None = None, pretrained=None, 
         **kw: Any Ultralytics training setting (epochs, imgsz, batch, device, project, name, ...).
 
     Returns:
-        ``(metrics, run_dir)``; metrics is None when ``evaluate`` is False.
+        ``(metrics, run_dir, transfer)``: metrics is None when ``evaluate`` is False; transfer is the
+        :class:`~attnyolo.transfer.TransferReport` of ``pretrained`` weights, or None.
     """
     from ultralytics import YOLO
 
@@ -130,6 +181,11 @@ def train(model: str = DEFAULT_MODEL, data: str | None = None, pretrained=None, 
             )
         _check_checkpoint(last, "resume checkpoint")
         yolo = YOLO(str(last))
+        if (yolo.ckpt or {}).get("epoch", -1) < 0 or (yolo.ckpt or {}).get("optimizer") is None:
+            raise ValueError(
+                f"{last} is from a finished run (no optimizer state): nothing to resume. Fix: start a new run."
+            )
+        print(f"resuming {last} after epoch {yolo.ckpt['epoch'] + 1}")
         yolo.train(resume=True, trainer=AttnDetectionTrainer)
     else:
         data = str(data) if data else str(ensure_sample_data())
@@ -145,8 +201,10 @@ def train(model: str = DEFAULT_MODEL, data: str | None = None, pretrained=None, 
         yolo.train(data=data, trainer=AttnDetectionTrainer, **settings)
     trainer = yolo.trainer
     run_dir = Path(trainer.save_dir)
+    # Resuming also rebuilds the model from its checkpoint through get_model; only report a real pretrained transfer.
+    transfer = getattr(trainer, "transfer_report", None) if isinstance(pretrained, (str, Path)) else None
     if not evaluate:
-        return None, run_dir
+        return None, run_dir, transfer
     from .evaluation.dataset import validate_model
 
     best = trainer.best if trainer.best.exists() else trainer.last
@@ -155,4 +213,4 @@ def train(model: str = DEFAULT_MODEL, data: str | None = None, pretrained=None, 
     metrics, _ = validate_model(
         str(best), trainer.args.data, project=str(run_dir.parent), name=run_dir.name, exist_ok=True, **val_kw
     )
-    return metrics, run_dir
+    return metrics, run_dir, transfer

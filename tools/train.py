@@ -22,7 +22,9 @@ DEFAULTS = {"model": DEFAULT_MODEL, "data": None, "pretrained": None, "resume": 
 def main(argv):
     """Parse key=value arguments, train, evaluate, print the AP table and the run directory."""
     args = parse_kv_args(argv, DEFAULTS, __doc__, passthrough=ultralytics_keys())
-    metrics, run_dir = train(**args)
+    metrics, run_dir, transfer = train(**args)
+    if transfer is not None:
+        print(f"pretrained {args['pretrained']}: {transfer.summary()}")
     if metrics is not None:
         print(format_metrics_table(metrics))
         print(f"metrics: {run_dir / 'metrics.json'}")

@@ -57,7 +57,7 @@ def main(argv):
     if predictions is not None:
         extra = sorted(k for k, v in args.items() if k not in DEFAULTS and v is not None)
         if extra:
-            fail(f"{', '.join(extra)} only apply with model=; with predictions= no model is run.")
+            fail(f"with predictions= no model is run, so these keys do not apply: {', '.join(extra)}.")
         out_dir = run_directory(args["project"], args["name"], args["exist_ok"])
         metrics, run_dir = score_predictions_file(data, predictions, out_dir, split=args["split"])
     else:

@@ -12,9 +12,10 @@ Ground truth for COCO, in order of preference:
    91 category ids, as Ultralytics' ``save_json`` writes them for COCO;
 3. otherwise a ground truth built from the split's YOLO label files with ``build_coco_ground_truth`` (category id =
    class index + 1, as ``save_json`` writes for other data). Objects that the VOC XML marks ``difficult`` become
-   ``iscrowd`` and are ignored, like the VOC devkit ignores them. A malformed label line is skipped with a warning
-   that names ``file:line``. The built ground truth is saved as ``ground_truth.json`` in the run directory, so anyone
-   can re-run pycocotools on the same files.
+   ``iscrowd`` and are ignored, like the VOC devkit ignores them; difficult objects missing from the labels (as
+   Ultralytics' VOC.yaml conversion drops them) are added from the XML as such. A malformed label line is skipped
+   with a warning that names ``file:line``. The built ground truth is saved as ``ground_truth.json`` in the run
+   directory, so anyone can re-run pycocotools on the same files.
 
 The VOC protocol runs when the data YAML has ``voc_annotations: <folder of NAME.xml>`` or when every image has an
 XML next to it (``NAME.xml`` beside ``NAME.jpg``, or ``Annotations/NAME.xml`` beside ``JPEGImages/``).
@@ -251,24 +252,38 @@ def _box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-12)
 
 
-def _difficult_flags(boxes: list[list[float]], classes: list[int], objects: list[dict[str, Any]]) -> list[bool]:
-    """The VOC ``difficult`` flag of each label box: that of the same-class XML object it overlaps most.
+def _with_voc_difficult(
+    boxes: list[list[float]], classes: list[int], objects: list[dict[str, Any]]
+) -> tuple[list[list[float]], list[int], list[bool]]:
+    """Label boxes with the VOC ``difficult`` flag of the same-class XML object each overlaps most.
 
-    Labels and XML need not list objects in the same order (Ultralytics' VOC converter even drops difficult ones),
-    so boxes are matched greedily by IoU; a label box without a match (IoU < 0.5) is not difficult.
+    Labels and XML need not list objects in the same order, so boxes are matched greedily by IoU; a label box without
+    a match (IoU < 0.5) is not difficult. Difficult XML objects that no label matches are appended as difficult
+    boxes: Ultralytics' VOC converter drops difficult objects from the labels, and without them a detection of one
+    would count as a false positive in COCOeval, which the VOC protocol forbids.
+
+    Returns:
+        (tuple): boxes, classes and difficult flags, the label boxes first and in their order.
     """
     flags = [False] * len(boxes)
-    if not boxes or not objects:
-        return flags
+    if not objects:
+        return boxes, classes, flags
     # VOC's inclusive 1-based corners as a continuous 0-based box covering the same pixels.
-    xml_boxes = np.array([[o["bbox"][0] - 1, o["bbox"][1] - 1, o["bbox"][2], o["bbox"][3]] for o in objects])
-    iou = _box_iou(np.asarray(boxes, dtype=np.float64), xml_boxes)
-    iou[np.asarray(classes)[:, None] != np.array([o["class_id"] for o in objects])[None, :]] = 0.0
-    while iou.size and iou.max() >= _MATCH_IOU:
-        i, j = np.unravel_index(int(iou.argmax()), iou.shape)
-        flags[i] = objects[j]["difficult"]
-        iou[i, :], iou[:, j] = 0.0, 0.0
-    return flags
+    xml_boxes = [[o["bbox"][0] - 1, o["bbox"][1] - 1, o["bbox"][2], o["bbox"][3]] for o in objects]
+    matched = [False] * len(objects)
+    if boxes:
+        iou = _box_iou(np.asarray(boxes, dtype=np.float64), np.asarray(xml_boxes, dtype=np.float64))
+        iou[np.asarray(classes)[:, None] != np.array([o["class_id"] for o in objects])[None, :]] = 0.0
+        while iou.max() >= _MATCH_IOU:
+            i, j = np.unravel_index(int(iou.argmax()), iou.shape)
+            flags[i], matched[j] = objects[j]["difficult"], True
+            iou[i, :], iou[:, j] = 0.0, 0.0
+    extra = [j for j, o in enumerate(objects) if o["difficult"] and not matched[j]]
+    return (
+        [*boxes, *(xml_boxes[j] for j in extra)],
+        [*classes, *(objects[j]["class_id"] for j in extra)],
+        [*flags, *([True] * len(extra))],
+    )
 
 
 # -------------------------------------------------------------------------------------------------- VOC annotations
@@ -401,7 +416,9 @@ def _load_split(data: str | Path, split: str = "val") -> _SplitGroundTruth:
             zip(images, ids, sizes, img2label_paths([str(p) for p in images]))
         ):
             boxes, classes = _read_labels(Path(label), width, height, len(names), problems)
-            difficult = _difficult_flags(boxes, classes, voc_objects[k]) if voc_objects else None
+            difficult = None
+            if voc_objects:
+                boxes, classes, difficult = _with_voc_difficult(boxes, classes, voc_objects[k])
             records.append(
                 {
                     "id": image_id,

@@ -83,11 +83,12 @@ def without_coco_json(data_yaml, tmp_path):
     return out
 
 
-def write_dataset(root, images, names=("cat", "dog"), voc=True):
+def write_dataset(root, images, names=("cat", "dog"), voc=True, label_difficult=True):
     """A hand-made dataset in Ultralytics' VOC layout.
 
     ``images``: {stem: (width, height, [(class, (xmin, ymin, xmax, ymax) 1-based inclusive VOC box, difficult)])}.
-    YOLO labels use Ultralytics' VOC.yaml conversion: continuous box [xmin - 1, xmax - 1] x [ymin - 1, ymax - 1].
+    YOLO labels use Ultralytics' VOC.yaml conversion: continuous box [xmin - 1, xmax - 1] x [ymin - 1, ymax - 1];
+    ``label_difficult=False`` also leaves difficult objects out of the labels, as that conversion does.
     """
     for sub in ("images/val", "labels/val", "images/train", "Annotations"):
         (root / sub).mkdir(parents=True, exist_ok=True)
@@ -96,7 +97,10 @@ def write_dataset(root, images, names=("cat", "dog"), voc=True):
         rows, xml = [], [f"<annotation><size><width>{width}</width><height>{height}</height></size>"]
         for cls, (x1, y1, x2, y2), difficult in objects:
             cx, cy = (x1 + x2) / 2 - 1, (y1 + y2) / 2 - 1
-            rows.append(f"{cls} {cx / width:.8f} {cy / height:.8f} {(x2 - x1) / width:.8f} {(y2 - y1) / height:.8f}")
+            if label_difficult or not difficult:
+                rows.append(
+                    f"{cls} {cx / width:.8f} {cy / height:.8f} {(x2 - x1) / width:.8f} {(y2 - y1) / height:.8f}"
+                )
             xml.append(
                 f"<object><name>{names[cls]}</name><difficult>{int(difficult)}</difficult><bndbox><xmin>{x1}</xmin>"
                 f"<ymin>{y1}</ymin><xmax>{x2}</xmax><ymax>{y2}</ymax></bndbox></object>"
@@ -235,7 +239,8 @@ def test_corrupt_image_is_named(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- VOC devkit rules
-def test_detections_of_difficult_objects_do_not_lower_voc_ap(tmp_path):
+@pytest.mark.parametrize("label_difficult", [True, False], ids=["difficult-in-labels", "difficult-only-in-xml"])
+def test_detections_of_difficult_objects_do_not_lower_ap(tmp_path, label_difficult):
     # Class 0 has two non-difficult objects (images 1 and 2) and one difficult object (image 1).
     data_yaml = write_dataset(
         tmp_path,
@@ -243,6 +248,7 @@ def test_detections_of_difficult_objects_do_not_lower_voc_ap(tmp_path):
             "000001": (100, 80, [(0, (11, 11, 40, 40), False), (0, (51, 31, 90, 70), True)]),
             "000002": (100, 80, [(0, (21, 21, 60, 60), False)]),
         },
+        label_difficult=label_difficult,
     )
     hit = det(1, 1, (11, 11, 40, 40), 0.9)  # finds one of the two countable objects: recall 1/2, precision 1
     on_difficult = det(1, 1, (51, 31, 90, 70), 0.95)  # ranked first, matches the difficult object
@@ -255,8 +261,10 @@ def test_detections_of_difficult_objects_do_not_lower_voc_ap(tmp_path):
         assert metrics["voc"]["mAP50_11point"] == pytest.approx(6 / 11, abs=EXACT)
         assert metrics["voc"]["per_class"]["cat"]["num_gt"] == 2
         assert metrics["voc"]["per_class"]["dog"]["AP50_area"] is None  # no objects: undefined, not 0
-    # The ground truth built from the labels marks the difficult object iscrowd, so COCOeval ignores it as well.
-    assert with_difficult["coco"]["AP50"] == pytest.approx(without["coco"]["AP50"], abs=EXACT)
+    # The ground truth built from the labels marks the difficult object iscrowd (taking it from the XML when the
+    # labels lack it), so COCOeval ignores it as well: recall 1/2 at precision 1 either way.
+    assert without["coco"]["AP50"] == pytest.approx(with_difficult["coco"]["AP50"], abs=EXACT)
+    assert without["coco"]["AP50"] == pytest.approx(51 / 101, abs=EXACT)  # 101-point: recall 0 .. .5
     # Only detections of difficult objects: as good as no detections at all.
     assert evaluate_predictions(data_yaml, [on_difficult])["voc"]["mAP50_area"] == 0.0
 

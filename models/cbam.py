@@ -72,8 +72,30 @@ class CBAMAttention(nn.Module):
         return self.fc2(self.act(self.fc1(s)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Gate ``x`` (N, C, H, W) by channel, then by position; returns a tensor of the same shape."""
-        m_c = (self._mlp(x.mean((2, 3), keepdim=True)) + self._mlp(x.amax((2, 3), keepdim=True))).sigmoid()
-        x = x * m_c  # (N, C, H, W)
-        maps = torch.cat((x.mean(1, keepdim=True), x.amax(1, keepdim=True)), dim=1)  # (N, 2, H, W)
-        return x * self.spatial(maps).sigmoid()
+        """Gate ``x`` (N, C, H, W) by channel, then by position; returns a tensor of the same shape.
+
+        Training, autograd, tracing/compiling and hooked submodules (FLOP counters) take the module-by-module path;
+        inference in eval mode runs the shared MLP once on the stacked mean and max vectors (two matrix products
+        instead of four conv calls) and applies the spatial gate in place on the channel-gated tensor, so
+        ``x``-sized memory is allocated once instead of twice. Outputs agree within 1e-5 (tests/test_benchmark.py).
+        """
+        if (
+            self.training
+            or torch.is_grad_enabled()
+            or torch.jit.is_tracing()
+            or torch.compiler.is_compiling()
+            or any(m._forward_hooks or m._forward_pre_hooks for m in self._modules.values())
+        ):
+            m_c = (self._mlp(x.mean((2, 3), keepdim=True)) + self._mlp(x.amax((2, 3), keepdim=True))).sigmoid()
+            x = x * m_c  # (N, C, H, W)
+            maps = torch.cat((x.mean(1, keepdim=True), x.amax(1, keepdim=True)), dim=1)  # (N, 2, H, W)
+            return x * self.spatial(maps).sigmoid()
+
+        n, c = x.shape[0], x.shape[1]
+        pooled = torch.cat((x.mean((2, 3)), x.amax((2, 3))))  # (2N, C): mean rows, then max rows
+        hidden = torch.addmm(self.fc1.bias, pooled, self.fc1.weight.view(self.hidden, c).t()).relu_()
+        both = torch.addmm(self.fc2.bias, hidden, self.fc2.weight.view(c, self.hidden).t())  # (2N, C)
+        out = x * torch.add(both[:n], both[n:]).sigmoid_().view(n, c, 1, 1)
+        maps = torch.cat((out.mean(1, keepdim=True), out.amax(1, keepdim=True)), dim=1)  # (N, 2, H, W)
+        sp = self.spatial
+        return out.mul_(nn.functional.conv2d(maps, sp.weight, sp.bias, padding=sp.padding).sigmoid_())

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import ast
 import difflib
-import os
 import sys
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
@@ -17,14 +17,6 @@ EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 class UsageError(ValueError):
     """A command line that cannot be run as written (unknown key, malformed argument, bad value)."""
-
-
-def offline_safe_environment() -> None:
-    """Stop Ultralytics from pip-installing packages at run time; call before Ultralytics is imported.
-
-    A user's explicit setting wins. Downloads of datasets and weights stay enabled: users have internet.
-    """
-    os.environ.setdefault("YOLO_AUTOINSTALL", "false")
 
 
 def convert_value(text: str):
@@ -92,6 +84,11 @@ def ultralytics_keys() -> set[str]:
     return set(DEFAULT_CFG_DICT)
 
 
+def _warning_line(message, category, filename, lineno, line=None) -> str:
+    """Format a warning as one line for people, without the source line of the library that raised it."""
+    return f"warning: {message}\n"
+
+
 def run_tool(main: Callable[[list[str]], int | None], argv: Sequence[str] | None = None) -> int:
     """Run a tool's ``main(argv)``, turning expected failures into a one-line message and exit status 1.
 
@@ -100,6 +97,7 @@ def run_tool(main: Callable[[list[str]], int | None], argv: Sequence[str] | None
     """
     from .registration import ModelConfigError, UnsupportedUltralyticsError
 
+    warnings.formatwarning = _warning_line  # e.g. "skipping bad label line file:line" reads as one line
     expected = (FileNotFoundError, NotADirectoryError, ValueError, TypeError, KeyError, ModelConfigError)
     try:
         return main(list(sys.argv[1:] if argv is None else argv)) or EXIT_OK

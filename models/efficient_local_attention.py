@@ -120,7 +120,66 @@ class ELA(nn.Module):
         return self.gn(self.conv(z)).sigmoid()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Gate ``x`` (N, C, H, W) by its row and column attention; returns a tensor of the same shape."""
-        a_h = self._gate(x.mean(3)).unsqueeze(3)  # (N, C, H) -> (N, C, H, 1)
-        a_w = self._gate(x.mean(2)).unsqueeze(2)  # (N, C, W) -> (N, C, 1, W)
-        return x * a_h * a_w
+        """Gate ``x`` (N, C, H, W) by its row and column attention; returns a tensor of the same shape.
+
+        Two paths compute the same equations. Training, autograd, tracing/compiling (export) and anyone watching a
+        submodule through a hook (FLOP counters, feature extractors) get the module-by-module path below. Inference
+        in eval mode takes a leaner path: both pooled strips go through the shared Conv1d in one pass (written as
+        shifted multiply-adds, or one grouped matmul, because a oneDNN conv call on such short sequences costs more
+        than its arithmetic), GroupNorm and sigmoid run once when H == W, and the output is ``x * a_h`` followed by
+        an in-place ``*= a_w``, so ``x``-sized memory is allocated once instead of twice. Outputs agree with the
+        module path within 1e-5 (tests/test_benchmark.py).
+        """
+        if (
+            self.training
+            or torch.is_grad_enabled()
+            or torch.jit.is_tracing()
+            or torch.compiler.is_compiling()
+            or any(m._forward_hooks or m._forward_pre_hooks for m in self._modules.values())
+        ):
+            a_h = self._gate(x.mean(3)).unsqueeze(3)  # (N, C, H) -> (N, C, H, 1)
+            a_w = self._gate(x.mean(2)).unsqueeze(2)  # (N, C, W) -> (N, C, 1, W)
+            return x * a_h * a_w
+
+        n, c, h, w = x.shape
+        k, groups = self.kernel_size, self.conv_groups
+        p = k // 2
+        # Strip means. Over short rows a reduction pays per-row overhead; matrix-vector products stream x instead
+        # (thresholds measured on CPU; README, "Fast layers").
+        small = x.is_contiguous() and x.device.type == "cpu"
+        if small and w <= 48:
+            z_h = torch.mv(x.view(-1, w), x.new_full((w,), 1.0 / w)).view(n, c, h)
+        else:
+            z_h = x.mean(3)
+        if small and w <= 32:
+            z_w = torch.matmul(x.new_full((1, h), 1.0 / h), x.view(n * c, h, w)).view(n, c, w)
+        else:
+            z_w = x.mean(2)
+        if h == w:  # one batch of 2N sequences of one length: one conv, one norm, one sigmoid
+            z = nn.functional.pad(torch.cat((z_h, z_w)), (p, p))  # (2N, C, H + 2p), the conv's zero padding
+            length = h
+        else:  # one sequence [0_p, z_h, 0_p, z_w, 0_p]: p zeros pad both strips without mixing them
+            pad = x.new_zeros(n, c, p)
+            z = torch.cat((pad, z_h, pad, z_w, pad), dim=2)
+            length = h + p + w
+        weight = self.conv.weight  # (C, C / groups, k)
+        if groups == c:  # depthwise: y = sum_t w[:, t] * z[:, :, t : t + L]
+            weight = weight.view(c, k)
+            y = z[:, :, :length] * weight[:, :1]
+            for t in range(1, k):
+                y.addcmul_(z[:, :, t : t + length], weight[:, t : t + 1])
+        else:  # grouped: im2col per group, then one batched matmul
+            per = c // groups
+            cols = z.view(z.shape[0], groups, per, -1).unfold(3, k, 1).transpose(3, 4)  # (B, g, per, k, L)
+            cols = cols.reshape(z.shape[0], groups, per * k, length)
+            y = torch.matmul(weight.view(groups, per, per * k), cols).view(z.shape[0], c, length)
+        gn = self.gn
+        if h == w:
+            a = torch.group_norm(y, gn.num_groups, gn.weight, gn.bias, gn.eps).sigmoid_()
+            a_h, a_w = a[:n], a[n:]
+        else:
+            a_h = torch.group_norm(y[:, :, :h], gn.num_groups, gn.weight, gn.bias, gn.eps).sigmoid_()
+            a_w = torch.group_norm(y[:, :, h + p :], gn.num_groups, gn.weight, gn.bias, gn.eps).sigmoid_()
+        if small and w <= 48:  # short rows: the outer product of the gates, then one flat in-place multiply
+            return torch.mul(a_h.unsqueeze(3), a_w.unsqueeze(2)).mul_(x)
+        return torch.mul(x, a_h.unsqueeze(3)).mul_(a_w.unsqueeze(2))

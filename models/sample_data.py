@@ -181,7 +181,7 @@ def shape_polygon(rng: np.random.Generator, cls: int, size: float) -> np.ndarray
         angle = np.deg2rad(rng.uniform(-20, 20))
     elif cls == 2:  # triangle, roughly equilateral
         t = np.deg2rad(np.array([90.0, 210.0, 330.0]) + rng.uniform(-12, 12, 3))
-        pts = np.stack([np.cos(t), np.sin(t)], 1) * size * 0.6
+        pts = np.stack([np.cos(t), np.sin(t)], 1) * size * 0.7
     else:
         raise ValueError(f"Unknown shape class {cls}; expected 0..{len(CLASS_NAMES) - 1} for {CLASS_NAMES}.")
     rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])

@@ -50,6 +50,24 @@ class SEAttention(nn.Module):
         self.fc2 = nn.Conv2d(self.hidden, c1, kernel_size=1, bias=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Gate the channels of ``x`` (N, C, H, W); returns a tensor of the same shape."""
-        s = x.mean((2, 3), keepdim=True)  # (N, C, 1, 1); mean() rather than an adaptive pool for export and counters
-        return x * self.fc2(self.act(self.fc1(s))).sigmoid()
+        """Gate the channels of ``x`` (N, C, H, W); returns a tensor of the same shape.
+
+        Training, autograd, tracing/compiling and hooked submodules (FLOP counters) take the module-by-module path;
+        inference in eval mode runs the two 1x1 convs as matrix products on the pooled (N, C) vector with in-place
+        activations. Outputs agree within 1e-5 (tests/test_benchmark.py).
+        """
+        if (
+            self.training
+            or torch.is_grad_enabled()
+            or torch.jit.is_tracing()
+            or torch.compiler.is_compiling()
+            or any(m._forward_hooks or m._forward_pre_hooks for m in self._modules.values())
+        ):
+            s = x.mean((2, 3), keepdim=True)  # (N, C, 1, 1); mean() rather than an adaptive pool for export/counters
+            return x * self.fc2(self.act(self.fc1(s))).sigmoid()
+
+        n, c = x.shape[0], x.shape[1]
+        s = x.mean((2, 3))  # (N, C)
+        hidden = torch.addmm(self.fc1.bias, s, self.fc1.weight.view(self.hidden, c).t()).relu_()
+        gate = torch.addmm(self.fc2.bias, hidden, self.fc2.weight.view(c, self.hidden).t()).sigmoid_()
+        return x * gate.view(n, c, 1, 1)

@@ -11,17 +11,11 @@ setting (imgsz, batch, device, workers, conf, iou, half, ...). The run directory
 metrics.json. VOC numbers appear when the data YAML has voc_annotations (or XML files next to the images).
 """
 
-import os
 import sys
-import warnings
 
-# Before `import attnyolo`, which imports Ultralytics: Ultralytics reads YOLO_AUTOINSTALL once, at import. This is
-# attnyolo.cli.offline_safe_environment(), which cannot run earlier because importing attnyolo.cli imports attnyolo.
-os.environ.setdefault("YOLO_AUTOINSTALL", "false")
-
-import attnyolo  # noqa: E402, F401  (registers the layers so the checkpoint's classes resolve)
-from attnyolo.cli import fail, parse_kv_args, run_tool, ultralytics_keys  # noqa: E402
-from attnyolo.evaluation.dataset import (  # noqa: E402
+import attnyolo  # noqa: F401  (registers the layers, and turns Ultralytics' run-time pip installs off)
+from attnyolo.cli import fail, parse_kv_args, run_tool, ultralytics_keys
+from attnyolo.evaluation.dataset import (
     DEFAULT_NAME,
     format_metrics_table,
     run_directory,
@@ -40,14 +34,8 @@ DEFAULTS = {
 }
 
 
-def _warning_line(message, category, filename, lineno, line=None):
-    """Warnings as one line each, without the source line of the library that raised them."""
-    return f"warning: {message}\n"
-
-
 def main(argv):
     """Parse key=value arguments, score the model or the predictions file, print the table and where it went."""
-    warnings.formatwarning = _warning_line
     args = parse_kv_args(argv, DEFAULTS, __doc__, passthrough=ultralytics_keys())
     model, data, predictions = args.pop("model"), args.pop("data"), args.pop("predictions")
     if data is None:

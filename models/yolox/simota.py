@@ -85,11 +85,9 @@ def _class_cost(scores: torch.Tensor, gt_labels: torch.Tensor) -> torch.Tensor:
         (B, G, N) class cost.
     """
     p = scores.sqrt()
-    log_p, log_1mp = p.log().clamp(min=-100), (1 - p).log().clamp(min=-100)
-    index = gt_labels[:, :, None].expand(-1, -1, p.shape[1])  # (B, G, N)
-    log_p_l = log_p.transpose(1, 2).gather(1, index)
-    log_1mp_l = log_1mp.transpose(1, 2).gather(1, index)
-    return -log_1mp.sum(-1)[:, None, :] + log_1mp_l - log_p_l
+    all_negative = -(1 - p).log().clamp(min=-100).sum(-1)  # (B, N): every class taken as a negative
+    p_l = p.transpose(1, 2).gather(1, gt_labels[:, :, None].expand(-1, -1, p.shape[1]))  # (B, G, N) at the GT class
+    return all_negative[:, None, :] + (1 - p_l).log().clamp(min=-100) - p_l.log().clamp(min=-100)
 
 
 def _pairwise_iou(gt_boxes: torch.Tensor, pred_boxes: torch.Tensor) -> torch.Tensor:
@@ -129,7 +127,8 @@ def simota_assign(
         >>> pts, s = torch.tensor([[4.0, 4.0], [12.0, 4.0]]), torch.tensor([8.0, 8.0])
         >>> gt = torch.tensor([[[0.0, 0.0, 8.0, 8.0]]])
         >>> pred = torch.tensor([[[0.0, 0.0, 8.0, 8.0], [8.0, 0.0, 16.0, 8.0]]])
-        >>> r = simota_assign(pred, torch.full((1, 2, 1), 0.5), pts, s, gt, torch.zeros(1, 1).long(), gt > -1)
+        >>> labels, mask = torch.zeros(1, 1, dtype=torch.long), torch.ones(1, 1, dtype=torch.bool)
+        >>> r = simota_assign(pred, torch.full((1, 2, 1), 0.5), pts, s, gt, labels, mask)
         >>> r.fg_mask.tolist(), r.dynamic_k.tolist()
         ([[True, False]], [[1]])
     """

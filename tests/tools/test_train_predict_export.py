@@ -218,3 +218,30 @@ def test_train_bad_inputs_one_line(tmp_path):
     assert r.returncode != 0 and "found no weights/last.pt" in r.stderr and "Traceback" not in r.stderr
     r = tool("train", "epoch=3")
     assert r.returncode == 2 and "Did you mean epochs" in r.stderr
+
+
+@pytest.mark.slow
+def test_corrupt_training_image_is_skipped_with_a_warning(tmp_path):
+    data = make_sample_dataset(tmp_path / "data", n_train=6, n_val=3, imgsz=64, video=False)
+    bad = sorted((data.parent / "images" / "train").glob("*.jpg"))[0]
+    bad.write_bytes(b"\xff\xd8 not really a jpeg")
+    env = {**os.environ, "YOLO_VERBOSE": "true"}  # the warning is what this test reads
+    r = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "tools" / "train.py"),
+            "model=yolov8n-ECA.yaml",
+            f"data={data}",
+            "epochs=1",
+            *TINY,
+            f"project={tmp_path / 'runs'}",
+            "evaluate=False",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+    assert r.returncode == 0, r.stderr[-4000:]
+    warning = [ln for ln in (r.stdout + r.stderr).splitlines() if bad.name in ln]
+    assert warning and any("corrupt" in ln.lower() or "ignoring" in ln.lower() for ln in warning), warning

@@ -333,7 +333,7 @@ def benchmark_layers(
                 scale = float(plain.abs().max())
                 del ours, plain
                 times = time_interleaved(
-                    {"ours": lambda: layer(x), "plain": lambda: plain_forward(layer, x)},
+                    {"ours": lambda m=layer, x=x: m(x), "plain": lambda m=layer, x=x: plain_forward(m, x)},
                     repeats,
                     warmup,
                     dev,
@@ -462,6 +462,8 @@ def benchmark_models(
     names = [str(m) for m in (models or default_models())]
     if not names:
         raise ValueError("models= is empty; give at least one model YAML or checkpoint.")
+    if baseline is not None and baseline not in names:
+        raise ValueError(f"baseline={baseline!r} is not one of models= ({', '.join(names)}).")
     dev = resolve_device(device)
     built = {}
     info = {}
@@ -477,8 +479,6 @@ def benchmark_models(
         built[name] = model.fuse(verbose=False) if fuse else model
     if baseline is None:
         baseline = next((n for n in names if not info[n]["placements"]), names[0])
-    elif baseline not in built:
-        raise ValueError(f"baseline={baseline!r} is not one of models= ({', '.join(names)}).")
 
     gen = torch.Generator().manual_seed(seed)
     x1 = torch.rand(1, 3, imgsz, imgsz, generator=gen).to(dev)

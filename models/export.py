@@ -77,7 +77,8 @@ def export_model(model: str | Path | None = None, format: str = "onnx", verify: 
         raise ValueError("model= is required, e.g. model=runs/train/exp/weights/best.pt")
     yolo = load_checkpoint_model(model)
     path = yolo.export(format=format, **kw)
-    if format != "onnx" or not verify:
+    if format != "onnx" or not verify or kw.get("nms"):
+        # With nms=True the graph ends in NMS and returns final boxes, not the raw head output compared below.
         return path, None
     imgsz = kw.get("imgsz", 640)
     h, w = (imgsz, imgsz) if isinstance(imgsz, int) else tuple(imgsz)

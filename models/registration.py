@@ -282,16 +282,6 @@ def _probe_output_channels(seq: nn.Sequential, ch: int, last: int) -> list[int]:
     return [int(y.shape[1]) if isinstance(y, torch.Tensor) else 0 for y in outputs]
 
 
-def _probe_input_channels(seq: nn.Sequential, ch: int, rows: list[int]) -> dict[int, int]:
-    """Run a tiny forward pass through the probe-built network and read the channels entering each probe row."""
-    _probe_output_channels(seq, ch, max(rows))
-    found = {}
-    for i in rows:
-        probe = seq[i][0] if isinstance(seq[i], nn.Sequential) else seq[i]
-        found[i] = probe.c1
-    return found
-
-
 def _effective_scale(d: dict) -> str | None:
     """The scale parse_model builds for this dict: ``d['scale']`` if it is a key of ``scales``, else the first key."""
     scales, scale = d.get("scales"), d.get("scale")
@@ -412,7 +402,7 @@ def _wrap_parse_model(original):
                 probe_rows[head] = [-1, 1, _PROBE_NAME, []]
             probe_seq, _ = original(with_rows(probe_rows), ch, False)
             c_out = _probe_output_channels(probe_seq, ch, max(ours + ([head - 1] if head is not None else [])))
-            c_in = {i: probe_seq[i].c1 for i in ours}
+            c_in = {i: (probe_seq[i][0] if isinstance(probe_seq[i], nn.Sequential) else probe_seq[i]).c1 for i in ours}
             del probe_seq
             for i in ours:
                 rows[i][3] = _resolve_args(d, i, rows[i], c_in[i])

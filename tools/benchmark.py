@@ -1,5 +1,7 @@
-"""Compare attention layers for speed and size: a model table (params, GFLOPs, latency, throughput, overhead against
-the baseline measured in the same run) and a layer-kernel table (our forward against the plain equations).
+"""Compare attention layers for speed and size, in one interleaved run.
+
+Two tables: models (params, GFLOPs, latency, throughput, overhead against the baseline measured in the same run)
+and layer kernels (each layer's forward against a plain implementation of its equations).
 
 Usage:
     python tools/benchmark.py                                   # yolov8n baseline + SE, CBAM, ECA, CA, ELA-T/B/S/L

@@ -1,0 +1,237 @@
+"""The benchmark library and tool, and the layers' inference fast path against the plain equations.
+
+The plain references (attnyolo.benchmark.plain_*) are REFERENCE.md's equations through the layers' own submodules; the
+layers' forward() takes a different, leaner path at inference. These tests hold the two to 1e-5 on the benchmark's
+feature-map shapes, check which path runs when, and run the benchmark tool end to end at tiny sizes.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import pytest
+import torch
+from torch import nn
+
+from attnyolo.benchmark import (
+    LAYER_KINDS,
+    LAYER_SHAPES,
+    benchmark_layers,
+    benchmark_models,
+    build_layer,
+    format_layer_table,
+    format_model_table,
+    model_kind,
+    paired_ratio,
+    plain_forward,
+    randomize_,
+    time_interleaved,
+    write_results,
+)
+from attnyolo.coord_attention import CoordAtt
+
+REPO = Path(__file__).resolve().parents[1]
+TOL = 1e-5
+
+
+def _layer(kind: str, channels: int, fused: bool = False) -> nn.Module:
+    layer = randomize_(build_layer(kind, channels)).eval()
+    if fused and isinstance(layer, CoordAtt):
+        layer.fuse()
+    return layer
+
+
+def _x(shape, seed=1):
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+
+
+# ---------------------------------------------------------------------------------------------------- fast path
+@pytest.mark.parametrize(("channels", "side"), LAYER_SHAPES, ids=[f"{c}x{s}" for c, s in LAYER_SHAPES])
+@pytest.mark.parametrize("kind", LAYER_KINDS)
+def test_fast_path_equals_plain_equations_on_benchmark_shapes(kind, channels, side):
+    layer = _layer(kind, channels, fused=True)
+    x = _x((2, channels, side, side))
+    with torch.inference_mode():
+        torch.testing.assert_close(layer(x), plain_forward(layer, x), atol=TOL, rtol=TOL)
+
+
+@pytest.mark.parametrize("kind", LAYER_KINDS)
+@pytest.mark.parametrize("shape", [(2, 64, 13, 21), (3, 64, 40, 24), (1, 64, 7, 160), (1, 64, 1, 1)])
+def test_fast_path_equals_plain_equations_on_other_inputs(kind, shape):
+    layer = _layer(kind, 64)  # CoordAtt unfused: the fast path then applies BN itself
+    x = _x(shape)
+    with torch.inference_mode():
+        expected = plain_forward(layer, x)
+        torch.testing.assert_close(layer(x), expected, atol=TOL, rtol=TOL)
+        channels_last = x.contiguous(memory_format=torch.channels_last)
+        torch.testing.assert_close(layer(channels_last), expected, atol=TOL, rtol=TOL)
+
+
+@pytest.mark.parametrize("kind", LAYER_KINDS)
+def test_fast_path_never_writes_into_its_input(kind):
+    layer = _layer(kind, 64)
+    x = _x((1, 64, 20, 20))
+    before = x.clone()
+    with torch.inference_mode():
+        y = layer(x)
+    assert torch.equal(x, before) and y.data_ptr() != x.data_ptr()
+
+
+class _Calls(torch.overrides.TorchFunctionMode):
+    """Record the names of the torch functions a forward calls."""
+
+    def __init__(self):
+        super().__init__()
+        self.names = set()
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        self.names.add(getattr(func, "__name__", str(func)))
+        return func(*args, **(kwargs or {}))
+
+
+def _calls(layer, x, grad: bool) -> set[str]:
+    with _Calls() as calls, torch.set_grad_enabled(grad):
+        layer(x)
+    return calls.names
+
+
+def test_fast_path_runs_only_for_eval_inference_without_hooks():
+    layer = _layer("CoordAtt", 64)
+    x = _x((1, 64, 20, 20))
+    assert "baddbmm" in _calls(layer, x, grad=False)  # the fast path writes the 1x1 convs as matmuls
+    assert "conv2d" in _calls(layer, x, grad=True)  # autograd: module path
+    layer.train()
+    assert "conv2d" in _calls(layer, x, grad=False)  # train mode (BN batch statistics): module path
+    layer.eval()
+    handle = layer.conv_h.register_forward_hook(lambda *a: None)  # e.g. a FLOP counter watching a submodule
+    try:
+        assert "conv2d" in _calls(layer, x, grad=False)
+    finally:
+        handle.remove()
+
+
+@pytest.mark.parametrize("kind", ["CoordAtt", "ELA-S", "CBAM"])
+def test_training_path_gradients_match_plain_equations(kind):
+    layer = _layer(kind, 32).train()
+    x = _x((2, 32, 12, 12)).requires_grad_(True)
+    (g_ours,) = torch.autograd.grad(layer(x).square().sum(), x)
+    (g_plain,) = torch.autograd.grad(plain_forward(layer, x).square().sum(), x)
+    torch.testing.assert_close(g_ours, g_plain, atol=TOL, rtol=TOL)
+
+
+# --------------------------------------------------------------------------------------------------------- timing
+def test_time_interleaved_runs_each_candidate_warmup_settle_and_repeats():
+    counts = {"a": 0, "b": 0}
+
+    def bump(name):
+        counts[name] += 1
+
+    times = time_interleaved({"a": lambda: bump("a"), "b": lambda: bump("b")}, repeats=4, warmup=2, settle=1)
+    assert {k: len(v) for k, v in times.items()} == {"a": 4, "b": 4}
+    assert counts == {"a": 2 + 4 * 2, "b": 2 + 4 * 2}
+    assert all(t >= 0 for v in times.values() for t in v)
+
+
+def test_paired_ratio_is_the_median_of_per_round_ratios():
+    assert paired_ratio([2.0, 3.0, 10.0], [1.0, 1.0, 1.0]) == 3.0
+    assert paired_ratio([1.0, 1.0, 1.0], [1.0, 2.0, 4.0]) == 0.5
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [("yolo11s-ELA-S.yaml", "ELA-S"), ("yolov8n-CoordAtt.yaml", "CoordAtt"), ("yolov8n.yaml", "baseline")],
+)
+def test_model_kind(name, kind):
+    assert model_kind(name) == kind
+
+
+def test_layer_benchmark_result_and_table():
+    result = benchmark_layers(kinds=["SE", "ELA-T"], shapes=[(32, 8), (16, 12)], repeats=2, warmup=1)
+    assert [(r["kind"], r["channels"], r["size"]) for r in result["rows"]] == [
+        ("SE", 32, 8),
+        ("SE", 16, 12),
+        ("ELA-T", 32, 8),
+        ("ELA-T", 16, 12),
+    ]
+    assert all(r["ratio"] > 0 and r["equal"] and r["max_abs_diff"] <= TOL for r in result["rows"])
+    table = format_layer_table(result).splitlines()
+    rows = [ln for ln in table if ln.startswith("|")]
+    assert len(rows) == 2 + 2 and len({ln.count("|") for ln in rows}) == 1  # header, rule, one row per kind
+    assert "Machine:" in table[-1]
+
+
+# ------------------------------------------------------------------------------------------------------ end to end
+def _markdown_rows(text: str) -> list[str]:
+    rows = [ln for ln in text.splitlines() if ln.startswith("|")]
+    assert len({ln.count("|") for ln in rows}) == 1, "ragged Markdown table"
+    assert set(rows[1].replace("|", "").replace("-", "").replace(":", "").strip()) == set()
+    return rows[2:]
+
+
+@pytest.mark.slow
+def test_benchmark_tool_end_to_end(tmp_path):
+    r = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "tools" / "benchmark.py"),
+            "models=yolov8n.yaml,yolov8n-CoordAtt.yaml",
+            "imgsz=64",
+            "batch=2",
+            "repeats=2",
+            "warmup=1",
+            "threads=1",
+            "layer_repeats=1",
+            f"project={tmp_path}",
+            "name=bench",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = tmp_path / "bench"
+    assert "| yolov8n-CoordAtt.yaml |" in r.stdout  # the table is on the console too
+    rows = _markdown_rows((out / "models.md").read_text())
+    assert len(rows) == 2 and "1.000×" in rows[0] and "CoordAtt @ 5:P3(64) 8:P4(128) 11:P5(256)" in rows[1]
+    layer_rows = _markdown_rows((out / "layers.md").read_text())
+    assert [ln.split("|")[1].strip() for ln in layer_rows] == list(LAYER_KINDS)
+    with open(out / "models.csv", newline="") as f:
+        table = list(csv.DictReader(f))
+    assert [t["model"] for t in table] == ["yolov8n.yaml", "yolov8n-CoordAtt.yaml"]
+    assert float(table[0]["overhead"]) == 1.0 and float(table[1]["params"]) > float(table[0]["params"])
+    assert {"latency_ms", "latency_q1_ms", "latency_q3_ms", "throughput", "gflops"} <= set(table[0])
+    data = json.loads((out / "benchmark.json").read_text())
+    assert data["models"]["baseline"] == "yolov8n.yaml" and len(data["layers"]["rows"]) == 8 * 4
+    assert all(r["equal"] for r in data["layers"]["rows"])
+    for png in ("models.png", "layers.png"):
+        image = cv2.imread(str(out / png))
+        assert image is not None and image.shape[0] > 100 and image.shape[1] > 100
+
+
+def test_model_benchmark_baseline_and_ratios(tmp_path):
+    result = benchmark_models(["yolov8n-ECA.yaml", "yolov8n.yaml"], imgsz=64, batch=1, repeats=2, warmup=0)
+    assert result["baseline"] == "yolov8n.yaml"  # the model without attention, wherever it is in the list
+    base, eca = result["rows"][1], result["rows"][0]
+    assert base["overhead"] == 1.0 and base["params_ratio"] == 1.0
+    assert eca["params"] > base["params"] and eca["attention"].startswith("ECAAttention @")
+    assert "batch_latency_ms" not in eca  # batch=1 skips the larger-batch series
+    files = write_results(tmp_path, models=result)
+    assert set(files) == {"models.md", "models.csv", "models.png", "benchmark.json"}
+    assert len(_markdown_rows(format_model_table(result))) == 2
+
+
+def test_model_benchmark_rejects_unknown_baseline():
+    with pytest.raises(ValueError, match="baseline='nope.yaml' is not one of models="):
+        benchmark_models(["yolov8n.yaml"], imgsz=64, batch=1, repeats=1, warmup=0, baseline="nope.yaml")
+
+
+def test_benchmark_tool_rejects_unknown_key():
+    r = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "benchmark.py"), "modles=yolov8n.yaml"], capture_output=True, text=True
+    )
+    assert r.returncode == 2 and "Did you mean models?" in r.stderr

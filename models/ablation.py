@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .benchmark import benchmark_models, machine_line, model_kind
-from .evaluation.dataset import _write_json_atomically
+from .evaluation.dataset import _write_json_atomically, validate_model
 from .summary import model_summary
 from .training import REPO_ROOT, ensure_sample_data, train
 
@@ -73,9 +73,15 @@ def _check_recipe(state: dict[str, Any], recipe: dict[str, Any], data: str, path
         )
 
 
-def _resumable_checkpoint(run_dir: Path) -> Path | None:
-    """``run_dir/weights/last.pt`` if it holds an unfinished run Ultralytics can resume, else None."""
-    last = run_dir / "weights" / "last.pt"
+def _interrupted_run(run_dir: Path) -> tuple[str, Path] | None:
+    """What a run directory left by a killed ablation still needs.
+
+    Returns:
+        ``("resume", last.pt)`` when Ultralytics can continue the training, ``("evaluate", best.pt)`` when training
+        finished (Ultralytics strips the optimizer from its final checkpoints) but the ablation was killed before
+        recording the scores, or None when the run has to start over.
+    """
+    last, best = run_dir / "weights" / "last.pt", run_dir / "weights" / "best.pt"
     if not last.is_file():
         return None
     import torch
@@ -84,7 +90,9 @@ def _resumable_checkpoint(run_dir: Path) -> Path | None:
         ckpt = torch.load(last, map_location="cpu", weights_only=False)
     except Exception:  # a damaged checkpoint means starting this run over, not failing the ablation
         return None
-    return last if ckpt.get("epoch", -1) >= 0 and ckpt.get("optimizer") is not None else None
+    if ckpt.get("epoch", -1) >= 0 and ckpt.get("optimizer") is not None:
+        return "resume", last
+    return ("evaluate", best) if best.is_file() else None
 
 
 def _progress(i: int, total: int, model: str, done: int, durations: Sequence[float], started: float) -> str:
@@ -152,10 +160,17 @@ def run_ablation(
             continue
         log(_progress(i, len(models), model, done, durations, started))
         t0 = time.monotonic()
-        last = _resumable_checkpoint(out / "runs" / name)
-        if last is not None:
-            log(f"[{i}/{len(models)}] {model}: continuing the interrupted run from {last}")
-            metrics, run_dir, _ = train(resume=str(last))
+        left = _interrupted_run(out / "runs" / name)
+        if left is not None and left[0] == "resume":
+            log(f"[{i}/{len(models)}] {model}: continuing the interrupted run from {left[1]}")
+            metrics, run_dir, _ = train(resume=str(left[1]))
+        elif left is not None:
+            log(f"[{i}/{len(models)}] {model}: training had finished; scoring {left[1]}")
+            run_dir = left[1].parents[1]
+            settings = {k: recipe[k] for k in ("imgsz", "batch", "device", "workers") if k in recipe}
+            metrics, _ = validate_model(
+                str(left[1]), data, project=str(run_dir.parent), name=run_dir.name, exist_ok=True, **settings
+            )
         else:
             metrics, run_dir, _ = train(
                 model=model, data=data, project=str(out / "runs"), name=name, exist_ok=True, **recipe

@@ -216,7 +216,10 @@ def _voc_plan(years: list[Path]) -> dict[str, list[tuple[Path, str]]]:
 
 def _voc_image_size(xml: Path, image: Path) -> tuple[int, int]:
     """Image ``(width, height)`` from the XML's ``<size>``, or from the image header when the XML lacks it."""
-    size = ET.parse(xml).getroot().find("size")
+    try:
+        size = ET.parse(xml).getroot().find("size")
+    except ET.ParseError as error:
+        raise ValueError(f"{xml}: not well-formed XML ({error}). Re-extract or repair this annotation file.") from None
     try:
         width, height = int(float(size.findtext("width"))), int(float(size.findtext("height")))
         if width > 0 and height > 0:

@@ -127,6 +127,25 @@ def test_interrupted_training_resumes_from_its_last_checkpoint(data, tmp_path, m
     assert calls[0]["resume"] == str(weights / "last.pt")
 
 
+def test_run_killed_after_training_is_scored_not_retrained(data, tmp_path, monkeypatch):
+    out = tmp_path / "abl"
+    weights = out / "runs" / "yolov8n" / "weights"
+    weights.mkdir(parents=True)
+    torch.save({"epoch": -1, "optimizer": None}, weights / "last.pt")  # Ultralytics strips finished checkpoints
+    (weights / "best.pt").write_bytes(b"")
+    calls, scored = [], []
+    monkeypatch.setattr(ablation, "train", _fake_train(calls))
+
+    def validate(model, data, **kw):
+        scored.append((model, kw))
+        return {"coco": dict.fromkeys(("AP", "AP50", "AP75", "APs", "APm", "APl", "AR100"), 0.3), "voc": {}}, None
+
+    monkeypatch.setattr(ablation, "validate_model", validate)
+    result = run_ablation(["yolov8n.yaml"], data=data, out_dir=out, latency_repeats=0, log=lambda s: None, **RECIPE)
+    assert not calls and scored[0][0] == str(weights / "best.pt") and scored[0][1]["imgsz"] == 64
+    assert result["rows"][0]["coco"]["AP"] == 0.3
+
+
 def test_continuing_with_another_recipe_is_refused(data, tmp_path, monkeypatch):
     out = tmp_path / "abl"
     monkeypatch.setattr(ablation, "train", _fake_train([]))

@@ -1,5 +1,6 @@
 """Dataset conversion: small hand-made VOCdevkit and COCO folders become YOLO layouts that keep their annotations."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -196,21 +197,29 @@ def test_bad_sources_raise_errors_that_name_the_path(tmp_path):
         convert_dataset(tmp_path / "empty", tmp_path / "out")
 
 
-def test_convert_tool_exit_codes(devkit, tmp_path):
-    def run(*args):
-        return subprocess.run(
-            [sys.executable, str(REPO / "tools" / "convert.py"), *args],
-            cwd=tmp_path,
-            env=ENV,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-
-    done = run(f"source={devkit}", f"out={tmp_path / 'out'}")
+def test_convert_tool_exit_codes(devkit, tmp_path, capsys):
+    done = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "convert.py"), f"source={devkit}", f"out={tmp_path / 'out'}"],
+        cwd=tmp_path,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert "VOC" in done.stdout and (tmp_path / "out" / "data.yaml").is_file()
-    bad = run(f"source={tmp_path / 'nope'}", f"out={tmp_path / 'out2'}")
-    assert bad.returncode == 2 and str(tmp_path / "nope") in bad.stderr
-    assert len(bad.stderr.strip().splitlines()) == 1 and not (tmp_path / "out2").exists()
-    assert run("sourc=x").returncode == 2
+
+    # Failures in-process (no second interpreter start): one line naming the path, exit status 2.
+    spec = importlib.util.spec_from_file_location("tool_convert", REPO / "tools" / "convert.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    for argv in ([f"source={tmp_path / 'nope'}", f"out={tmp_path / 'out2'}"], ["sourc=x"], [f"source={devkit}"]):
+        with pytest.raises(SystemExit) as stop:
+            tool.main(argv)
+        assert stop.value.code == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out2").exists()
+    with pytest.raises(SystemExit):
+        tool.main([f"source={tmp_path / 'nope'}", "out=x"])
+    assert str(tmp_path / "nope") in capsys.readouterr().err

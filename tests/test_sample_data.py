@@ -1,5 +1,6 @@
 """The sample dataset: deterministic, its three annotation formats agree, and real tools read every file."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -131,25 +132,43 @@ def test_bad_sizes_are_rejected(tmp_path):
         make_sample_dataset(tmp_path, n_train=1, n_val=1, imgsz=8)
 
 
-def run_tool(*args, cwd):
-    return subprocess.run(
+def load_tool(name):
+    """Import a script from tools/ as a module, to call its main() without a new interpreter."""
+    spec = importlib.util.spec_from_file_location(f"tool_{name}", REPO / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def exit_status(main, argv) -> int:
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    return stop.value.code
+
+
+def test_tool_writes_dataset(tmp_path):
+    # One real process: the script's own imports, exit status and output, end to end.
+    args = [f"out={tmp_path / 's'}", "n_train=2", "n_val=1", "imgsz=96", "video=false"]
+    done = subprocess.run(
         [sys.executable, str(REPO / "tools" / "make_sample_data.py"), *args],
-        cwd=cwd,
+        cwd=tmp_path,
         env=ENV,
         capture_output=True,
         text=True,
         timeout=120,
     )
-
-
-def test_tool_writes_dataset_and_rejects_unknown_keys(tmp_path):
-    done = run_tool(f"out={tmp_path / 's'}", "n_train=2", "n_val=1", "imgsz=96", "video=false", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "s" / "data.yaml").is_file() and "val: 1 images" in done.stdout
     assert not (tmp_path / "s" / "sample.mp4").exists()
 
-    bad = run_tool("n_trian=2", cwd=tmp_path)
-    assert bad.returncode == 2 and "n_train" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
-    assert run_tool("n_train=0", cwd=tmp_path).returncode == 2
-    helped = run_tool("help", cwd=tmp_path)
-    assert helped.returncode == 0 and "Usage" in helped.stdout
+
+def test_tool_rejects_bad_arguments(tmp_path, capsys):
+    main = load_tool("make_sample_data").main
+    assert exit_status(main, ["n_trian=2"]) == 2
+    err = capsys.readouterr().err
+    assert "n_train" in err and len(err.strip().splitlines()) == 1
+    assert exit_status(main, [f"out={tmp_path}", "n_train=0"]) == 2
+    assert "n_train=0" in capsys.readouterr().err
+    assert exit_status(main, ["seed=abc"]) == 2
+    assert exit_status(main, ["help"]) == 0
+    assert "Usage" in capsys.readouterr().out

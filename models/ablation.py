@@ -24,14 +24,17 @@ from typing import Any
 from .benchmark import benchmark_models, machine_line, model_kind
 from .evaluation.dataset import _write_json_atomically, validate_model
 from .summary import model_summary
-from .training import REPO_ROOT, ensure_sample_data, train
+from .training import DEFAULT_DATA_DIR, REPO_ROOT, ensure_sample_data, train
+from .training import DEFAULT_RECIPE as SAMPLE_RECIPE
 
 STATE_FILE = "ablation_state.json"
 RESULTS_FILE = "ablation.json"
 DEFAULT_PROJECT = REPO_ROOT / "runs" / "ablate"
-# The recipe every model of one ablation shares (any Ultralytics training setting can be added on top). The defaults
-# fit the sample dataset on 2 CPU cores; for COCO/VOC pass the papers' recipe explicitly.
-DEFAULT_RECIPE = {"epochs": 30, "imgsz": 192, "batch": 16, "seed": 0, "workers": 2, "device": "cpu", "plots": False}
+# Settings every ablation fixes unless told otherwise: one seed, deterministic training, no plots (they need a font
+# download). On the sample dataset the ablation starts from tools/train.py's sample recipe (SAMPLE_RECIPE), on other
+# data from Ultralytics' defaults; any Ultralytics training setting given on top applies to every run.
+ABLATION_DEFAULTS = {"seed": 0, "deterministic": True, "plots": False}
+DEFAULT_IMGSZ = 640  # Ultralytics' default input size, for the latency column when imgsz= is not given
 # Ultralytics settings that do not change what is trained, so a resumed ablation may change them freely.
 _NOT_RECIPE = {"workers", "device", "plots", "verbose", "exist_ok", "cache"}
 COLUMNS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
@@ -121,7 +124,7 @@ def run_ablation(
         latency_repeats: Interleaved timing rounds for the latency column (0 skips latency).
         log: Where progress lines go.
         **recipe: Ultralytics training settings shared by every run (epochs, imgsz, batch, seed, lr0, ...), on top
-            of :data:`DEFAULT_RECIPE`.
+            of :data:`ABLATION_DEFAULTS` (and, on the sample dataset, tools/train.py's sample recipe).
 
     Returns:
         ``{"rows", "recipe", "data", "machine", "files"}``: one row per model in the order given.
@@ -145,7 +148,8 @@ def run_ablation(
     state_path = out / STATE_FILE
     state = load_state(out)
     if state is None:
-        recipe = {**DEFAULT_RECIPE, **recipe}
+        sample = Path(data) == (DEFAULT_DATA_DIR / "data.yaml").resolve()
+        recipe = {**(SAMPLE_RECIPE if sample else {}), **ABLATION_DEFAULTS, **recipe}
         state = {"data": data, "recipe": recipe, "finished": {}}
     else:  # continuing: unspecified settings are the ablation's own, not the defaults
         recipe = {**state["recipe"], **recipe}
@@ -191,11 +195,12 @@ def run_ablation(
     rows = [{"model": m, "kind": model_kind(m), **state["finished"][n]} for m, n in zip(models, names)]
     machine = None
     checkpoints = [r["checkpoint"] for r in rows]
+    imgsz = int(recipe.get("imgsz", DEFAULT_IMGSZ))
     if latency_repeats > 0:
-        log(f"measuring latency of {len(rows)} trained models at {recipe['imgsz']} (fused, batch 1) ...")
+        log(f"measuring latency of {len(rows)} trained models at {imgsz} (fused, batch 1) ...")
         bench = benchmark_models(
             checkpoints,
-            imgsz=int(recipe["imgsz"]),
+            imgsz=imgsz,
             device=recipe.get("device", "cpu"),
             batch=1,
             repeats=latency_repeats,
@@ -205,7 +210,7 @@ def run_ablation(
             row.update({k: b[k] for k in ("params", "gflops", "latency_ms", "overhead", "attention")})
     else:
         for row in rows:
-            s = model_summary(row["checkpoint"], int(recipe["imgsz"]))
+            s = model_summary(row["checkpoint"], imgsz)
             row.update({"params": s["params"], "gflops": s["gflops"]})
     result = {"rows": rows, "recipe": state["recipe"], "data": data, "machine": machine}
     result["files"] = {k: str(v) for k, v in write_ablation(result, out).items()}

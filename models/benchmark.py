@@ -162,11 +162,17 @@ def build_layer(kind: str, channels: int) -> nn.Module:
 
 
 def randomize_(module: nn.Module, seed: int = 0) -> nn.Module:
-    """Give every parameter and BatchNorm statistic random non-trivial values, so no gate term hides as 0 or 1."""
+    """Give every parameter and BatchNorm statistic random non-trivial values, so no gate term hides as 0 or 1.
+
+    Weights get a standard deviation of 1/sqrt(fan-in), as trained layers roughly have; with a fixed scale a
+    512-channel layer's pre-activations grow to hundreds, its sigmoids saturate (hiding the very terms a test should
+    see) and float32 rounding alone exceeds 1e-5. Biases and other vectors get N(0, 0.5^2).
+    """
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for p in module.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
+            scale = 0.5 if p.dim() < 2 else p[0].numel() ** -0.5  # p[0]: one output's weights = fan-in
+            p.copy_(torch.randn(p.shape, generator=gen) * scale)
         for m in module.modules():
             if isinstance(m, nn.BatchNorm2d):
                 m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=gen))

@@ -11,7 +11,8 @@ Usage:
 Keys: models (comma list; default: <family>.yaml and <family>-<kind>.yaml for every kind), family, data (default:
 the sample dataset), project, name (the ablation directory project/name; reuse it to continue), latency_repeats
 (0 skips the latency column), plus every Ultralytics training setting, shared by all runs (epochs, imgsz, batch,
-seed, device, workers, lr0, ...). Defaults: epochs=30 imgsz=192 batch=16 seed=0 workers=2 device=cpu.
+seed, device, workers, lr0, ...). Defaults: seed=0 deterministic=True plots=False, and on the sample dataset the
+recipe tools/train.py uses there (epochs=15 imgsz=160 ...); on other data, Ultralytics' defaults.
 """
 
 import sys

@@ -9,7 +9,7 @@ Usage:
     python tools/benchmark.py family=yolov5s repeats=50 threads=1
     python tools/benchmark.py models=none layers=True           # layer kernels only
     python tools/benchmark.py device=0                          # CUDA (timings synchronised)
-Keys: models (comma list, or none), family (default list: <family>.yaml and <family>-<kind>.yaml), imgsz, device,
+Keys: models (comma list; none: no models; default: <family>.yaml and <family>-<kind>.yaml), family, imgsz, device,
 batch (larger batch for throughput; 1 skips it), repeats, warmup, baseline (default: the first model without
 attention), fuse, threads (torch CPU threads; default torch's choice), layers (also time the layer kernels),
 layer_repeats, layer_batch, project, name, exist_ok.
@@ -33,7 +33,7 @@ from attnyolo.cli import parse_kv_args, run_tool
 from attnyolo.evaluation.dataset import run_directory
 
 DEFAULTS = {
-    "models": None,
+    "models": "default",
     "family": DEFAULT_FAMILY,
     "imgsz": 640,
     "device": "cpu",
@@ -53,13 +53,14 @@ DEFAULTS = {
 
 
 def _model_list(value, family):
-    """models= as a list: None -> the family's default list, 'none' -> [], 'a.yaml,b.yaml' -> both."""
-    if value is None:
+    """models= as a list: 'default' -> the family's list, none (parsed as None) -> [], 'a.yaml,b.yaml' -> both."""
+    if value == "default":
         return default_models(family)
+    if value is None:
+        return []
     if isinstance(value, (list, tuple)):
         return [str(v) for v in value]
-    text = str(value).strip()
-    return [] if text.lower() in {"", "none"} else [m.strip() for m in text.split(",") if m.strip()]
+    return [m.strip() for m in str(value).split(",") if m.strip()]
 
 
 def main(argv):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ._fastpath import needs_module_path
 from ._validation import positive_int
 
 # Reduction ratio r = 16 and a 7x7 spatial kernel, the paper's defaults (arXiv 1807.06521).
@@ -79,13 +80,7 @@ class CBAMAttention(nn.Module):
         instead of four conv calls) and applies the spatial gate in place on the channel-gated tensor, so
         ``x``-sized memory is allocated once instead of twice. Outputs agree within 1e-5 (tests/test_benchmark.py).
         """
-        if (
-            self.training
-            or torch.is_grad_enabled()
-            or torch.jit.is_tracing()
-            or torch.compiler.is_compiling()
-            or any(m._forward_hooks or m._forward_pre_hooks for m in self._modules.values())
-        ):
+        if needs_module_path(self):
             m_c = (self._mlp(x.mean((2, 3), keepdim=True)) + self._mlp(x.amax((2, 3), keepdim=True))).sigmoid()
             x = x * m_c  # (N, C, H, W)
             maps = torch.cat((x.mean(1, keepdim=True), x.amax(1, keepdim=True)), dim=1)  # (N, 2, H, W)

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 from ultralytics.utils.torch_utils import fuse_conv_and_bn
 
+from ._fastpath import apply_strip_gates, needs_module_path, strip_means
 from ._validation import positive_int
 
 # Defaults of the official block (arXiv 2103.02907, Sec. 3.2 and houqb/CoordAttention coordatt.py):
@@ -73,13 +74,7 @@ class CoordAtt(nn.Module):
         memory is allocated once instead of twice. Outputs agree within 1e-5 (tests/test_benchmark.py).
         """
         n, c, h, w = x.shape
-        if (
-            self.training
-            or torch.is_grad_enabled()
-            or torch.jit.is_tracing()
-            or torch.compiler.is_compiling()
-            or any(m._forward_hooks or m._forward_pre_hooks for m in self._modules.values())
-        ):
+        if needs_module_path(self):
             # mean() instead of AdaptiveAvgPool2d((None, 1)): same numbers, but FLOP counters, dynamic-shape ONNX
             # export and CUDA deterministic backward all handle it.
             z_h = x.mean(3, keepdim=True)  # (N, C, H, 1)
@@ -90,17 +85,7 @@ class CoordAtt(nn.Module):
             g_w = self.conv_w(f_w.permute(0, 1, 3, 2)).sigmoid()  # (N, C, 1, W)
             return x * g_h * g_w
 
-        # Strip means. Over short rows a reduction pays per-row overhead; matrix-vector products stream x instead
-        # (thresholds measured on CPU; README, "Fast layers").
-        small = x.is_contiguous() and x.device.type == "cpu"
-        if small and w <= 48:
-            z_h = torch.mv(x.view(-1, w), x.new_full((w,), 1.0 / w)).view(n, c, h)
-        else:
-            z_h = x.mean(3)
-        if small and w <= 32:
-            z_w = torch.matmul(x.new_full((1, h), 1.0 / h), x.view(n * c, h, w)).view(n, c, w)
-        else:
-            z_w = x.mean(2)
+        z_h, z_w = strip_means(x)  # (N, C, H), (N, C, W)
         z = torch.cat((z_h, z_w), dim=2)  # (N, C, H + W)
         f = torch.baddbmm(self.conv1.bias.view(1, -1, 1), self.conv1.weight.view(1, self.mip, c).expand(n, -1, -1), z)
         if not self.fused:
@@ -113,9 +98,7 @@ class CoordAtt(nn.Module):
         g_w = torch.baddbmm(
             self.conv_w.bias.view(1, -1, 1), self.conv_w.weight.view(1, c, self.mip).expand(n, -1, -1), f[:, :, h:]
         ).sigmoid_()
-        if small and w <= 48:  # short rows: the outer product of the gates, then one flat in-place multiply
-            return torch.mul(g_h.unsqueeze(3), g_w.unsqueeze(2)).mul_(x)
-        return torch.mul(x, g_h.unsqueeze(3)).mul_(g_w.unsqueeze(2))
+        return apply_strip_gates(x, g_h, g_w)
 
     def fuse(self) -> None:
         """Fold ``bn1`` into ``conv1`` for inference and replace ``bn1`` with ``nn.Identity``; safe to call twice.

@@ -29,7 +29,6 @@ Examples:
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -40,6 +39,7 @@ from pathlib import Path
 
 import yaml
 
+from .evaluation.coco import read_coco_json
 from .evaluation.voc import read_voc_xml
 
 # The 20 PASCAL VOC classes in the devkit's order (VOCdevkit/VOCcode/VOCinit.m), which every VOC result table uses.
@@ -337,18 +337,6 @@ def _coco_role(split: str) -> str | None:
     return None
 
 
-def _load_coco(path: Path) -> dict:
-    """Load and sanity-check a COCO instances JSON."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path}: not valid JSON ({error}).") from None
-    missing = [k for k in ("images", "annotations", "categories") if not isinstance(data, dict) or k not in data]
-    if missing:
-        raise ValueError(f"{path} is not a COCO instances file: it lacks {missing}.")
-    return data
-
-
 def _coco_image_dir(source: Path, split: str, json_path: Path) -> Path:
     """The folder holding a split's images: ``<split>/`` (COCO's zips) or ``images/<split>/``."""
     candidates = (source / split, source / "images" / split)
@@ -429,7 +417,7 @@ def convert_coco(source: str | Path, out: str | Path) -> Path:
         if role is None:
             warnings.warn(f"Skipping {json_path}: '{split}' is not a train, val or test split.", stacklevel=2)
             continue
-        data = _load_coco(json_path)
+        data = read_coco_json(json_path)
         cats = sorted((c["id"], c["name"]) for c in data["categories"])
         if categories is not None and cats != categories:
             raise ValueError(f"{json_path}: its categories differ from those of {json_paths[0].name}.")

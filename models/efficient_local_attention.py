@@ -15,6 +15,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from ._fastpath import apply_strip_gates, needs_module_path, strip_means
 from ._validation import positive_int
 
 LOGGER = logging.getLogger("attnyolo")
@@ -130,13 +131,7 @@ class ELA(nn.Module):
         an in-place ``*= a_w``, so ``x``-sized memory is allocated once instead of twice. Outputs agree with the
         module path within 1e-5 (tests/test_benchmark.py).
         """
-        if (
-            self.training
-            or torch.is_grad_enabled()
-            or torch.jit.is_tracing()
-            or torch.compiler.is_compiling()
-            or any(m._forward_hooks or m._forward_pre_hooks for m in self._modules.values())
-        ):
+        if needs_module_path(self):
             a_h = self._gate(x.mean(3)).unsqueeze(3)  # (N, C, H) -> (N, C, H, 1)
             a_w = self._gate(x.mean(2)).unsqueeze(2)  # (N, C, W) -> (N, C, 1, W)
             return x * a_h * a_w
@@ -144,17 +139,7 @@ class ELA(nn.Module):
         n, c, h, w = x.shape
         k, groups = self.kernel_size, self.conv_groups
         p = k // 2
-        # Strip means. Over short rows a reduction pays per-row overhead; matrix-vector products stream x instead
-        # (thresholds measured on CPU; README, "Fast layers").
-        small = x.is_contiguous() and x.device.type == "cpu"
-        if small and w <= 48:
-            z_h = torch.mv(x.view(-1, w), x.new_full((w,), 1.0 / w)).view(n, c, h)
-        else:
-            z_h = x.mean(3)
-        if small and w <= 32:
-            z_w = torch.matmul(x.new_full((1, h), 1.0 / h), x.view(n * c, h, w)).view(n, c, w)
-        else:
-            z_w = x.mean(2)
+        z_h, z_w = strip_means(x)  # (N, C, H), (N, C, W)
         if h == w:  # one batch of 2N sequences of one length: one conv, one norm, one sigmoid
             z = nn.functional.pad(torch.cat((z_h, z_w)), (p, p))  # (2N, C, H + 2p), the conv's zero padding
             length = h
@@ -180,6 +165,4 @@ class ELA(nn.Module):
         else:
             a_h = torch.group_norm(y[:, :, :h], gn.num_groups, gn.weight, gn.bias, gn.eps).sigmoid_()
             a_w = torch.group_norm(y[:, :, h + p :], gn.num_groups, gn.weight, gn.bias, gn.eps).sigmoid_()
-        if small and w <= 48:  # short rows: the outer product of the gates, then one flat in-place multiply
-            return torch.mul(a_h.unsqueeze(3), a_w.unsqueeze(2)).mul_(x)
-        return torch.mul(x, a_h.unsqueeze(3)).mul_(a_w.unsqueeze(2))
+        return apply_strip_gates(x, a_h, a_w)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ._fastpath import needs_module_path
 from ._validation import positive_int
 
 # Reduction ratio r = 16, the paper's default (arXiv 1709.01507).
@@ -56,13 +57,7 @@ class SEAttention(nn.Module):
         inference in eval mode runs the two 1x1 convs as matrix products on the pooled (N, C) vector with in-place
         activations. Outputs agree within 1e-5 (tests/test_benchmark.py).
         """
-        if (
-            self.training
-            or torch.is_grad_enabled()
-            or torch.jit.is_tracing()
-            or torch.compiler.is_compiling()
-            or any(m._forward_hooks or m._forward_pre_hooks for m in self._modules.values())
-        ):
+        if needs_module_path(self):
             s = x.mean((2, 3), keepdim=True)  # (N, C, 1, 1); mean() rather than an adaptive pool for export/counters
             return x * self.fc2(self.act(self.fc1(s))).sigmoid()
 

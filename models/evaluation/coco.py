@@ -194,6 +194,34 @@ def _finite_numbers(value: Any, length: int, what: str) -> list[float]:
     return [float(v) for v in value]
 
 
+def read_coco_json(path: str | Path) -> dict[str, Any]:
+    """Read a COCO ground-truth JSON file, failing with one line if it is not JSON or lacks a required key.
+
+    Args:
+        path: The ``instances_*.json`` file.
+
+    Returns:
+        The parsed dict, which has ``images``, ``annotations`` and ``categories``.
+
+    Raises:
+        ValueError: Not valid JSON (the message gives the parser's first line), or a required key is missing.
+    """
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: not valid JSON ({str(error).splitlines()[0]}).") from None
+    _check_coco_keys(data, str(path))
+    return data
+
+
+def _check_coco_keys(dataset: Any, source: str) -> None:
+    """Raise a ValueError naming ``source`` if ``dataset`` is not a dict with images, annotations and categories."""
+    keys = ("images", "annotations", "categories")
+    missing = [key for key in keys if key not in dataset] if isinstance(dataset, dict) else list(keys)
+    if missing:
+        raise ValueError(f"{source} is not a COCO ground truth: it lacks {missing}.")
+
+
 def _load_coco(coco_gt: CocoSource) -> COCO:
     """Return a pycocotools COCO object for a COCO object, a ground-truth dict or a JSON path."""
     if isinstance(coco_gt, COCO):
@@ -201,23 +229,11 @@ def _load_coco(coco_gt: CocoSource) -> COCO:
     if isinstance(coco_gt, Mapping):
         # A copy, because COCOeval writes an 'ignore' flag into every ground-truth annotation it sees.
         dataset = copy.deepcopy(dict(coco_gt))
-        source = "the ground-truth dict"
+        _check_coco_keys(dataset, "the ground-truth dict")
     elif isinstance(coco_gt, (str, Path)):
-        source = str(coco_gt)
-        try:
-            with open(coco_gt) as f:
-                dataset = json.load(f)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{source}: not valid JSON ({error}).") from None
+        dataset = read_coco_json(coco_gt)
     else:
         raise TypeError(f"coco_gt must be a pycocotools COCO object, a dict or a JSON path, got {type(coco_gt)}.")
-    missing = (
-        [key for key in ("images", "annotations", "categories") if key not in dataset]
-        if isinstance(dataset, dict)
-        else ["images", "annotations", "categories"]
-    )
-    if missing:
-        raise ValueError(f"{source} is not a COCO ground truth: it lacks {missing}.")
     coco = COCO()
     coco.dataset = dataset
     with contextlib.redirect_stdout(io.StringIO()):  # createIndex prints progress

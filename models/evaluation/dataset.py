@@ -45,7 +45,14 @@ import numpy as np
 import yaml
 from ultralytics.models.yolo.detect import DetectionValidator
 
-from .coco import COCO_METRIC_NAMES, build_coco_ground_truth, evaluate_coco, load_results, yolo_image_id
+from .coco import (
+    COCO_METRIC_NAMES,
+    build_coco_ground_truth,
+    evaluate_coco,
+    load_results,
+    read_coco_json,
+    yolo_image_id,
+)
 from .voc import evaluate_voc, read_voc_xml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -353,13 +360,7 @@ def _coco_json_path(raw: dict[str, Any], root: Path, split: str, entry: str | li
 
 def _coco_from_json(path: Path, images: list[Path], ids: list[int | str]) -> dict[str, Any]:
     """The COCO JSON restricted to the split's images, with image ids set to those Ultralytics' save_json writes."""
-    try:
-        gt = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path}: not valid JSON ({_first_line(error)}).") from None
-    missing_keys = [k for k in ("images", "annotations", "categories") if not isinstance(gt, dict) or k not in gt]
-    if missing_keys:
-        raise ValueError(f"{path} is not a COCO ground truth: it lacks {missing_keys}.")
+    gt = read_coco_json(path)
     # Images are found by file name first: COCO's own ids equal the numeric stems, but other JSONs may number
     # images 1..N, and predictions from save_json always carry the stem.
     by_name = {Path(str(im.get("file_name", ""))).name: im for im in gt["images"]}

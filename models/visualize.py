@@ -178,6 +178,21 @@ def detect(model: nn.Module, x: torch.Tensor, conf: float = 0.25, iou: float = 0
     return raw, kept[0], idx[0].view(-1).long()
 
 
+def anchor_stride(model: nn.Module, imgsz: int, anchor: int) -> int:
+    """The stride of the head level whose grid holds raw prediction ``anchor`` (levels are concatenated P3, P4, ...).
+
+    A detection is made by one head level, so only rows feeding that level's branch can explain it: Grad-CAM at a
+    row that feeds only other levels has no gradient.
+    """
+    start = 0
+    for stride in (int(s) for s in model.stride):
+        cells = (imgsz // stride) ** 2
+        if anchor < start + cells:
+            return stride
+        start += cells
+    raise ValueError(f"anchor {anchor} is beyond the {start} grid cells of a {imgsz}x{imgsz} input.")
+
+
 def grad_cam(
     model: nn.Module,
     lb: Letterbox,
@@ -197,9 +212,12 @@ def grad_cam(
         iou: NMS IoU threshold.
 
     Returns:
-        ``{"row", "label", "detection": {"box", "score", "class", "anchor"}, "score", "before", "after"}``, where
-        ``before``/``after`` hold ``feature_map`` (h, w) and ``image_map`` (H, W), each scaled to [0, 1] by its
-        maximum (all zeros when ReLU leaves nothing), and ``score`` is the differentiated class score.
+        ``{"row", "label", "detection": {"box", "score", "class", "anchor", "rank", "stride"}, "score", "before",
+        "after"}``, where ``before``/``after`` hold ``feature_map`` (h, w) and ``image_map`` (H, W), each scaled to
+        [0, 1] by its maximum, and ``status``: ``"ok"``; ``"no-gradient"`` when the score does not depend on that
+        activation (the row feeds only other head levels than the detection's ``stride``); ``"relu-empty"`` when
+        ``Σ_c w_c A_c`` is nowhere positive, so ReLU leaves an all-zero map. ``score`` is the differentiated class
+        score.
 
     Raises:
         ValueError: No box above ``conf``, or ``detection`` beyond the kept boxes.
@@ -239,6 +257,7 @@ def grad_cam(
             "class": cls,
             "anchor": anchor,
             "rank": detection,
+            "stride": anchor_stride(model, lb.tensor.shape[-1], anchor),
         },
     }
     for key in wanted:
@@ -248,7 +267,12 @@ def grad_cam(
         cam = torch.relu(torch.einsum("c,chw->hw", weights, act))
         peak = float(cam.max())
         cam = cam / peak if peak > 0 else cam
-        result[key] = {"feature_map": cam.numpy(), "image_map": np.clip(lb.to_image(cam.numpy()), 0.0, 1.0)}
+        status = "ok" if peak > 0 else "relu-empty" if bool(grad.any()) else "no-gradient"
+        result[key] = {
+            "feature_map": cam.numpy(),
+            "image_map": np.clip(lb.to_image(cam.numpy()), 0.0, 1.0),
+            "status": status,
+        }
     return result
 
 
@@ -353,9 +377,20 @@ def visualize(
                 base, heat, k = _for_display(image, cam[when]["image_map"])
                 pic = overlay(base, heat, normalise=False)
                 cv2.rectangle(pic, (int(x1 * k), int(y1 * k)), (int(x2 * k), int(y2 * k)), (255, 255, 255), 2)
+                note = {"ok": "", "no-gradient": " - no gradient", "relu-empty": " - ReLU left nothing"}
+                status = cam[when]["status"]
                 pic = _caption(
-                    pic, f"Grad-CAM {cam['label']} {when}: {cls_name} {det['score']:.2f} (det {det['rank']})"
+                    pic,
+                    f"Grad-CAM {cam['label']} {when}: {cls_name} {det['score']:.2f} (det {det['rank']}, "
+                    f"P{det['stride'].bit_length() - 1}){note[status]}",
                 )
+                if status == "no-gradient":
+                    print(
+                        f"{cam['label']} {when}: no gradient - the detection comes from the stride-{det['stride']} "
+                        "head level, which this row does not feed; the picture is blank."
+                    )
+                elif status == "relu-empty":
+                    print(f"{cam['label']} {when}: sum_c w_c A_c is nowhere positive, so ReLU left a blank map.")
                 safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in cls_name)
                 path = out / f"{stem}_gradcam_{cam['label']}_{when}_det{det['rank']}_{safe}.png"
                 cv2.imwrite(str(path), pic)

@@ -13,7 +13,7 @@ import torch
 
 import attnyolo  # noqa: F401  (registers the layers)
 from attnyolo.sample_data import make_sample_dataset
-from attnyolo.visualize import attention_maps, detect, grad_cam, letterbox, read_image
+from attnyolo.visualize import anchor_stride, attention_maps, detect, grad_cam, letterbox, read_image
 
 REPO = Path(__file__).resolve().parents[1]
 IMGSZ = 64
@@ -123,6 +123,30 @@ def test_grad_cam_follows_the_chosen_detections_score(net, image_path):
     assert not np.allclose(other["after"]["feature_map"], cam["after"]["feature_map"])
 
 
+def test_anchor_stride_counts_grid_cells_per_level(net):
+    # At 64 px the P3/P4/P5 grids have 8x8, 4x4 and 2x2 cells, concatenated in that order.
+    assert [anchor_stride(net, IMGSZ, a) for a in (0, 63, 64, 79, 80, 83)] == [8, 8, 16, 16, 32, 32]
+    with pytest.raises(ValueError, match="beyond the 84 grid cells"):
+        anchor_stride(net, IMGSZ, 84)
+
+
+def test_grad_cam_says_when_a_row_cannot_explain_the_detection(net, image_path):
+    lb = letterbox(read_image(image_path), IMGSZ)
+    with torch.no_grad():
+        _, boxes, anchors = detect(net, lb.tensor, conf=CONF)
+    rank = next(k for k, a in enumerate(anchors.tolist()) if a < 64)  # a detection made by the P3 level
+    # Row 24 (P5 C2f) and its input feed only the P5 head: the P3 detection's score does not depend on them.
+    far = grad_cam(net, lb, 24, detection=rank, conf=CONF)
+    assert far["detection"]["stride"] == 8
+    for key in ("before", "after"):
+        assert far[key]["status"] == "no-gradient"
+        assert not far[key]["feature_map"].any()
+    # Row 18 is the P3 head's input: there is a gradient, so the status is never "no-gradient" there.
+    near = grad_cam(net, lb, 18, detection=rank, conf=CONF)
+    assert near["after"]["status"] in {"ok", "relu-empty"}
+    assert (near["after"]["status"] == "ok") == bool(near["after"]["feature_map"].max() == 1.0)
+
+
 def test_grad_cam_errors_are_actionable(net, image_path):
     lb = letterbox(read_image(image_path), IMGSZ)
     with pytest.raises(ValueError, match=r"no detection with score >= conf=0.99. Fix: lower conf="):
@@ -157,7 +181,9 @@ def test_visualize_tool_writes_named_pngs(checkpoint, image_path, tmp_path):
         pic = cv2.imread(str(tmp_path / "pics" / name))
         k = pic.shape[0] // image.shape[0]
         assert k >= 1 and pic.shape[:2] == (image.shape[0] * k, image.shape[1] * k)
-    assert all(f"wrote {tmp_path / 'pics'}" in ln for ln in r.stdout.splitlines())
+    lines = r.stdout.splitlines()
+    assert sum(f"wrote {tmp_path / 'pics'}" in ln for ln in lines) == len(files)
+    assert all(ln.startswith("wrote ") or "blank" in ln for ln in lines)  # other lines explain a blank Grad-CAM
 
 
 def test_visualize_tool_missing_model_is_one_line(tmp_path):

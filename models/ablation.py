@@ -107,6 +107,16 @@ def _progress(i: int, total: int, model: str, done: int, durations: Sequence[flo
     return line
 
 
+def initial_recipe(data: str | Path, recipe: dict[str, Any]) -> dict[str, Any]:
+    """The recipe a new ablation records: :data:`ABLATION_DEFAULTS` and the settings given.
+
+    On the sample dataset these go on top of tools/train.py's sample recipe; elsewhere Ultralytics' own defaults fill
+    in everything not given.
+    """
+    sample = Path(data).resolve() == (DEFAULT_DATA_DIR / "data.yaml").resolve()
+    return {**(SAMPLE_RECIPE if sample else {}), **ABLATION_DEFAULTS, **recipe}
+
+
 def run_ablation(
     models: Sequence[str],
     data: str | Path | None = None,
@@ -148,8 +158,7 @@ def run_ablation(
     state_path = out / STATE_FILE
     state = load_state(out)
     if state is None:
-        sample = Path(data) == (DEFAULT_DATA_DIR / "data.yaml").resolve()
-        recipe = {**(SAMPLE_RECIPE if sample else {}), **ABLATION_DEFAULTS, **recipe}
+        recipe = initial_recipe(data, recipe)
         state = {"data": data, "recipe": recipe, "finished": {}}
     else:  # continuing: unspecified settings are the ablation's own, not the defaults
         recipe = {**state["recipe"], **recipe}

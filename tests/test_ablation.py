@@ -164,3 +164,14 @@ def test_duplicate_or_missing_models_are_refused(data, tmp_path):
         run_ablation(["yolov8n.yaml", "cfg/yolov8n.yaml"], data=data, out_dir=tmp_path)
     with pytest.raises(ValueError, match="models= is empty"):
         run_ablation([], data=data, out_dir=tmp_path)
+
+
+def test_new_ablation_recipe_starts_from_the_sample_recipe_only_on_sample_data(tmp_path):
+    from attnyolo.ablation import ABLATION_DEFAULTS, initial_recipe
+    from attnyolo.training import DEFAULT_DATA_DIR, DEFAULT_RECIPE
+
+    on_sample = initial_recipe(DEFAULT_DATA_DIR / "data.yaml", {"epochs": 2, "seed": 3})
+    assert on_sample == {**DEFAULT_RECIPE, "seed": 3, "deterministic": True, "plots": False, "epochs": 2}
+    elsewhere = initial_recipe(tmp_path / "voc.yaml", {"imgsz": 640})
+    assert elsewhere == {**ABLATION_DEFAULTS, "imgsz": 640}
+    assert "epochs" not in elsewhere and "lr0" not in elsewhere  # Ultralytics' defaults apply there

@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 # Row lengths up to which a matrix-vector product beats a reduction kernel for a strip mean on CPU: a reduction pays a
-# per-row overhead that dominates over short rows, a matrix-vector product streams x instead. Measured on CPU (README,
-# "Fast layers").
+# per-row overhead that dominates over short rows, a matrix-vector product streams x instead. Measured on CPU with
+# tools/benchmark.py layers=True.
 MV_ROW_MEAN_MAX_W = 48
 MV_COL_MEAN_MAX_W = 32
 OUTER_PRODUCT_MAX_W = 48  # up to this width, gate_h ⊗ gate_w first, then one flat in-place multiply by x

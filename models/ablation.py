@@ -23,6 +23,7 @@ from typing import Any
 
 from .benchmark import benchmark_models, machine_line, model_kind
 from .evaluation.dataset import _write_json_atomically, validate_model
+from .registration import check_model_source
 from .summary import model_summary
 from .training import DEFAULT_DATA_DIR, REPO_ROOT, ensure_sample_data, train
 from .training import DEFAULT_RECIPE as SAMPLE_RECIPE
@@ -148,6 +149,8 @@ def run_ablation(
     names = [run_name(m) for m in models]
     if len(set(names)) != len(names):
         raise ValueError(f"models= names one run twice ({', '.join(models)}); each model may appear once.")
+    for m in models:  # every name checked before the first run trains, not when its turn comes
+        check_model_source(m, "models")
     data = str(Path(data).resolve()) if data else str(ensure_sample_data())
     if not Path(data).is_file():
         raise FileNotFoundError(

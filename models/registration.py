@@ -523,6 +523,48 @@ def _wrap_check_yaml(original):
     return check_yaml
 
 
+def _model_names() -> list[str]:
+    """Every model name this project resolves: the cfg/ files, and <family><scale>[-<kind>].yaml for each family."""
+    names = {p.name for p in CFG_DIR.rglob("*.yaml")}
+    scaled = [f"{family}{s}" for family in ("yolov5", "yolov8", "yolo11") for s in "nsmlx"]
+    scaled += [f"yolox-{s}" for s in ("nano", "tiny", "s", "m", "l", "x")]
+    names.update(f"{stem}{'-' + k if k else ''}.yaml" for stem in scaled for k in ("", *KINDS))
+    return sorted(names)
+
+
+def check_model_source(model: str | Path, key: str = "model") -> None:
+    """Fail with one line, before any work starts, if ``model`` names no checkpoint or model YAML that exists.
+
+    A ``.pt`` must be an existing file or a stock Ultralytics weight name (downloaded by Ultralytics); anything else
+    must load as a model YAML the way Ultralytics loads it (a path, a stock Ultralytics name, or one of this
+    project's names such as ``yolo11s-ELA-S.yaml``).
+
+    Args:
+        model: The model argument as the user gave it.
+        key: The argument's name, for the message (``model``, ``models``).
+
+    Raises:
+        FileNotFoundError: Naming the value, close matches and the fix.
+    """
+    text = str(model)
+    if text.endswith(".pt"):
+        from ultralytics.utils.downloads import GITHUB_ASSETS_NAMES
+
+        # Stock weights (yolov8n.pt, ...) are Ultralytics' to download; the download path stays open for users online.
+        if not Path(text).is_file() and text not in GITHUB_ASSETS_NAMES:
+            raise FileNotFoundError(f"{key}: checkpoint {text} does not exist. Fix: pass an existing .pt file.")
+        return
+    try:
+        _tasks().yaml_model_load(text)
+    except FileNotFoundError:
+        close = difflib.get_close_matches(Path(text).name, _model_names(), n=3, cutoff=0.6)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise FileNotFoundError(
+            f"{key}: {text} is neither a file nor a model name Ultralytics or this project knows.{hint} Fix: pass a "
+            "model YAML path or a name such as yolov8n.yaml or yolov8n-CoordAtt.yaml (<family><scale>-<kind>.yaml)."
+        ) from None
+
+
 def _wrap_fuse(original):
     """Return a BaseModel.fuse that also folds the BatchNorm of our layers that have one (CoordAtt)."""
 

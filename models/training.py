@@ -22,6 +22,7 @@ from ultralytics.models.yolo.detect import DetectionTrainer
 from ultralytics.utils import DEFAULT_CFG, LOGGER, RANK
 from ultralytics.utils.torch_utils import unwrap_model
 
+from .registration import check_model_source
 from .transfer import transfer_by_rows
 from .yolox.head import YOLOXDetect
 
@@ -194,6 +195,7 @@ def train(model: str = DEFAULT_MODEL, data: str | None = None, pretrained=None, 
         print(f"resuming {last} after epoch {yolo.ckpt['epoch'] + 1}")
         yolo.train(resume=True, trainer=AttnDetectionTrainer)
     else:
+        check_model_source(model)
         data = str(data) if data else str(ensure_sample_data())
         # The default recipe is tuned for the sample dataset only; other data get Ultralytics' defaults.
         settings = {**DEFAULT_RECIPE, **kw} if Path(data) == DEFAULT_DATA_DIR / "data.yaml" else dict(kw)

@@ -164,6 +164,10 @@ def test_duplicate_or_missing_models_are_refused(data, tmp_path):
         run_ablation(["yolov8n.yaml", "cfg/yolov8n.yaml"], data=data, out_dir=tmp_path)
     with pytest.raises(ValueError, match="models= is empty"):
         run_ablation([], data=data, out_dir=tmp_path)
+    # A bad name anywhere in the list stops the ablation before the first model trains.
+    with pytest.raises(FileNotFoundError, match="Did you mean yolov8n-CoordAtt.yaml"):
+        run_ablation(["yolov8n.yaml", "yolov8n-Coordatt.yaml"], data=data, out_dir=tmp_path / "bad")
+    assert not (tmp_path / "bad" / "runs").exists()
 
 
 def test_new_ablation_recipe_starts_from_the_sample_recipe_only_on_sample_data(tmp_path):

@@ -334,3 +334,36 @@ def test_onnx_export_dynamic_matches_pytorch(tmp_path, name):
         got = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
         assert got.shape == expected.shape
         assert abs(got - expected).max() < 1e-3 * max(1.0, abs(expected).max())
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "yolov8n.yaml",
+        "yolo11s-ELA-S.yaml",
+        "yolov5m-CoordAtt.yaml",
+        "yolox-nano-SE.yaml",
+        "yolov5_Coordinate_attention.yaml",
+    ],
+)
+def test_check_model_source_accepts_every_name_the_builder_accepts(name):
+    from attnyolo.registration import check_model_source
+
+    check_model_source(name)  # no exception, and the builder agrees:
+    assert sum(p.numel() for p in DetectionModel(name, verbose=False).parameters()) > 0
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("yolo11s-ELA-X.yaml", "Did you mean yolo11s-ELA-T.yaml"),
+        ("yolov8n-Coordatt.yaml", "Did you mean yolov8n-CoordAtt.yaml"),
+        ("no/such/dir/model.yaml", "is neither a file nor a model name"),
+        ("no/such/best.pt", "checkpoint no/such/best.pt does not exist"),
+    ],
+)
+def test_check_model_source_names_the_value_and_close_matches(name, expected):
+    from attnyolo.registration import check_model_source
+
+    with pytest.raises(FileNotFoundError, match=re.escape(expected)):
+        check_model_source(name, "models")

@@ -214,6 +214,8 @@ def test_predict_unreadable_video_and_non_checkpoint(tmp_path):
 def test_train_bad_inputs_one_line(tmp_path):
     r = tool("train", "model=yolov8n-CoordAttn.yaml", f"data={tmp_path / 'nope.yaml'}", "epochs=1")
     assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert "yolov8n-CoordAttn.yaml is neither a file nor a model name" in r.stderr
+    assert "Did you mean yolov8n-CoordAtt.yaml" in r.stderr
     r = tool("train", "resume=True", f"project={tmp_path}")
     assert r.returncode != 0 and "found no weights/last.pt" in r.stderr and "Traceback" not in r.stderr
     r = tool("train", "epoch=3")

@@ -34,6 +34,7 @@ from .registration import LAYERS
 DEFAULT_PROJECT = Path(__file__).resolve().parent.parent / "runs" / "visualize"
 PAD_VALUE = 114  # grey letterbox padding, as Ultralytics pads
 MAP_LAYERS = (CoordAtt, ELA)  # layers with a spatial attention map of the form gate_h ⊗ gate_w
+CAM_NOTES = {"ok": "", "no-gradient": " - no gradient", "relu-empty": " - ReLU left nothing"}  # caption suffixes
 
 
 @dataclass
@@ -377,12 +378,11 @@ def visualize(
                 base, heat, k = _for_display(image, cam[when]["image_map"])
                 pic = overlay(base, heat, normalise=False)
                 cv2.rectangle(pic, (int(x1 * k), int(y1 * k)), (int(x2 * k), int(y2 * k)), (255, 255, 255), 2)
-                note = {"ok": "", "no-gradient": " - no gradient", "relu-empty": " - ReLU left nothing"}
                 status = cam[when]["status"]
                 pic = _caption(
                     pic,
                     f"Grad-CAM {cam['label']} {when}: {cls_name} {det['score']:.2f} (det {det['rank']}, "
-                    f"P{det['stride'].bit_length() - 1}){note[status]}",
+                    f"P{det['stride'].bit_length() - 1}){CAM_NOTES[status]}",
                 )
                 if status == "no-gradient":
                     print(

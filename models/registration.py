@@ -31,6 +31,9 @@ YOLOX (:mod:`attnyolo.yolox`) adds four seams, each in its own function below:
 
 and one repair: Ultralytics' ``get_flops`` sizes its probe image by the first parameter's input channels, which are 12
 for a Focus stem (YOLOX), so it returned 0 GFLOPs; :func:`_wrap_get_flops` tells it the model's real input channels.
+
+One safeguard: the trainer's ``final_eval`` strips the optimizer from ``last.pt``/``best.pt`` by saving over them,
+and :func:`_wrap_strip_optimizer` makes that write go through a temporary file renamed into place.
 """
 
 from __future__ import annotations
@@ -632,6 +635,32 @@ def _wrap_init_criterion(original):
     return init_criterion
 
 
+def _wrap_strip_optimizer(original):
+    """Return a strip_optimizer that writes through a temporary file renamed into place.
+
+    Ultralytics' ``final_eval`` strips the optimizer from ``last.pt`` and ``best.pt`` by loading each and saving it
+    over itself; a crash during that save would leave a truncated checkpoint where a complete one was.
+    """
+
+    @functools.wraps(original)
+    def strip_optimizer(f="best.pt", s="", updates=None):
+        """Strip as Ultralytics does, into a temporary file that replaces ``s or f`` only once fully written."""
+        target = Path(s or f)
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.strip.tmp")
+        try:
+            result = original(f, s=str(tmp), updates=updates)
+            if tmp.exists():  # Ultralytics writes nothing for a file that is not a checkpoint
+                with open(tmp, "rb+") as fh:
+                    os.fsync(fh.fileno())
+                os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return result
+
+    strip_optimizer._attnyolo_original = original
+    return strip_optimizer
+
+
 def register() -> None:
     """Make AttnYOLO's layers usable by name in Ultralytics model YAMLs. Idempotent; run by ``import attnyolo``.
 
@@ -664,6 +693,9 @@ def register() -> None:
         torch_utils.get_flops = _wrap_get_flops(torch_utils.get_flops)
     if not hasattr(tasks.DetectionModel.init_criterion, "_attnyolo_original"):
         tasks.DetectionModel.init_criterion = _wrap_init_criterion(tasks.DetectionModel.init_criterion)
+    engine = importlib.import_module("ultralytics.engine.trainer")  # final_eval calls it by this module's name
+    if not hasattr(engine.strip_optimizer, "_attnyolo_original"):
+        engine.strip_optimizer = _wrap_strip_optimizer(engine.strip_optimizer)
 
 
 def is_registered() -> bool:

@@ -25,15 +25,14 @@ from .benchmark import benchmark_models, machine_line, model_kind
 from .evaluation.dataset import _write_json_atomically, validate_model
 from .registration import check_model_source
 from .summary import model_summary
-from .training import DEFAULT_DATA_DIR, REPO_ROOT, ensure_sample_data, train
-from .training import DEFAULT_RECIPE as SAMPLE_RECIPE
+from .training import REPO_ROOT, base_recipe, ensure_sample_data, train
 
 STATE_FILE = "ablation_state.json"
 RESULTS_FILE = "ablation.json"
 DEFAULT_PROJECT = REPO_ROOT / "runs" / "ablate"
 # Settings every ablation fixes unless told otherwise: one seed, deterministic training, no plots (they need a font
-# download). On the sample dataset the ablation starts from tools/train.py's sample recipe (SAMPLE_RECIPE), on other
-# data from Ultralytics' defaults; any Ultralytics training setting given on top applies to every run.
+# download). On the sample dataset the ablation starts from tools/train.py's sample recipe (training.base_recipe), on
+# other data from Ultralytics' defaults; any Ultralytics training setting given on top applies to every run.
 ABLATION_DEFAULTS = {"seed": 0, "deterministic": True, "plots": False}
 DEFAULT_IMGSZ = 640  # Ultralytics' default input size, for the latency column when imgsz= is not given
 # Ultralytics settings that do not change what is trained, so a resumed ablation may change them freely.
@@ -114,8 +113,7 @@ def initial_recipe(data: str | Path, recipe: dict[str, Any]) -> dict[str, Any]:
     On the sample dataset these go on top of tools/train.py's sample recipe; elsewhere Ultralytics' own defaults fill
     in everything not given.
     """
-    sample = Path(data).resolve() == (DEFAULT_DATA_DIR / "data.yaml").resolve()
-    return {**(SAMPLE_RECIPE if sample else {}), **ABLATION_DEFAULTS, **recipe}
+    return {**base_recipe(data), **ABLATION_DEFAULTS, **recipe}
 
 
 def run_ablation(
@@ -150,7 +148,7 @@ def run_ablation(
     if len(set(names)) != len(names):
         raise ValueError(f"models= names one run twice ({', '.join(models)}); each model may appear once.")
     for m in models:  # every name checked before the first run trains, not when its turn comes
-        check_model_source(m, "models")
+        check_model_source(m, "models", build=True)
     data = str(Path(data).resolve()) if data else str(ensure_sample_data())
     if not Path(data).is_file():
         raise FileNotFoundError(

@@ -51,6 +51,8 @@ def check_source(source) -> str:
                 raise ValueError(f"video {source} cannot be opened or has no frames (damaged or unsupported codec).")
         elif suffix not in IMG_FORMATS:
             raise ValueError(f"source {source} is neither an image ({', '.join(sorted(IMG_FORMATS))}) nor a video.")
+        elif cv2.imread(str(path)) is None:  # Ultralytics would skip it and report zero frames
+            raise ValueError(f"image {source} cannot be read (corrupt or not really a {suffix}). Fix: replace it.")
     return source
 
 
@@ -107,6 +109,8 @@ def predict(model=None, source=None, save_json: bool = False, progress_every: in
         if progress_every and frames % progress_every == 0:
             LOGGER.info(f"frame {frames}" + (f"/{total}" if total else ""))
     seconds = time.perf_counter() - start
+    if frames == 0 and not _is_stream(str(source)):
+        raise ValueError(f"source {source} gave no readable image or frame (every file skipped). Fix: check the files.")
     save_dir = Path(yolo.predictor.save_dir)
     out = {"save_dir": save_dir, "frames": frames, "seconds": seconds, "fps": frames / max(seconds, 1e-9)}
     out.update(detections=n_det, json=None)

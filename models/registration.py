@@ -535,7 +535,7 @@ def _model_names() -> list[str]:
     return sorted(names)
 
 
-def check_model_source(model: str | Path, key: str = "model") -> None:
+def check_model_source(model: str | Path, key: str = "model", build: bool = False) -> None:
     """Fail with one line, before any work starts, if ``model`` names no checkpoint or model YAML that exists.
 
     A ``.pt`` must be an existing file or a stock Ultralytics weight name (downloaded by Ultralytics); anything else
@@ -545,9 +545,12 @@ def check_model_source(model: str | Path, key: str = "model") -> None:
     Args:
         model: The model argument as the user gave it.
         key: The argument's name, for the message (``model``, ``models``).
+        build: Also build a YAML model once, so a bad row fails now (a tool that trains several models in a row
+            checks them all before the first one trains).
 
     Raises:
         FileNotFoundError: Naming the value, close matches and the fix.
+        ModelConfigError: With ``build``, a row that cannot be built.
     """
     text = str(model)
     if text.endswith(".pt"):
@@ -559,6 +562,8 @@ def check_model_source(model: str | Path, key: str = "model") -> None:
         return
     try:
         _tasks().yaml_model_load(text)
+        if build:
+            _tasks().DetectionModel(text, verbose=False)  # a bad row raises ModelConfigError naming file and row
     except FileNotFoundError:
         close = difflib.get_close_matches(Path(text).name, _model_names(), n=3, cutoff=0.6)
         hint = f" Did you mean {', '.join(close)}?" if close else ""

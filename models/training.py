@@ -137,6 +137,31 @@ DEFAULT_RECIPE = {
 }
 
 
+def base_recipe(data: str | Path) -> dict:
+    """The settings a run on ``data`` starts from.
+
+    :data:`DEFAULT_RECIPE` for the sample dataset, which it is tuned for; nothing (Ultralytics' defaults) elsewhere.
+    """
+    return dict(DEFAULT_RECIPE) if Path(data).resolve() == (DEFAULT_DATA_DIR / "data.yaml").resolve() else {}
+
+
+def check_data_source(data: str | Path) -> str:
+    """Fail with one line, before any work, if ``data`` is neither a file nor a dataset name Ultralytics resolves.
+
+    Bare names Ultralytics ships (``coco8.yaml``, ``VOC.yaml``) and URLs are left to it, so its downloads still work.
+    """
+    from ultralytics.utils.checks import check_file
+
+    try:
+        check_file(str(data))
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"data={data} does not exist, and Ultralytics has no dataset of that name. Fix: pass a data YAML (e.g. "
+            "data/VOC.yaml), or leave data= out for the sample dataset."
+        ) from None
+    return str(data)
+
+
 def ensure_sample_data(data_dir: Path = DEFAULT_DATA_DIR) -> Path:
     """Return the sample dataset's data.yaml, generating the dataset first if it is not there."""
     data_yaml = Path(data_dir) / "data.yaml"
@@ -196,9 +221,8 @@ def train(model: str = DEFAULT_MODEL, data: str | None = None, pretrained=None, 
         yolo.train(resume=True, trainer=AttnDetectionTrainer)
     else:
         check_model_source(model)
-        data = str(data) if data else str(ensure_sample_data())
-        # The default recipe is tuned for the sample dataset only; other data get Ultralytics' defaults.
-        settings = {**DEFAULT_RECIPE, **kw} if Path(data) == DEFAULT_DATA_DIR / "data.yaml" else dict(kw)
+        data = check_data_source(data) if data else str(ensure_sample_data())
+        settings = {**base_recipe(data), **kw}
         settings.setdefault("project", str(DEFAULT_PROJECT))
         if pretrained not in (None, True, False):
             _check_checkpoint(pretrained, "pretrained checkpoint")

@@ -14,6 +14,7 @@ import torch
 
 from attnyolo import ablation
 from attnyolo.ablation import STATE_FILE, load_state, run_ablation
+from attnyolo.registration import ModelConfigError
 from attnyolo.sample_data import make_sample_dataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -168,6 +169,11 @@ def test_duplicate_or_missing_models_are_refused(data, tmp_path):
     with pytest.raises(FileNotFoundError, match="Did you mean yolov8n-CoordAtt.yaml"):
         run_ablation(["yolov8n.yaml", "yolov8n-Coordatt.yaml"], data=data, out_dir=tmp_path / "bad")
     assert not (tmp_path / "bad" / "runs").exists()
+    bad_row = tmp_path / "bad-row.yaml"
+    bad_row.write_text("nc: 2\nbackbone:\n  - [-1, 1, Conv, [16, 3, 2]]\n  - [-1, 1, CoordAt, [16]]\nhead: []\n")
+    with pytest.raises(ModelConfigError, match="unknown layer 'CoordAt'. Did you mean CoordAtt"):
+        run_ablation(["yolov8n.yaml", str(bad_row)], data=data, out_dir=tmp_path / "bad-row")
+    assert not (tmp_path / "bad-row" / "runs").exists()
 
 
 def test_new_ablation_recipe_starts_from_the_sample_recipe_only_on_sample_data(tmp_path):

@@ -211,11 +211,34 @@ def test_predict_unreadable_video_and_non_checkpoint(tmp_path):
     assert r.returncode != 0 and "not a loadable checkpoint" in r.stderr and "Traceback" not in r.stderr
 
 
+def test_predict_corrupt_image_is_refused(tmp_path):
+    bad = tmp_path / "corrupt.jpg"
+    bad.write_bytes(b"garbage, not a jpeg")
+    r = tool("predict", f"model={tmp_path / 'any.pt'}", f"source={bad}")
+    assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert f"image {bad} cannot be read" in r.stderr
+
+
+@pytest.mark.slow
+def test_predict_folder_of_unreadable_images_is_an_error(trained, tmp_path):
+    project, _ = trained
+    best = next(project.glob("*/weights/best.pt"))
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes(b"garbage")  # Ultralytics skips it: zero frames would otherwise "succeed"
+    r = tool("predict", f"model={best}", f"source={folder}", f"project={tmp_path}")
+    assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert "gave no readable image or frame" in r.stderr
+
+
 def test_train_bad_inputs_one_line(tmp_path):
     r = tool("train", "model=yolov8n-CoordAttn.yaml", f"data={tmp_path / 'nope.yaml'}", "epochs=1")
     assert r.returncode != 0 and "Traceback" not in r.stderr
     assert "yolov8n-CoordAttn.yaml is neither a file nor a model name" in r.stderr
     assert "Did you mean yolov8n-CoordAtt.yaml" in r.stderr
+    r = tool("train", "model=yolov8n.yaml", f"data={tmp_path / 'nope.yaml'}", "epochs=1")
+    assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert f"data={tmp_path / 'nope.yaml'} does not exist, and Ultralytics has no dataset" in r.stderr
     r = tool("train", "resume=True", f"project={tmp_path}")
     assert r.returncode != 0 and "found no weights/last.pt" in r.stderr and "Traceback" not in r.stderr
     r = tool("train", "epoch=3")

@@ -25,7 +25,7 @@ from .benchmark import benchmark_models, machine_line, model_kind
 from .evaluation.dataset import _write_json_atomically, validate_model
 from .registration import check_model_source
 from .summary import model_summary
-from .training import REPO_ROOT, base_recipe, ensure_sample_data, train
+from .training import REPO_ROOT, base_recipe, check_data_source, ensure_sample_data, train
 
 STATE_FILE = "ablation_state.json"
 RESULTS_FILE = "ablation.json"
@@ -149,11 +149,7 @@ def run_ablation(
         raise ValueError(f"models= names one run twice ({', '.join(models)}); each model may appear once.")
     for m in models:  # every name checked before the first run trains, not when its turn comes
         check_model_source(m, "models", build=True)
-    data = str(Path(data).resolve()) if data else str(ensure_sample_data())
-    if not Path(data).is_file():
-        raise FileNotFoundError(
-            f"data={data} does not exist. Fix: pass a data YAML, or leave data= out for the sample."
-        )
+    data = str(Path(check_data_source(data)).resolve()) if data else str(ensure_sample_data())
     out = Path(out_dir) if out_dir else DEFAULT_PROJECT / "exp"
     out.mkdir(parents=True, exist_ok=True)
     state_path = out / STATE_FILE

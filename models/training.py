@@ -148,18 +148,18 @@ def base_recipe(data: str | Path) -> dict:
 def check_data_source(data: str | Path) -> str:
     """Fail with one line, before any work, if ``data`` is neither a file nor a dataset name Ultralytics resolves.
 
-    Bare names Ultralytics ships (``coco8.yaml``, ``VOC.yaml``) and URLs are left to it, so its downloads still work.
+    Bare names Ultralytics ships (``coco8.yaml``, ``VOC.yaml``) and URLs resolve as Ultralytics resolves them, so its
+    downloads still work. Returns the local path.
     """
     from ultralytics.utils.checks import check_file
 
     try:
-        check_file(str(data))
+        return str(check_file(str(data)))  # the local path: a URL is fetched once, here, not again by the trainer
     except FileNotFoundError:
         raise FileNotFoundError(
             f"data={data} does not exist, and Ultralytics has no dataset of that name. Fix: pass a data YAML (e.g. "
             "data/VOC.yaml), or leave data= out for the sample dataset."
         ) from None
-    return str(data)
 
 
 def ensure_sample_data(data_dir: Path = DEFAULT_DATA_DIR) -> Path:

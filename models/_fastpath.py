@@ -3,13 +3,17 @@
 Every layer's ``forward()`` has two paths computing the same equations: the module-by-module path (training, autograd,
 export, hooks) and a leaner inference path. :func:`needs_module_path` decides which runs; :func:`strip_means` and
 :func:`apply_strip_gates` are the two x-sized passes that Coordinate Attention and ELA share (the strip poolings and
-the final ``x * gate_h * gate_w``). Tests hold the fast path to the plain equations (tests/test_benchmark.py).
+the final ``x * gate_h * gate_w``). On a CPU float32 map they run as the fused kernels of ``_kernels.py`` (one read for
+both means, one read and one write for the gates); elsewhere, or where the kernels cannot be built, as eager PyTorch.
+Tests hold both forms to the plain equations (tests/test_benchmark.py, tests/test_kernels.py).
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+from ._kernels import fused_ops, usable
 
 # Row lengths up to which a matrix-vector product beats a reduction kernel for a strip mean on CPU: a reduction pays a
 # per-row overhead that dominates over short rows, a matrix-vector product streams x instead. Measured on CPU with
@@ -41,8 +45,14 @@ def _short_rows(x: torch.Tensor) -> bool:
 
 
 def strip_means(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Strip poolings of ``x`` (N, C, H, W): ``z_h`` = mean over W (N, C, H), ``z_w`` = mean over H (N, C, W)."""
+    """Strip poolings of ``x`` (N, C, H, W): ``z_h`` = mean over W (N, C, H), ``z_w`` = mean over H (N, C, W).
+
+    With the fused kernel both are views into one (N, C, H + W) tensor, :func:`stacked_strip_means`.
+    """
     n, c, h, w = x.shape
+    if usable(x):
+        z = fused_ops().strip_means(x)
+        return z[:, :, :h], z[:, :, h:]
     short = _short_rows(x)
     if short and w <= MV_ROW_MEAN_MAX_W:
         z_h = torch.mv(x.view(-1, w), x.new_full((w,), 1.0 / w)).view(n, c, h)
@@ -55,6 +65,13 @@ def strip_means(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return z_h, z_w
 
 
+def stacked_strip_means(x: torch.Tensor) -> torch.Tensor:
+    """``torch.cat(strip_means(x), dim=2)``: the (N, C, H + W) descriptor Coordinate Attention's conv1 reads."""
+    if usable(x):
+        return fused_ops().strip_means(x)
+    return torch.cat(strip_means(x), dim=2)
+
+
 def apply_strip_gates(x: torch.Tensor, gate_h: torch.Tensor, gate_w: torch.Tensor) -> torch.Tensor:
     """``x * gate_h[..., None] * gate_w[..., None, :]`` with one x-sized allocation; ``x`` is left unchanged.
 
@@ -63,6 +80,8 @@ def apply_strip_gates(x: torch.Tensor, gate_h: torch.Tensor, gate_w: torch.Tenso
         gate_h: Row gate (N, C, H).
         gate_w: Column gate (N, C, W).
     """
+    if usable(x):  # one read of x, one write, products in the same order as below
+        return fused_ops().apply_strip_gates(x, gate_h.contiguous(), gate_w.contiguous())
     if _short_rows(x) and x.shape[3] <= OUTER_PRODUCT_MAX_W:  # short rows: gate outer product, one flat multiply
         return torch.mul(gate_h.unsqueeze(3), gate_w.unsqueeze(2)).mul_(x)
     return torch.mul(x, gate_h.unsqueeze(3)).mul_(gate_w.unsqueeze(2))

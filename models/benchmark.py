@@ -31,6 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ._kernels import fused_ops, fused_unavailable_reason, vector_isa
 from .cbam import CBAMAttention
 from .coord_attention import CoordAtt
 from .eca import ECAAttention
@@ -280,7 +281,16 @@ def machine_info(device: torch.device | str = "cpu") -> dict[str, Any]:
         pass
     if torch.device(device).type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    else:  # which forward the layers ran: the fused kernels or, where they could not be built, eager PyTorch
+        info["fused_kernels"] = kernel_status()
     return info
+
+
+def kernel_status() -> str:
+    """``"on (avx2)"``/``"on (generic)"`` when the fused CPU kernels are in use, else ``"off (<why>)"``."""
+    if fused_ops() is not None:
+        return f"on ({vector_isa()})"
+    return f"off ({fused_unavailable_reason()})"
 
 
 def machine_line(info: dict[str, Any]) -> str:
@@ -289,6 +299,8 @@ def machine_line(info: dict[str, Any]) -> str:
     if "gpu" in info:
         text += f", GPU {info['gpu']}"
     text += f", torch {info['torch']}"
+    if "fused_kernels" in info:
+        text += f", fused CPU kernels {info['fused_kernels']}"
     if "load_average" in info:
         text += f", load average {info['load_average'][0]:.2f} at start"
     return text

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from ._fastpath import needs_module_path
+from ._kernels import fused_ops, usable
 from ._validation import positive_int
 
 # Reduction ratio r = 16 and a 7x7 spatial kernel, the paper's defaults (arXiv 1807.06521).
@@ -87,10 +88,17 @@ class CBAMAttention(nn.Module):
             return x * self.spatial(maps).sigmoid()
 
         n, c = x.shape[0], x.shape[1]
-        pooled = torch.cat((x.mean((2, 3)), x.amax((2, 3))))  # (2N, C): mean rows, then max rows
+        sp = self.spatial
+        kernels = fused_ops() if usable(x) else None
+        # (2N, C): mean rows, then max rows; the kernel reads x once for both
+        pooled = kernels.mean_max_pool(x) if kernels else torch.cat((x.mean((2, 3)), x.amax((2, 3))))
         hidden = torch.addmm(self.fc1.bias, pooled, self.fc1.weight.view(self.hidden, c).t()).relu_()
         both = torch.addmm(self.fc2.bias, hidden, self.fc2.weight.view(c, self.hidden).t())  # (2N, C)
-        out = x * torch.add(both[:n], both[n:]).sigmoid_().view(n, c, 1, 1)
+        gate = torch.add(both[:n], both[n:]).sigmoid_()  # (N, C)
+        if kernels:  # the channel-gated map is never written: its channel mean/max come from x and the gate
+            maps = kernels.gated_channel_mean_max(x, gate)  # (N, 2, H, W)
+            spatial = kernels.spatial_conv(maps, sp.weight, sp.bias).sigmoid_()
+            return kernels.apply_channel_spatial(x, gate, spatial)
+        out = x * gate.view(n, c, 1, 1)
         maps = torch.cat((out.mean(1, keepdim=True), out.amax(1, keepdim=True)), dim=1)  # (N, 2, H, W)
-        sp = self.spatial
         return out.mul_(nn.functional.conv2d(maps, sp.weight, sp.bias, padding=sp.padding).sigmoid_())

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from ultralytics.utils.torch_utils import fuse_conv_and_bn
 
-from ._fastpath import apply_strip_gates, needs_module_path, strip_means
+from ._fastpath import apply_strip_gates, needs_module_path, stacked_strip_means
 from ._validation import positive_int
 
 # Defaults of the official block (arXiv 2103.02907, Sec. 3.2 and houqb/CoordAttention coordatt.py):
@@ -85,8 +85,7 @@ class CoordAtt(nn.Module):
             g_w = self.conv_w(f_w.permute(0, 1, 3, 2)).sigmoid()  # (N, C, 1, W)
             return x * g_h * g_w
 
-        z_h, z_w = strip_means(x)  # (N, C, H), (N, C, W)
-        z = torch.cat((z_h, z_w), dim=2)  # (N, C, H + W)
+        z = stacked_strip_means(x)  # (N, C, H + W): row means, then column means
         f = torch.baddbmm(self.conv1.bias.view(1, -1, 1), self.conv1.weight.view(1, self.mip, c).expand(n, -1, -1), z)
         if not self.fused:
             bn = self.bn1

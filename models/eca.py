@@ -12,6 +12,8 @@ import math
 import torch
 from torch import nn
 
+from ._fastpath import needs_module_path
+from ._kernels import fused_ops, usable
 from ._validation import positive_int
 
 # gamma = 2 and b = 1 in the adaptive kernel size, the paper's defaults (arXiv 1910.03151).
@@ -69,7 +71,14 @@ class ECAAttention(nn.Module):
         self.conv = nn.Conv1d(1, 1, self.kernel_size, padding=self.kernel_size // 2, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Gate the channels of ``x`` (N, C, H, W); returns a tensor of the same shape."""
+        """Gate the channels of ``x`` (N, C, H, W); returns a tensor of the same shape.
+
+        Inference on a CPU float32 map runs the whole layer as one fused kernel (``_kernels.py``): the eager form
+        already makes the fewest passes over ``x``, but its five small operators for the gate cost as much as those
+        passes on small maps. Everything else (training, autograd, export, hooks, CUDA) runs the module path below.
+        """
+        if not needs_module_path(self) and usable(x):
+            return fused_ops().efficient_channel(x, self.conv.weight)
         n, c = x.shape[0], x.shape[1]
         s = x.mean((2, 3)).unsqueeze(1)  # (N, 1, C): channels become the sequence the Conv1d slides along
         return x * self.conv(s).sigmoid().view(n, c, 1, 1)

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from ._fastpath import needs_module_path
+from ._kernels import fused_ops, usable
 from ._validation import positive_int
 
 # Reduction ratio r = 16, the paper's default (arXiv 1709.01507).
@@ -61,6 +62,8 @@ class SEAttention(nn.Module):
             s = x.mean((2, 3), keepdim=True)  # (N, C, 1, 1); mean() rather than an adaptive pool for export/counters
             return x * self.fc2(self.act(self.fc1(s))).sigmoid()
 
+        if usable(x):  # pool, gate and scale in one call: the gate's small operators cost as much as the passes
+            return fused_ops().squeeze_excite(x, self.fc1.weight, self.fc1.bias, self.fc2.weight, self.fc2.bias)
         n, c = x.shape[0], x.shape[1]
         s = x.mean((2, 3))  # (N, C)
         hidden = torch.addmm(self.fc1.bias, s, self.fc1.weight.view(self.hidden, c).t()).relu_()

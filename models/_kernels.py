@@ -1,0 +1,120 @@
+"""The fused CPU kernels of ``csrc/fused_attention.cpp``, compiled on first use; the eager path where they cannot be.
+
+Eager PyTorch walks a feature map once per operation, so Coordinate Attention and ELA read ``x`` four times and write
+a temporary (two strip means, ``x * g_h`` and ``* g_w``), CBAM eight times. The kernels do the same arithmetic in
+fewer passes (see the C++ file). They are built with ``torch.utils.cpp_extension`` the first time an attention layer
+runs its inference path on a CPU float32 tensor (about 10 s with g++ on 2 cores), then cached by PyTorch under
+``TORCH_EXTENSIONS_DIR`` (default ``~/.cache/torch_extensions``) for every later process.
+
+Building needs a C++ compiler with OpenMP, the Python headers and ninja (``requirements.txt``). Where any is missing,
+or ``ATTNYOLO_FUSED_KERNELS=0`` is set, :func:`fused_ops` returns None once with one logged line saying why, and the
+layers run their eager path: the same results, only slower.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import torch
+from ultralytics.utils import LOGGER
+
+SOURCE = Path(__file__).with_name("csrc") / "fused_attention.cpp"
+ENV_SWITCH = "ATTNYOLO_FUSED_KERNELS"  # "0" keeps every layer on its eager path
+
+_lock = threading.Lock()
+_state: dict[str, Any] = {"tried": False, "ops": None, "reason": None}
+
+
+def build_name() -> str:
+    """Extension name: one build per instruction set, so a shared cache never hands AVX2 code to an older CPU."""
+    return "attnyolo_fused_" + vector_isa()
+
+
+def vector_isa() -> str:
+    """``avx2`` where PyTorch itself runs AVX2 or AVX-512 kernels on this CPU, else ``generic``."""
+    capability = getattr(torch.backends.cpu, "get_cpu_capability", lambda: "DEFAULT")()
+    return "avx2" if capability.upper().startswith(("AVX2", "AVX512")) else "generic"
+
+
+def _compile_flags() -> list[str]:
+    """Compiler flags: OpenMP for ``at::parallel_for`` (torch's thread count), AVX2/FMA only where the CPU has them."""
+    flags = ["-O3", "-fopenmp"]
+    if vector_isa() == "avx2":
+        flags += ["-mavx2", "-mfma"]
+    return flags
+
+
+def _load() -> Any:
+    """Compile (or load the cached build of) the kernels and return their ``torch.ops`` namespace."""
+    # Importing cpp_extension on a machine without the CUDA toolkit logs a warning about CUDA_HOME that has nothing
+    # to do with these CPU kernels; keep it off the user's console.
+    cpp_logger = logging.getLogger("torch.utils.cpp_extension")
+    level = cpp_logger.level
+    cpp_logger.setLevel(logging.ERROR)
+    try:
+        from torch.utils.cpp_extension import get_default_build_root, load
+    finally:
+        cpp_logger.setLevel(level)
+
+    name = build_name()
+    root = Path(os.environ.get("TORCH_EXTENSIONS_DIR") or get_default_build_root())
+    if not any(root.glob(f"*/{name}/{name}.so")) and not (root / name / f"{name}.so").exists():
+        LOGGER.info(f"attnyolo: compiling the fused CPU attention kernels into {root / name} (once per machine) ...")
+    load(
+        name=name,
+        sources=[str(SOURCE)],
+        extra_cflags=_compile_flags(),
+        extra_ldflags=["-fopenmp"],
+        is_python_module=False,
+        verbose=False,
+    )
+    return torch.ops.attnyolo_fused
+
+
+def fused_ops() -> Any:
+    """The kernels' ``torch.ops`` namespace, or None when they are switched off or cannot be built here.
+
+    The first call builds or loads them (thread-safe; PyTorch's file lock covers concurrent processes). A failure is
+    logged once, naming the cause and the fix, and is not retried in this process.
+    """
+    if _state["tried"]:
+        return _state["ops"]
+    with _lock:
+        if _state["tried"]:
+            return _state["ops"]
+        if os.environ.get(ENV_SWITCH, "1").strip().lower() in {"0", "false", "no", "off"}:
+            _state["reason"] = f"switched off by {ENV_SWITCH}={os.environ[ENV_SWITCH]}"
+        else:
+            try:
+                _state["ops"] = _load()
+            except Exception as e:  # no compiler, no ninja, no Python headers, unsupported platform flags
+                first_line = (str(e).strip().splitlines() or [""])[0][:300]
+                _state["reason"] = f"{type(e).__name__}: {first_line}"
+                LOGGER.warning(
+                    f"attnyolo: the fused CPU attention kernels could not be built ({_state['reason']}). The layers "
+                    "run their eager PyTorch path: same results, slower on CPU. Fix: install a C++ compiler with "
+                    f"OpenMP and `pip install ninja`, or set {ENV_SWITCH}=0 to skip the build and this message."
+                )
+        _state["tried"] = True
+    return _state["ops"]
+
+
+def fused_unavailable_reason() -> str | None:
+    """Why :func:`fused_ops` returned None (None while it has not been called or the kernels loaded)."""
+    return _state["reason"]
+
+
+def usable(x: torch.Tensor) -> bool:
+    """Whether the kernels take ``x``: a contiguous float32 (N, C, H, W) CPU tensor, with the kernels available."""
+    return (
+        x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and x.dim() == 4
+        and x.is_contiguous()
+        and x.numel() > 0
+        and fused_ops() is not None
+    )

@@ -1,0 +1,233 @@
+"""The fused CPU kernels (models/csrc/fused_attention.cpp) against eager PyTorch, and the fallback when they are absent.
+
+Each kernel is held to the eager operations it replaces, on shapes that exercise the vector tails (widths that are not
+multiples of 8, maps smaller than the conv kernel, 1x1 maps, batches). Products the kernels evaluate in the eager
+order must match bit for bit; sums, whose order differs, within float32 rounding. Then the layers: with the kernels,
+without them (build failed or switched off), and that a failed build is reported once and never breaks a forward.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from attnyolo import _kernels
+from attnyolo.benchmark import LAYER_KINDS, build_layer, plain_forward, randomize_
+
+REPO = Path(__file__).resolve().parents[1]
+TOL = 1e-5
+SHAPES = [(1, 1, 1, 1), (2, 3, 5, 7), (1, 4, 13, 21), (2, 2, 8, 16), (1, 3, 17, 33), (1, 2, 160, 7), (1, 5, 40, 40)]
+
+
+def _x(shape, seed=0):
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.fixture(scope="module")
+def ops():
+    """The kernels; skips (with the reason) only where this machine has no C++ compiler at all."""
+    found = _kernels.fused_ops()
+    if found is None and shutil.which(os.environ.get("CXX", "c++")) is None:
+        pytest.skip(f"no C++ compiler here: {_kernels.fused_unavailable_reason()}")
+    assert found is not None, f"the kernels failed to build: {_kernels.fused_unavailable_reason()}"
+    return found
+
+
+@pytest.fixture
+def no_kernels(monkeypatch):
+    """This process as if the build had failed: every layer takes its eager path."""
+    monkeypatch.setattr(_kernels, "_state", {"tried": True, "ops": None, "reason": "switched off by a test"})
+
+
+# ----------------------------------------------------------------------------------------------------- each kernel
+@pytest.mark.parametrize("shape", SHAPES)
+def test_strip_means_equal_torch_means(ops, shape):
+    x = _x(shape)
+    z = ops.strip_means(x)
+    h = shape[2]
+    torch.testing.assert_close(z[..., :h], x.mean(3), atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(z[..., h:], x.mean(2), atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_apply_strip_gates_is_bitwise_the_eager_product(ops, shape):
+    n, c, h, w = shape
+    x, g_h, g_w = _x(shape), torch.rand(n, c, h), torch.rand(n, c, w)
+    assert torch.equal(ops.apply_strip_gates(x, g_h, g_w), x * g_h[..., None] * g_w[..., None, :])
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_mean_max_pool_equals_mean_and_amax(ops, shape):
+    n, c = shape[:2]
+    x = _x(shape)
+    pooled = ops.mean_max_pool(x)
+    torch.testing.assert_close(pooled[:n], x.mean((2, 3)), atol=1e-6, rtol=1e-6)
+    assert torch.equal(pooled[n:], x.amax((2, 3)))
+
+
+@pytest.mark.parametrize("shape", [*SHAPES, (2, 3, 30, 30)])  # 900 pixels: several 256-pixel blocks
+def test_gated_channel_mean_max_equals_eager_maps(ops, shape):
+    n, c = shape[:2]
+    x, gate = _x(shape), torch.rand(n, c)
+    y = x * gate[:, :, None, None]
+    maps = ops.gated_channel_mean_max(x, gate)
+    torch.testing.assert_close(maps[:, :1], y.mean(1, keepdim=True), atol=1e-6, rtol=1e-6)
+    assert torch.equal(maps[:, 1:], y.amax(1, keepdim=True))
+
+
+def test_pools_propagate_nan_like_amax(ops):
+    x = _x((1, 3, 9, 11))
+    x[0, 1, 4, 5] = float("nan")
+    pooled = ops.mean_max_pool(x)
+    assert pooled[:, 1].isnan().all() and not pooled[:, [0, 2]].isnan().any()
+    maps = ops.gated_channel_mean_max(x, torch.rand(1, 3))
+    assert maps[0, :, 4, 5].isnan().all() and maps.isnan().sum() == 2
+
+
+@pytest.mark.parametrize("k", [1, 3, 7])
+@pytest.mark.parametrize("shape", [(1, 2, 1, 1), (1, 2, 5, 5), (2, 2, 13, 21), (1, 2, 40, 40)])
+def test_spatial_conv_equals_conv2d(ops, k, shape):
+    maps, weight, bias = _x(shape), _x((1, 2, k, k), seed=1), _x((1,), seed=2)
+    torch.testing.assert_close(
+        ops.spatial_conv(maps, weight, bias), F.conv2d(maps, weight, bias, padding=k // 2), atol=1e-5, rtol=1e-5
+    )
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_apply_channel_spatial_is_bitwise_the_eager_product(ops, shape):
+    n, c, h, w = shape
+    x, gate, spatial = _x(shape), torch.rand(n, c), torch.rand(n, 1, h, w)
+    assert torch.equal(ops.apply_channel_spatial(x, gate, spatial), x * gate[:, :, None, None] * spatial)
+
+
+@pytest.mark.parametrize(
+    ("op", "args"),
+    [
+        ("strip_means", lambda: (_x((1, 2, 4, 4)).double(),)),
+        ("strip_means", lambda: (_x((1, 2, 4, 4)).transpose(2, 3),)),
+        ("strip_means", lambda: (_x((2, 4, 4)),)),
+        ("apply_strip_gates", lambda: (_x((1, 2, 4, 5)), torch.rand(1, 2, 5), torch.rand(1, 2, 5))),
+        ("spatial_conv", lambda: (_x((1, 2, 4, 4)), torch.rand(1, 2, 4, 4), torch.rand(1))),
+        ("efficient_channel", lambda: (_x((1, 2, 4, 4)), torch.rand(1, 1, 2))),
+    ],
+    ids=["float64", "non-contiguous", "3-d", "gate-shape", "even-kernel", "even-eca-kernel"],
+)
+def test_kernels_reject_inputs_they_do_not_handle_by_name(ops, op, args):
+    with pytest.raises(RuntimeError, match=op):
+        getattr(ops, op)(*args())
+
+
+# ------------------------------------------------------------------------------------------------------ the layers
+class _Recorder:
+    """Stands in for the kernels' namespace and records which of them a forward called."""
+
+    def __init__(self, real):
+        self.real, self.called = real, []
+
+    def __getattr__(self, name):
+        self.called.append(name)
+        return getattr(self.real, name)
+
+
+EXPECTED_KERNELS = {
+    "SE": {"squeeze_excite"},
+    "ECA": {"efficient_channel"},
+    "CBAM": {"mean_max_pool", "gated_channel_mean_max", "spatial_conv", "apply_channel_spatial"},
+    "CoordAtt": {"strip_means", "apply_strip_gates"},
+}
+
+
+@pytest.mark.parametrize("kind", LAYER_KINDS)
+def test_layers_run_their_kernels_and_equal_the_plain_equations(ops, monkeypatch, kind):
+    recorder = _Recorder(ops)
+    monkeypatch.setattr(_kernels, "_state", {"tried": True, "ops": recorder, "reason": None})
+    layer = randomize_(build_layer(kind, 24)).eval()
+    x = _x((2, 24, 19, 26))
+    with torch.inference_mode():
+        torch.testing.assert_close(layer(x), plain_forward(layer, x), atol=TOL, rtol=TOL)
+    expected = EXPECTED_KERNELS.get(kind, {"strip_means", "apply_strip_gates"})  # ELA-T/B/S/L share CoordAtt's
+    assert set(recorder.called) == expected
+
+
+@pytest.mark.parametrize("kind", LAYER_KINDS)
+def test_layers_without_kernels_equal_the_plain_equations(no_kernels, kind):
+    layer = randomize_(build_layer(kind, 24)).eval()
+    x = _x((2, 24, 19, 26))
+    with torch.inference_mode():
+        torch.testing.assert_close(layer(x), plain_forward(layer, x), atol=TOL, rtol=TOL)
+
+
+@pytest.mark.parametrize("kind", ["CoordAtt", "CBAM", "SE"])
+def test_inputs_the_kernels_do_not_take_run_eagerly(ops, monkeypatch, kind):
+    recorder = _Recorder(ops)
+    monkeypatch.setattr(_kernels, "_state", {"tried": True, "ops": recorder, "reason": None})
+    layer = randomize_(build_layer(kind, 16)).eval()
+    x = _x((1, 16, 12, 12))
+    with torch.inference_mode():
+        expected = plain_forward(layer, x)
+        torch.testing.assert_close(layer(x.contiguous(memory_format=torch.channels_last)), expected)
+        torch.testing.assert_close(layer.double()(x.double()), expected.double(), atol=TOL, rtol=TOL)
+    assert recorder.called == []
+
+
+# ------------------------------------------------------------------------------------------------------- fallback
+def test_failed_build_is_reported_once_and_layers_still_run(monkeypatch):
+    monkeypatch.setattr(_kernels, "_state", {"tried": False, "ops": None, "reason": None})
+    attempts, warnings = [], []
+
+    def fail():
+        attempts.append(1)
+        raise RuntimeError("Ninja is required to load C++ extensions\nmore detail")
+
+    monkeypatch.setattr(_kernels, "_load", fail)
+    monkeypatch.setattr(_kernels.LOGGER, "warning", warnings.append)
+    layer = randomize_(build_layer("ELA-S", 16)).eval()
+    x = _x((1, 16, 10, 10))
+    with torch.inference_mode():
+        torch.testing.assert_close(layer(x), plain_forward(layer, x), atol=TOL, rtol=TOL)
+        layer(x)
+    assert len(attempts) == 1 and len(warnings) == 1
+    assert "Ninja is required" in warnings[0] and "pip install ninja" in warnings[0]
+    assert "more detail" not in warnings[0]  # one line, not the compiler's whole log
+    assert _kernels.fused_unavailable_reason() == "RuntimeError: Ninja is required to load C++ extensions"
+
+
+def test_switch_keeps_the_build_from_running(monkeypatch):
+    monkeypatch.setattr(_kernels, "_state", {"tried": False, "ops": None, "reason": None})
+    monkeypatch.setenv(_kernels.ENV_SWITCH, "0")
+    monkeypatch.setattr(_kernels, "_load", lambda: pytest.fail("the switch must prevent the build"))
+    assert _kernels.fused_ops() is None
+    assert _kernels.fused_unavailable_reason() == f"switched off by {_kernels.ENV_SWITCH}=0"
+
+
+@pytest.mark.slow
+def test_kernels_compile_from_an_empty_cache_in_a_fresh_process(tmp_path):
+    """What a user's first run does: compile into TORCH_EXTENSIONS_DIR, say so once, then run the layers."""
+    if shutil.which(os.environ.get("CXX", "c++")) is None:
+        pytest.skip("no C++ compiler here")
+    code = (
+        "import torch, attnyolo\n"
+        "from attnyolo import _kernels\n"
+        "from attnyolo.benchmark import build_layer, plain_forward, randomize_\n"
+        "layer = randomize_(build_layer('CoordAtt', 32)).eval()\n"
+        "x = torch.randn(1, 32, 20, 20)\n"
+        "with torch.inference_mode():\n"
+        "    torch.testing.assert_close(layer(x), plain_forward(layer, x), atol=1e-5, rtol=1e-5)\n"
+        "print('kernels', _kernels.fused_ops() is not None)\n"
+    )
+    env = {**os.environ, "TORCH_EXTENSIONS_DIR": str(tmp_path), "YOLO_VERBOSE": "true"}
+    env.pop(_kernels.ENV_SWITCH, None)
+    run = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "kernels True" in run.stdout
+    assert "compiling the fused CPU attention kernels" in run.stdout + run.stderr
+    assert list(tmp_path.glob(f"*/{_kernels.build_name()}/{_kernels.build_name()}.so")) or list(
+        tmp_path.glob(f"{_kernels.build_name()}/{_kernels.build_name()}.so")
+    )

@@ -158,11 +158,17 @@ def test_layer_benchmark_result_and_table():
         ("ELA-T", 32, 8),
         ("ELA-T", 16, 12),
     ]
-    assert all(r["ratio"] > 0 and r["equal"] and r["max_abs_diff"] <= TOL for r in result["rows"])
+    assert all(
+        r["ratio"] > 0 and r["floor_ratio"] > 0 and r["equal"] and r["max_abs_diff"] <= TOL for r in result["rows"]
+    )
+    for kind in ("SE", "ELA-T"):
+        floors = [r["floor_ratio"] for r in result["rows"] if r["kind"] == kind]
+        assert result["summary"][kind]["geomean_floor_ratio"] == pytest.approx((floors[0] * floors[1]) ** 0.5)
     table = format_layer_table(result).splitlines()
     rows = [ln for ln in table if ln.startswith("|")]
     assert len(rows) == 2 + 2 and len({ln.count("|") for ln in rows}) == 1  # header, rule, one row per kind
-    assert "Machine:" in table[-1]
+    assert rows[0].split("|")[-3].strip() == "floor"
+    assert "Machine:" in table[-1] and "fused CPU kernels " in table[-1]
 
 
 # ------------------------------------------------------------------------------------------------------ end to end

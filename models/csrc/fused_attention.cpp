@@ -98,10 +98,33 @@ void plane_strip_sums(const float* x, int64_t h, int64_t w, float* row_sum, floa
   int64_t i = 0;
 #ifdef __AVX2__
   const __m256i mask = tail_mask(w % 8);
-  __m256 partial[8];
-  for (; i + 8 <= h; i += 8) {  // eight rows, then one transpose-add for their eight sums
-    for (int r = 0; r < 8; ++r) partial[r] = accumulate_row(x + (i + r) * w, col_sum, w, mask);
-    _mm256_storeu_ps(row_sum + i, transpose_sum8(partial));
+  for (; i + 8 <= h; i += 8) {
+    // Eight rows at a time, column by column: eight independent row accumulators (no wait on add latency) and one
+    // load/store of the column sums per eight rows; then one transpose-add gives the eight row sums.
+    const float* rows = x + i * w;
+    __m256 acc[8];
+    for (int r = 0; r < 8; ++r) acc[r] = _mm256_setzero_ps();
+    int64_t j = 0;
+    for (; j + 8 <= w; j += 8) {
+      __m256 v[8];
+      for (int r = 0; r < 8; ++r) {
+        v[r] = _mm256_loadu_ps(rows + r * w + j);
+        acc[r] = _mm256_add_ps(acc[r], v[r]);
+      }
+      const __m256 col = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(v[0], v[1]), _mm256_add_ps(v[2], v[3])),
+                                       _mm256_add_ps(_mm256_add_ps(v[4], v[5]), _mm256_add_ps(v[6], v[7])));
+      _mm256_storeu_ps(col_sum + j, _mm256_add_ps(_mm256_loadu_ps(col_sum + j), col));
+    }
+    if (j < w) {  // masked lanes are neither read nor written
+      __m256 col = _mm256_setzero_ps();
+      for (int r = 0; r < 8; ++r) {
+        const __m256 v = _mm256_maskload_ps(rows + r * w + j, mask);
+        acc[r] = _mm256_add_ps(acc[r], v);
+        col = _mm256_add_ps(col, v);
+      }
+      _mm256_maskstore_ps(col_sum + j, mask, _mm256_add_ps(_mm256_maskload_ps(col_sum + j, mask), col));
+    }
+    _mm256_storeu_ps(row_sum + i, transpose_sum8(acc));
   }
   for (; i < h; ++i) row_sum[i] = lane_sum(accumulate_row(x + i * w, col_sum, w, mask));
 #else

@@ -24,6 +24,7 @@ from ultralytics.utils import LOGGER
 
 SOURCE = Path(__file__).with_name("csrc") / "fused_attention.cpp"
 ENV_SWITCH = "ATTNYOLO_FUSED_KERNELS"  # "0" keeps every layer on its eager path
+ENV_ISA = "ATTNYOLO_FUSED_ISA"  # "generic" builds the portable loops even on an AVX2 CPU (tests, odd toolchains)
 
 _lock = threading.Lock()
 _state: dict[str, Any] = {"tried": False, "ops": None, "reason": None}
@@ -36,6 +37,8 @@ def build_name() -> str:
 
 def vector_isa() -> str:
     """``avx2`` where PyTorch itself runs AVX2 or AVX-512 kernels on this CPU, else ``generic``."""
+    if os.environ.get(ENV_ISA, "").strip().lower() == "generic":
+        return "generic"
     capability = getattr(torch.backends.cpu, "get_cpu_capability", lambda: "DEFAULT")()
     return "avx2" if capability.upper().startswith(("AVX2", "AVX512")) else "generic"
 

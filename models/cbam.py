@@ -78,8 +78,10 @@ class CBAMAttention(nn.Module):
 
         Training, autograd, tracing/compiling and hooked submodules (FLOP counters) take the module-by-module path;
         inference in eval mode runs the shared MLP once on the stacked mean and max vectors (two matrix products
-        instead of four conv calls) and applies the spatial gate in place on the channel-gated tensor, so
-        ``x``-sized memory is allocated once instead of twice. Outputs agree within 1e-5 (tests/test_benchmark.py).
+        instead of four conv calls). On a CPU float32 map the fused kernels (``_kernels.py``) then read ``x`` three
+        times in all (pools; channel mean/max of the gated map, which is never written; both gates applied in one
+        read and one write); elsewhere the spatial gate is applied in place on the channel-gated tensor, one x-sized
+        allocation. Outputs agree within 1e-5 (tests/test_benchmark.py, tests/test_kernels.py).
         """
         if needs_module_path(self):
             m_c = (self._mlp(x.mean((2, 3), keepdim=True)) + self._mlp(x.amax((2, 3), keepdim=True))).sigmoid()

@@ -70,8 +70,9 @@ class CoordAtt(nn.Module):
         Two paths compute the same equations. Training, autograd, tracing/compiling (export) and anyone watching a
         submodule through a hook (FLOP counters, feature extractors) get the module-by-module path. Inference in eval
         mode takes a leaner path: the three 1x1 convs run as batched matmuls on the pooled (N, C, H + W) descriptor,
-        activations work in place, and the output is ``x * g_h`` followed by an in-place ``*= g_w``, so ``x``-sized
-        memory is allocated once instead of twice. Outputs agree within 1e-5 (tests/test_benchmark.py).
+        activations work in place, and the strip means and ``x * g_h * g_w`` are one pass each over ``x`` (the fused
+        CPU kernels of ``_kernels.py``; elsewhere ``x * g_h`` then an in-place ``*= g_w``, one x-sized allocation).
+        Outputs agree within 1e-5 (tests/test_benchmark.py, tests/test_kernels.py).
         """
         n, c, h, w = x.shape
         if needs_module_path(self):

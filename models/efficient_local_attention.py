@@ -127,9 +127,10 @@ class ELA(nn.Module):
         submodule through a hook (FLOP counters, feature extractors) get the module-by-module path below. Inference
         in eval mode takes a leaner path: both pooled strips go through the shared Conv1d in one pass (written as
         shifted multiply-adds, or one grouped matmul, because a oneDNN conv call on such short sequences costs more
-        than its arithmetic), GroupNorm and sigmoid run once when H == W, and the output is ``x * a_h`` followed by
-        an in-place ``*= a_w``, so ``x``-sized memory is allocated once instead of twice. Outputs agree with the
-        module path within 1e-5 (tests/test_benchmark.py).
+        than its arithmetic), GroupNorm and sigmoid run once when H == W, and the strip means and ``x * a_h * a_w``
+        are one pass each over ``x`` (the fused CPU kernels of ``_kernels.py``; elsewhere ``x * a_h`` then an in-place
+        ``*= a_w``, one x-sized allocation). Outputs agree with the module path within 1e-5 (tests/test_benchmark.py,
+        tests/test_kernels.py).
         """
         if needs_module_path(self):
             a_h = self._gate(x.mean(3)).unsqueeze(3)  # (N, C, H) -> (N, C, H, 1)

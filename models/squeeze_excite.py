@@ -55,8 +55,9 @@ class SEAttention(nn.Module):
         """Gate the channels of ``x`` (N, C, H, W); returns a tensor of the same shape.
 
         Training, autograd, tracing/compiling and hooked submodules (FLOP counters) take the module-by-module path;
-        inference in eval mode runs the two 1x1 convs as matrix products on the pooled (N, C) vector with in-place
-        activations. Outputs agree within 1e-5 (tests/test_benchmark.py).
+        inference in eval mode runs the whole layer as one fused kernel on a CPU float32 map (``_kernels.py``), and
+        elsewhere the two 1x1 convs as matrix products on the pooled (N, C) vector with in-place activations.
+        Outputs agree within 1e-5 (tests/test_benchmark.py, tests/test_kernels.py).
         """
         if needs_module_path(self):
             s = x.mean((2, 3), keepdim=True)  # (N, C, 1, 1); mean() rather than an adaptive pool for export/counters

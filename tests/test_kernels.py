@@ -144,10 +144,16 @@ EXPECTED_KERNELS = {
 }
 
 
+@pytest.fixture
+def recorder(ops, monkeypatch):
+    """The kernels, recording every one the code under test calls."""
+    watched = _Recorder(ops)
+    monkeypatch.setattr(_kernels, "_state", {"tried": True, "ops": watched, "reason": None})
+    return watched
+
+
 @pytest.mark.parametrize("kind", LAYER_KINDS)
-def test_layers_run_their_kernels_and_equal_the_plain_equations(ops, monkeypatch, kind):
-    recorder = _Recorder(ops)
-    monkeypatch.setattr(_kernels, "_state", {"tried": True, "ops": recorder, "reason": None})
+def test_layers_run_their_kernels_and_equal_the_plain_equations(recorder, kind):
     layer = randomize_(build_layer(kind, 24)).eval()
     x = _x((2, 24, 19, 26))
     with torch.inference_mode():
@@ -165,9 +171,7 @@ def test_layers_without_kernels_equal_the_plain_equations(no_kernels, kind):
 
 
 @pytest.mark.parametrize("kind", ["CoordAtt", "CBAM", "SE"])
-def test_inputs_the_kernels_do_not_take_run_eagerly(ops, monkeypatch, kind):
-    recorder = _Recorder(ops)
-    monkeypatch.setattr(_kernels, "_state", {"tried": True, "ops": recorder, "reason": None})
+def test_inputs_the_kernels_do_not_take_run_eagerly(recorder, kind):
     layer = randomize_(build_layer(kind, 16)).eval()
     x = _x((1, 16, 12, 12))
     with torch.inference_mode():
@@ -205,6 +209,27 @@ def test_switch_keeps_the_build_from_running(monkeypatch):
     monkeypatch.setattr(_kernels, "_load", lambda: pytest.fail("the switch must prevent the build"))
     assert _kernels.fused_ops() is None
     assert _kernels.fused_unavailable_reason() == f"switched off by {_kernels.ENV_SWITCH}=0"
+
+
+@pytest.mark.slow
+def test_portable_build_passes_the_kernel_tests(tmp_path):
+    """The loops CPUs without AVX2 (and non-x86 machines) get: this file's kernel and layer tests, on that build."""
+    if _kernels.vector_isa() == "generic" or shutil.which(os.environ.get("CXX", "c++")) is None:
+        pytest.skip("this machine already builds the generic kernels (or has no compiler)")
+    env = {**os.environ, _kernels.ENV_ISA: "generic", "TORCH_EXTENSIONS_DIR": str(tmp_path)}
+    env.pop(_kernels.ENV_SWITCH, None)
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__, "-m", "not slow"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    assert list(tmp_path.glob("*/attnyolo_fused_generic/attnyolo_fused_generic.so")) or list(
+        tmp_path.glob("attnyolo_fused_generic/attnyolo_fused_generic.so")
+    )
 
 
 @pytest.mark.slow

@@ -65,8 +65,10 @@ def _load() -> Any:
 
     name = build_name()
     root = Path(os.environ.get("TORCH_EXTENSIONS_DIR") or get_default_build_root())
-    if not any(root.glob(f"*/{name}/{name}.so")) and not (root / name / f"{name}.so").exists():
-        LOGGER.info(f"attnyolo: compiling the fused CPU attention kernels into {root / name} (once per machine) ...")
+    built = [*root.glob(f"*/{name}/{name}.so"), root / name / f"{name}.so"]
+    newest = max((p.stat().st_mtime for p in built if p.exists()), default=None)
+    if newest is None or newest < SOURCE.stat().st_mtime:  # PyTorch rebuilds when the source changed (an upgrade)
+        LOGGER.info(f"attnyolo: compiling the fused CPU attention kernels into {root} (once per machine) ...")
     load(
         name=name,
         sources=[str(SOURCE)],

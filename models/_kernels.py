@@ -43,41 +43,58 @@ def vector_isa() -> str:
     return "avx2" if capability.upper().startswith(("AVX2", "AVX512")) else "generic"
 
 
-def _compile_flags() -> list[str]:
-    """Compiler flags: OpenMP for ``at::parallel_for`` (torch's thread count), AVX2/FMA only where the CPU has them."""
-    flags = ["-O3", "-fopenmp"]
-    if vector_isa() == "avx2":
-        flags += ["-mavx2", "-mfma"]
-    return flags
+def _variants() -> list[tuple[str, list[str], list[str]]]:
+    """Builds to try, best first, as ``(name, cflags, ldflags)``.
+
+    With OpenMP, ``at::parallel_for`` uses torch's threads. Without it (Apple clang has no ``-fopenmp``) the same
+    kernels run on one thread, still in fewer passes than eager PyTorch. AVX2/FMA only where the CPU has them.
+    """
+    base = ["-O3"] + (["-mavx2", "-mfma"] if vector_isa() == "avx2" else [])
+    name = build_name()
+    return [(name, [*base, "-fopenmp"], ["-fopenmp"]), (f"{name}_serial", base, [])]
+
+
+def _built(root: Path, name: str) -> bool:
+    """Whether PyTorch's cache holds a build of ``name`` at least as new as the kernel source."""
+    found = [p for p in (*root.glob(f"*/{name}/{name}.so"), root / name / f"{name}.so") if p.exists()]
+    return any(p.stat().st_mtime >= SOURCE.stat().st_mtime for p in found)
 
 
 def _load() -> Any:
-    """Compile (or load the cached build of) the kernels and return their ``torch.ops`` namespace."""
+    """Compile (or load the cached build of) the kernels and return their ``torch.ops`` namespace.
+
+    Tries :func:`_variants` in order, a variant already built first, and raises the first failure if none builds.
+    """
     # Importing cpp_extension on a machine without the CUDA toolkit logs a warning about CUDA_HOME that has nothing
     # to do with these CPU kernels; keep it off the user's console.
     cpp_logger = logging.getLogger("torch.utils.cpp_extension")
     level = cpp_logger.level
     cpp_logger.setLevel(logging.ERROR)
     try:
-        from torch.utils.cpp_extension import get_default_build_root, load
+        from torch.utils import cpp_extension
     finally:
         cpp_logger.setLevel(level)
 
-    name = build_name()
-    root = Path(os.environ.get("TORCH_EXTENSIONS_DIR") or get_default_build_root())
-    built = [*root.glob(f"*/{name}/{name}.so"), root / name / f"{name}.so"]
-    newest = max((p.stat().st_mtime for p in built if p.exists()), default=None)
-    if newest is None or newest < SOURCE.stat().st_mtime:  # PyTorch rebuilds when the source changed (an upgrade)
+    root = Path(os.environ.get("TORCH_EXTENSIONS_DIR") or cpp_extension.get_default_build_root())
+    variants = _variants()
+    variants.sort(key=lambda v: not _built(root, v[0]))  # stable: a cached build first, else the preferred order
+    if not _built(root, variants[0][0]):
         LOGGER.info(f"attnyolo: compiling the fused CPU attention kernels into {root} (once per machine) ...")
-    load(
-        name=name,
-        sources=[str(SOURCE)],
-        extra_cflags=_compile_flags(),
-        extra_ldflags=["-fopenmp"],
-        is_python_module=False,
-        verbose=False,
-    )
-    return torch.ops.attnyolo_fused
+    first_error = None
+    for name, cflags, ldflags in variants:
+        try:
+            cpp_extension.load(
+                name=name,
+                sources=[str(SOURCE)],
+                extra_cflags=cflags,
+                extra_ldflags=ldflags,
+                is_python_module=False,
+                verbose=False,
+            )
+            return torch.ops.attnyolo_fused
+        except Exception as e:  # the next variant may still build (no OpenMP); report the best one's failure
+            first_error = first_error or e
+    raise first_error
 
 
 def fused_ops() -> Any:

@@ -203,6 +203,39 @@ def test_failed_build_is_reported_once_and_layers_still_run(monkeypatch):
     assert _kernels.fused_unavailable_reason() == "RuntimeError: Ninja is required to load C++ extensions"
 
 
+def test_compiler_without_openmp_gets_the_serial_build(monkeypatch, tmp_path, ops):
+    """Apple clang rejects -fopenmp: the same kernels are then built without it (one thread) instead of none."""
+    from torch.utils import cpp_extension
+
+    monkeypatch.setattr(_kernels, "_state", {"tried": False, "ops": None, "reason": None})
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
+    builds = []
+
+    def fake_load(name, sources, extra_cflags, extra_ldflags, **kwargs):
+        builds.append((name, extra_cflags, extra_ldflags))
+        if "-fopenmp" in extra_cflags:
+            raise RuntimeError("clang: error: unsupported option '-fopenmp'")
+
+    monkeypatch.setattr(cpp_extension, "load", fake_load)
+    assert _kernels.fused_ops() is ops  # the namespace this process already registered
+    assert [b[0] for b in builds] == [_kernels.build_name(), _kernels.build_name() + "_serial"]
+    assert "-fopenmp" not in builds[1][1] + builds[1][2] and "-O3" in builds[1][1]
+
+
+def test_cached_serial_build_is_loaded_without_retrying_openmp(monkeypatch, tmp_path, ops):
+    from torch.utils import cpp_extension
+
+    serial = _kernels.build_name() + "_serial"
+    (tmp_path / "py" / serial).mkdir(parents=True)
+    (tmp_path / "py" / serial / f"{serial}.so").write_bytes(b"")  # newer than the source: written just now
+    monkeypatch.setattr(_kernels, "_state", {"tried": False, "ops": None, "reason": None})
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
+    builds = []
+    monkeypatch.setattr(cpp_extension, "load", lambda name, **kwargs: builds.append(name))
+    assert _kernels.fused_ops() is ops
+    assert builds == [serial]
+
+
 def test_switch_keeps_the_build_from_running(monkeypatch):
     monkeypatch.setattr(_kernels, "_state", {"tried": False, "ops": None, "reason": None})
     monkeypatch.setenv(_kernels.ENV_SWITCH, "0")

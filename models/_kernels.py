@@ -6,9 +6,10 @@ fewer passes (see the C++ file). They are built with ``torch.utils.cpp_extension
 runs its inference path on a CPU float32 tensor (about 10 s with g++ on 2 cores), then cached by PyTorch under
 ``TORCH_EXTENSIONS_DIR`` (default ``~/.cache/torch_extensions``) for every later process.
 
-Building needs a C++ compiler with OpenMP, the Python headers and ninja (``requirements.txt``). Where any is missing,
-or ``ATTNYOLO_FUSED_KERNELS=0`` is set, :func:`fused_ops` returns None once with one logged line saying why, and the
-layers run their eager path: the same results, only slower.
+Building needs a C++ compiler, the Python headers and ninja (``requirements.txt``); with OpenMP the kernels run on
+torch's threads, without it (Apple clang) on one. Where any is missing, or ``ATTNYOLO_FUSED_KERNELS=0`` is set,
+:func:`fused_ops` returns None once with one logged line saying why, and the layers run their eager path: the same
+results, only slower.
 """
 
 from __future__ import annotations
@@ -118,8 +119,8 @@ def fused_ops() -> Any:
                 _state["reason"] = f"{type(e).__name__}: {first_line}"
                 LOGGER.warning(
                     f"attnyolo: the fused CPU attention kernels could not be built ({_state['reason']}). The layers "
-                    "run their eager PyTorch path: same results, slower on CPU. Fix: install a C++ compiler with "
-                    f"OpenMP and `pip install ninja`, or set {ENV_SWITCH}=0 to skip the build and this message."
+                    "run their eager PyTorch path: same results, slower on CPU. Fix: install a C++ compiler (g++ or "
+                    f"clang) and `pip install ninja`, or set {ENV_SWITCH}=0 to skip the build and this message."
                 )
         _state["tried"] = True
     return _state["ops"]

@@ -38,8 +38,11 @@ def build_name() -> str:
 
 def vector_isa() -> str:
     """``avx2`` where PyTorch itself runs AVX2 or AVX-512 kernels on this CPU, else ``generic``."""
-    if os.environ.get(ENV_ISA, "").strip().lower() == "generic":
+    forced = os.environ.get(ENV_ISA, "").strip().lower()
+    if forced == "generic":
         return "generic"
+    if forced:
+        raise ValueError(f"{ENV_ISA}={os.environ[ENV_ISA]!r} is not understood; use generic, or unset it.")
     capability = getattr(torch.backends.cpu, "get_cpu_capability", lambda: "DEFAULT")()
     return "avx2" if capability.upper().startswith(("AVX2", "AVX512")) else "generic"
 
@@ -120,7 +123,8 @@ def fused_ops() -> Any:
                 LOGGER.warning(
                     f"attnyolo: the fused CPU attention kernels could not be built ({_state['reason']}). The layers "
                     "run their eager PyTorch path: same results, slower on CPU. Fix: install a C++ compiler (g++ or "
-                    f"clang) and `pip install ninja`, or set {ENV_SWITCH}=0 to skip the build and this message."
+                    f"clang) and `pip install ninja`, or set {ENV_SWITCH}=0 to skip the build and this message. A "
+                    "broken cached build can be deleted from TORCH_EXTENSIONS_DIR (default ~/.cache/torch_extensions)."
                 )
         _state["tried"] = True
     return _state["ops"]

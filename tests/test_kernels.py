@@ -203,12 +203,18 @@ def test_failed_build_is_reported_once_and_layers_still_run(monkeypatch):
     assert _kernels.fused_unavailable_reason() == "RuntimeError: Ninja is required to load C++ extensions"
 
 
-def test_compiler_without_openmp_gets_the_serial_build(monkeypatch, tmp_path, ops):
+@pytest.fixture
+def fresh_cache(monkeypatch, tmp_path):
+    """No build attempted yet in this process, and an empty TORCH_EXTENSIONS_DIR; returns that directory."""
+    monkeypatch.setattr(_kernels, "_state", {"tried": False, "ops": None, "reason": None})
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
+    return tmp_path
+
+
+def test_compiler_without_openmp_gets_the_serial_build(monkeypatch, fresh_cache, ops):
     """Apple clang rejects -fopenmp: the same kernels are then built without it (one thread) instead of none."""
     from torch.utils import cpp_extension
 
-    monkeypatch.setattr(_kernels, "_state", {"tried": False, "ops": None, "reason": None})
-    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
     builds = []
 
     def fake_load(name, sources, extra_cflags, extra_ldflags, **kwargs):
@@ -222,18 +228,28 @@ def test_compiler_without_openmp_gets_the_serial_build(monkeypatch, tmp_path, op
     assert "-fopenmp" not in builds[1][1] + builds[1][2] and "-O3" in builds[1][1]
 
 
-def test_cached_serial_build_is_loaded_without_retrying_openmp(monkeypatch, tmp_path, ops):
+def test_cached_serial_build_is_loaded_without_retrying_openmp(monkeypatch, fresh_cache, ops):
     from torch.utils import cpp_extension
 
     serial = _kernels.build_name() + "_serial"
-    (tmp_path / "py" / serial).mkdir(parents=True)
-    (tmp_path / "py" / serial / f"{serial}.so").write_bytes(b"")  # newer than the source: written just now
-    monkeypatch.setattr(_kernels, "_state", {"tried": False, "ops": None, "reason": None})
-    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
+    (fresh_cache / "py" / serial).mkdir(parents=True)
+    (fresh_cache / "py" / serial / f"{serial}.so").write_bytes(b"")  # newer than the source: written just now
     builds = []
     monkeypatch.setattr(cpp_extension, "load", lambda name, **kwargs: builds.append(name))
     assert _kernels.fused_ops() is ops
     assert builds == [serial]
+
+
+def test_unknown_isa_override_is_reported_and_layers_fall_back(monkeypatch, fresh_cache):
+    warnings = []
+    monkeypatch.setenv(_kernels.ENV_ISA, "avx9000")
+    monkeypatch.setattr(_kernels.LOGGER, "warning", warnings.append)
+    assert _kernels.fused_ops() is None
+    assert "ATTNYOLO_FUSED_ISA='avx9000' is not understood; use generic" in warnings[0]
+    layer = randomize_(build_layer("CoordAtt", 16)).eval()
+    x = _x((1, 16, 6, 6))
+    with torch.inference_mode():
+        torch.testing.assert_close(layer(x), plain_forward(layer, x), atol=TOL, rtol=TOL)
 
 
 def test_switch_keeps_the_build_from_running(monkeypatch):

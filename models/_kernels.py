@@ -69,15 +69,21 @@ def _load() -> Any:
 
     Tries :func:`_variants` in order, a variant already built first, and raises the first failure if none builds.
     """
-    # Importing cpp_extension on a machine without the CUDA toolkit logs a warning about CUDA_HOME that has nothing
-    # to do with these CPU kernels; keep it off the user's console.
+    # cpp_extension logs a CUDA_HOME warning on import where no CUDA toolkit is installed, and a compiler-ABI banner
+    # per attempt when the compiler is not g++; neither concerns these CPU kernels, and a failed build is reported
+    # below in one line with its cause. Keep them off the user's console.
     cpp_logger = logging.getLogger("torch.utils.cpp_extension")
     level = cpp_logger.level
     cpp_logger.setLevel(logging.ERROR)
     try:
-        from torch.utils import cpp_extension
+        return _load_quietly()
     finally:
         cpp_logger.setLevel(level)
+
+
+def _load_quietly() -> Any:
+    """:func:`_load` with PyTorch's extension logger already turned down."""
+    from torch.utils import cpp_extension
 
     root = Path(os.environ.get("TORCH_EXTENSIONS_DIR") or cpp_extension.get_default_build_root())
     variants = _variants()
@@ -101,6 +107,17 @@ def _load() -> Any:
     raise first_error
 
 
+def _cause(error: Exception) -> str:
+    """One line of a build failure: the compiler's own error line where there is one, else the message's first line.
+
+    PyTorch's message for a failed build starts with the whole compile command; the line that says what went wrong
+    ("fatal error: Python.h: No such file or directory", "c++: not found") comes later.
+    """
+    lines = [ln.strip() for ln in str(error).strip().splitlines() if ln.strip()] or [""]
+    telling = [ln for ln in lines[1:] if "error" in ln.lower() or "not found" in ln.lower()]
+    return (telling or lines)[0][:300]
+
+
 def fused_ops() -> Any:
     """The kernels' ``torch.ops`` namespace, or None when they are switched off or cannot be built here.
 
@@ -118,8 +135,7 @@ def fused_ops() -> Any:
             try:
                 _state["ops"] = _load()
             except Exception as e:  # no compiler, no ninja, no Python headers, unsupported platform flags
-                first_line = (str(e).strip().splitlines() or [""])[0][:300]
-                _state["reason"] = f"{type(e).__name__}: {first_line}"
+                _state["reason"] = f"{type(e).__name__}: {_cause(e)}"
                 LOGGER.warning(
                     f"attnyolo: the fused CPU attention kernels could not be built ({_state['reason']}). The layers "
                     "run their eager PyTorch path: same results, slower on CPU. Fix: install a C++ compiler (g++ or "

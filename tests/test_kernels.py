@@ -252,6 +252,19 @@ def test_unknown_isa_override_is_reported_and_layers_fall_back(monkeypatch, fres
         torch.testing.assert_close(layer(x), plain_forward(layer, x), atol=TOL, rtol=TOL)
 
 
+def test_build_failure_is_summarised_by_the_compiler_error_line():
+    message = (
+        "Error building extension 'attnyolo_fused_avx2': [1/2] c++ -MMD -MF fused_attention.o.d -O3 -c x.cpp\n"
+        "FAILED: fused_attention.o\n"
+        "x.cpp:1:10: fatal error: Python.h: No such file or directory\n"
+        "compilation terminated.\n"
+    )
+    assert _kernels._cause(RuntimeError(message)) == "x.cpp:1:10: fatal error: Python.h: No such file or directory"
+    assert _kernels._cause(RuntimeError("Ninja is required to load C++ extensions")) == (
+        "Ninja is required to load C++ extensions"
+    )
+
+
 def test_switch_keeps_the_build_from_running(monkeypatch):
     monkeypatch.setattr(_kernels, "_state", {"tried": False, "ops": None, "reason": None})
     monkeypatch.setenv(_kernels.ENV_SWITCH, "0")

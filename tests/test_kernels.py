@@ -152,22 +152,23 @@ def recorder(ops, monkeypatch):
     return watched
 
 
-@pytest.mark.parametrize("kind", LAYER_KINDS)
-def test_layers_run_their_kernels_and_equal_the_plain_equations(recorder, kind):
+def _assert_layer_equals_plain(kind: str) -> None:
     layer = randomize_(build_layer(kind, 24)).eval()
     x = _x((2, 24, 19, 26))
     with torch.inference_mode():
         torch.testing.assert_close(layer(x), plain_forward(layer, x), atol=TOL, rtol=TOL)
+
+
+@pytest.mark.parametrize("kind", LAYER_KINDS)
+def test_layers_run_their_kernels_and_equal_the_plain_equations(recorder, kind):
+    _assert_layer_equals_plain(kind)
     expected = EXPECTED_KERNELS.get(kind, {"strip_means", "apply_strip_gates"})  # ELA-T/B/S/L share CoordAtt's
     assert set(recorder.called) == expected
 
 
 @pytest.mark.parametrize("kind", LAYER_KINDS)
 def test_layers_without_kernels_equal_the_plain_equations(no_kernels, kind):
-    layer = randomize_(build_layer(kind, 24)).eval()
-    x = _x((2, 24, 19, 26))
-    with torch.inference_mode():
-        torch.testing.assert_close(layer(x), plain_forward(layer, x), atol=TOL, rtol=TOL)
+    _assert_layer_equals_plain(kind)
 
 
 @pytest.mark.parametrize("kind", ["CoordAtt", "CBAM", "SE"])

@@ -4,11 +4,12 @@
 // strip means and twice more for x * g_h * g_w (writing a temporary in between); CBAM reads it eight times. These
 // kernels do the same arithmetic in fewer passes: one read for both strip means, one read for CBAM's mean and max
 // pools, one read for CBAM's channel-wise mean and max maps, and one read plus one write to apply the gates. The
-// products are evaluated in the same order as the plain equations ((x * g_h) * g_w), so the gated output rounds
-// exactly as eager PyTorch does; only the means are summed in a different order (float32 rounding, ~1e-7).
+// products are evaluated in the same order as the plain equations ((x * g_h) * g_w), so given the same gates the
+// output rounds exactly as eager PyTorch's does; only sums (means, the small FCs, the 7x7 conv) are added in a
+// different order (float32 rounding, ~1e-7).
 //
-// Built on first use by models/_kernels.py (the attnyolo package) with torch.utils.cpp_extension; AVX2 paths are compiled only when the
-// build machine's PyTorch reports AVX2, and every loop has a portable form.
+// Built on first use by models/_kernels.py (the attnyolo package) with torch.utils.cpp_extension; AVX2 paths are
+// compiled only when the build machine's PyTorch reports AVX2, and every loop has a portable form.
 
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
@@ -66,18 +67,10 @@ float lane_sum(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
-// Adds one row into the column sums and returns its partial row sums (eight lanes).
+// Adds one row into the column sums and returns its partial row sums (eight lanes); used for the last h % 8 rows.
 __m256 accumulate_row(const float* row, float* col, int64_t w, __m256i mask) {
-  __m256 s = _mm256_setzero_ps(), s1 = s;  // two row accumulators halve the wait on add latency
+  __m256 s = _mm256_setzero_ps();
   int64_t j = 0;
-  for (; j + 16 <= w; j += 16) {
-    const __m256 v = _mm256_loadu_ps(row + j), v1 = _mm256_loadu_ps(row + j + 8);
-    s = _mm256_add_ps(s, v);
-    s1 = _mm256_add_ps(s1, v1);
-    _mm256_storeu_ps(col + j, _mm256_add_ps(_mm256_loadu_ps(col + j), v));
-    _mm256_storeu_ps(col + j + 8, _mm256_add_ps(_mm256_loadu_ps(col + j + 8), v1));
-  }
-  s = _mm256_add_ps(s, s1);
   for (; j + 8 <= w; j += 8) {
     const __m256 v = _mm256_loadu_ps(row + j);
     s = _mm256_add_ps(s, v);

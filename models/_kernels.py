@@ -152,12 +152,16 @@ def fused_unavailable_reason() -> str | None:
 
 
 def usable(x: torch.Tensor) -> bool:
-    """Whether the kernels take ``x``: a contiguous float32 (N, C, H, W) CPU tensor, with the kernels available."""
+    """Whether the kernels take ``x``: a float32 (N, C, H, W) CPU tensor, contiguous or channels-last contiguous.
+
+    Channels-last matters as much as NCHW: Ultralytics' predictor and validator convert a PyTorch model to
+    channels-last on x86 CPUs, so that is the memory order the layers see inside ``predict``/``val``.
+    """
     return (
         x.device.type == "cpu"
         and x.dtype == torch.float32
         and x.dim() == 4
-        and x.is_contiguous()
+        and (x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last))
         and x.numel() > 0
         and fused_ops() is not None
     )

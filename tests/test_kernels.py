@@ -23,11 +23,32 @@ from attnyolo.benchmark import LAYER_KINDS, build_layer, plain_forward, randomiz
 
 REPO = Path(__file__).resolve().parents[1]
 TOL = 1e-5
-SHAPES = [(1, 1, 1, 1), (2, 3, 5, 7), (1, 4, 13, 21), (2, 2, 8, 16), (1, 3, 17, 33), (1, 2, 160, 7), (1, 5, 40, 40)]
+# Widths that are not multiples of 8, maps smaller than a kernel, 1x1 maps, batches; channel counts that fill the NHWC
+# loops' 16-channel blocks partly (20, 37) and wholly (64).
+SHAPES = [
+    (1, 1, 1, 1),
+    (2, 3, 5, 7),
+    (1, 4, 13, 21),
+    (2, 2, 8, 16),
+    (1, 3, 17, 33),
+    (1, 2, 160, 7),
+    (1, 5, 40, 40),
+    (1, 20, 7, 9),
+    (2, 37, 5, 6),
+    (1, 64, 16, 16),
+]
+# Both memory orders the kernels take: NCHW (a model called directly) and NHWC (Ultralytics' predictor and
+# validator on x86 CPUs, which convert the model to channels-last).
+LAYOUTS = {"nchw": torch.contiguous_format, "nhwc": torch.channels_last}
 
 
-def _x(shape, seed=0):
-    return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+def _x(shape, seed=0, layout="nchw"):
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+    return x.contiguous(memory_format=LAYOUTS[layout])
+
+
+def _same_order(out: torch.Tensor, x: torch.Tensor) -> bool:
+    return out.stride() == x.stride()
 
 
 @pytest.fixture(scope="module")
@@ -47,43 +68,49 @@ def no_kernels(monkeypatch):
 
 
 # ----------------------------------------------------------------------------------------------------- each kernel
+@pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("shape", SHAPES)
-def test_strip_means_equal_torch_means(ops, shape):
-    x = _x(shape)
+def test_strip_means_equal_torch_means(ops, shape, layout):
+    x = _x(shape, layout=layout)
     z = ops.strip_means(x)
     h = shape[2]
     torch.testing.assert_close(z[..., :h], x.mean(3), atol=1e-6, rtol=1e-6)
     torch.testing.assert_close(z[..., h:], x.mean(2), atol=1e-6, rtol=1e-6)
 
 
+@pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("shape", SHAPES)
-def test_apply_strip_gates_is_bitwise_the_eager_product(ops, shape):
+def test_apply_strip_gates_is_bitwise_the_eager_product(ops, shape, layout):
     n, c, h, w = shape
-    x, g_h, g_w = _x(shape), torch.rand(n, c, h), torch.rand(n, c, w)
-    assert torch.equal(ops.apply_strip_gates(x, g_h, g_w), x * g_h[..., None] * g_w[..., None, :])
+    x, g_h, g_w = _x(shape, layout=layout), torch.rand(n, c, h), torch.rand(n, c, w)
+    out = ops.apply_strip_gates(x, g_h, g_w)
+    assert torch.equal(out, x * g_h[..., None] * g_w[..., None, :]) and _same_order(out, x)
 
 
+@pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("shape", SHAPES)
-def test_mean_max_pool_equals_mean_and_amax(ops, shape):
+def test_mean_max_pool_equals_mean_and_amax(ops, shape, layout):
     n, c = shape[:2]
-    x = _x(shape)
+    x = _x(shape, layout=layout)
     pooled = ops.mean_max_pool(x)
     torch.testing.assert_close(pooled[:n], x.mean((2, 3)), atol=1e-6, rtol=1e-6)
     assert torch.equal(pooled[n:], x.amax((2, 3)))
 
 
+@pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("shape", [*SHAPES, (2, 3, 30, 30)])  # 900 pixels: several 256-pixel blocks
-def test_gated_channel_mean_max_equals_eager_maps(ops, shape):
+def test_gated_channel_mean_max_equals_eager_maps(ops, shape, layout):
     n, c = shape[:2]
-    x, gate = _x(shape), torch.rand(n, c)
+    x, gate = _x(shape, layout=layout), torch.rand(n, c)
     y = x * gate[:, :, None, None]
     maps = ops.gated_channel_mean_max(x, gate)
     torch.testing.assert_close(maps[:, :1], y.mean(1, keepdim=True), atol=1e-6, rtol=1e-6)
     assert torch.equal(maps[:, 1:], y.amax(1, keepdim=True))
 
 
-def test_pools_propagate_nan_like_amax(ops):
-    x = _x((1, 3, 9, 11))
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_pools_propagate_nan_like_amax(ops, layout):
+    x = _x((1, 3, 9, 11), layout=layout)
     x[0, 1, 4, 5] = float("nan")
     pooled = ops.mean_max_pool(x)
     assert pooled[:, 1].isnan().all() and not pooled[:, [0, 2]].isnan().any()
@@ -100,11 +127,13 @@ def test_spatial_conv_equals_conv2d(ops, k, shape):
     )
 
 
+@pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("shape", SHAPES)
-def test_apply_channel_spatial_is_bitwise_the_eager_product(ops, shape):
+def test_apply_channel_spatial_is_bitwise_the_eager_product(ops, shape, layout):
     n, c, h, w = shape
-    x, gate, spatial = _x(shape), torch.rand(n, c), torch.rand(n, 1, h, w)
-    assert torch.equal(ops.apply_channel_spatial(x, gate, spatial), x * gate[:, :, None, None] * spatial)
+    x, gate, spatial = _x(shape, layout=layout), torch.rand(n, c), torch.rand(n, 1, h, w)
+    out = ops.apply_channel_spatial(x, gate, spatial)
+    assert torch.equal(out, x * gate[:, :, None, None] * spatial) and _same_order(out, x)
 
 
 @pytest.mark.parametrize(
@@ -152,34 +181,53 @@ def recorder(ops, monkeypatch):
     return watched
 
 
-def _assert_layer_equals_plain(kind: str) -> None:
+def _assert_layer_equals_plain(kind: str, layout: str) -> None:
     layer = randomize_(build_layer(kind, 24)).eval()
-    x = _x((2, 24, 19, 26))
+    x = _x((2, 24, 19, 26), layout=layout)
     with torch.inference_mode():
-        torch.testing.assert_close(layer(x), plain_forward(layer, x), atol=TOL, rtol=TOL)
+        out = layer(x)
+        torch.testing.assert_close(out, plain_forward(layer, x), atol=TOL, rtol=TOL)
+    assert _same_order(out, x)  # the next conv gets the memory order it was given
 
 
+@pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("kind", LAYER_KINDS)
-def test_layers_run_their_kernels_and_equal_the_plain_equations(recorder, kind):
-    _assert_layer_equals_plain(kind)
+def test_layers_run_their_kernels_and_equal_the_plain_equations(recorder, kind, layout):
+    _assert_layer_equals_plain(kind, layout)
     expected = EXPECTED_KERNELS.get(kind, {"strip_means", "apply_strip_gates"})  # ELA-T/B/S/L share CoordAtt's
     assert set(recorder.called) == expected
 
 
+@pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("kind", LAYER_KINDS)
-def test_layers_without_kernels_equal_the_plain_equations(no_kernels, kind):
-    _assert_layer_equals_plain(kind)
+def test_layers_without_kernels_equal_the_plain_equations(no_kernels, kind, layout):
+    _assert_layer_equals_plain(kind, layout)
 
 
 @pytest.mark.parametrize("kind", ["CoordAtt", "CBAM", "SE"])
 def test_inputs_the_kernels_do_not_take_run_eagerly(recorder, kind):
     layer = randomize_(build_layer(kind, 16)).eval()
-    x = _x((1, 16, 12, 12))
+    x = _x((1, 16, 12, 24))
     with torch.inference_mode():
+        strided = x[:, :, :, ::2]  # neither contiguous nor channels-last
+        torch.testing.assert_close(layer(strided), plain_forward(layer, strided.contiguous()), atol=TOL, rtol=TOL)
         expected = plain_forward(layer, x)
-        torch.testing.assert_close(layer(x.contiguous(memory_format=torch.channels_last)), expected)
         torch.testing.assert_close(layer.double()(x.double()), expected.double(), atol=TOL, rtol=TOL)
     assert recorder.called == []
+
+
+def test_detector_under_ultralytics_predictor_runs_the_kernels_on_channels_last(recorder):
+    """AutoBackend makes a PyTorch model channels-last on x86 CPUs; the layers must still reach their kernels there."""
+    from ultralytics.nn.autobackend import AutoBackend
+    from ultralytics.nn.tasks import DetectionModel
+
+    model = DetectionModel("yolov8n-CoordAtt.yaml", verbose=False)
+    backend = AutoBackend(model, device=torch.device("cpu"), fuse=True, verbose=False, channels_last=True).eval()
+    first_conv = backend.model.model[0].conv.weight  # (16, 3, 3, 3): the two memory orders differ
+    assert first_conv.is_contiguous(memory_format=torch.channels_last) and not first_conv.is_contiguous()
+    with torch.inference_mode():
+        backend(torch.rand(1, 3, 64, 64))
+    assert recorder.called.count("strip_means") == 3 and recorder.called.count("apply_strip_gates") == 3
 
 
 # ------------------------------------------------------------------------------------------------------- fallback

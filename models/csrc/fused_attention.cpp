@@ -34,10 +34,58 @@ constexpr int64_t kGrainElements = 32768;
 
 int64_t grain_for(int64_t per_item) { return std::max<int64_t>(1, kGrainElements / std::max<int64_t>(1, per_item)); }
 
-void check_map(const at::Tensor& x, const char* op) {
+// Memory order of a feature map. Ultralytics' predictor and validator convert models to channels-last on x86 CPUs
+// (AutoBackend), so inside a detector the layers mostly see NHWC; a model called directly sees NCHW.
+enum class Layout { NCHW, NHWC };
+
+Layout layout_of(const at::Tensor& x, const char* op) {
   TORCH_CHECK(x.dim() == 4, op, ": x must be (N, C, H, W), got ", x.dim(), " dimensions");
-  TORCH_CHECK(x.device().is_cpu() && x.scalar_type() == at::kFloat && x.is_contiguous(), op,
-              ": x must be a contiguous float32 CPU tensor");
+  TORCH_CHECK(x.device().is_cpu() && x.scalar_type() == at::kFloat, op, ": x must be a float32 CPU tensor");
+  if (x.is_contiguous()) return Layout::NCHW;  // also covers maps whose strides fit both orders (C == 1, H == W == 1)
+  TORCH_CHECK(x.is_contiguous(at::MemoryFormat::ChannelsLast), op,
+              ": x must be contiguous or channels-last contiguous, got strides ", x.strides());
+  return Layout::NHWC;
+}
+
+// Channels per task in the NHWC loops: one 64-byte cache line of each pixel, two AVX2 vectors.
+constexpr int64_t kChannelBlock = 16;
+
+// NHWC: per-channel sum (and, if max is not null, max) over all pixels of each image; sum[n * C + c].
+void nhwc_channel_sums(const float* xp, int64_t n, int64_t c, int64_t hw, float* sum, float* max) {
+  const int64_t blocks = (c + kChannelBlock - 1) / kChannelBlock;
+  at::parallel_for(0, n * blocks, grain_for(hw * kChannelBlock), [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t b = t / blocks, c0 = (t % blocks) * kChannelBlock, cb = std::min(kChannelBlock, c - c0);
+      float s0[kChannelBlock] = {}, s1[kChannelBlock] = {};  // two pixels in flight: no wait on add latency
+      float m[kChannelBlock];
+      std::fill(m, m + kChannelBlock, -std::numeric_limits<float>::infinity());
+      const float* base = xp + b * hw * c + c0;
+      int64_t p = 0;
+      for (; p + 2 <= hw; p += 2) {
+        const float* v0 = base + p * c;
+        const float* v1 = v0 + c;
+#pragma omp simd
+        for (int64_t k = 0; k < cb; ++k) {
+          s0[k] += v0[k];
+          s1[k] += v1[k];
+          const float hi = v0[k] > v1[k] ? v0[k] : v1[k];
+          m[k] = hi > m[k] ? hi : m[k];
+        }
+      }
+      for (; p < hw; ++p) {
+        const float* v = base + p * c;
+        for (int64_t k = 0; k < cb; ++k) {
+          s0[k] += v[k];
+          m[k] = v[k] > m[k] ? v[k] : m[k];
+        }
+      }
+      for (int64_t k = 0; k < cb; ++k) {
+        const float total = s0[k] + s1[k];
+        sum[b * c + c0 + k] = total;
+        if (max) max[b * c + c0 + k] = std::isnan(total) ? total : m[k];  // NaN reported as amax reports it
+      }
+    }
+  });
 }
 
 void check_vector(const at::Tensor& t, at::IntArrayRef sizes, const char* name, const char* op) {
@@ -135,11 +183,52 @@ void plane_strip_sums(const float* x, int64_t h, int64_t w, float* row_sum, floa
 
 // z (N, C, H + W): [:, :, :H] = mean of x over W, [:, :, H:] = mean over H.
 at::Tensor strip_means(const at::Tensor& x) {
-  check_map(x, "strip_means");
+  const Layout layout = layout_of(x, "strip_means");
   const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
-  at::Tensor z = at::empty({n, c, h + w}, x.options());
+  at::Tensor z = at::empty({n, c, h + w}, x.options().memory_format(at::MemoryFormat::Contiguous));
   const float* xp = x.const_data_ptr<float>();
   float* zp = z.data_ptr<float>();
+  if (layout == Layout::NHWC) {  // per block of channels: row and column sums accumulate along the channel vector
+    const int64_t blocks = (c + kChannelBlock - 1) / kChannelBlock;
+    at::parallel_for(0, n * blocks, grain_for(h * w * kChannelBlock), [&](int64_t begin, int64_t end) {
+      std::vector<float> col((w + 1) * kChannelBlock);
+      for (int64_t t = begin; t < end; ++t) {
+        const int64_t b = t / blocks, c0 = (t % blocks) * kChannelBlock, cb = std::min(kChannelBlock, c - c0);
+        std::fill(col.begin(), col.end(), 0.f);
+        for (int64_t i = 0; i < h; ++i) {
+          float r0[kChannelBlock] = {}, r1[kChannelBlock] = {};  // two pixels in flight along the row
+          const float* row = xp + ((b * h + i) * w) * c + c0;
+          int64_t j = 0;
+          for (; j + 2 <= w; j += 2) {
+            const float* v0 = row + j * c;
+            const float* v1 = v0 + c;
+            float* a0 = col.data() + j * kChannelBlock;
+            float* a1 = a0 + kChannelBlock;
+#pragma omp simd
+            for (int64_t k = 0; k < cb; ++k) {
+              r0[k] += v0[k];
+              r1[k] += v1[k];
+              a0[k] += v0[k];
+              a1[k] += v1[k];
+            }
+          }
+          for (; j < w; ++j) {
+            const float* v = row + j * c;
+            float* a = col.data() + j * kChannelBlock;
+            for (int64_t k = 0; k < cb; ++k) {
+              r0[k] += v[k];
+              a[k] += v[k];
+            }
+          }
+          for (int64_t k = 0; k < cb; ++k) zp[(b * c + c0 + k) * (h + w) + i] = (r0[k] + r1[k]) / static_cast<float>(w);
+        }
+        for (int64_t j = 0; j < w; ++j)
+          for (int64_t k = 0; k < cb; ++k)
+            zp[(b * c + c0 + k) * (h + w) + h + j] = col[j * kChannelBlock + k] / static_cast<float>(h);
+      }
+    });
+    return z;
+  }
   at::parallel_for(0, n * c, grain_for(h * w), [&](int64_t begin, int64_t end) {
     for (int64_t p = begin; p < end; ++p) {
       float* zh = zp + p * (h + w);
@@ -154,15 +243,36 @@ at::Tensor strip_means(const at::Tensor& x) {
 
 // out = (x * g_h[..., None]) * g_w[..., None, :], one read of x and one write.
 at::Tensor apply_strip_gates(const at::Tensor& x, const at::Tensor& g_h, const at::Tensor& g_w) {
-  check_map(x, "apply_strip_gates");
+  const Layout layout = layout_of(x, "apply_strip_gates");
   const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
   check_vector(g_h, {n, c, h}, "g_h", "apply_strip_gates");
   check_vector(g_w, {n, c, w}, "g_w", "apply_strip_gates");
-  at::Tensor out = at::empty_like(x);
+  at::Tensor out = at::empty_like(x);  // same memory order as x
   const float* xp = x.const_data_ptr<float>();
   const float* hp = g_h.const_data_ptr<float>();
   const float* wp = g_w.const_data_ptr<float>();
   float* op = out.data_ptr<float>();
+  if (layout == Layout::NHWC) {  // per image row; both gates transposed to run along the channel vector
+    std::vector<float> gw_t(n * w * c);  // (N, W, C)
+    for (int64_t b = 0; b < n; ++b)
+      for (int64_t k = 0; k < c; ++k)
+        for (int64_t j = 0; j < w; ++j) gw_t[(b * w + j) * c + k] = wp[(b * c + k) * w + j];
+    at::parallel_for(0, n * h, grain_for(w * c), [&](int64_t begin, int64_t end) {
+      std::vector<float> gh(c);
+      for (int64_t t = begin; t < end; ++t) {
+        const int64_t b = t / h, i = t % h;
+        for (int64_t k = 0; k < c; ++k) gh[k] = hp[(b * c + k) * h + i];
+        for (int64_t j = 0; j < w; ++j) {
+          const float* v = xp + (t * w + j) * c;
+          const float* gw = gw_t.data() + (b * w + j) * c;
+          float* o = op + (t * w + j) * c;
+#pragma omp simd
+          for (int64_t k = 0; k < c; ++k) o[k] = v[k] * gh[k] * gw[k];
+        }
+      }
+    });
+    return out;
+  }
   at::parallel_for(0, n * c, grain_for(h * w), [&](int64_t begin, int64_t end) {
     for (int64_t p = begin; p < end; ++p) {
       const float* gw = wp + p * w;
@@ -212,12 +322,17 @@ void sum_and_max(const float* v, int64_t n, float* sum, float* max) {
 
 // pooled (2N, C): rows [0, N) the mean of each plane, rows [N, 2N) its max, from one read of x.
 at::Tensor mean_max_pool(const at::Tensor& x) {
-  check_map(x, "mean_max_pool");
+  const Layout layout = layout_of(x, "mean_max_pool");
   const int64_t n = x.size(0), c = x.size(1), hw = x.size(2) * x.size(3);
-  at::Tensor pooled = at::empty({2 * n, c}, x.options());
+  at::Tensor pooled = at::empty({2 * n, c}, x.options().memory_format(at::MemoryFormat::Contiguous));
   const float* xp = x.const_data_ptr<float>();
   float* mean = pooled.data_ptr<float>();
   float* max = mean + n * c;
+  if (layout == Layout::NHWC) {
+    nhwc_channel_sums(xp, n, c, hw, mean, max);
+    for (int64_t p = 0; p < n * c; ++p) mean[p] /= static_cast<float>(hw);
+    return pooled;
+  }
   at::parallel_for(0, n * c, grain_for(hw), [&](int64_t begin, int64_t end) {
     for (int64_t p = begin; p < end; ++p) {
       sum_and_max(xp + p * hw, hw, mean + p, max + p);
@@ -229,13 +344,30 @@ at::Tensor mean_max_pool(const at::Tensor& x) {
 
 // maps (N, 2, H, W): channel mean and channel max of y = x * gate[:, :, None, None], without writing y.
 at::Tensor gated_channel_mean_max(const at::Tensor& x, const at::Tensor& gate) {
-  check_map(x, "gated_channel_mean_max");
+  const Layout layout = layout_of(x, "gated_channel_mean_max");
   const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3), hw = h * w;
   check_vector(gate, {n, c}, "gate", "gated_channel_mean_max");
-  at::Tensor maps = at::empty({n, 2, h, w}, x.options());
+  at::Tensor maps = at::empty({n, 2, h, w}, x.options().memory_format(at::MemoryFormat::Contiguous));
   const float* xp = x.const_data_ptr<float>();
   const float* gp = gate.const_data_ptr<float>();
   float* mp = maps.data_ptr<float>();
+  if (layout == Layout::NHWC) {  // per pixel: gate its channel vector into L1, then one sum-and-max over it
+    at::parallel_for(0, n * hw, grain_for(c), [&](int64_t begin, int64_t end) {
+      std::vector<float> y(c);
+      for (int64_t t = begin; t < end; ++t) {
+        const int64_t b = t / hw, p = t % hw;
+        const float* v = xp + t * c;
+        const float* g = gp + b * c;
+#pragma omp simd
+        for (int64_t k = 0; k < c; ++k) y[k] = v[k] * g[k];
+        float sum, max;
+        sum_and_max(y.data(), c, &sum, &max);
+        mp[b * 2 * hw + p] = sum / static_cast<float>(c);
+        mp[b * 2 * hw + hw + p] = max;
+      }
+    });
+    return maps;
+  }
   constexpr int64_t kBlock = 256;  // pixels per task: both accumulators stay in L1, small maps still split
   const int64_t blocks = (hw + kBlock - 1) / kBlock;
   at::parallel_for(0, n * blocks, grain_for(kBlock * c), [&](int64_t begin, int64_t end) {
@@ -276,7 +408,8 @@ at::Tensor gated_channel_mean_max(const at::Tensor& x, const at::Tensor& gate) {
 // as torch.nn.functional.conv2d computes it (the sums in a different order). Direct loops vectorised along a row
 // beat a oneDNN call on a single-output-channel map, whose setup costs more than its 2 * k * k MACs per pixel.
 at::Tensor spatial_conv(const at::Tensor& maps, const at::Tensor& weight, const at::Tensor& bias) {
-  check_map(maps, "spatial_conv");
+  TORCH_CHECK(maps.dim() == 4 && maps.is_contiguous() && maps.device().is_cpu() && maps.scalar_type() == at::kFloat,
+              "spatial_conv: maps must be a contiguous float32 CPU tensor (N, Cin, H, W)");
   const int64_t n = maps.size(0), cin = maps.size(1), h = maps.size(2), w = maps.size(3);
   TORCH_CHECK(weight.dim() == 4 && weight.size(0) == 1 && weight.size(1) == cin && weight.size(2) == weight.size(3) &&
                   weight.size(2) % 2 == 1,
@@ -317,15 +450,28 @@ at::Tensor spatial_conv(const at::Tensor& maps, const at::Tensor& weight, const 
 
 // out = (x * channel[:, :, None, None]) * spatial, spatial (N, 1, H, W); one read of x and one write.
 at::Tensor apply_channel_spatial(const at::Tensor& x, const at::Tensor& channel, const at::Tensor& spatial) {
-  check_map(x, "apply_channel_spatial");
+  const Layout layout = layout_of(x, "apply_channel_spatial");
   const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3), hw = h * w;
   check_vector(channel, {n, c}, "channel", "apply_channel_spatial");
   check_vector(spatial, {n, 1, h, w}, "spatial", "apply_channel_spatial");
-  at::Tensor out = at::empty_like(x);
+  at::Tensor out = at::empty_like(x);  // same memory order as x
   const float* xp = x.const_data_ptr<float>();
   const float* cp = channel.const_data_ptr<float>();
   const float* sp = spatial.const_data_ptr<float>();
   float* op = out.data_ptr<float>();
+  if (layout == Layout::NHWC) {
+    at::parallel_for(0, n * hw, grain_for(c), [&](int64_t begin, int64_t end) {
+      for (int64_t t = begin; t < end; ++t) {
+        const float s = sp[t];  // spatial is (N, 1, H, W): pixel t of image t / hw
+        const float* g = cp + (t / hw) * c;
+        const float* v = xp + t * c;
+        float* o = op + t * c;
+#pragma omp simd
+        for (int64_t k = 0; k < c; ++k) o[k] = v[k] * g[k] * s;
+      }
+    });
+    return out;
+  }
   at::parallel_for(0, n * c, grain_for(hw), [&](int64_t begin, int64_t end) {
     for (int64_t p = begin; p < end; ++p) {
       const float g = cp[p];
@@ -364,22 +510,39 @@ float plane_sum(const float* v, int64_t n) {
   return s;
 }
 
-// mean[p] = mean of plane p, for n * c planes of hw elements.
-void plane_means(const float* xp, int64_t planes, int64_t hw, float* mean) {
-  at::parallel_for(0, planes, grain_for(hw), [&](int64_t begin, int64_t end) {
-    for (int64_t p = begin; p < end; ++p) {
-      mean[p] = plane_sum(xp + p * hw, hw) / static_cast<float>(hw);
-    }
+// mean[n * C + c] = mean over the pixels of channel c of image n, in either layout.
+void channel_means(const at::Tensor& x, Layout layout, float* mean) {
+  const int64_t n = x.size(0), c = x.size(1), hw = x.size(2) * x.size(3);
+  const float* xp = x.const_data_ptr<float>();
+  if (layout == Layout::NHWC) {
+    nhwc_channel_sums(xp, n, c, hw, mean, nullptr);
+    for (int64_t p = 0; p < n * c; ++p) mean[p] /= static_cast<float>(hw);
+    return;
+  }
+  at::parallel_for(0, n * c, grain_for(hw), [&](int64_t begin, int64_t end) {
+    for (int64_t p = begin; p < end; ++p) mean[p] = plane_sum(xp + p * hw, hw) / static_cast<float>(hw);
   });
 }
 
-// out = x * gate[:, :, None, None], gate holding one value per plane.
-at::Tensor scale_planes(const at::Tensor& x, const float* gate) {
-  const int64_t planes = x.size(0) * x.size(1), hw = x.size(2) * x.size(3);
+// out = x * gate[:, :, None, None], gate holding one value per (image, channel); out keeps x's memory order.
+at::Tensor scale_channels(const at::Tensor& x, Layout layout, const float* gate) {
+  const int64_t n = x.size(0), c = x.size(1), hw = x.size(2) * x.size(3);
   at::Tensor out = at::empty_like(x);
   const float* xp = x.const_data_ptr<float>();
   float* op = out.data_ptr<float>();
-  at::parallel_for(0, planes, grain_for(hw), [&](int64_t begin, int64_t end) {
+  if (layout == Layout::NHWC) {
+    at::parallel_for(0, n * hw, grain_for(c), [&](int64_t begin, int64_t end) {
+      for (int64_t t = begin; t < end; ++t) {
+        const float* g = gate + (t / hw) * c;
+        const float* v = xp + t * c;
+        float* o = op + t * c;
+#pragma omp simd
+        for (int64_t k = 0; k < c; ++k) o[k] = v[k] * g[k];
+      }
+    });
+    return out;
+  }
+  at::parallel_for(0, n * c, grain_for(hw), [&](int64_t begin, int64_t end) {
     for (int64_t p = begin; p < end; ++p) {
       const float g = gate[p];
       const float* src = xp + p * hw;
@@ -394,14 +557,14 @@ at::Tensor scale_planes(const at::Tensor& x, const float* gate) {
 // SE: y = x * sigmoid(W2 relu(W1 mean_hw(x) + b1) + b2), weights as the 1x1 convs store them.
 at::Tensor squeeze_excite(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2,
                           const at::Tensor& b2) {
-  check_map(x, "squeeze_excite");
-  const int64_t n = x.size(0), c = x.size(1), hw = x.size(2) * x.size(3), hidden = w1.size(0);
+  const Layout layout = layout_of(x, "squeeze_excite");
+  const int64_t n = x.size(0), c = x.size(1), hidden = w1.size(0);
   check_vector(w1, {hidden, c, 1, 1}, "w1", "squeeze_excite");
   check_vector(b1, {hidden}, "b1", "squeeze_excite");
   check_vector(w2, {c, hidden, 1, 1}, "w2", "squeeze_excite");
   check_vector(b2, {c}, "b2", "squeeze_excite");
   std::vector<float> mean(n * c), gate(n * c), mid(hidden);
-  plane_means(x.const_data_ptr<float>(), n * c, hw, mean.data());
+  channel_means(x, layout, mean.data());
   const float *w1p = w1.const_data_ptr<float>(), *b1p = b1.const_data_ptr<float>();
   const float *w2p = w2.const_data_ptr<float>(), *b2p = b2.const_data_ptr<float>();
   for (int64_t b = 0; b < n; ++b) {
@@ -419,17 +582,17 @@ at::Tensor squeeze_excite(const at::Tensor& x, const at::Tensor& w1, const at::T
       gate[b * c + k] = sigmoid(acc + b2p[k]);
     }
   }
-  return scale_planes(x, gate.data());
+  return scale_channels(x, layout, gate.data());
 }
 
 // ECA: y = x * sigmoid(conv1d_k(mean_hw(x))) along the channel axis, zero padding k // 2, no bias.
 at::Tensor efficient_channel(const at::Tensor& x, const at::Tensor& weight) {
-  check_map(x, "efficient_channel");
-  const int64_t n = x.size(0), c = x.size(1), hw = x.size(2) * x.size(3), k = weight.size(-1), pad = k / 2;
+  const Layout layout = layout_of(x, "efficient_channel");
+  const int64_t n = x.size(0), c = x.size(1), k = weight.size(-1), pad = k / 2;
   check_vector(weight, {1, 1, k}, "weight", "efficient_channel");
   TORCH_CHECK(k % 2 == 1, "efficient_channel: kernel size must be odd, got ", k);
   std::vector<float> mean(n * c), gate(n * c);
-  plane_means(x.const_data_ptr<float>(), n * c, hw, mean.data());
+  channel_means(x, layout, mean.data());
   const float* wp = weight.const_data_ptr<float>();
   for (int64_t b = 0; b < n; ++b) {
     const float* s = mean.data() + b * c;
@@ -442,7 +605,7 @@ at::Tensor efficient_channel(const at::Tensor& x, const at::Tensor& weight) {
       gate[b * c + ch] = sigmoid(acc);
     }
   }
-  return scale_planes(x, gate.data());
+  return scale_channels(x, layout, gate.data());
 }
 
 }  // namespace

@@ -196,6 +196,26 @@ def resolve_device(device: str | int | torch.device | None = "cpu") -> torch.dev
     return dev
 
 
+def predictor_channels_last(device: torch.device | str = "cpu") -> bool:
+    """Whether Ultralytics' predictor and validator run a PyTorch model channels-last on ``device``.
+
+    Ultralytics 8.4's AutoBackend converts ``.pt`` models to channels-last on x86 CPUs with oneDNN, on Linux and
+    Windows, unless told otherwise; on CUDA it keeps them contiguous. Benchmarks default to the same memory order, so
+    they time the layers the way ``predict``/``val`` run them.
+    """
+    return (
+        torch.device(device).type == "cpu"
+        and platform.machine() in {"AMD64", "x86_64"}
+        and torch.backends.mkldnn.is_available()
+        and torch.backends.mkldnn.enabled
+        and platform.system() in {"Linux", "Windows"}
+    )
+
+
+def _memory_format(channels_last: bool) -> torch.memory_format:
+    return torch.channels_last if channels_last else torch.contiguous_format
+
+
 def time_interleaved(
     candidates: dict[str, Callable[[], Any]],
     repeats: int = 20,
@@ -315,6 +335,7 @@ def benchmark_layers(
     warmup: int = 5,
     device: str | torch.device = "cpu",
     seed: int = 0,
+    channels_last: bool | None = None,
 ) -> dict[str, Any]:
     """Time each layer's forward against its plain reference (:func:`plain_forward`) on square feature maps.
 
@@ -329,6 +350,8 @@ def benchmark_layers(
         warmup: Untimed rounds first.
         device: Where to run.
         seed: Seed of the weights and inputs.
+        channels_last: Feature maps in channels-last (NHWC) memory order; None means the order Ultralytics'
+            predictor gives them on this device (:func:`predictor_channels_last`).
 
     Returns:
         ``{"rows": [...], "summary": {kind: {...}}, "machine": {...}, "settings": {...}}``. A row holds kind,
@@ -343,6 +366,9 @@ def benchmark_layers(
     maps.
     """
     dev = resolve_device(device)
+    if channels_last is None:
+        channels_last = predictor_channels_last(dev)
+    order = _memory_format(channels_last)
     rows = []
     gen = torch.Generator().manual_seed(seed)
     for kind in kinds:
@@ -350,7 +376,7 @@ def benchmark_layers(
             layer = randomize_(build_layer(kind, channels), seed).to(dev).eval()
             if isinstance(layer, CoordAtt):
                 layer.fuse()
-            x = torch.randn(batch, channels, side, side, generator=gen).to(dev)
+            x = torch.randn(batch, channels, side, side, generator=gen).to(dev).contiguous(memory_format=order)
             gate = torch.rand(batch, channels, 1, 1, generator=gen).to(dev)
             with torch.inference_mode():
                 ours, plain = layer(x), plain_forward(layer, x)
@@ -394,7 +420,13 @@ def benchmark_layers(
             "meets_speed_target": ratio <= LAYER_RATIO_TARGET,
             "equal": all(r["equal"] for r in mine),
         }
-    settings = {"batch": batch, "repeats": repeats, "warmup": warmup, "shapes": [list(s) for s in shapes]}
+    settings = {
+        "batch": batch,
+        "repeats": repeats,
+        "warmup": warmup,
+        "shapes": [list(s) for s in shapes],
+        "memory_format": "channels_last" if channels_last else "contiguous",
+    }
     return {"rows": rows, "summary": summary, "machine": machine_info(dev), "settings": settings}
 
 
@@ -403,7 +435,8 @@ def format_layer_table(result: dict[str, Any]) -> str:
     shapes = [tuple(s) for s in result["settings"]["shapes"]]
     heads = [f"{c}×{s}²" for c, s in shapes]
     lines = [
-        f"Layer kernels, batch {result['settings']['batch']}, our time / plain time "
+        f"Layer kernels, batch {result['settings']['batch']}, {result['settings']['memory_format']} maps, "
+        "our time / plain time "
         f"(median of {result['settings']['repeats']} interleaved rounds; target geomean ≤ {LAYER_RATIO_TARGET}):",
         "",
         "| layer | " + " | ".join(heads) + " | geomean | floor | max abs diff |",
@@ -471,6 +504,7 @@ def benchmark_models(
     baseline: str | None = None,
     fuse: bool = True,
     seed: int = 0,
+    channels_last: bool | None = None,
 ) -> dict[str, Any]:
     """Measure size and speed of several detectors in one interleaved run.
 
@@ -486,6 +520,8 @@ def benchmark_models(
             the first model).
         fuse: Fold BatchNorms into convs first (Ultralytics' ``fuse``, which also folds CoordAtt's BN), as deployed.
         seed: Seed of the input images.
+        channels_last: Convert the models to channels-last memory order; None means what Ultralytics' predictor
+            does on this device (:func:`predictor_channels_last`).
 
     Returns:
         ``{"rows": [...], "baseline", "machine", "settings"}``; each row holds model, kind, attention placements,
@@ -503,6 +539,8 @@ def benchmark_models(
     if baseline is not None and baseline not in names:
         raise ValueError(f"baseline={baseline!r} is not one of models= ({', '.join(names)}).")
     dev = resolve_device(device)
+    if channels_last is None:
+        channels_last = predictor_channels_last(dev)
     built = {}
     info = {}
     for name in names:
@@ -514,7 +552,7 @@ def benchmark_models(
             "gflops": get_flops(model, imgsz),
             "placements": placements,
         }
-        built[name] = model.fuse(verbose=False) if fuse else model
+        built[name] = (model.fuse(verbose=False) if fuse else model).to(memory_format=_memory_format(channels_last))
     if baseline is None:
         baseline = next((n for n in names if not info[n]["placements"]), names[0])
 
@@ -551,7 +589,14 @@ def benchmark_models(
             row["throughput"] = batch / statistics.median(tb[name])
             row["batch_overhead"] = paired_ratio(tb[name], tb[baseline])
         rows.append(row)
-    settings = {"imgsz": imgsz, "batch": batch, "repeats": repeats, "warmup": warmup, "fused": fuse}
+    settings = {
+        "imgsz": imgsz,
+        "batch": batch,
+        "repeats": repeats,
+        "warmup": warmup,
+        "fused": fuse,
+        "memory_format": "channels_last" if channels_last else "contiguous",
+    }
     return {"rows": rows, "baseline": baseline, "machine": machine_info(dev), "settings": settings}
 
 
@@ -565,7 +610,8 @@ def format_model_table(result: dict[str, Any]) -> str:
         head += f" b{s['batch']} ms | img/s b{s['batch']} |"
         rule += "---:|---:|"
     lines = [
-        f"Models at {s['imgsz']}×{s['imgsz']}, {'fused, ' if s['fused'] else ''}{result['machine']['device']}, "
+        f"Models at {s['imgsz']}×{s['imgsz']}, {'fused, ' if s['fused'] else ''}{s['memory_format']}, "
+        f"{result['machine']['device']}, "
         f"latency median of {s['repeats']} interleaved rounds; overhead = median per-round latency ratio to "
         f"{result['baseline']} (target ≤ {MODEL_OVERHEAD_TARGET:.2f}):",
         "",

@@ -29,6 +29,7 @@ from attnyolo.benchmark import (
     model_kind,
     paired_ratio,
     plain_forward,
+    predictor_channels_last,
     randomize_,
     time_interleaved,
     write_results,
@@ -150,6 +151,20 @@ def test_model_kind(name, kind):
     assert model_kind(name) == kind
 
 
+def test_benchmarks_default_to_the_memory_order_of_ultralytics_predictor():
+    from ultralytics.nn.autobackend import AutoBackend
+    from ultralytics.nn.tasks import DetectionModel
+
+    backend = AutoBackend(DetectionModel("yolov8n.yaml", verbose=False), device=torch.device("cpu"), verbose=False)
+    weight = backend.model.model[0].conv.weight  # (16, 3, 3, 3): channels-last differs from contiguous
+    assert predictor_channels_last("cpu") == (weight.is_contiguous(memory_format=torch.channels_last))
+    result = benchmark_layers(kinds=["SE"], shapes=[(16, 6)], repeats=1, warmup=0)
+    expected = "channels_last" if predictor_channels_last("cpu") else "contiguous"
+    assert result["settings"]["memory_format"] == expected
+    forced = benchmark_models(["yolov8n.yaml"], imgsz=32, batch=1, repeats=1, warmup=0, channels_last=False)
+    assert forced["settings"]["memory_format"] == "contiguous"
+
+
 def test_layer_benchmark_result_and_table():
     result = benchmark_layers(kinds=["SE", "ELA-T"], shapes=[(32, 8), (16, 12)], repeats=2, warmup=1)
     assert [(r["kind"], r["channels"], r["size"]) for r in result["rows"]] == [
@@ -168,6 +183,7 @@ def test_layer_benchmark_result_and_table():
     rows = [ln for ln in table if ln.startswith("|")]
     assert len(rows) == 2 + 2 and len({ln.count("|") for ln in rows}) == 1  # header, rule, one row per kind
     assert rows[0].split("|")[-3].strip() == "floor"
+    assert result["settings"]["memory_format"] in table[0]
     assert "Machine:" in table[-1] and "fused CPU kernels " in table[-1]
 
 

@@ -11,8 +11,9 @@ Usage:
     python tools/benchmark.py device=0                          # CUDA (timings synchronised)
 Keys: models (comma list; none: no models; default: <family>.yaml and <family>-<kind>.yaml), family, imgsz, device,
 batch (larger batch for throughput; 1 skips it), repeats, warmup, baseline (default: the first model without
-attention), fuse, threads (torch CPU threads; default torch's choice), layers (also time the layer kernels),
-layer_repeats, layer_batch, project, name, exist_ok.
+attention), fuse, channels_last (memory order of models and layer inputs; default: what Ultralytics' predictor uses
+here, channels-last on x86 CPUs), threads (torch CPU threads; default torch's choice), layers (also time the layer
+kernels), layer_repeats, layer_batch, project, name, exist_ok.
 Writes models.md/.csv/.png, layers.md/.csv/.png and benchmark.json into project/name (default runs/benchmark/exp).
 """
 
@@ -42,6 +43,7 @@ DEFAULTS = {
     "warmup": 2,
     "baseline": None,
     "fuse": True,
+    "channels_last": None,
     "threads": None,
     "layers": True,
     "layer_repeats": 100,
@@ -85,11 +87,17 @@ def main(argv):
             warmup=args["warmup"],
             baseline=args["baseline"],
             fuse=args["fuse"],
+            channels_last=args["channels_last"],
         )
         print(format_model_table(model_result), end="\n\n")
     if args["layers"]:
         print("benchmarking layer kernels ...", flush=True)
-        layer_result = benchmark_layers(batch=args["layer_batch"], repeats=args["layer_repeats"], device=args["device"])
+        layer_result = benchmark_layers(
+            batch=args["layer_batch"],
+            repeats=args["layer_repeats"],
+            device=args["device"],
+            channels_last=args["channels_last"],
+        )
         print(format_layer_table(layer_result), end="\n\n")
     out = run_directory(args["project"], args["name"], args["exist_ok"])
     for path in write_results(out, model_result, layer_result).values():

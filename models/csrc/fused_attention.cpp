@@ -50,42 +50,44 @@ Layout layout_of(const at::Tensor& x, const char* op) {
 // Channels per task in the NHWC loops: one 64-byte cache line of each pixel, two AVX2 vectors.
 constexpr int64_t kChannelBlock = 16;
 
-// NHWC: per-channel sum (and, if max is not null, max) over all pixels of each image; sum[n * C + c].
+// NHWC: per-channel sum (and, if max is not null, max) over all pixels of each image; sum[n * C + c]. Each task
+// streams one contiguous range of pixels, accumulating whole channel vectors; the tasks' partial results are combined
+// afterwards (a few times C values), so x is read once, front to back.
 void nhwc_channel_sums(const float* xp, int64_t n, int64_t c, int64_t hw, float* sum, float* max) {
-  const int64_t blocks = (c + kChannelBlock - 1) / kChannelBlock;
-  at::parallel_for(0, n * blocks, grain_for(hw * kChannelBlock), [&](int64_t begin, int64_t end) {
+  const int64_t chunks = std::clamp<int64_t>(hw * c / kGrainElements, 1, std::min<int64_t>(hw, 64));
+  std::vector<float> part_sum(n * chunks * c, 0.f);
+  std::vector<float> part_max(max ? n * chunks * c : 0, -std::numeric_limits<float>::infinity());
+  at::parallel_for(0, n * chunks, 1, [&](int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; ++t) {
-      const int64_t b = t / blocks, c0 = (t % blocks) * kChannelBlock, cb = std::min(kChannelBlock, c - c0);
-      float s0[kChannelBlock] = {}, s1[kChannelBlock] = {};  // two pixels in flight: no wait on add latency
-      float m[kChannelBlock];
-      std::fill(m, m + kChannelBlock, -std::numeric_limits<float>::infinity());
-      const float* base = xp + b * hw * c + c0;
-      int64_t p = 0;
-      for (; p + 2 <= hw; p += 2) {
-        const float* v0 = base + p * c;
-        const float* v1 = v0 + c;
+      const int64_t b = t / chunks, q = t % chunks, p0 = hw * q / chunks, p1 = hw * (q + 1) / chunks;
+      float* s = part_sum.data() + t * c;
+      float* m = max ? part_max.data() + t * c : nullptr;
+      for (int64_t p = p0; p < p1; ++p) {
+        const float* v = xp + (b * hw + p) * c;
+        if (m) {
 #pragma omp simd
-        for (int64_t k = 0; k < cb; ++k) {
-          s0[k] += v0[k];
-          s1[k] += v1[k];
-          const float hi = v0[k] > v1[k] ? v0[k] : v1[k];
-          m[k] = hi > m[k] ? hi : m[k];
+          for (int64_t k = 0; k < c; ++k) {
+            s[k] += v[k];
+            m[k] = v[k] > m[k] ? v[k] : m[k];
+          }
+        } else {
+#pragma omp simd
+          for (int64_t k = 0; k < c; ++k) s[k] += v[k];
         }
-      }
-      for (; p < hw; ++p) {
-        const float* v = base + p * c;
-        for (int64_t k = 0; k < cb; ++k) {
-          s0[k] += v[k];
-          m[k] = v[k] > m[k] ? v[k] : m[k];
-        }
-      }
-      for (int64_t k = 0; k < cb; ++k) {
-        const float total = s0[k] + s1[k];
-        sum[b * c + c0 + k] = total;
-        if (max) max[b * c + c0 + k] = std::isnan(total) ? total : m[k];  // NaN reported as amax reports it
       }
     }
   });
+  for (int64_t b = 0; b < n; ++b) {
+    for (int64_t k = 0; k < c; ++k) {
+      float total = 0.f, top = -std::numeric_limits<float>::infinity();
+      for (int64_t q = 0; q < chunks; ++q) {
+        total += part_sum[(b * chunks + q) * c + k];
+        if (max) top = std::max(top, part_max[(b * chunks + q) * c + k]);
+      }
+      sum[b * c + k] = total;
+      if (max) max[b * c + k] = std::isnan(total) ? total : top;  // NaN reported as amax reports it
+    }
+  }
 }
 
 void check_vector(const at::Tensor& t, at::IntArrayRef sizes, const char* name, const char* op) {

@@ -216,18 +216,28 @@ def test_inputs_the_kernels_do_not_take_run_eagerly(recorder, kind):
     assert recorder.called == []
 
 
-def test_detector_under_ultralytics_predictor_runs_the_kernels_on_channels_last(recorder):
-    """AutoBackend makes a PyTorch model channels-last on x86 CPUs; the layers must still reach their kernels there."""
+@pytest.mark.parametrize("kind", ["CoordAtt", "CBAM", "SE", "ECA", "ELA-S"])
+def test_detector_under_ultralytics_predictor_runs_the_kernels_on_channels_last(recorder, kind):
+    """AutoBackend makes a PyTorch model channels-last on x86 CPUs (activations and weights, CBAM's 7x7 included)."""
     from ultralytics.nn.autobackend import AutoBackend
     from ultralytics.nn.tasks import DetectionModel
 
-    model = DetectionModel("yolov8n-CoordAtt.yaml", verbose=False)
+    model = DetectionModel(f"yolov8n-{kind}.yaml", verbose=False)
+    reference = DetectionModel(f"yolov8n-{kind}.yaml", verbose=False)
+    reference.load_state_dict(model.state_dict())
     backend = AutoBackend(model, device=torch.device("cpu"), fuse=True, verbose=False, channels_last=True).eval()
     first_conv = backend.model.model[0].conv.weight  # (16, 3, 3, 3): the two memory orders differ
     assert first_conv.is_contiguous(memory_format=torch.channels_last) and not first_conv.is_contiguous()
+    image = torch.rand(1, 3, 64, 64)
     with torch.inference_mode():
-        backend(torch.rand(1, 3, 64, 64))
-    assert recorder.called.count("strip_means") == 3 and recorder.called.count("apply_strip_gates") == 3
+        out = backend(image)
+        calls = list(recorder.called)
+        _kernels._state["ops"] = None  # the same network on the eager path, for the reference output
+        expected = reference.eval().fuse(verbose=False)(image)
+    expected_calls = EXPECTED_KERNELS.get(kind, {"strip_means", "apply_strip_gates"})
+    assert set(calls) == expected_calls and len(calls) == 3 * len(expected_calls)  # three layers, each its kernels
+    out, expected = out[0] if isinstance(out, (list, tuple)) else out, expected[0]
+    torch.testing.assert_close(out, expected, atol=1e-3, rtol=1e-3)  # deep net, different sum orders
 
 
 # ------------------------------------------------------------------------------------------------------- fallback

@@ -409,7 +409,10 @@ at::Tensor gated_channel_mean_max(const at::Tensor& x, const at::Tensor& gate) {
 // CBAM's spatial conv, (N, Cin, H, W) -> (N, 1, H, W): a k x k cross-correlation with zero padding k // 2 and a bias,
 // as torch.nn.functional.conv2d computes it (the sums in a different order). Direct loops vectorised along a row
 // beat a oneDNN call on a single-output-channel map, whose setup costs more than its 2 * k * k MACs per pixel.
-at::Tensor spatial_conv(const at::Tensor& maps, const at::Tensor& weight, const at::Tensor& bias) {
+at::Tensor spatial_conv(const at::Tensor& maps, const at::Tensor& weight_in, const at::Tensor& bias) {
+  // A model converted to channels-last (Ultralytics' predictor does that on x86 CPUs) holds this 98-value weight in
+  // channels-last order too; a contiguous copy costs nothing next to the conv.
+  const at::Tensor weight = weight_in.contiguous();
   TORCH_CHECK(maps.dim() == 4 && maps.is_contiguous() && maps.device().is_cpu() && maps.scalar_type() == at::kFloat,
               "spatial_conv: maps must be a contiguous float32 CPU tensor (N, Cin, H, W)");
   const int64_t n = maps.size(0), cin = maps.size(1), h = maps.size(2), w = maps.size(3);

@@ -1,43 +1,70 @@
 """AttnYOLO: Coordinate Attention, ELA, SE, CBAM and ECA layers for Ultralytics YOLO detectors.
 
-Importing the package registers the layers with Ultralytics' model parser (see :mod:`attnyolo.registration`), so
-``YOLO("yolov5s_Coordinate_attention.yaml")`` builds. Class import paths below are part of the checkpoint format:
-Ultralytics pickles whole models, so ``attnyolo.coord_attention.CoordAtt`` etc. must stay importable by those names.
+Importing the package registers the layers with Ultralytics' model parser (:mod:`attnyolo.integration`), so
+``YOLO("yolov5s_Coordinate_attention.yaml")`` builds. The layout shows the architecture:
+
+* ``layers/`` — one file per attention layer, ``registry.py`` (the table of kinds), ``reference.py`` (the papers'
+  equations), ``fast/`` (the optional inference fast path and fused CPU kernels);
+* ``integration/`` — the seam into Ultralytics, and the list of every internal it touches;
+* ``yolox/`` — YOLOX's head, loss and SimOTA; ``engine/`` — training, transfer, prediction, export;
+* ``evaluation/`` — COCO (pycocotools) and PASCAL VOC scoring; ``data/`` — converters and the sample dataset;
+* ``analysis/`` — benchmarks, ablation, visualisation; ``commands/`` — the ``attnyolo`` command and tools/.
+
+Class import paths are part of the checkpoint format (Ultralytics pickles whole models): the module paths of earlier
+releases stay importable through :data:`LEGACY_MODULES`.
 """
 
 import os
+import sys
 
 # Before Ultralytics is first imported (it reads this once): never pip-install packages at run time. A checkpoint
 # that names a module which is not importable would otherwise make Ultralytics pip-install a PyPI package of that
 # name. Users may opt back in with YOLO_AUTOINSTALL=true.
 os.environ.setdefault("YOLO_AUTOINSTALL", "false")
 
-from .cbam import CBAMAttention  # noqa: E402  (after the environment setting above)
-from .coord_attention import CoordAtt  # noqa: E402
-from .eca import ECAAttention  # noqa: E402
-from .efficient_local_attention import ELA  # noqa: E402
-from .registration import (  # noqa: E402
-    CFG_DIR,
-    LAYERS,
-    ModelConfigError,
-    UnsupportedUltralyticsError,
-    is_registered,
-    register,
+from . import layers  # noqa: E402  (after the environment setting above)
+from .errors import CheckpointError, ModelConfigError, UnsupportedUltralyticsError  # noqa: E402
+from .integration import is_registered, register  # noqa: E402
+from .layers import (  # noqa: E402
+    ELA,
+    KINDS,
+    CBAMAttention,
+    CoordAtt,
+    ECAAttention,
+    SEAttention,
+    build_layer,
+    kind_names,
+    layer_classes,
 )
-from .squeeze_excite import SEAttention  # noqa: E402
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
+
+# Module paths of attnyolo 0.1 (flat layout) -> where those classes live now. Checkpoints saved by 0.1 name the old
+# paths; registering the aliases lets unpickling find the same classes.
+LEGACY_MODULES = {
+    "attnyolo.coord_attention": layers.coord_attention,
+    "attnyolo.efficient_local_attention": layers.efficient_local_attention,
+    "attnyolo.squeeze_excite": layers.squeeze_excite,
+    "attnyolo.cbam": layers.cbam,
+    "attnyolo.eca": layers.eca,
+}
+for _name, _module in LEGACY_MODULES.items():
+    sys.modules.setdefault(_name, _module)
+
 __all__ = (
-    "CFG_DIR",
+    "KINDS",
     "CBAMAttention",
+    "CheckpointError",
     "CoordAtt",
     "ECAAttention",
     "ELA",
-    "LAYERS",
     "ModelConfigError",
     "SEAttention",
     "UnsupportedUltralyticsError",
+    "build_layer",
     "is_registered",
+    "kind_names",
+    "layer_classes",
     "register",
 )
 

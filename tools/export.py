@@ -1,35 +1,11 @@
 """Export a trained checkpoint with Ultralytics' exporters; ONNX exports are checked against PyTorch.
 
-Usage:
-    python tools/export.py model=runs/train/exp/weights/best.pt format=onnx
-    python tools/export.py model=best.pt format=onnx dynamic=True imgsz=640 verify=True
-    python tools/export.py model=best.pt format=torchscript
-Keys: model, format (default onnx), verify (ONNX only: compare onnxruntime with PyTorch, default True), plus every
-Ultralytics export setting (imgsz, dynamic, half, simplify, opset, device, ...).
+The same as ``attnyolo export key=value ...``; ``python tools/export.py help`` lists the keys.
 """
 
 import sys
 
-import attnyolo  # noqa: F401  (registers the layers so the checkpoint's classes resolve)
-from attnyolo.cli import parse_kv_args, run_tool, ultralytics_keys
-from attnyolo.export import export_model
-
-DEFAULTS = {"model": None, "format": "onnx", "verify": True}
-
-
-def main(argv):
-    """Export the model and, for ONNX, report the largest difference between onnxruntime and PyTorch."""
-    args = parse_kv_args(argv, DEFAULTS, __doc__, passthrough=ultralytics_keys())
-    path, check = export_model(**args)
-    print(f"exported: {path}")
-    if check is not None:
-        print(
-            f"onnxruntime vs PyTorch on {check['inputs']} inputs: max |difference| {check['max_abs_diff']:.2e} "
-            f"(outputs up to {check['max_abs_output']:.1f}) -> {'OK' if check['ok'] else 'MISMATCH'}"
-        )
-        return 0 if check["ok"] else 1
-    return 0
-
+from attnyolo.commands import run
 
 if __name__ == "__main__":
-    sys.exit(run_tool(main))
+    sys.exit(run("export"))

@@ -1,33 +1,11 @@
 """Run a trained detector on images, a folder, a glob, a video, a webcam or a stream; save annotated output.
 
-Usage:
-    python tools/predict.py source=data/sample/images/val            # newest best.pt of tools/train.py
-    python tools/predict.py model=runs/train/exp/weights/best.pt source=data/sample/sample.mp4 save_json=True
-    python tools/predict.py model=best.pt source=0 show=True           # webcam 0
-    python tools/predict.py model=best.pt source="photos/*.jpg" conf=0.4 save_txt=True
-Keys: model, source, save_json (detections.json), plus every Ultralytics predict setting (conf, iou, imgsz, device,
-save_txt, show, project, name, ...). Output keeps the input's resolution (and fps for video).
+The same as ``attnyolo predict key=value ...``; ``python tools/predict.py help`` lists the keys.
 """
 
 import sys
 
-import attnyolo  # noqa: F401  (registers the layers so the checkpoint's classes resolve)
-from attnyolo.cli import parse_kv_args, run_tool, ultralytics_keys
-from attnyolo.predict import predict
-
-DEFAULTS = {"model": None, "source": None, "save_json": False}
-
-
-def main(argv):
-    """Predict, then print where the output went and the frames per second."""
-    args = parse_kv_args(argv, DEFAULTS, __doc__, passthrough=ultralytics_keys())
-    out = predict(**args)
-    print(f"{out['frames']} image(s)/frame(s), {out['detections']} detections, {out['fps']:.1f} frames/s")
-    print(f"annotated output: {out['save_dir']}")
-    if out["json"]:
-        print(f"detections: {out['json']}")
-    return 0
-
+from attnyolo.commands import run
 
 if __name__ == "__main__":
-    sys.exit(run_tool(main))
+    sys.exit(run("predict"))

@@ -1,61 +1,11 @@
 """Score a detector on a dataset split with pycocotools (COCO protocol) and the PASCAL VOC devkit protocol.
 
-Usage:
-    python tools/val.py model=runs/train/exp/weights/best.pt data=data/sample/data.yaml
-    python tools/val.py model=best.pt data=data/VOC.yaml split=test imgsz=640 batch=32 device=0
-    python tools/val.py data=data/sample/data.yaml predictions=runs/val/exp/predictions.json
-Keys: data, and either model (a trained checkpoint; Ultralytics runs it with save_json=True, conf=0.001) or
-predictions (a COCO results JSON, e.g. Ultralytics' predictions.json; no model is run). Also project (runs/val),
-name (exp; numbered like Ultralytics: exp, exp-2, ...), exist_ok, split (val), and with model= every Ultralytics val
-setting (imgsz, batch, device, workers, conf, iou, half, ...). The run directory receives predictions.json and
-metrics.json. VOC numbers appear when the data YAML has voc_annotations (or XML files next to the images).
+The same as ``attnyolo val key=value ...``; ``python tools/val.py help`` lists the keys.
 """
 
 import sys
 
-import attnyolo  # noqa: F401  (registers the layers, and turns Ultralytics' run-time pip installs off)
-from attnyolo.cli import fail, parse_kv_args, run_tool, ultralytics_keys
-from attnyolo.evaluation.dataset import (
-    DEFAULT_NAME,
-    format_metrics_table,
-    run_directory,
-    score_predictions_file,
-    validate_model,
-)
-
-DEFAULTS = {
-    "model": None,
-    "data": None,
-    "predictions": None,
-    "project": None,
-    "name": DEFAULT_NAME,
-    "exist_ok": False,
-    "split": "val",
-}
-
-
-def main(argv):
-    """Parse key=value arguments, score the model or the predictions file, print the table and where it went."""
-    args = parse_kv_args(argv, DEFAULTS, __doc__, passthrough=ultralytics_keys())
-    model, data, predictions = args.pop("model"), args.pop("data"), args.pop("predictions")
-    if data is None:
-        fail("data= is required, e.g. data=data/sample/data.yaml. Run with 'help' for usage.")
-    if (model is None) == (predictions is None):
-        fail("give either model=<checkpoint.pt> or predictions=<results.json>, not both or neither.")
-    if predictions is not None:
-        extra = sorted(k for k, v in args.items() if k not in DEFAULTS and v is not None)
-        if extra:
-            fail(f"with predictions= no model is run, so these keys do not apply: {', '.join(extra)}.")
-        out_dir = run_directory(args["project"], args["name"], args["exist_ok"])
-        metrics, run_dir = score_predictions_file(data, predictions, out_dir, split=args["split"])
-    else:
-        settings = {k: v for k, v in args.items() if v is not None}
-        metrics, run_dir = validate_model(model, data, **settings)
-    print(format_metrics_table(metrics))
-    print(f"run directory: {run_dir}")
-    print(f"metrics: {run_dir / 'metrics.json'}")
-    return 0
-
+from attnyolo.commands import run
 
 if __name__ == "__main__":
-    sys.exit(run_tool(main))
+    sys.exit(run("val"))

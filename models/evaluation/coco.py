@@ -19,7 +19,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 from pycocotools.coco import COCO
@@ -33,7 +33,7 @@ _STATS_INDEX = (0, 1, 2, 3, 4, 5, 8)
 _RESULT_KEYS = ("image_id", "category_id", "bbox", "score")
 _SHOWN_IDS = 5  # how many offending ids an error message lists
 
-CocoSource = Union[COCO, Mapping[str, Any], str, Path]
+CocoSource = COCO | Mapping[str, Any] | str | Path
 
 
 @lru_cache(maxsize=1)

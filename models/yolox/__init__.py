@@ -1,7 +1,7 @@
 """YOLOX inside Ultralytics: decoupled head, depthwise-separable conv (Nano), SimOTA and the YOLOX loss.
 
 The models are built from ``cfg/yolox/yolox.yaml`` (and ``yolox-attention.yaml``) by name, e.g.
-``YOLO("yolox-s.yaml")`` or ``YOLO("yolox-nano-ELA-S.yaml")``; :mod:`attnyolo.registration` wires the head, the
+``YOLO("yolox-s.yaml")`` or ``YOLO("yolox-nano-ELA-S.yaml")``; :mod:`attnyolo.integration` wires the head, the
 depthwise option and the loss into Ultralytics. Class import paths here are part of the checkpoint format.
 """
 

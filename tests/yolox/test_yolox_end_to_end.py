@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from attnyolo.sample_data import make_sample_dataset
+from attnyolo.data.sample import make_sample_dataset
 
 REPO = Path(__file__).resolve().parents[2]
 SMALL = ["imgsz=96", "batch=4", "workers=0", "device=cpu"]

@@ -9,7 +9,7 @@ from ultralytics.nn.tasks import DetectionModel
 from ultralytics.utils import nms
 from ultralytics.utils.metrics import box_iou
 
-from attnyolo.training import switch_yolox_l1
+from attnyolo.engine.trainer import switch_yolox_l1
 from attnyolo.yolox.loss import YOLOXLoss
 
 

@@ -11,9 +11,11 @@ from ultralytics.nn.tasks import DetectionModel
 from ultralytics.utils import torch_utils
 
 import attnyolo
-from attnyolo import registration as reg
+from attnyolo.analysis.yolox import yolox_gflops
+from attnyolo.errors import ModelConfigError
+from attnyolo.integration import names
+from attnyolo.layers.registry import kind_names, layer_classes
 from attnyolo.yolox import DWSepConv, YOLOXDetect
-from attnyolo.yolox.measure import yolox_gflops
 
 # Official YOLOX table (REFERENCE.md, YOLOX README): name -> (params in M, GFLOPs, test size, width).
 OFFICIAL = {
@@ -167,9 +169,9 @@ def test_fused_model_gives_the_same_predictions():
     ("name", "scale"), [("yolox-nano", "n"), ("yolox-tiny", "t"), ("yolox_s", "s"), ("yolox-x-ELA-S", "x")]
 )
 def test_size_names_choose_the_scale(name, scale):
-    d = reg._with_yolox_scale({"scales": dict.fromkeys("ntsmlx"), "scale": "", "yaml_file": f"{name}.yaml"})
+    d = names.with_yolox_scale({"scales": dict.fromkeys("ntsmlx"), "scale": "", "yaml_file": f"{name}.yaml"})
     assert d["scale"] == scale
-    assert reg._with_yolox_scale({"scales": dict.fromkeys("ntsmlx"), "yaml_file": "yolox.yaml"}).get("scale") is None
+    assert names.with_yolox_scale({"scales": dict.fromkeys("ntsmlx"), "yaml_file": "yolox.yaml"}).get("scale") is None
 
 
 def test_yolox_spellings_build_the_same_model():
@@ -189,7 +191,7 @@ def test_model_dict_rebuilds_the_same_model(name):
 
 
 def test_unknown_attention_kind_is_a_readable_error():
-    with pytest.raises(reg.ModelConfigError, match=r"'ELA-Q' is not an attention kind.*ELA-S"):
+    with pytest.raises(ModelConfigError, match=r"'ELA-Q' is not an attention kind.*ELA-S"):
         build("yolox-s-ELA-Q.yaml")
 
 
@@ -199,14 +201,14 @@ def test_head_must_be_the_last_row():
         "backbone": [[-1, 1, "Conv", [16, 3, 2]], [-1, 1, "Conv", [32, 3, 2]], [-1, 1, "Conv", [64, 3, 2]]],
         "head": [[[0, 1, 2], 1, "YOLOXDetect", ["nc", 32]], [-1, 1, "Conv", [8, 1, 1]]],
     }
-    with pytest.raises(reg.ModelConfigError, match="as the last row"):
+    with pytest.raises(ModelConfigError, match="as the last row"):
         build(d)
 
 
-@pytest.mark.parametrize("kind", list(reg.KINDS))
+@pytest.mark.parametrize("kind", kind_names())
 def test_attention_variants_of_nano(kind):
     model = build(f"yolox-nano-{kind}.yaml")
-    layers = [(i, m) for i, m in enumerate(model.model) if isinstance(m, tuple(reg.LAYERS.values()))]
+    layers = [(i, m) for i, m in enumerate(model.model) if isinstance(m, tuple(layer_classes().values()))]
     assert [i for i, _ in layers] == ATTENTION_ROWS
     # three backbone outputs (dark3/4/5) and the four concatenations: 64, 128, 256 | 256, 128, 128, 256 at Nano
     assert [m.channels for _, m in layers] == [64, 128, 256, 256, 128, 128, 256]
@@ -218,7 +220,7 @@ def test_attention_variants_of_nano(kind):
 @pytest.mark.parametrize("name", ["yolox-s-CoordAtt.yaml", "yolox-s-ELA-S.yaml"])
 def test_attention_variants_of_s_train_and_infer(name):
     model = build(name, nc=3)
-    layers = [m for m in model.modules() if isinstance(m, tuple(reg.LAYERS.values()))]
+    layers = [m for m in model.modules() if isinstance(m, tuple(layer_classes().values()))]
     assert [m.channels for m in layers] == [128, 256, 512, 512, 256, 256, 512]
     batch = {
         "img": torch.rand(1, 3, 64, 64),

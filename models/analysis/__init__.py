@@ -1,0 +1,1 @@
+"""Comparing attention layers: benchmarks (timing, layers, models, report), ablation, visualisation, summaries."""

@@ -1,0 +1,102 @@
+"""Model summaries: layers, parameters, GFLOPs, and where the attention layers sit (tools/model_info.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+from torch import nn
+
+from ..layers.registry import kind_names, layer_classes
+
+# Stride of each pyramid level, for naming where a layer sits (P3/8 ... P5/32).
+_P_LEVEL = {2: "P1", 4: "P2", 8: "P3", 16: "P4", 32: "P5", 64: "P6"}
+
+
+def attention_placements(model: nn.Module, imgsz: int = 64) -> list[dict]:
+    """List the attention layers of an Ultralytics model: row index, class, channels and pyramid level.
+
+    Args:
+        model: An Ultralytics ``DetectionModel`` (or ``YOLO(...).model``).
+        imgsz: Square input size for the probe forward pass that measures each layer's stride.
+
+    Returns:
+        One dict per attention row: ``{"row", "layer", "channels", "level", "args"}``.
+    """
+    import torch
+
+    attention = tuple(layer_classes().values())
+    rows = [(i, m) for i, m in enumerate(model.model) if isinstance(m, attention)]
+    sizes: dict[int, int] = {}
+    hooks = [m.register_forward_pre_hook(lambda mod, a, i=i: sizes.__setitem__(i, a[0].shape[-1])) for i, m in rows]
+    was_training = model.training
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, 3, imgsz, imgsz))
+    finally:
+        model.train(was_training)
+        for h in hooks:
+            h.remove()
+    out = []
+    for i, m in rows:
+        stride = imgsz // sizes[i] if sizes.get(i) else 0
+        extra = f" {m.variant}" if hasattr(m, "variant") else ""
+        out.append(
+            {"row": i, "layer": type(m).__name__ + extra, "channels": m.channels, "level": _P_LEVEL.get(stride, "?")}
+        )
+    return out
+
+
+def model_summary(model_name: str, imgsz: int = 640) -> dict:
+    """Build a model from a YAML name or path and measure it.
+
+    Args:
+        model_name: Any shipped or Ultralytics model YAML (e.g. ``yolov8s-ELA-S.yaml``) or a checkpoint.
+        imgsz: Input size for the GFLOPs count.
+
+    Returns:
+        ``{"model", "layers", "params", "gflops", "imgsz", "attention": attention_placements(...)}``.
+    """
+    from ultralytics import YOLO
+    from ultralytics.utils.torch_utils import get_flops
+
+    model = YOLO(model_name).model
+    return {
+        "model": model_name,
+        "layers": len(list(model.modules())),
+        "params": sum(p.numel() for p in model.parameters()),
+        "gflops": get_flops(model, imgsz),
+        "imgsz": imgsz,
+        "attention": attention_placements(model),
+    }
+
+
+# Families of the zoo table, in its order; YOLOX sizes use YOLOX's own names.
+ZOO_FAMILIES: tuple[str, ...] = ("yolov5", "yolov8", "yolo11")
+YOLOX_SIZE_NAMES: tuple[str, ...] = ("nano", "tiny", "s", "m", "l", "x")
+
+
+def zoo_names(families: Sequence[str] = ZOO_FAMILIES, scales: str = "nsmlx", yolox: bool = True) -> list[str]:
+    """Every model name of the zoo: each family and scale, its stock baseline first, then every attention kind."""
+    names = [
+        f"{family}{scale}{'-' + kind if kind else ''}.yaml"
+        for family in families
+        for scale in scales
+        for kind in ("", *kind_names())
+    ]
+    if yolox:
+        names += [
+            f"yolox-{size}{'-' + kind if kind else ''}.yaml"
+            for size in YOLOX_SIZE_NAMES
+            for kind in ("", *kind_names())
+        ]
+    return names
+
+
+def zoo_markdown(names: Sequence[str], imgsz: int = 640) -> Iterator[str]:
+    """The zoo table as Markdown lines (header first), one row per model name, measured as it is built."""
+    yield f"| model | params | GFLOPs@{imgsz} | attention rows |"
+    yield "|---|---:|---:|---|"
+    for name in names:
+        s = model_summary(name, imgsz)
+        rows = " ".join(f"{a['row']}:{a['level']}" for a in s["attention"]) or "-"
+        yield f"| {name} | {s['params'] / 1e6:.3f}M | {s['gflops']:.2f} | {rows} |"

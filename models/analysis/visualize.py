@@ -1,0 +1,398 @@
+"""Pictures of what the attention layers do: their attention maps, and Grad-CAM before and after them.
+
+* **Attention maps** (:func:`attention_maps`): for every CoordAtt and ELA layer, the gates the layer multiplies its
+  input by, ``g^h ⊗ g^w`` (CA) or ``a_h ⊗ a_w`` (ELA), averaged over channels, computed with the papers' equations
+  (:func:`attnyolo.layers.reference.coord_att_gates`, :func:`~attnyolo.layers.reference.ela_gates`) from the layer's
+  real input, captured by a forward hook during one forward pass of the image.
+* **Grad-CAM** (:func:`grad_cam`, Selvaraju et al., arXiv 1610.02391), as the CA paper's Figure 4 shows it before and
+  after an attention layer: the network runs once with autograd on; the chosen detection is one box kept by
+  Ultralytics' NMS, traced back to the raw (pre-NMS) prediction it came from; its class score at that prediction is
+  differentiated with respect to the chosen layer's activation A (its input for "before", its output for "after").
+  Weights ``w_c`` = spatial mean of dScore/dA_c; ``CAM = ReLU(Σ_c w_c A_c)``, upsampled to the input.
+
+Images are letterboxed to a square ``imgsz`` (aspect kept, grey padding), as the network sees them; every map is
+cropped back to the unpadded region and resized to the original image, so it overlays the input pixel for pixel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..integration.checkpoints import load_model
+from ..layers.coord_attention import CoordAtt
+from ..layers.efficient_local_attention import ELA
+from ..layers.reference import coord_att_gates, ela_gates
+from ..layers.registry import layer_classes
+from ..utils.atomic import write_image_atomic
+from ..utils.paths import runs_dir
+
+PAD_VALUE = 114  # grey letterbox padding, as Ultralytics pads
+MAP_LAYERS = (CoordAtt, ELA)  # layers with a spatial attention map of the form gate_h ⊗ gate_w
+CAM_NOTES = {"ok": "", "no-gradient": " - no gradient", "relu-empty": " - ReLU left nothing"}  # caption suffixes
+
+
+@dataclass
+class Letterbox:
+    """A square letterboxed image and how to undo the letterbox.
+
+    Attributes:
+        tensor: Network input (1, 3, S, S), RGB in [0, 1].
+        image: The original image, BGR uint8 (H, W, 3).
+        scale: Resize factor from the original to the letterboxed image.
+        top: Rows of padding above the resized image.
+        left: Columns of padding left of it.
+    """
+
+    tensor: torch.Tensor
+    image: np.ndarray
+    scale: float
+    top: int
+    left: int
+
+    def to_image(self, feature_map: np.ndarray | torch.Tensor) -> np.ndarray:
+        """Resize a (h, w) map over the letterboxed square to the original image's (H, W), dropping the padding."""
+        m = torch.as_tensor(np.asarray(feature_map, dtype=np.float32))[None, None]
+        side = self.tensor.shape[-1]
+        m = F.interpolate(m, size=(side, side), mode="bilinear", align_corners=False)[0, 0]
+        h, w = self.image.shape[:2]
+        nh, nw = round(h * self.scale), round(w * self.scale)
+        m = m[self.top : self.top + nh, self.left : self.left + nw][None, None]
+        return F.interpolate(m, size=(h, w), mode="bilinear", align_corners=False)[0, 0].numpy()
+
+
+def letterbox(image: np.ndarray, imgsz: int = 640) -> Letterbox:
+    """Resize ``image`` (BGR uint8) to fit an ``imgsz`` square, keeping its aspect, and pad the rest with grey."""
+    h, w = image.shape[:2]
+    scale = imgsz / max(h, w)
+    nh, nw = round(h * scale), round(w * scale)
+    top, left = (imgsz - nh) // 2, (imgsz - nw) // 2
+    canvas = np.full((imgsz, imgsz, 3), PAD_VALUE, dtype=np.uint8)
+    canvas[top : top + nh, left : left + nw] = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
+    tensor = torch.from_numpy(canvas[:, :, ::-1].copy()).permute(2, 0, 1)[None].float() / 255.0
+    return Letterbox(tensor, image, scale, top, left)
+
+
+def read_image(source: str | Path) -> np.ndarray:
+    """Read an image file as BGR uint8, failing with one line if it is missing or not an image."""
+    path = Path(str(source))
+    if not path.is_file():
+        raise FileNotFoundError(f"source={path} does not exist. Fix: pass an image file, e.g. source=bus.jpg.")
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ValueError(f"source={path} is not an image OpenCV can read. Fix: pass a .jpg or .png file.")
+    return image
+
+
+def attention_rows(model: nn.Module) -> list[int]:
+    """Row indices of the attention layers (any kind) in an Ultralytics model's ``model.model``."""
+    kinds = tuple(layer_classes().values())
+    return [i for i, m in enumerate(model.model) if isinstance(m, kinds)]
+
+
+def _check_rows(model: nn.Module, rows: list[int] | None) -> list[int]:
+    """Validate requested rows against the model, or default to its attention rows."""
+    if rows is None:
+        rows = attention_rows(model)
+        if not rows:
+            raise ValueError("the model has no attention layers; give layers=<row,row> to pick rows for Grad-CAM.")
+        return rows
+    n = len(model.model)
+    bad = [r for r in rows if not isinstance(r, int) or not 0 <= r < n - 1]  # the last row is the head
+    if bad:
+        raise ValueError(f"layers={bad} are not rows of this model; valid rows are 0..{n - 2} (the head excluded).")
+    return list(rows)
+
+
+def _label(model: nn.Module, row: int) -> str:
+    """``row05_CoordAtt`` / ``row08_ELA-S`` / ``row04_C2f``: a file-name-safe name of a row."""
+    m = model.model[row]
+    name = type(m).__name__ + (f"-{m.variant}" if isinstance(m, ELA) else "")
+    return f"row{row:02d}_{name}"
+
+
+def attention_maps(model: nn.Module, lb: Letterbox, rows: list[int] | None = None) -> list[dict[str, Any]]:
+    """The spatial attention maps of the CoordAtt and ELA layers for one image.
+
+    Args:
+        model: An Ultralytics detection model (``YOLO(...).model``), put in eval mode here.
+        lb: The letterboxed image (:func:`letterbox`).
+        rows: Rows to show; None means every CoordAtt/ELA row. Other layer kinds have no such map and are skipped.
+
+    Returns:
+        One dict per layer: ``row``, ``label``, ``gate_h`` (C, h), ``gate_w`` (C, w) numpy arrays, ``feature_map``
+        (h, w) = channel mean of ``gate_h ⊗ gate_w`` (the factor the layer multiplies each position by, averaged over
+        channels), and ``image_map`` (H, W) over the original image.
+    """
+    rows = [r for r in _check_rows(model, rows) if isinstance(model.model[r], MAP_LAYERS)]
+    inputs: dict[int, torch.Tensor] = {}
+    hooks = [
+        model.model[r].register_forward_pre_hook(lambda mod, args, r=r: inputs.__setitem__(r, args[0].detach()))
+        for r in rows
+    ]
+    model.eval()
+    try:
+        # no_grad, not inference_mode: the head caches its anchors, and inference tensors would break a later
+        # Grad-CAM pass (autograd refuses to save them).
+        with torch.no_grad():
+            model(lb.tensor)
+            out = []
+            for r in rows:
+                layer, x = model.model[r], inputs[r]
+                gates = coord_att_gates(layer, x) if isinstance(layer, CoordAtt) else ela_gates(layer, x)
+                g_h, g_w = gates[0][0, :, :, 0], gates[1][0, :, 0, :]  # (C, h), (C, w)
+                feature_map = torch.einsum("ch,cw->hw", g_h, g_w) / g_h.shape[0]  # mean_c g_h ⊗ g_w
+                out.append(
+                    {
+                        "row": r,
+                        "label": _label(model, r),
+                        "gate_h": g_h.numpy(),
+                        "gate_w": g_w.numpy(),
+                        "feature_map": feature_map.numpy(),
+                        "image_map": lb.to_image(feature_map.numpy()),
+                    }
+                )
+    finally:
+        for h in hooks:
+            h.remove()
+    return out
+
+
+def detect(model: nn.Module, x: torch.Tensor, conf: float = 0.25, iou: float = 0.7):
+    """Run the model once and keep its NMS boxes together with the raw prediction each box came from.
+
+    Returns:
+        ``(raw, boxes, anchors)``: raw (1, 4 + nc, A) pre-NMS output (still attached to autograd if it was on),
+        boxes (k, 6) ``[x1, y1, x2, y2, score, class]`` in letterboxed pixels sorted by score, and anchors (k,) the
+        index of each box in ``raw``.
+    """
+    from ultralytics.utils.nms import non_max_suppression
+
+    out = model(x)
+    raw = out[0] if isinstance(out, (list, tuple)) else out
+    kept, idx = non_max_suppression(raw.detach(), conf_thres=conf, iou_thres=iou, return_idxs=True)
+    return raw, kept[0], idx[0].view(-1).long()
+
+
+def anchor_stride(model: nn.Module, imgsz: int, anchor: int) -> int:
+    """The stride of the head level whose grid holds raw prediction ``anchor`` (levels are concatenated P3, P4, ...).
+
+    A detection is made by one head level, so only rows feeding that level's branch can explain it: Grad-CAM at a
+    row that feeds only other levels has no gradient.
+    """
+    start = 0
+    for stride in (int(s) for s in model.stride):
+        cells = (imgsz // stride) ** 2
+        if anchor < start + cells:
+            return stride
+        start += cells
+    raise ValueError(f"anchor {anchor} is beyond the {start} grid cells of a {imgsz}x{imgsz} input.")
+
+
+def grad_cam(
+    model: nn.Module,
+    lb: Letterbox,
+    row: int,
+    detection: int = 0,
+    conf: float = 0.25,
+    iou: float = 0.7,
+) -> dict[str, Any]:
+    """Grad-CAM of one detection at one row, before (the row's input) and after (its output) the layer.
+
+    Args:
+        model: An Ultralytics detection model.
+        lb: The letterboxed image.
+        row: Row index in ``model.model``.
+        detection: Which NMS-kept box, by rank (0 = highest score).
+        conf: NMS confidence threshold.
+        iou: NMS IoU threshold.
+
+    Returns:
+        ``{"row", "label", "detection": {"box", "score", "class", "anchor", "rank", "stride"}, "score", "before",
+        "after"}``, where ``before``/``after`` hold ``feature_map`` (h, w) and ``image_map`` (H, W), each scaled to
+        [0, 1] by its maximum, and ``status``: ``"ok"``; ``"no-gradient"`` when the score does not depend on that
+        activation (the row feeds only other head levels than the detection's ``stride``); ``"relu-empty"`` when
+        ``Σ_c w_c A_c`` is nowhere positive, so ReLU leaves an all-zero map. ``score`` is the differentiated class
+        score.
+
+    Raises:
+        ValueError: No box above ``conf``, or ``detection`` beyond the kept boxes.
+    """
+    row = _check_rows(model, [row])[0]
+    captured: dict[str, torch.Tensor] = {}
+
+    def hook(mod, args, output):
+        # rows fed by several rows (Concat) get a list: there is no single "before" activation to explain
+        captured["before"] = args[0] if isinstance(args[0], torch.Tensor) else None
+        captured["after"] = output
+
+    handle = model.model[row].register_forward_hook(hook)
+    model.eval()
+    x = lb.tensor.clone().requires_grad_(True)  # so activations join the graph even if the weights are frozen
+    try:
+        with torch.enable_grad():
+            raw, boxes, anchors = detect(model, x, conf, iou)
+            if len(boxes) == 0:
+                raise ValueError(f"no detection with score >= conf={conf}. Fix: lower conf= (e.g. conf=0.05).")
+            if not 0 <= detection < len(boxes):
+                raise ValueError(f"detection={detection}, but only {len(boxes)} boxes were kept (0..{len(boxes) - 1}).")
+            anchor, cls = int(anchors[detection]), int(boxes[detection, 5])
+            score = raw[0, 4 + cls, anchor]  # the pre-NMS class score NMS kept for this box
+            wanted = [k for k in ("before", "after") if captured.get(k) is not None]
+            grads = dict(zip(wanted, torch.autograd.grad(score, [captured[k] for k in wanted], allow_unused=True)))
+    finally:
+        handle.remove()
+
+    result = {
+        "row": row,
+        "label": _label(model, row),
+        "score": float(score.detach()),
+        "detection": {
+            "box": [float(v) for v in boxes[detection, :4]],
+            "score": float(boxes[detection, 4]),
+            "class": cls,
+            "anchor": anchor,
+            "rank": detection,
+            "stride": anchor_stride(model, lb.tensor.shape[-1], anchor),
+        },
+    }
+    for key in wanted:
+        act = captured[key].detach()[0]
+        grad = torch.zeros_like(act) if grads[key] is None else grads[key].detach()[0]  # None: no path to the score
+        weights = grad.mean((1, 2))  # w_c: spatially averaged gradient
+        cam = torch.relu(torch.einsum("c,chw->hw", weights, act))
+        peak = float(cam.max())
+        cam = cam / peak if peak > 0 else cam
+        status = "ok" if peak > 0 else "relu-empty" if bool(grad.any()) else "no-gradient"
+        result[key] = {
+            "feature_map": cam.numpy(),
+            "image_map": np.clip(lb.to_image(cam.numpy()), 0.0, 1.0),
+            "status": status,
+        }
+    return result
+
+
+def overlay(image: np.ndarray, heat: np.ndarray, alpha: float = 0.5, normalise: bool = True) -> np.ndarray:
+    """Blend a (H, W) map over a BGR image with the JET colour map (blue low, red high)."""
+    h = heat.astype(np.float32)
+    if normalise:
+        lo, hi = float(h.min()), float(h.max())
+        h = (h - lo) / (hi - lo) if hi > lo else np.zeros_like(h)
+    colour = cv2.applyColorMap(np.uint8(np.clip(h, 0, 1) * 255), cv2.COLORMAP_JET)
+    return cv2.addWeighted(image, 1.0 - alpha, colour, alpha, 0.0)
+
+
+def _for_display(image: np.ndarray, heat: np.ndarray, min_side: int = 256) -> tuple[np.ndarray, np.ndarray, int]:
+    """Enlarge a small picture by an integer factor (short side >= ``min_side``) so captions stay legible."""
+    factor = max(1, -(-min_side // min(image.shape[:2])))
+    if factor == 1:
+        return image, heat, 1
+    size = (image.shape[1] * factor, image.shape[0] * factor)
+    small, big = cv2.INTER_NEAREST, cv2.INTER_LINEAR
+    return cv2.resize(image, size, interpolation=small), cv2.resize(heat, size, interpolation=big), factor
+
+
+def _caption(image: np.ndarray, text: str) -> np.ndarray:
+    """Write a caption on a dark band at the top of the picture."""
+    out = image.copy()
+    scale = max(0.35, min(out.shape[1] / 900, 0.8))
+    cv2.rectangle(out, (0, 0), (out.shape[1], int(22 * scale / 0.5)), (0, 0, 0), -1)
+    cv2.putText(out, text, (4, int(15 * scale / 0.5)), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+    return out
+
+
+def visualize(
+    model: str | Path,
+    source: str | Path,
+    layers: list[int] | None = None,
+    imgsz: int | None = None,
+    detection: int = 0,
+    conf: float = 0.25,
+    iou: float = 0.7,
+    maps: bool = True,
+    gradcam: bool = True,
+    out_dir: str | Path | None = None,
+) -> list[Path]:
+    """Write attention-map and Grad-CAM PNGs of one image for a trained checkpoint.
+
+    Files are named ``<image>_attention_<rowNN>_<layer>.png`` and
+    ``<image>_gradcam_<rowNN>_<layer>_<before|after>_det<rank>_<class>.png``.
+
+    Args:
+        model: Checkpoint (``.pt``).
+        source: Image file.
+        layers: Row indices; None means every attention row.
+        imgsz: Square input size; None means the size the checkpoint was trained at (or 640).
+        detection: Grad-CAM target: rank of the NMS-kept box (0 = highest score).
+        conf: NMS confidence threshold for the Grad-CAM target.
+        iou: NMS IoU threshold.
+        maps: Write the attention maps.
+        gradcam: Write the Grad-CAM pictures.
+        out_dir: Output folder (created); None means ``runs/visualize/exp`` under the working directory.
+
+    Returns:
+        The PNG paths written.
+    """
+    yolo = load_model(model)
+    net = yolo.model.float().cpu().eval()
+    if imgsz is None:
+        imgsz = int((getattr(net, "args", None) or {}).get("imgsz", 640) or 640)
+    stride = int(max(getattr(net, "stride", torch.tensor([32])).max(), 32))
+    if imgsz % stride:
+        raise ValueError(f"imgsz={imgsz} must be a multiple of the model's stride {stride}.")
+    image = read_image(source)
+    lb = letterbox(image, imgsz)
+    rows = _check_rows(net, layers)
+    stem = Path(str(source)).stem
+    out = Path(out_dir) if out_dir is not None else runs_dir("visualize") / "exp"
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    if maps:
+        found = attention_maps(net, lb, rows)
+        if not found:
+            print("no CoordAtt/ELA rows among the chosen layers: they have no g_h ⊗ g_w map (Grad-CAM still works)")
+        for m in found:
+            lo, hi = float(m["feature_map"].min()), float(m["feature_map"].max())
+            base, heat, _ = _for_display(image, m["image_map"])
+            pic = _caption(overlay(base, heat), f"{m['label']} mean_c gate_h*gate_w, {lo:.3f}..{hi:.3f}")
+            path = out / f"{stem}_attention_{m['label']}.png"
+            write_image_atomic(path, pic)
+            written.append(path)
+    if gradcam:
+        names = yolo.names
+        for r in rows:
+            cam = grad_cam(net, lb, r, detection, conf, iou)
+            det = cam["detection"]
+            cls_name = str(names.get(det["class"], det["class"]) if isinstance(names, dict) else det["class"])
+            x1, y1, x2, y2 = ((np.array(det["box"]) - [lb.left, lb.top, lb.left, lb.top]) / lb.scale).round()
+            for when in ("before", "after"):
+                if when not in cam:
+                    continue
+                base, heat, k = _for_display(image, cam[when]["image_map"])
+                pic = overlay(base, heat, normalise=False)
+                cv2.rectangle(pic, (int(x1 * k), int(y1 * k)), (int(x2 * k), int(y2 * k)), (255, 255, 255), 2)
+                status = cam[when]["status"]
+                pic = _caption(
+                    pic,
+                    f"Grad-CAM {cam['label']} {when}: {cls_name} {det['score']:.2f} (det {det['rank']}, "
+                    f"P{det['stride'].bit_length() - 1}){CAM_NOTES[status]}",
+                )
+                if status == "no-gradient":
+                    print(
+                        f"{cam['label']} {when}: no gradient - the detection comes from the stride-{det['stride']} "
+                        "head level, which this row does not feed; the picture is blank."
+                    )
+                elif status == "relu-empty":
+                    print(f"{cam['label']} {when}: sum_c w_c A_c is nowhere positive, so ReLU left a blank map.")
+                safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in cls_name)
+                path = out / f"{stem}_gradcam_{cam['label']}_{when}_det{det['rank']}_{safe}.png"
+                write_image_atomic(path, pic)
+                written.append(path)
+    return written

@@ -1,0 +1,29 @@
+"""Train a detector from any shipped YAML, then score it with pycocotools and the VOC protocol.
+
+Usage:
+    attnyolo train                                  # CoordAtt YOLOv8n, offline sample dataset, CPU
+    attnyolo train model=yolov5s_Coordinate_attention.yaml data=data/VOC.yaml epochs=100 device=0
+    attnyolo train model=yolov8n-ELA-T.yaml pretrained=yolov8n.pt   # row-aligned weight transfer
+    attnyolo train resume=True                      # continue the newest interrupted run
+Keys: model, data, pretrained, resume, evaluate, plus every Ultralytics training setting (epochs, imgsz, batch,
+device, workers, project, name, seed, lr0, ...). With no data=, the sample dataset is generated on first use.
+"""
+
+from ..engine.trainer import DEFAULT_MODEL, train
+from ..evaluation.report import format_metrics_table
+from ..utils.cli import parse_kv_args, ultralytics_keys
+
+DEFAULTS = {"model": DEFAULT_MODEL, "data": None, "pretrained": None, "resume": False, "evaluate": True}
+
+
+def main(argv):
+    """Parse key=value arguments, train, evaluate, print the AP table and the run directory."""
+    args = parse_kv_args(argv, DEFAULTS, __doc__, passthrough=ultralytics_keys())
+    metrics, run_dir, transfer = train(**args)
+    if transfer is not None:
+        print(f"pretrained {args['pretrained']}: {transfer.summary()}")
+    if metrics is not None:
+        print(format_metrics_table(metrics))
+        print(f"metrics: {run_dir / 'metrics.json'}")
+    print(f"run directory: {run_dir}")
+    return 0

@@ -1,0 +1,1 @@
+"""Datasets: the COCO/VOC converters, the offline sample dataset, and the real datasets' download steps."""

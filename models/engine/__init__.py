@@ -1,0 +1,1 @@
+"""Training, pretrained-weight transfer, prediction and export, on top of Ultralytics' public API."""

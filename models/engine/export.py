@@ -1,0 +1,68 @@
+"""Export through Ultralytics' exporters, with an onnxruntime-vs-PyTorch check for ONNX (tools/export.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..integration.checkpoints import load_model
+
+
+def verify_onnx(pt_path: str | Path, onnx_path: str | Path, sizes=((640, 640),), rtol: float = 1e-3) -> dict:
+    """Run the ONNX file with onnxruntime and the checkpoint with PyTorch on the same random inputs.
+
+    Args:
+        pt_path: The checkpoint that was exported.
+        onnx_path: The exported ONNX file.
+        sizes: (height, width) inputs to compare; sizes other than the export size need ``dynamic=True``.
+        rtol: Allowed max |difference| relative to the largest output magnitude.
+
+    Returns:
+        ``{"ok", "max_abs_diff", "max_abs_output", "inputs"}``.
+    """
+    import onnxruntime as ort
+
+    model = load_model(pt_path).model.float().fuse(verbose=False).eval()
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    worst, scale = 0.0, 0.0
+    gen = torch.Generator().manual_seed(0)
+    for h, w in sizes:
+        x = torch.rand(1, 3, h, w, generator=gen)
+        with torch.no_grad():
+            expected = model(x)
+            expected = (expected[0] if isinstance(expected, (list, tuple)) else expected).numpy()
+        got = session.run(None, {name: x.numpy()})[0]
+        if got.shape != expected.shape:
+            return {"ok": False, "max_abs_diff": float("inf"), "max_abs_output": 0.0, "inputs": f"{h}x{w}"}
+        worst = max(worst, float(np.abs(got - expected).max()))
+        scale = max(scale, float(np.abs(expected).max()))
+    inputs = ", ".join(f"{h}x{w}" for h, w in sizes)
+    return {"ok": worst <= rtol * max(scale, 1.0), "max_abs_diff": worst, "max_abs_output": scale, "inputs": inputs}
+
+
+def export_model(model: str | Path | None = None, format: str = "onnx", verify: bool = True, **kw):
+    """Export a checkpoint; for ONNX also verify the file against PyTorch.
+
+    Args:
+        model: Checkpoint path.
+        format: Any Ultralytics export format.
+        verify: ONNX only: compare onnxruntime with PyTorch (export size, and a second size when ``dynamic``).
+        **kw: Ultralytics export settings.
+
+    Returns:
+        ``(exported path, check dict or None)``.
+    """
+    if model is None:
+        raise ValueError("model= is required, e.g. model=runs/train/exp/weights/best.pt")
+    yolo = load_model(model)
+    path = yolo.export(format=format, **kw)
+    if format != "onnx" or not verify or kw.get("nms"):
+        # With nms=True the graph ends in NMS and returns final boxes, not the raw head output compared below.
+        return path, None
+    imgsz = kw.get("imgsz", 640)
+    h, w = (imgsz, imgsz) if isinstance(imgsz, int) else tuple(imgsz)
+    sizes = [(h, w)] + ([(h + 32, max(32, w - 32))] if kw.get("dynamic") else [])
+    return path, verify_onnx(model, path, sizes)

@@ -1,0 +1,119 @@
+"""Checkpoints that other tools wrote, turned into Ultralytics-native AttnYOLO checkpoints.
+
+A *foreign format* (:class:`ForeignFormat`) is a kind of file this project did not write but can map exactly: it
+knows how to recognise such a file without running any code from it, and how to build the equivalent AttnYOLO model
+with the file's weights. :func:`import_weights` (``attnyolo import_weights source=... out=...``) writes the result as
+an ordinary Ultralytics checkpoint, which every tool and ``YOLO(path)`` then load like one of ours.
+
+The formats are provided by the modules named in :data:`FORMAT_PROVIDERS`; each defines ``FORMAT``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from ..errors import CheckpointError
+
+# Modules that each define FORMAT = ForeignFormat(...), tried in this order.
+FORMAT_PROVIDERS: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ForeignFormat:
+    """A checkpoint format written by another project, and how to map it.
+
+    Attributes:
+        name: Short name, used in messages and reports (``classic-yolov5``, ``yolox-official``).
+        description: What wrote such files (project, repository, version).
+        detect: ``detect(path) -> bool``; must not unpickle anything that could run code.
+        load: ``load(path, model=None, nc=None) -> (checkpoint dict, report dict)``. The checkpoint dict is in
+            Ultralytics' format (``{"model": DetectionModel, ...}``); the report says what was mapped.
+    """
+
+    name: str
+    description: str
+    detect: Callable[[Path], bool]
+    load: Callable[..., tuple[dict[str, Any], dict[str, Any]]]
+
+
+def formats() -> list[ForeignFormat]:
+    """Every known foreign format, in :data:`FORMAT_PROVIDERS` order."""
+    return [importlib.import_module(name).FORMAT for name in FORMAT_PROVIDERS]
+
+
+def detect_format(path: str | Path) -> ForeignFormat | None:
+    """The foreign format ``path`` is in, or None (an Ultralytics/AttnYOLO checkpoint, or something unknown)."""
+    path = Path(path)
+    return next((fmt for fmt in formats() if fmt.detect(path)), None)
+
+
+def native_checkpoint(model: Any, **extra: Any) -> dict[str, Any]:
+    """The dict Ultralytics' ``Model.save`` writes for a model with no training state (half-precision weights)."""
+    from copy import deepcopy
+
+    from ultralytics import __version__
+
+    return {
+        "date": datetime.now().isoformat(),
+        "version": __version__,
+        "license": "AGPL-3.0 License (https://ultralytics.com/license)",
+        "docs": "https://docs.ultralytics.com",
+        "epoch": -1,
+        "best_fitness": None,
+        "model": deepcopy(model).half(),
+        "ema": None,
+        "updates": None,
+        "optimizer": None,
+        "train_args": {},
+        "train_metrics": None,
+        "train_results": None,
+        **extra,
+    }
+
+
+def import_weights(
+    source: str | Path, out: str | Path, model: str | None = None, nc: int | None = None
+) -> dict[str, Any]:
+    """Convert the foreign checkpoint ``source`` into an Ultralytics checkpoint at ``out``.
+
+    Nothing is written at ``out`` unless the conversion succeeds completely (the file is written atomically).
+
+    Args:
+        source: A checkpoint in one of :func:`formats`.
+        out: Where to write the ``.pt`` file.
+        model: A model YAML to map into, where the format allows a choice (otherwise inferred from the file).
+        nc: The number of classes, where the format allows a choice.
+
+    Returns:
+        The format's report, with ``format``, ``source`` and ``out`` added.
+
+    Raises:
+        FileNotFoundError: ``source`` does not exist.
+        CheckpointError: ``source`` is in no known format, or cannot be mapped; the message says which and why.
+    """
+    import torch
+
+    from ..utils.atomic import atomic_path
+
+    source, out = Path(source), Path(out)
+    if not source.is_file():
+        raise FileNotFoundError(f"source={source} does not exist. Fix: pass the checkpoint file to import.")
+    if out.suffix != ".pt":
+        raise CheckpointError(f"out={out} must end in .pt, the suffix Ultralytics loads. Fix: e.g. out=imported.pt.")
+    fmt = detect_format(source)
+    if fmt is None:
+        known = "; ".join(f"{f.name} ({f.description})" for f in formats()) or "none"
+        raise CheckpointError(
+            f"source={source} is in no format this tool imports. Known formats: {known}. An Ultralytics or AttnYOLO "
+            "checkpoint needs no import: pass it to the tools directly."
+        )
+    ckpt, report = fmt.load(source, model=model, nc=nc)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out) as tmp:
+        torch.save(ckpt, tmp)
+    return {**report, "format": fmt.name, "source": str(source), "out": str(out)}

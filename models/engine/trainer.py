@@ -1,0 +1,220 @@
+"""Training on top of Ultralytics' detection trainer, and the library behind tools/train.py.
+
+:class:`AttnDetectionTrainer` changes three things and nothing else:
+
+* pretrained weights are transferred by aligned YAML rows (:mod:`attnyolo.engine.transfer`), not by state-dict key;
+* ``last.pt``/``best.pt`` are written to a temporary file and renamed into place, so a crash mid-write never leaves
+  a truncated checkpoint;
+* it lives in this package, so Ultralytics' multi-GPU launcher, which re-imports the trainer's module in every
+  worker, imports ``attnyolo`` there and with it the layer registration.
+
+For YOLOX models it also switches the YOLOX loss's L1 term on for the final ``close_mosaic`` epochs
+(:func:`switch_yolox_l1`), the epochs YOLOX trains without mosaic and with L1 (its last 15).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch import nn
+from ultralytics.models.yolo.detect import DetectionTrainer
+from ultralytics.utils import DEFAULT_CFG, LOGGER, RANK
+from ultralytics.utils.torch_utils import unwrap_model
+
+from ..integration.checkpoints import check_checkpoint_file, save_model_atomically
+from ..integration.names import check_model_source
+from ..utils.atomic import write_text_atomic
+from ..utils.paths import runs_dir, sample_data_dir
+from ..yolox.head import YOLOXDetect
+from .transfer import transfer_by_rows
+
+
+def switch_yolox_l1(trainer) -> None:
+    """``on_train_epoch_start`` callback: turn the YOLOX L1 box loss on once the run enters its no-mosaic epochs.
+
+    Uses Ultralytics' own condition for closing mosaic, ``epoch >= epochs - close_mosaic`` (``close_mosaic=0``: never),
+    so L1 starts exactly when augmentation is reduced, as in YOLOX. Models without a YOLOX head are left alone.
+
+    Args:
+        trainer: The running Ultralytics trainer.
+    """
+    model = unwrap_model(trainer.model)
+    layers = getattr(model, "model", None)
+    if not isinstance(layers, nn.Sequential) or not isinstance(layers[-1], YOLOXDetect):
+        return
+    if getattr(model, "criterion", None) is None:
+        model.criterion = model.init_criterion()  # built lazily on the first batch otherwise; the flag lives on it
+    close = trainer.args.close_mosaic
+    use_l1 = bool(close) and trainer.epoch >= trainer.epochs - close
+    if use_l1 and not model.criterion.use_l1 and RANK in {-1, 0}:
+        LOGGER.info("YOLOX: L1 box loss on for the final no-mosaic epochs")
+    model.criterion.use_l1 = use_l1
+
+
+class AttnDetectionTrainer(DetectionTrainer):
+    """Ultralytics ``DetectionTrainer`` with row-aligned pretrained transfer and atomic checkpoint writes.
+
+    Examples:
+        >>> import attnyolo
+        >>> from ultralytics import YOLO
+        >>> from attnyolo.engine.trainer import AttnDetectionTrainer
+        >>> model = YOLO("yolov8n-CoordAtt.yaml")
+        >>> model.train(trainer=AttnDetectionTrainer, data="data/sample/data.yaml")  # doctest: +SKIP
+    """
+
+    def __init__(self, cfg=DEFAULT_CFG, overrides=None, _callbacks=None):
+        """Set up Ultralytics' detection trainer and add the YOLOX L1 switch (:func:`switch_yolox_l1`)."""
+        super().__init__(cfg, overrides, _callbacks)
+        self.add_callback("on_train_epoch_start", switch_yolox_l1)
+
+    def get_model(self, cfg=None, weights=None, verbose=True):
+        """Build the model from ``cfg`` and transfer ``weights`` into it by aligned rows, logging what moved."""
+        model = super().get_model(cfg=cfg, weights=None, verbose=verbose)
+        if weights:
+            report = transfer_by_rows(model, weights)
+            if RANK in {-1, 0}:
+                LOGGER.info(f"Pretrained weights (row-aligned): {report.summary()}")
+            self.transfer_report = report
+        return model
+
+    def resume_training(self, ckpt):
+        """Resume as Ultralytics does, then drop results.csv rows of epochs the checkpoint does not contain.
+
+        A run killed after logging an epoch but before its checkpoint was written would otherwise log that epoch twice.
+        """
+        super().resume_training(ckpt)
+        if ckpt is None or not self.resume or not Path(self.csv).is_file():
+            return
+        lines = Path(self.csv).read_text(encoding="utf-8").splitlines(keepends=True)
+        kept = lines[:1] + [
+            ln for ln in lines[1:] if ln.split(",")[0].strip().isdigit() and int(ln.split(",")[0]) <= self.start_epoch
+        ]
+        if len(kept) != len(lines):
+            write_text_atomic(self.csv, "".join(kept))
+
+    def save_model(self):
+        """Save checkpoints as Ultralytics does, but through temporary files renamed into place."""
+        return save_model_atomically(self, super().save_model)
+
+
+DEFAULT_MODEL = "yolov8n-CoordAtt.yaml"
+# The recipe tools/train.py uses when run without arguments: the sample dataset on 2 CPU cores in a few minutes
+# (measured numbers in docs/results.md). Every key can be overridden on the command line.
+DEFAULT_RECIPE = {
+    "epochs": 15,
+    "imgsz": 160,
+    "batch": 4,
+    "nbs": 4,  # one optimizer step per batch: with Ultralytics' nbs=64, 15 short epochs are far too few steps
+    "optimizer": "AdamW",
+    "lr0": 0.003,
+    "warmup_epochs": 1,
+    "close_mosaic": 5,
+    "val": False,  # per-epoch validation costs a third of the budget; the final epoch and best.pt are validated
+    "workers": 0,
+    "plots": False,  # plots need a font download; a default run must work offline
+}
+
+
+def base_recipe(data: str | Path) -> dict:
+    """The settings a run on ``data`` starts from.
+
+    :data:`DEFAULT_RECIPE` for the sample dataset, which it is tuned for; nothing (Ultralytics' defaults) elsewhere.
+    """
+    return dict(DEFAULT_RECIPE) if Path(data).resolve() == (sample_data_dir() / "data.yaml").resolve() else {}
+
+
+def check_data_source(data: str | Path) -> str:
+    """Fail with one line, before any work, if ``data`` is neither a file nor a dataset name Ultralytics resolves.
+
+    Bare names Ultralytics ships (``coco8.yaml``, ``VOC.yaml``) and URLs resolve as Ultralytics resolves them, so its
+    downloads still work. Returns the local path.
+    """
+    from ultralytics.utils.checks import check_file
+
+    try:
+        return str(check_file(str(data)))  # the local path: a URL is fetched once, here, not again by the trainer
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"data={data} does not exist, and Ultralytics has no dataset of that name. Fix: pass a data YAML (e.g. "
+            "data/VOC.yaml), or leave data= out for the sample dataset."
+        ) from None
+
+
+def ensure_sample_data(data_dir: str | Path | None = None) -> Path:
+    """Return the sample dataset's data.yaml (default ``data/sample``), generating the dataset first if needed."""
+    data_dir = Path(data_dir) if data_dir is not None else sample_data_dir()
+    data_yaml = data_dir / "data.yaml"
+    if not data_yaml.exists():
+        from ..data.sample import make_sample_dataset
+
+        LOGGER.info(f"Generating the sample dataset in {data_dir} (no download needed)...")
+        data_yaml = Path(make_sample_dataset(data_dir))
+    return data_yaml
+
+
+def latest_checkpoint(project: str | Path | None = None, name: str = "last.pt") -> Path | None:
+    """The most recently written ``weights/<name>`` under ``project`` (default ``runs/train``), or None."""
+    project = Path(project) if project is not None else runs_dir("train")
+    found = sorted(project.glob(f"*/weights/{name}"), key=lambda p: p.stat().st_mtime)
+    return found[-1] if found else None
+
+
+def train(model: str = DEFAULT_MODEL, data: str | None = None, pretrained=None, resume=False, evaluate=True, **kw):
+    """Train a detector with :class:`AttnDetectionTrainer` and score its best checkpoint with the evaluators.
+
+    Args:
+        model: Model YAML (shipped, Ultralytics stock, or a path) or a checkpoint to fine-tune.
+        data: Data YAML; None means the offline sample dataset (generated on first use).
+        pretrained: A checkpoint whose weights are transferred by aligned rows (e.g. a stock ``yolov8n.pt``).
+        resume: True to continue the newest interrupted run under ``project``, or the path of its ``last.pt``.
+        evaluate: Score ``best.pt`` with pycocotools and the VOC protocol afterwards and write ``metrics.json``.
+        **kw: Any Ultralytics training setting (epochs, imgsz, batch, device, project, name, ...).
+
+    Returns:
+        ``(metrics, run_dir, transfer)``: metrics is None when ``evaluate`` is False; transfer is the
+        :class:`~attnyolo.engine.transfer.TransferReport` of ``pretrained`` weights, or None.
+    """
+    from ultralytics import YOLO
+
+    project = kw.get("project") or runs_dir("train")
+    if resume:
+        last = latest_checkpoint(project) if resume is True else Path(resume)
+        if last is None:
+            raise FileNotFoundError(
+                f"resume=True found no weights/last.pt under {project}. Fix: pass resume=path/to/last.pt."
+            )
+        check_checkpoint_file(last, "resume")
+        yolo = YOLO(str(last))
+        if (yolo.ckpt or {}).get("epoch", -1) < 0 or (yolo.ckpt or {}).get("optimizer") is None:
+            raise ValueError(
+                f"{last} is from a finished run (no optimizer state): nothing to resume. Fix: start a new run."
+            )
+        print(f"resuming {last} after epoch {yolo.ckpt['epoch'] + 1}")
+        yolo.train(resume=True, trainer=AttnDetectionTrainer)
+    else:
+        check_model_source(model)
+        data = check_data_source(data) if data else str(ensure_sample_data())
+        settings = {**base_recipe(data), **kw}
+        settings["project"] = str(Path(project).resolve())
+        if pretrained not in (None, True, False):
+            check_checkpoint_file(pretrained, "pretrained")
+            settings["pretrained"] = str(pretrained)
+        elif pretrained is not None:
+            settings["pretrained"] = pretrained
+        yolo = YOLO(model)
+        yolo.train(data=data, trainer=AttnDetectionTrainer, **settings)
+    trainer = yolo.trainer
+    run_dir = Path(trainer.save_dir)
+    # Resuming also rebuilds the model from its checkpoint through get_model; only report a real pretrained transfer.
+    transfer = getattr(trainer, "transfer_report", None) if isinstance(pretrained, (str, Path)) else None
+    if not evaluate:
+        return None, run_dir, transfer
+    from ..evaluation.validator import validate_model
+
+    best = trainer.best if trainer.best.exists() else trainer.last
+    val_kw = {k: trainer.args.__dict__[k] for k in ("imgsz", "batch", "device", "workers")}
+    # Validate into the training run's own directory, so metrics.json sits beside weights/ as val.py writes it.
+    metrics, _ = validate_model(
+        str(best), trainer.args.data, project=str(run_dir.parent), name=run_dir.name, exist_ok=True, **val_kw
+    )
+    return metrics, run_dir, transfer

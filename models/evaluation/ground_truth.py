@@ -1,0 +1,437 @@
+"""The ground truth of a dataset split, read from a data YAML in Ultralytics' format, for COCO and VOC scoring.
+
+(About 430 lines in one module: each source of ground truth below (label files, VOC XML, COCO JSON) must resolve the
+same images in the same order, and one module keeps that invariant in one place.)
+
+This module finds the split's images in the order Ultralytics reads them and assembles the COCO ground truth (and,
+where annotated, the VOC objects) that :mod:`attnyolo.evaluation.validator` scores predictions against.
+
+Ground truth for COCO, in order of preference:
+
+1. the data YAML's ``coco_annotations: {split: path}`` (paths relative to the dataset root), e.g. the sample dataset;
+2. the COCO layout: ``<path>/annotations/instances_<name>.json`` when the split is ``val2017.txt``,
+   ``images/val2017`` or any other name ending in a year, as for ``coco.yaml``. Predictions then use the original
+   91 category ids, as Ultralytics' ``save_json`` writes them for COCO;
+3. otherwise a ground truth built from the split's YOLO label files with ``build_coco_ground_truth`` (category id =
+   class index + 1, as ``save_json`` writes for other data). Objects that the VOC XML marks ``difficult`` become
+   ``iscrowd`` and are ignored, like the VOC devkit ignores them; difficult objects missing from the labels (as
+   Ultralytics' VOC.yaml conversion drops them) are added from the XML as such. A malformed label line is skipped
+   with a warning that names ``file:line``. The built ground truth is saved as ``ground_truth.json`` in the run
+   directory, so anyone can re-run pycocotools on the same files.
+
+The VOC protocol runs when the data YAML has ``voc_annotations: <folder of NAME.xml>`` or when every image has an
+XML next to it (``NAME.xml`` beside ``NAME.jpg``, or ``Annotations/NAME.xml`` beside ``JPEGImages/``).
+
+Box convention for VOC. COCO results hold continuous 0-based pixel boxes ``[x, y, w, h]``; the devkit compares
+1-based, inclusive pixel indices. Detections are converted the way py-faster-rcnn and YOLOX write their VOC result
+files: 1 is added to all four 0-based corners, ``[x + 1, y + 1, x + w + 1, y + h + 1]``. This is exact for models
+trained on Ultralytics' VOC labels, whose converter maps ``xmin..xmax`` to the continuous box ``[xmin - 1, xmax - 1]``
+(the frame py-faster-rcnn and YOLOX train in). For labels that instead cover ``[xmin - 1, xmax]`` (the pixel-exact
+frame of :mod:`attnyolo.data.sample`), a perfect box comes out one pixel wider and taller: IoU
+``w * h / ((w + 1) * (h + 1))``, above 0.5 for every box of 3 pixels or more.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from .coco import build_coco_ground_truth, read_coco_json, yolo_image_id
+from .voc import read_voc_xml
+
+_MAX_LABEL_WARNINGS = 20  # individual warnings about label lines; the rest are counted in one summary
+
+
+_MATCH_IOU = 0.5  # a label box takes the difficult flag of the VOC object it overlaps this much
+
+
+_YEAR_SPLIT = re.compile(r".*\d{4}$")  # COCO layout split names: val2017, train2014, test-dev2017
+
+
+@dataclass
+class SplitGroundTruth:
+    """Everything the scorers need about one split; built once, before any model runs."""
+
+    data: Path  # the data YAML
+    split: str
+    names: list[str]  # class names indexed by class index
+    images: list[Path]
+    coco: dict[str, Any]  # COCO ground-truth dict, restricted to the split's images
+    coco_source: str  # where it came from, for the report
+    coco_built: bool  # True when built from YOLO labels (then it is saved beside the metrics)
+    category_of_class: list[int | None]  # class index -> ground-truth category id
+    voc: dict[Any, list[dict[str, Any]]] | None  # image id -> VOC objects, None without VOC annotations
+    voc_source: str | None
+
+
+def first_line(error: BaseException) -> str:
+    """An Ultralytics exception message reduced to its first line, without its emoji."""
+    text = str(error).strip().strip("'\"") or type(error).__name__
+    return text.splitlines()[0].replace("❌", "").replace("⚠️", "").strip()
+
+
+def _read_data(data: str | Path, split: str) -> dict[str, Any]:
+    """Read and resolve a data YAML as Ultralytics does, with one-line errors for the common mistakes."""
+    from ultralytics.data.utils import check_det_dataset
+
+    path = Path(data)
+    if not path.is_file():
+        raise FileNotFoundError(f"data={data}: no such file. Fix: pass the path of a data YAML (e.g. data.yaml).")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise ValueError(f"data={data}: not a readable YAML file ({first_line(error)}).") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"data={data}: expected a YAML mapping with path, train, val and names.")
+    if raw.get("names") is None:
+        # Ultralytics would invent class_0, class_1, ...; per-class results and VOC's object names need real ones.
+        raise ValueError(f"data={data}: no 'names' key. Fix: add the class names, e.g. names: {{0: cat, 1: dog}}.")
+    try:
+        # autodownload=False: an evaluator must not start a multi-GB download because a path is misspelt.
+        resolved = check_det_dataset(str(path), autodownload=False, split=split)
+    except FileNotFoundError as error:
+        raise FileNotFoundError(f"data={data}: {first_line(error)}.") from None
+    except (SyntaxError, TypeError, ValueError, AssertionError, KeyError) as error:
+        raise ValueError(f"data={data}: {first_line(error)}") from None
+    if not resolved.get(split):
+        raise ValueError(f"data={data}: no '{split}' split. Fix: add '{split}: images/{split}' or pass split=.")
+    names = resolved["names"]
+    resolved["names"] = [str(names[i]) for i in range(len(names))] if isinstance(names, dict) else list(names)
+    resolved["yaml_file"] = path.resolve()
+    return resolved
+
+
+def _under(root: Path, value: str | Path) -> Path:
+    """``value`` as a path, relative ones taken from the dataset root."""
+    value = Path(value)
+    return value if value.is_absolute() else root / value
+
+
+def _split_images(entry: str | list[str], split: str, data: Path) -> list[Path]:
+    """The split's image files in the order Ultralytics reads them (folders recursively, or list files)."""
+    from ultralytics.data.utils import IMG_FORMATS
+
+    files = []
+    for item in entry if isinstance(entry, list) else [entry]:
+        item = Path(item)
+        if item.is_dir():
+            files += [p for p in item.rglob("*.*") if p.is_file()]
+        elif item.is_file():
+            # As Ultralytics: one path per line, './' relative to the list file, anything else as written.
+            lines = item.read_text(encoding="utf-8-sig").strip().splitlines()
+            files += [Path(str(item.parent) + os.sep + line[2:] if line.startswith("./") else line) for line in lines]
+        else:
+            raise FileNotFoundError(f"data={data}: the '{split}' path {item} does not exist.")
+    images = sorted((p for p in files if p.suffix[1:].lower() in IMG_FORMATS), key=str)
+    if not images:
+        raise ValueError(f"data={data}: the '{split}' split {entry} holds no images; there is nothing to evaluate.")
+    missing = [p for p in images if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"data={data}: {len(missing)} '{split}' image(s) listed but missing, e.g. {missing[0]}."
+        )
+    return images
+
+
+def _image_ids(images: list[Path], data: Path) -> list[int | str]:
+    """Ultralytics' ``save_json`` image id of every image, checked to be unique and of one type."""
+    ids = [yolo_image_id(p) for p in images]
+    seen: dict[int | str, Path] = {}
+    for image, image_id in zip(images, ids):
+        if image_id in seen:
+            raise ValueError(
+                f"data={data}: {seen[image_id]} and {image} share the image id {image_id!r}; Ultralytics' save_json "
+                "names detections by file stem, so stems must be unique within a split."
+            )
+        seen[image_id] = image
+    if len({type(i) for i in ids}) > 1:
+        example = next(p for p, i in zip(images, ids) if isinstance(i, str))
+        raise ValueError(
+            f"data={data}: image names mix numeric stems and others (e.g. {example.name}); Ultralytics' save_json "
+            "then writes int and str image ids, which COCOeval cannot sort. Fix: rename the images consistently."
+        )
+    return ids
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    """(width, height) after EXIF rotation, as Ultralytics measures it; a one-line error for a corrupt file."""
+    from PIL import Image
+    from ultralytics.data.utils import exif_size
+
+    try:
+        with Image.open(path) as image:
+            image.verify()
+            width, height = exif_size(image)
+    except Exception as error:  # PIL raises many types for broken files; all mean "not an image"
+        raise ValueError(
+            f"{path}: corrupt or unreadable image ({first_line(error)}). Fix: replace or remove it."
+        ) from None
+    return int(width), int(height)
+
+
+def _parse_label_line(fields: list[str], num_classes: int) -> tuple[int, list[float]] | str:
+    """One YOLO label line as (class, normalised xyxy), or the reason it is unusable."""
+    try:
+        values = [float(v) for v in fields]
+    except ValueError:
+        return f"non-numeric value in {' '.join(fields)!r}"
+    if len(values) == 5:
+        cx, cy, w, h = values[1:]
+        box = [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2]
+    elif len(values) >= 7 and len(values) % 2 == 1:  # a polygon row (segment labels): its bounding box
+        xs, ys = values[1::2], values[2::2]
+        box = [min(xs), min(ys), max(xs), max(ys)]
+    else:
+        return f"{len(values)} fields; expected 5 (class cx cy w h) or a polygon (class x1 y1 x2 y2 x3 y3 ...)"
+    cls = values[0]
+    if not cls.is_integer() or not 0 <= cls < num_classes:
+        return f"class {fields[0]} is not an integer in [0, {num_classes})"
+    if not all(np.isfinite(box)) or min(box) < -1e-6 or max(box) > 1 + 1e-6 or box[2] < box[0] or box[3] < box[1]:
+        return f"box {' '.join(fields[1:])} is not normalised to [0, 1]"
+    return int(cls), [min(max(v, 0.0), 1.0) for v in box]
+
+
+def _read_labels(
+    label_file: Path, width: int, height: int, num_classes: int, problems: list[str]
+) -> tuple[list[list[float]], list[int]]:
+    """Pixel boxes ``[x1, y1, x2, y2]`` and classes of one label file; bad lines go to ``problems``, not raised."""
+    boxes, classes = [], []
+    if not label_file.is_file():
+        return boxes, classes  # Ultralytics reads a missing label file as an image without objects
+    for number, line in enumerate(label_file.read_text(encoding="utf-8").splitlines(), start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        parsed = _parse_label_line(fields, num_classes)
+        if isinstance(parsed, str):
+            problems.append(f"{label_file}:{number}: {parsed}; line skipped.")
+            continue
+        cls, (x1, y1, x2, y2) = parsed
+        boxes.append([x1 * width, y1 * height, x2 * width, y2 * height])
+        classes.append(cls)
+    return boxes, classes
+
+
+def _warn_label_problems(problems: list[str]) -> None:
+    """One warning per bad label line, up to a limit, so a broken dataset does not flood the terminal."""
+    for problem in problems[:_MAX_LABEL_WARNINGS]:
+        warnings.warn(problem, UserWarning, stacklevel=3)
+    if len(problems) > _MAX_LABEL_WARNINGS:
+        warnings.warn(
+            f"... and {len(problems) - _MAX_LABEL_WARNINGS} more label lines skipped.", UserWarning, stacklevel=3
+        )
+
+
+def _box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU matrix of continuous xyxy boxes."""
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
+    area_a = np.prod(a[:, 2:] - a[:, :2], axis=1)
+    area_b = np.prod(b[:, 2:] - b[:, :2], axis=1)
+    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-12)
+
+
+def _with_voc_difficult(
+    boxes: list[list[float]], classes: list[int], objects: list[dict[str, Any]]
+) -> tuple[list[list[float]], list[int], list[bool]]:
+    """Label boxes with the VOC ``difficult`` flag of the same-class XML object each overlaps most.
+
+    Labels and XML need not list objects in the same order, so boxes are matched greedily by IoU; a label box without
+    a match (IoU < 0.5) is not difficult. Difficult XML objects that no label matches are appended as difficult
+    boxes: Ultralytics' VOC converter drops difficult objects from the labels, and without them a detection of one
+    would count as a false positive in COCOeval, which the VOC protocol forbids.
+
+    Returns:
+        (tuple): boxes, classes and difficult flags, the label boxes first and in their order.
+    """
+    flags = [False] * len(boxes)
+    if not objects:
+        return boxes, classes, flags
+    # VOC's inclusive 1-based corners as a continuous 0-based box covering the same pixels.
+    xml_boxes = [[o["bbox"][0] - 1, o["bbox"][1] - 1, o["bbox"][2], o["bbox"][3]] for o in objects]
+    matched = [False] * len(objects)
+    if boxes:
+        iou = _box_iou(np.asarray(boxes, dtype=np.float64), np.asarray(xml_boxes, dtype=np.float64))
+        iou[np.asarray(classes)[:, None] != np.array([o["class_id"] for o in objects])[None, :]] = 0.0
+        while iou.max() >= _MATCH_IOU:
+            i, j = np.unravel_index(int(iou.argmax()), iou.shape)
+            flags[i], matched[j] = objects[j]["difficult"], True
+            iou[i, :], iou[:, j] = 0.0, 0.0
+    extra = [j for j, o in enumerate(objects) if o["difficult"] and not matched[j]]
+    return (
+        [*boxes, *(xml_boxes[j] for j in extra)],
+        [*classes, *(objects[j]["class_id"] for j in extra)],
+        [*flags, *([True] * len(extra))],
+    )
+
+
+def _voc_xml_files(raw: dict[str, Any], root: Path, images: list[Path], split: str) -> tuple[list[Path], str] | None:
+    """The split's VOC XML files and where they are, or None when the dataset has no VOC annotations."""
+    folder = raw.get("voc_annotations")
+    if folder:
+        xml_dir = _under(root, folder)
+        if not xml_dir.is_dir():
+            raise FileNotFoundError(f"data={raw['yaml_file']}: voc_annotations folder {xml_dir} does not exist.")
+        files = [xml_dir / f"{image.stem}.xml" for image in images]
+        missing = [f for f in files if not f.is_file()]
+        if missing:
+            raise FileNotFoundError(
+                f"{len(missing)} of the {len(images)} '{split}' images have no VOC annotation in {xml_dir}, "
+                f"e.g. {missing[0].name}. Fix: add the XML files or remove voc_annotations from the data YAML."
+            )
+        return files, str(xml_dir)
+    beside = [image.with_suffix(".xml") for image in images]
+    if all(f.is_file() for f in beside):
+        return beside, "VOC XML next to the images"
+    if all(image.parent.name == "JPEGImages" for image in images):  # VOCdevkit layout
+        devkit = [image.parent.parent / "Annotations" / f"{image.stem}.xml" for image in images]
+        if all(f.is_file() for f in devkit):
+            return devkit, str(images[0].parent.parent / "Annotations")
+    return None
+
+
+def _read_voc(files: list[Path], names: list[str]) -> list[list[dict[str, Any]]]:
+    """Objects of every XML as ``{"class_id", "bbox", "difficult"}``, with names turned into class indices."""
+    index = {name: i for i, name in enumerate(names)}
+    result = []
+    for xml in files:
+        objects = []
+        for obj in read_voc_xml(xml):
+            if obj["name"] not in index:
+                raise ValueError(
+                    f"{xml}: object name {obj['name']!r} is not one of the data YAML's names {names}. Fix: make the "
+                    "names in the data YAML match the XML <name> tags."
+                )
+            objects.append({"class_id": index[obj["name"]], "bbox": obj["bbox"], "difficult": obj["difficult"]})
+        result.append(objects)
+    return result
+
+
+def _coco_json_path(raw: dict[str, Any], root: Path, split: str, entry: str | list[str]) -> Path | None:
+    """The COCO ground-truth JSON for the split (data YAML key or COCO layout), or None."""
+    declared = raw.get("coco_annotations")
+    if declared is not None and not isinstance(declared, Mapping):
+        raise ValueError(
+            f"data={raw['yaml_file']}: coco_annotations must map split names to JSON files, e.g. "
+            f"coco_annotations: {{val: annotations/instances_val.json}}; got {declared!r}."
+        )
+    if declared and declared.get(split):
+        path = _under(root, declared[split])
+        if not path.is_file():
+            raise FileNotFoundError(f"data={raw['yaml_file']}: coco_annotations[{split}] {path} does not exist.")
+        return path
+    if isinstance(entry, str):
+        name = Path(entry).stem  # val2017.txt and images/val2017 both name the COCO split val2017
+        candidate = root / "annotations" / f"instances_{name}.json"
+        if _YEAR_SPLIT.match(name) and candidate.is_file():
+            return candidate
+    return None
+
+
+def _coco_from_json(path: Path, images: list[Path], ids: list[int | str]) -> dict[str, Any]:
+    """The COCO JSON restricted to the split's images, with image ids set to those Ultralytics' save_json writes."""
+    gt = read_coco_json(path)
+    # Images are found by file name first: COCO's own ids equal the numeric stems, but other JSONs may number
+    # images 1..N, and predictions from save_json always carry the stem.
+    by_name = {Path(str(im.get("file_name", ""))).name: im for im in gt["images"]}
+    by_id = {im.get("id"): im for im in gt["images"]}
+    new_id, images_out, missing = {}, [], []
+    for image, image_id in zip(images, ids):
+        entry = by_name.get(image.name) or by_id.get(image_id)
+        if entry is None:
+            missing.append(image.name)
+            continue
+        new_id[entry["id"]] = image_id
+        images_out.append({**entry, "id": image_id})
+    if missing:
+        raise ValueError(
+            f"{path}: {len(missing)} of the split's {len(images)} images are not in it, e.g. {missing[:3]}. "
+            "Fix: point coco_annotations at the JSON of this split."
+        )
+    annotations = [{**a, "image_id": new_id[a["image_id"]]} for a in gt["annotations"] if a.get("image_id") in new_id]
+    return {**gt, "images": images_out, "annotations": annotations}
+
+
+def _category_of_class(categories: list[dict[str, Any]], names: list[str]) -> list[int | None]:
+    """Ground-truth category id of each class index: by name, else by position (COCO's sorted 91-id table)."""
+    by_name = {str(c.get("name")): c["id"] for c in categories}
+    if all(name in by_name for name in names):
+        return [by_name[name] for name in names]
+    ids = sorted(c["id"] for c in categories)
+    if len(ids) == len(names):
+        return list(ids)
+    return [None] * len(names)
+
+
+def load_split(data: str | Path, split: str = "val") -> SplitGroundTruth:
+    """Resolve the data YAML and assemble the split's COCO (and, if annotated, VOC) ground truth."""
+    raw = _read_data(data, split)
+    yaml_file, root, names = raw["yaml_file"], Path(raw["path"]), raw["names"]
+    images = _split_images(raw[split], split, yaml_file)
+    ids = _image_ids(images, yaml_file)
+    sizes = [_image_size(image) for image in images]  # also rejects corrupt images before any model runs
+
+    xml = _voc_xml_files(raw, root, images, split)
+    voc_objects = _read_voc(xml[0], names) if xml else None
+
+    json_path = _coco_json_path(raw, root, split, raw[split])
+    if json_path is not None:
+        coco = _coco_from_json(json_path, images, ids)
+        source, built = str(json_path), False
+    else:
+        from ultralytics.data.utils import img2label_paths
+
+        problems: list[str] = []
+        records = []
+        for k, (image, image_id, (width, height), label) in enumerate(
+            zip(images, ids, sizes, img2label_paths([str(p) for p in images]))
+        ):
+            boxes, classes = _read_labels(Path(label), width, height, len(names), problems)
+            difficult = None
+            if voc_objects:
+                boxes, classes, difficult = _with_voc_difficult(boxes, classes, voc_objects[k])
+            records.append(
+                {
+                    "id": image_id,
+                    "file_name": image.name,
+                    "width": width,
+                    "height": height,
+                    "boxes": boxes,
+                    "classes": classes,
+                    "difficult": difficult,
+                }
+            )
+        _warn_label_problems(problems)
+        coco = build_coco_ground_truth(records, names)
+        label_dir = Path(img2label_paths([str(images[0])])[0]).parent
+        source = f"YOLO labels in {label_dir}" + (" (VOC-difficult objects as iscrowd, ignored)" if xml else "")
+        built = True
+
+    voc = dict(zip(ids, voc_objects)) if voc_objects is not None else None
+    return SplitGroundTruth(
+        data=yaml_file,
+        split=split,
+        names=names,
+        images=images,
+        coco=coco,
+        coco_source=source,
+        coco_built=built,
+        category_of_class=_category_of_class(coco["categories"], names),
+        voc=voc,
+        voc_source=xml[1] if xml else None,
+    )
+
+
+def voc_box(bbox: Sequence[float]) -> list[float]:
+    """COCO ``[x, y, w, h]`` (0-based, continuous) to the devkit's 1-based corners; see the module docstring."""
+    x, y, w, h = bbox
+    return [x + 1.0, y + 1.0, x + w + 1.0, y + h + 1.0]

@@ -1,0 +1,326 @@
+"""How AttnYOLO's rows get built by Ultralytics' ``parse_model``: channel inference, attention kinds, YOLOX's head.
+
+Ultralytics' ``parse_model`` looks a YAML row's module name up in the globals of ``ultralytics.nn.tasks`` and gives
+modules it does not know their YAML arguments verbatim (no input-channel count, no width scaling). The wrapper here
+builds a model with our rows in two passes (the first with pass-through probes in their place: identical channel
+bookkeeping, since unknown modules keep their input channels; a tiny forward then records the channels entering every
+probe) and builds the network for real with those channels as each layer's first argument. This depends only on the
+parser's public behaviour and costs one extra build.
+
+Three more things happen here, each in its own function:
+
+* ``Attention`` rows take the layer the top-level ``attention:`` key names (:func:`_apply_attention_kind`);
+* the ``YOLOXDetect`` head reads several rows, which the parser allows only for its own heads: the head row is built
+  with ``from: -1`` and the input channels found by the probe pass, then rewired to its real rows
+  (:func:`_resolve_head_args`, :func:`_rewire_head`);
+* a top-level ``depthwise:`` key makes the dense 3x3 convs depthwise-separable after the build, as YOLOX-Nano does
+  (:func:`_wants_depthwise`, :func:`_apply_depthwise`).
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import functools
+import importlib
+
+import torch
+from torch import nn
+
+from ..errors import ModelConfigError
+from ..layers.registry import get_kind, kind_names, layer_classes
+from ..yolox.blocks import make_depthwise_separable
+from ..yolox.head import YOLOX_HEAD_WIDTH, YOLOXDetect
+from .names import with_yolox_scale
+
+ATTENTION_ROW = "Attention"  # placeholder module name in placement YAMLs, replaced by the chosen kind
+
+# YAML name -> detection heads that read several rows and get their input channels from the probe pass.
+HEADS: dict[str, type[nn.Module]] = {"YOLOXDetect": YOLOXDetect}
+
+PROBE_NAME = "AttnYOLOChannelProbe"
+_PROBE_IMGSZ = 64  # smallest square that survives stride 32 with a 2x2 map; rows beyond our last one are not run
+
+
+class ChannelProbe(nn.Module):
+    """Pass-through stand-in for an attention row during the channel-discovery build; records its input channels."""
+
+    def __init__(self, *args):
+        super().__init__()
+        self.c1 = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Record the channel count of ``x`` and return it unchanged."""
+        self.c1 = int(x.shape[1])
+        return x
+
+
+def _tasks():
+    """Return the ``ultralytics.nn.tasks`` module, the namespace parse_model resolves YAML module names in."""
+    return importlib.import_module("ultralytics.nn.tasks")
+
+
+def _yaml_label(d: dict) -> str:
+    """Name a model dict for error messages: its YAML file when Ultralytics recorded one."""
+    return str(d.get("yaml_file") or "<model dict>")
+
+
+def _module_exists(name: str, tasks) -> bool:
+    """Whether ``parse_model`` can resolve ``name`` the way it looks names up."""
+    if name.startswith("nn."):
+        return hasattr(torch.nn, name[3:])
+    if name.startswith("torchvision.ops."):
+        return hasattr(importlib.import_module("torchvision").ops, name[16:])
+    return name in vars(tasks)
+
+
+def known_module_names() -> list[str]:
+    """All layer names a model YAML row may use: ours plus every ``nn.Module`` Ultralytics' parser knows."""
+    tasks = _tasks()
+    names = {k for k, v in vars(tasks).items() if isinstance(v, type) and issubclass(v, nn.Module)}
+    names.discard(PROBE_NAME)
+    return sorted(names | set(layer_classes()))
+
+
+def _check_rows(d: dict) -> list[list]:
+    """Validate the shape and module names of every row; return backbone + head rows."""
+    label = _yaml_label(d)
+    rows = list(d.get("backbone") or []) + list(d.get("head") or [])
+    if not rows:
+        raise ModelConfigError(
+            f"{label}: no 'backbone'/'head' rows found. A model YAML lists rows [from, n, module, args]."
+        )
+    tasks = _tasks()
+    for i, row in enumerate(rows):
+        if not isinstance(row, (list, tuple)) or len(row) != 4 or not isinstance(row[3], (list, tuple)):
+            raise ModelConfigError(
+                f"{label}, row {i}: {row!r} is not [from, number, module, args]. Fix the row to have 4 fields, "
+                f"args being a list, e.g. [-1, 1, CoordAtt, [256]]."
+            )
+        name = row[2]
+        if name == ATTENTION_ROW:
+            continue  # resolved from the top-level `attention:` key by _apply_attention_kind
+        if not isinstance(name, str) or not _module_exists(name, tasks):
+            known = known_module_names()
+            close = difflib.get_close_matches(str(name), known, n=3, cutoff=0.5)
+            hint = f" Did you mean {', '.join(close)}?" if close else ""
+            raise ModelConfigError(
+                f"{label}, row {i}: unknown layer {name!r}.{hint} Known layers: {', '.join(known)}. "
+                "AttnYOLO layers are available after `import attnyolo`."
+            )
+    return rows
+
+
+def _apply_attention_kind(d: dict, rows: list[list]) -> list[list]:
+    """Replace ``Attention`` placeholder rows by the layer the top-level ``attention:`` key names."""
+    if not any(row[2] == ATTENTION_ROW for row in rows):
+        return rows
+    kind = d.get("attention")
+    if kind not in kind_names():
+        close = difflib.get_close_matches(str(kind), kind_names(), n=3, cutoff=0.4)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise ModelConfigError(
+            f"{_yaml_label(d)}: `attention: {kind}` is not an attention kind.{hint} The file has `Attention` rows, "
+            f"so set the top-level key to one of: {', '.join(kind_names())}."
+        )
+    chosen = get_kind(kind)
+    layer, kind_args = chosen.yaml_name, list(chosen.args)
+    rows = copy.deepcopy(rows)
+    for row in rows:
+        if row[2] == ATTENTION_ROW:
+            row[2], row[3] = layer, [*row[3], *kind_args]
+    return rows
+
+
+def _scale_params(d: dict) -> tuple[float, float]:
+    """Return (width multiple, max_channels) the way parse_model chooses them for this dict."""
+    scales, scale = d.get("scales"), d.get("scale")
+    if scales:
+        scale = scale if scale in scales else next(iter(scales))
+        _, width, max_channels = scales[scale]
+        return width, max_channels
+    return d.get("width_multiple", 1.0), float("inf")
+
+
+def _resolve_args(d: dict, i: int, row: list, c_in: int) -> list:
+    """Turn an attention row's YAML args into constructor args ``[c1, *layer_args]``.
+
+    The first YAML arg, when it is a number, is the layer's channel count written as for ``Conv`` (unscaled); it is
+    scaled and clipped exactly as the parser does for ``Conv`` and must agree with the inferred input channels. It
+    may be omitted (``[]``) or ``null`` to rely on inference alone.
+    """
+    from ultralytics.utils.ops import make_divisible
+
+    args = list(row[3])
+    if args and (args[0] is None or (isinstance(args[0], (int, float)) and not isinstance(args[0], bool))):
+        given = args.pop(0)
+        if given is not None:
+            width, max_channels = _scale_params(d)
+            expected = make_divisible(min(given, max_channels) * width, 8)
+            if expected != c_in:
+                raise ModelConfigError(
+                    f"{_yaml_label(d)}, row {i} ({row[2]}): the YAML channel argument {given} scales to {expected} "
+                    f"channels at this scale, but the layer feeding this row outputs {c_in} channels. Fix: write the "
+                    f"same unscaled channel count as the row that feeds it, or write null (or omit it) to infer it."
+                )
+    return [c_in, *args]
+
+
+def _probe_output_channels(seq: nn.Sequential, ch: int, last: int) -> list[int]:
+    """Run a tiny forward pass through rows 0..``last``; return each row's output channels (probes record inputs)."""
+    outputs, x = [], torch.zeros(1, ch, _PROBE_IMGSZ, _PROBE_IMGSZ)
+    was_training = seq.training
+    seq.eval()  # BatchNorm on a 1-image batch with 1x1 maps is only defined in eval mode
+    with torch.no_grad():
+        for m in seq[: last + 1]:
+            if m.f != -1:  # route inputs the way BaseModel does: an int index or a list of indices (-1 = previous)
+                x = outputs[m.f] if isinstance(m.f, int) else [x if j == -1 else outputs[j] for j in m.f]
+            x = m(x)
+            outputs.append(x)
+    seq.train(was_training)
+    return [int(y.shape[1]) if isinstance(y, torch.Tensor) else 0 for y in outputs]
+
+
+def _effective_scale(d: dict) -> str | None:
+    """The scale parse_model builds for this dict: ``d['scale']`` if it is a key of ``scales``, else the first key."""
+    scales, scale = d.get("scales"), d.get("scale")
+    if not scales:
+        return None
+    return scale if scale in scales else next(iter(scales))
+
+
+def _yolox_head_row(d: dict, rows: list[list]) -> int | None:
+    """Index of the YOLOX head row, checked to be the single last row with a list of input rows; None without one."""
+    heads = [i for i, row in enumerate(rows) if row[2] in HEADS]
+    if not heads:
+        return None
+    i, label = heads[0], _yaml_label(d)
+    name = rows[i][2]
+    if heads != [len(rows) - 1]:
+        raise ModelConfigError(
+            f"{label}, row {i} ({name}): a {name} row must appear once, as the last row, because Ultralytics' "
+            f"DetectionModel treats the last layer as the head. Fix: move it to the end of `head:`."
+        )
+    f, n = rows[i][0], rows[i][1]
+    if not (isinstance(f, list) and f and all(isinstance(j, int) and not isinstance(j, bool) for j in f)) or n != 1:
+        raise ModelConfigError(
+            f"{label}, row {i} ({name}): got from={f!r}, number={n!r}. The head reads one row per pyramid level and "
+            f"is not repeated. Fix: e.g. [[17, 20, 23], 1, {name}, [nc, 256]]."
+        )
+    return i
+
+
+def _resolve_head_args(d: dict, i: int, row: list, channels: list[int]) -> list:
+    """Turn a head row's YAML args ``[nc]`` or ``[nc, hidden]`` into ``[nc, scaled hidden, channels]``.
+
+    ``hidden`` is written unscaled (YOLOX's 256) and scaled and clipped like a Conv row's channels, which equals
+    YOLOX's ``int(256 * width)`` at every official width.
+    """
+    from ultralytics.utils.ops import make_divisible
+
+    args = list(row[3])
+    if not 1 <= len(args) <= 2:
+        raise ModelConfigError(
+            f"{_yaml_label(d)}, row {i} ({row[2]}): args {args!r} should be [nc] or [nc, hidden width], e.g. [nc, 256]."
+        )
+    hidden = args[1] if len(args) == 2 else YOLOX_HEAD_WIDTH
+    if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1:
+        raise ModelConfigError(
+            f"{_yaml_label(d)}, row {i} ({row[2]}): hidden width {hidden!r} must be a positive integer, e.g. 256."
+        )
+    width, max_channels = _scale_params(d)
+    return [args[0], make_divisible(min(hidden, max_channels) * width, 8), channels]
+
+
+def _rewire_head(seq: nn.Sequential, save: list[int], i: int, f: list[int]) -> tuple[nn.Sequential, list[int]]:
+    """Point the head built with ``from: -1`` back at its real input rows ``f`` and keep those rows' outputs.
+
+    Ultralytics' forward routes each layer's input by its ``f`` attribute and keeps the outputs of the rows listed in
+    ``save``: setting both is what the parser itself does for a multi-input head.
+    """
+    seq[i].f = f
+    return seq, sorted(set(save) | {j % i for j in f if j != -1})
+
+
+def _wants_depthwise(d: dict) -> bool:
+    """Read the top-level ``depthwise:`` key: true/false, or the list of scales built depthwise (e.g. ``[n]``)."""
+    value = d.get("depthwise", False)
+    if isinstance(value, bool):
+        return value
+    scales = d.get("scales") or {}
+    if isinstance(value, (list, tuple)) and all(v in scales for v in value):
+        return _effective_scale(d) in value
+    raise ModelConfigError(
+        f"{_yaml_label(d)}: `depthwise: {value!r}` should be true, false, or a list of scales from `scales:` "
+        f"({', '.join(map(str, scales)) or 'none defined'}), e.g. `depthwise: [n]` for YOLOX-Nano."
+    )
+
+
+def _apply_depthwise(seq: nn.Sequential, verbose: bool) -> None:
+    """Make the built network's dense 3x3 convs depthwise-separable (YOLOX-Nano) and refresh the rows' counts."""
+    from ultralytics.utils import LOGGER as ULTRALYTICS_LOGGER
+
+    before = sum(p.numel() for p in seq.parameters())
+    replaced = make_depthwise_separable(seq)
+    for m in seq:
+        m.np = sum(p.numel() for p in m.parameters())  # the parser's per-row count, now of the separable model
+    if verbose:
+        after = sum(p.numel() for p in seq.parameters())
+        ULTRALYTICS_LOGGER.info(
+            f"depthwise: {replaced} dense 3x3 convs made depthwise 3x3 + pointwise 1x1 (Focus stem kept), "
+            f"{before:,} -> {after:,} parameters; the rows above show the dense convs"
+        )
+
+
+def wrap_parse_model(original):
+    """Return a parse_model that gives our rows their inferred input channels, and checks every row's name."""
+
+    @functools.wraps(original)
+    def parse_model(d, ch, verbose=True):
+        """Build a model dict like Ultralytics' parse_model, with AttnYOLO layers given their input channels."""
+        d = with_yolox_scale(d)
+        rows = _apply_attention_kind(d, _check_rows(d))
+        ours = [i for i, row in enumerate(rows) if row[2] in layer_classes()]
+        head = _yolox_head_row(d, rows)
+        depthwise = _wants_depthwise(d)
+        if not ours and head is None and not depthwise:
+            return original(d, ch, verbose)  # stock models: untouched
+
+        n_backbone = len(d.get("backbone") or [])
+
+        def with_rows(new_rows):
+            out = copy.deepcopy(d)
+            out["backbone"], out["head"] = new_rows[:n_backbone], new_rows[n_backbone:]
+            return out
+
+        if ours or head is not None:
+            probe_rows = copy.deepcopy(rows)
+            for i in ours:
+                probe_rows[i][2], probe_rows[i][3] = PROBE_NAME, []
+            if head is not None:  # the parser cannot build an unknown module from several rows: probe the inputs
+                probe_rows[head] = [-1, 1, PROBE_NAME, []]
+            probe_seq, _ = original(with_rows(probe_rows), ch, False)
+            c_out = _probe_output_channels(probe_seq, ch, max(ours + ([head - 1] if head is not None else [])))
+            c_in = {i: (probe_seq[i][0] if isinstance(probe_seq[i], nn.Sequential) else probe_seq[i]).c1 for i in ours}
+            del probe_seq
+            for i in ours:
+                rows[i][3] = _resolve_args(d, i, rows[i], c_in[i])
+        head_from = None
+        if head is not None:
+            head_from = rows[head][0]
+            channels = [c_out[j % head] for j in head_from]
+            rows[head] = [-1, 1, rows[head][2], _resolve_head_args(d, head, rows[head], channels)]
+
+        seq, save = original(with_rows(rows), ch, verbose)
+        if head is not None:
+            seq, save = _rewire_head(seq, save, head, head_from)
+            if verbose:
+                from ultralytics.utils import LOGGER as ULTRALYTICS_LOGGER
+
+                ULTRALYTICS_LOGGER.info(f"{head:>3}{head_from!s:>20}  {rows[head][2]} reads these rows (-1 above)")
+        if depthwise:
+            _apply_depthwise(seq, verbose)
+        return seq, save
+
+    parse_model._attnyolo_original = original
+    return parse_model

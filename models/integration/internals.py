@@ -36,7 +36,7 @@ PATCHES: tuple[Patch, ...] = (
         "parse_model",
         parser.wrap_parse_model,
         "unknown modules get their YAML args verbatim; our rows need their input channels (two-pass build), the "
-        "`attention:` key, the multi-row YOLOX head and `depthwise:`",
+        "`attention:` key, the multi-row YOLOX and classic YOLOv5 heads, the forks' layer names and `depthwise:`",
     ),
     Patch(
         "ultralytics.nn.tasks",
@@ -49,7 +49,7 @@ PATCHES: tuple[Patch, ...] = (
         "ultralytics.nn.tasks.DetectionModel",
         "init_criterion",
         model_methods.wrap_init_criterion,
-        "a YOLOX head trains with the YOLOX loss",
+        "a YOLOX head trains with the YOLOX loss, a classic YOLOv5 head with YOLOv5's loss",
     ),
     Patch(
         "ultralytics.utils.torch_utils",

@@ -1,0 +1,154 @@
+"""YOLOv5's training recipe for classic (anchor-based) models trained by Ultralytics' trainer.
+
+Facts restated from github.com/ultralytics/yolov5 at tag v7.0 (commit 915bbf294bb74c859f0b41f1c23bc395014ea679):
+``data/hyps/hyp.scratch-low.yaml`` (the default of ``train.py``) and ``train.py``'s scaling of the loss gains after
+AutoAnchor: ``box *= 3 / nl``, ``cls *= nc / 80 * 3 / nl``, ``obj *= (imgsz / 640) ** 2 * 3 / nl``.
+
+Three groups of settings:
+
+* :data:`ULTRALYTICS_DEFAULTS`: hyp.scratch-low values of keys Ultralytics' trainer also has (optimizer, learning
+  rate, warmup, augmentation). A classic model trained with :class:`attnyolo.engine.trainer.AttnDetectionTrainer`
+  gets them for every key the user did not set (:func:`apply_defaults`).
+* :data:`LOSS_KEYS`: keys only the YOLOv5 loss and AutoAnchor read (``obj``, ``anchor_t``, ...). Ultralytics' config
+  rejects them, so ``attnyolo train`` accepts them itself and writes them into the model dict's ``hyp:`` entry, which
+  a model YAML may also carry.
+* the gains: ``box`` and ``cls`` come from the trainer's arguments (hyp.scratch-low's 0.05 and 0.5 unless set),
+  ``obj`` from ``hyp:``; all three are scaled as train.py scales them (:func:`loss_hyp`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# hyp.scratch-low values of keys Ultralytics' trainer shares with YOLOv5.
+ULTRALYTICS_DEFAULTS: dict[str, Any] = {
+    "optimizer": "SGD",
+    "lr0": 0.01,
+    "lrf": 0.01,
+    "momentum": 0.937,
+    "weight_decay": 0.0005,
+    "warmup_epochs": 3.0,
+    "warmup_momentum": 0.8,
+    "warmup_bias_lr": 0.1,
+    "box": 0.05,
+    "cls": 0.5,
+    "hsv_h": 0.015,
+    "hsv_s": 0.7,
+    "hsv_v": 0.4,
+    "degrees": 0.0,
+    "translate": 0.1,
+    "scale": 0.5,
+    "shear": 0.0,
+    "perspective": 0.0,
+    "flipud": 0.0,
+    "fliplr": 0.5,
+    "mosaic": 1.0,
+    "mixup": 0.0,
+    "copy_paste": 0.0,
+    "close_mosaic": 0,  # YOLOv5 trains with mosaic to the end
+    "cls_pw": 0.0,  # Ultralytics' class-weight power (a different meaning from YOLOv5's cls_pw): off, as in YOLOv5
+}
+
+# Keys only the YOLOv5 loss and AutoAnchor read, with their hyp.scratch-low defaults. ``cls_pw``/``obj_pw`` are
+# YOLOv5's BCE positive weights (Ultralytics' own ``cls_pw`` key means something else, so on the command line
+# YOLOv5's class weight is ``cls_pos_weight``); ``autoanchor`` is train.py's --noautoanchor switch inverted.
+LOSS_KEYS: dict[str, Any] = {
+    "obj": 1.0,
+    "obj_pw": 1.0,
+    "cls_pos_weight": 1.0,
+    "anchor_t": 4.0,
+    "fl_gamma": 0.0,
+    "label_smoothing": 0.0,
+    "autoanchor": True,
+}
+
+# The loss's hyperparameters before train.py's scaling (what the loss uses outside a trainer).
+SCRATCH_LOW_LOSS: dict[str, float] = {
+    "box": 0.05,
+    "obj": 1.0,
+    "cls": 0.5,
+    "cls_pw": 1.0,
+    "obj_pw": 1.0,
+    "anchor_t": 4.0,
+    "fl_gamma": 0.0,
+    "label_smoothing": 0.0,
+}
+
+
+def check_hyp(hyp: dict | None, source: str) -> dict:
+    """Validate a ``hyp:`` dict (keys of :data:`LOSS_KEYS`); return it merged over the defaults.
+
+    Raises:
+        ValueError: An unknown key or a value of the wrong type, naming ``source``, the key and the fix.
+    """
+    import difflib
+
+    hyp = dict(hyp or {})
+    for key, value in hyp.items():
+        if key not in LOSS_KEYS:
+            close = difflib.get_close_matches(str(key), list(LOSS_KEYS), n=2, cutoff=0.5)
+            hint = f" Did you mean {', '.join(close)}?" if close else ""
+            raise ValueError(
+                f"{source}: unknown YOLOv5 loss key {key!r}.{hint} Known keys: {', '.join(LOSS_KEYS)} (Ultralytics "
+                "training keys such as lr0 or box are set as training arguments instead)."
+            )
+        default = LOSS_KEYS[key]
+        ok = isinstance(value, bool) if isinstance(default, bool) else isinstance(value, (int, float))
+        if not ok or (not isinstance(default, bool) and (isinstance(value, bool) or value < 0)):
+            kind = "true or false" if isinstance(default, bool) else "a number >= 0"
+            raise ValueError(f"{source}: {key}={value!r} must be {kind} (YOLOv5's default is {default}).")
+    return {**LOSS_KEYS, **hyp}
+
+
+def scaled_gains(box: float, cls: float, obj: float, nc: int, imgsz: int, nl: int) -> dict[str, float]:
+    """The loss gains as YOLOv5's train.py scales them for ``nc`` classes, image size ``imgsz`` and ``nl`` levels.
+
+    Examples:
+        >>> scaled_gains(0.05, 0.5, 1.0, nc=3, imgsz=160, nl=3)
+        {'box': 0.05, 'cls': 0.01875, 'obj': 0.0625}
+    """
+    per_level = 3 / nl
+    return {"box": box * per_level, "cls": cls * nc / 80 * per_level, "obj": obj * (imgsz / 640) ** 2 * per_level}
+
+
+def loss_hyp(args: Any, hyp: dict | None, nc: int, nl: int) -> dict[str, float]:
+    """The hyperparameters the YOLOv5 loss trains with.
+
+    Args:
+        args: The trainer's arguments (``box``, ``cls``, ``imgsz``).
+        hyp: The model dict's ``hyp:`` entry (:data:`LOSS_KEYS`).
+        nc: Number of classes.
+        nl: Number of detection levels.
+
+    Returns:
+        The keys of :data:`SCRATCH_LOW_LOSS`, gains scaled by :func:`scaled_gains`.
+    """
+    hyp = check_hyp(hyp, "hyp")
+    imgsz = args.imgsz if isinstance(args.imgsz, int) else max(args.imgsz)
+    gains = scaled_gains(float(args.box), float(args.cls), float(hyp["obj"]), nc, imgsz, nl)
+    return {
+        **gains,
+        "cls_pw": float(hyp["cls_pos_weight"]),
+        "obj_pw": float(hyp["obj_pw"]),
+        "anchor_t": float(hyp["anchor_t"]),
+        "fl_gamma": float(hyp["fl_gamma"]),
+        "label_smoothing": float(hyp["label_smoothing"]),
+    }
+
+
+def apply_defaults(args: Any, user_keys: set[str]) -> list[str]:
+    """Set hyp.scratch-low's value of every :data:`ULTRALYTICS_DEFAULTS` key the user did not set.
+
+    Args:
+        args: The trainer's arguments (modified in place).
+        user_keys: Keys given explicitly (the trainer's overrides).
+
+    Returns:
+        The keys that were set.
+    """
+    changed = []
+    for key, value in ULTRALYTICS_DEFAULTS.items():
+        if key not in user_keys and getattr(args, key, value) != value:
+            setattr(args, key, value)
+            changed.append(key)
+    return changed

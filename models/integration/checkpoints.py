@@ -7,7 +7,10 @@ Ultralytics pickles whole models, so the import paths of AttnYOLO's classes are 
   (:func:`load_model`);
 * makes the trainer's checkpoint writes atomic (:func:`save_model_atomically`), and the optimizer strip that
   Ultralytics' ``final_eval`` runs over ``last.pt``/``best.pt`` too (:func:`wrap_strip_optimizer`): a crash mid-write
-  never leaves a truncated checkpoint where a complete one was.
+  never leaves a truncated checkpoint where a complete one was;
+* lets Ultralytics open checkpoints other projects wrote (classic YOLOv5 ``best.pt`` files) through their
+  :class:`~attnyolo.engine.importing.ForeignFormat` (:func:`load_foreign`, :func:`wrap_torch_safe_load`), so
+  ``YOLO(path)``, every tool, ``pretrained=`` and fine-tuning accept them.
 """
 
 from __future__ import annotations
@@ -126,3 +129,45 @@ def wrap_strip_optimizer(original):
 
     strip_optimizer._attnyolo_original = original
     return strip_optimizer
+
+
+# ------------------------------------------------------------------------------------------ foreign checkpoint formats
+def load_foreign(path: str | Path) -> dict[str, Any] | None:
+    """The Ultralytics checkpoint dict of a file in a foreign format (:mod:`attnyolo.engine.importing`), else None.
+
+    Recognising a format runs nothing from the file (each format's ``detect`` reads it as data); files in no foreign
+    format (Ultralytics' and AttnYOLO's own, or names Ultralytics downloads) return None and are left to Ultralytics.
+
+    Raises:
+        CheckpointError: A file in a foreign format that cannot be mapped; the message names the file and the fix.
+    """
+    from ..engine.importing import detect_format
+
+    path = Path(str(path))
+    if path.suffix.lower() != ".pt" or not path.is_file():
+        return None
+    fmt = detect_format(path)
+    if fmt is None:
+        return None
+    ckpt, _ = fmt.load(path)
+    return ckpt
+
+
+def wrap_torch_safe_load(original):
+    """Return a ``torch_safe_load`` that opens foreign-format checkpoints with :func:`load_foreign` first.
+
+    Ultralytics' ``load_checkpoint`` (behind ``YOLO(path)``, the predictor's and validator's backends and the
+    trainer's ``pretrained=``/``model=``) reads every ``.pt`` file through ``ultralytics.nn.tasks.torch_safe_load``,
+    which refuses a classic YOLOv5 file ("NOT forwards compatible") or would import its ``models`` package.
+    """
+
+    @functools.wraps(original)
+    def torch_safe_load(weight, *args, **kwargs):
+        """``(checkpoint, file)`` of a foreign file as AttnYOLO maps it; Ultralytics' own loading otherwise."""
+        ckpt = load_foreign(weight)
+        if ckpt is not None:
+            return ckpt, str(weight)
+        return original(weight, *args, **kwargs)
+
+    torch_safe_load._attnyolo_original = original
+    return torch_safe_load

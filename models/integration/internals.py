@@ -58,6 +58,12 @@ PATCHES: tuple[Patch, ...] = (
         "the probe image needs the model's input channels, not the Focus stem's 12",
     ),
     Patch(
+        "ultralytics.nn.tasks",
+        "torch_safe_load",
+        checkpoints.wrap_torch_safe_load,
+        "load_checkpoint (YOLO(path), tools, pretrained=) refuses classic YOLOv5 checkpoints; map them as data first",
+    ),
+    Patch(
         "ultralytics.engine.trainer",
         "strip_optimizer",
         checkpoints.wrap_strip_optimizer,
@@ -78,6 +84,15 @@ READS: tuple[tuple[str, str], ...] = (
     ("ultralytics.utils.USER_CONFIG_DIR", "integration/names.py: where generated variant YAMLs are written"),
     ("ultralytics.utils.downloads.GITHUB_ASSETS_NAMES", "integration/names.py: stock weights stay downloadable"),
     ("BaseTrainer.save_model writes to BaseTrainer.last / .best", "integration/checkpoints.py: atomic writes"),
+    (
+        "ultralytics.nn.modules.Detect has a class attribute `anchors`; BaseModel._apply converts the head's "
+        "stride/anchors; DetectionModel calls head.bias_init() right after computing the strides",
+        "yolov5/head.py: the anchors buffer, and its conversion to grid units once the strides are known",
+    ),
+    (
+        "DetectionTrainer.set_class_weights runs after the dataloaders are built and before the EMA copy",
+        "engine/trainer.py: AutoAnchor for classic YOLOv5 models runs there, so the EMA gets the fitted anchors",
+    ),
     (
         "AutoBackend runs .pt models channels-last on x86 CPUs with oneDNN (Linux, Windows)",
         "integration/internals.py predictor_channels_last: benchmarks time the memory order predict/val use",

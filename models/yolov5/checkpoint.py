@@ -208,7 +208,9 @@ def is_classic_checkpoint(path: str | Path) -> bool:
     if not path.is_file():
         return False
     data = _pickle_record(path)
-    return data is not None and any(g.startswith("models.yolo.") for g in _safe_globals_of(data, path))
+    if data is None or b"models.yolo" not in data:  # cheap test first: every .pt Ultralytics opens passes here
+        return False
+    return any(g.startswith("models.yolo.") for g in _safe_globals_of(data, path))
 
 
 def _safe_globals_of(data: bytes, path: Path) -> set[str]:

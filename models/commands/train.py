@@ -7,18 +7,22 @@ Usage:
     attnyolo train resume=True                      # continue the newest interrupted run
 Keys: model, data, pretrained, resume, evaluate, plus every Ultralytics training setting (epochs, imgsz, batch,
 device, workers, project, name, seed, lr0, ...). With no data=, the sample dataset is generated on first use.
+Classic YOLOv5 models (yolov5s-classic.yaml, yolov5s_Coordinate_attention.yaml, a YOLOv5 best.pt) train with
+YOLOv5's hyp.scratch-low for every key you leave out, and also take YOLOv5's loss keys obj, obj_pw,
+cls_pos_weight, anchor_t, fl_gamma, label_smoothing and autoanchor (true/false).
 """
 
 from ..engine.trainer import DEFAULT_MODEL, train
 from ..evaluation.report import format_metrics_table
 from ..utils.cli import parse_kv_args, ultralytics_keys
+from ..yolov5.recipe import LOSS_KEYS
 
 DEFAULTS = {"model": DEFAULT_MODEL, "data": None, "pretrained": None, "resume": False, "evaluate": True}
 
 
 def main(argv):
     """Parse key=value arguments, train, evaluate, print the AP table and the run directory."""
-    args = parse_kv_args(argv, DEFAULTS, __doc__, passthrough=ultralytics_keys())
+    args = parse_kv_args(argv, DEFAULTS, __doc__, passthrough=ultralytics_keys() | set(LOSS_KEYS))
     metrics, run_dir, transfer = train(**args)
     if transfer is not None:
         print(f"pretrained {args['pretrained']}: {transfer.summary()}")

@@ -9,7 +9,8 @@
   worker, imports ``attnyolo`` there and with it the layer registration.
 
 For YOLOX models it also switches the YOLOX loss's L1 term on for the final ``close_mosaic`` epochs
-(:func:`switch_yolox_l1`), the epochs YOLOX trains without mosaic and with L1 (its last 15).
+(:func:`switch_yolox_l1`), the epochs YOLOX trains without mosaic and with L1 (its last 15). Classic YOLOv5 models
+train with YOLOv5's recipe for every key the user did not set, and AutoAnchor (:mod:`attnyolo.yolov5.recipe`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from ..integration.checkpoints import check_checkpoint_file, save_model_atomical
 from ..integration.names import check_model_source
 from ..utils.atomic import write_text_atomic
 from ..utils.paths import runs_dir, sample_data_dir
+from ..yolov5 import recipe as yolov5_recipe
 from ..yolox.head import YOLOXDetect
 from .transfer import transfer_by_rows
 
@@ -64,6 +66,7 @@ class AttnDetectionTrainer(DetectionTrainer):
 
     def __init__(self, cfg=DEFAULT_CFG, overrides=None, _callbacks=None):
         """Set up Ultralytics' detection trainer and add the YOLOX L1 switch (:func:`switch_yolox_l1`)."""
+        self.user_keys = set(overrides or {})  # what the run sets explicitly; classic YOLOv5 defaults fill the rest
         super().__init__(cfg, overrides, _callbacks)
         self.add_callback("on_train_epoch_start", switch_yolox_l1)
 
@@ -75,7 +78,17 @@ class AttnDetectionTrainer(DetectionTrainer):
             if RANK in {-1, 0}:
                 LOGGER.info(f"Pretrained weights (row-aligned): {report.summary()}")
             self.transfer_report = report
+        yolov5_recipe.prepare_model(self, model, self.user_keys)
         return model
+
+    def set_class_weights(self):
+        """Ultralytics' class weights, then, for classic YOLOv5 models, the loss gains and AutoAnchor.
+
+        Ultralytics calls this once the dataloaders exist and before it copies the model for the EMA, which is where
+        YOLOv5's train.py checks its anchors.
+        """
+        super().set_class_weights()
+        yolov5_recipe.before_training(self)
 
     def resume_training(self, ckpt):
         """Resume as Ultralytics does, then drop results.csv rows of epochs the checkpoint does not contain.
@@ -159,6 +172,26 @@ def latest_checkpoint(project: str | Path | None = None, name: str = "last.pt") 
     return found[-1] if found else None
 
 
+def set_yolov5_loss_keys(model, keys: dict, name: str) -> None:
+    """Write YOLOv5 loss keys (``obj``, ``anchor_t``, ``autoanchor``, ...) into a classic model dict's ``hyp:`` entry.
+
+    Ultralytics' configuration rejects these keys, so ``attnyolo train`` takes them itself; the trainer reads them
+    from the model dict (:func:`attnyolo.yolov5.recipe.before_training`), which checkpoints keep for ``resume``.
+
+    Raises:
+        ValueError: A key for a model without a classic YOLOv5 head, or an unknown or ill-typed value.
+    """
+    if yolov5_recipe.classic_head(model) is None:
+        given = ", ".join(f"{k}={v}" for k, v in keys.items())
+        raise ValueError(
+            f"{given}: YOLOv5 loss settings apply to classic YOLOv5 models only, and model={name} is not one. Fix: "
+            "drop them, or train a classic model (yolov5s-classic.yaml, yolov5s_Coordinate_attention.yaml)."
+        )
+    hyp = {**(model.yaml.get("hyp") or {}), **keys}
+    yolov5_recipe.check_hyp(hyp, "train")
+    model.yaml["hyp"] = hyp
+
+
 def train(model: str = DEFAULT_MODEL, data: str | None = None, pretrained=None, resume=False, evaluate=True, **kw):
     """Train a detector with :class:`AttnDetectionTrainer` and score its best checkpoint with the evaluators.
 
@@ -193,6 +226,7 @@ def train(model: str = DEFAULT_MODEL, data: str | None = None, pretrained=None, 
         yolo.train(resume=True, trainer=AttnDetectionTrainer)
     else:
         check_model_source(model)
+        loss_keys = {k: kw.pop(k) for k in list(kw) if k in yolov5_recipe.LOSS_KEYS}
         data = check_data_source(data) if data else str(ensure_sample_data())
         settings = {**base_recipe(data), **kw}
         settings["project"] = str(Path(project).resolve())
@@ -202,6 +236,8 @@ def train(model: str = DEFAULT_MODEL, data: str | None = None, pretrained=None, 
         elif pretrained is not None:
             settings["pretrained"] = pretrained
         yolo = YOLO(model)
+        if loss_keys:
+            set_yolov5_loss_keys(yolo.model, loss_keys, model)
         yolo.train(data=data, trainer=AttnDetectionTrainer, **settings)
     trainer = yolo.trainer
     run_dir = Path(trainer.save_dir)

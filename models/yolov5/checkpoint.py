@@ -297,8 +297,9 @@ def _copy_activations(src: nn.Module, dst: nn.Module) -> int:
     YOLOv5 before v6.0 built LeakyReLU or Hardswish into Conv without naming it in the YAML; the stand-in tree still
     holds the real activation modules (torch classes), so they are reused.
     """
-    changed, dst_modules = 0, dict(dst.named_modules())
-    for name, m in src.named_modules():
+    # remove_duplicate=False: Ultralytics' convs share one activation instance (Conv.default_act), met at every path
+    changed, dst_modules = 0, dict(dst.named_modules(remove_duplicate=False))
+    for name, m in src.named_modules(remove_duplicate=False):
         if not isinstance(m, _ACTIVATIONS) or name not in dst_modules:
             continue
         mine = dst_modules[name]
@@ -380,10 +381,9 @@ def rebuild(src: nn.Module, path: Path, model: str | None = None, nc: int | None
     state = {k: v for k, v in state.items() if not k.endswith(".anchor_grid")}  # a v5.0 buffer, recomputed at run time
     activations = _copy_activations(src, dst)
     coordatt = _fit_coordatt(dst, state)
-    missing, unexpected = [], []
-    result = dst.load_state_dict(state, strict=False)
-    missing, unexpected = list(result.missing_keys), list(result.unexpected_keys)
     mine = dst.state_dict()
+    missing = [k for k in mine if k not in state]
+    unexpected = [k for k in state if k not in mine]
     shapes = [k for k, v in state.items() if k in mine and mine[k].shape != v.shape]
     if missing or unexpected or shapes:
         parts = [
@@ -399,6 +399,7 @@ def rebuild(src: nn.Module, path: Path, model: str | None = None, nc: int | None
             f"{path}: the weights do not fit the model its YAML builds ({'; '.join(parts)}). Fix: pass the YAML the "
             "model was trained from with model=..."
         )
+    dst.load_state_dict(state, strict=True)
     head = dst.model[-1]
     stride = getattr(src, "stride", None)
     if isinstance(stride, torch.Tensor) and stride.numel() == head.nl:

@@ -152,3 +152,72 @@ def apply_defaults(args: Any, user_keys: set[str]) -> list[str]:
             setattr(args, key, value)
             changed.append(key)
     return changed
+
+
+def classic_head(model: Any):
+    """The model's :class:`~attnyolo.yolov5.head.YOLOv5Detect`, or None for any other model."""
+    from torch import nn
+
+    from .head import YOLOv5Detect
+
+    layers = getattr(model, "model", None)
+    head = layers[-1] if isinstance(layers, nn.Sequential) and len(layers) else None
+    return head if isinstance(head, YOLOv5Detect) else None
+
+
+def prepare_model(trainer: Any, model: Any, user_keys: set[str]) -> None:
+    """Before the optimizer and dataloaders exist: hyp.scratch-low for the keys the user left unset.
+
+    Called by the trainer's ``get_model``; does nothing for models without a classic head, and nothing to the
+    arguments when resuming (the checkpoint's arguments are the run's).
+
+    Args:
+        trainer: The Ultralytics trainer.
+        model: The model ``get_model`` built.
+        user_keys: Keys the user set explicitly.
+    """
+    from ultralytics.utils import LOGGER as ULTRALYTICS_LOGGER
+    from ultralytics.utils import RANK
+
+    head = classic_head(model)
+    if head is None:
+        return
+    check_hyp(model.yaml.get("hyp"), f"{model.yaml.get('yaml_file', 'model')}: hyp")
+    if not trainer.args.resume:
+        changed = apply_defaults(trainer.args, user_keys)
+        if changed and RANK in {-1, 0}:
+            values = ", ".join(f"{k}={getattr(trainer.args, k)}" for k in changed)
+            ULTRALYTICS_LOGGER.info(f"YOLOv5 recipe (hyp.scratch-low) for keys you did not set: {values}")
+    model.yolov5_hyp = loss_hyp(trainer.args, model.yaml.get("hyp"), head.nc, head.nl)
+
+
+def before_training(trainer: Any) -> None:
+    """After the dataloaders are built, before the EMA copy: the loss's gains for the checked image size, AutoAnchor.
+
+    AutoAnchor runs as YOLOv5's train.py runs it: not when resuming, and not with ``autoanchor: false`` in the model
+    dict's ``hyp`` (``attnyolo train autoanchor=False``); its result is logged.
+    """
+    from ultralytics.utils import LOGGER as ULTRALYTICS_LOGGER
+    from ultralytics.utils import RANK
+    from ultralytics.utils.torch_utils import unwrap_model
+
+    from .autoanchor import check_anchors
+
+    model = unwrap_model(trainer.model)
+    head = classic_head(model)
+    if head is None:
+        return
+    hyp = check_hyp(model.yaml.get("hyp"), "hyp")
+    model.yolov5_hyp = loss_hyp(trainer.args, hyp, head.nc, head.nl)
+    model.criterion = None  # built from yolov5_hyp on the first batch
+    if RANK in {-1, 0}:
+        gains = ", ".join(f"{k}={model.yolov5_hyp[k]:.4g}" for k in ("box", "obj", "cls"))
+        ULTRALYTICS_LOGGER.info(f"YOLOv5 loss gains for nc={head.nc}, imgsz={trainer.args.imgsz}: {gains}")
+    if trainer.args.resume or not hyp["autoanchor"]:
+        return
+    imgsz = trainer.args.imgsz if isinstance(trainer.args.imgsz, int) else max(trainer.args.imgsz)
+    seed = int(getattr(trainer.args, "seed", 0) or 0)
+    report = check_anchors(head, trainer.train_loader.dataset.labels, imgsz, model.yolov5_hyp["anchor_t"], seed)
+    if RANK in {-1, 0}:
+        ULTRALYTICS_LOGGER.info(report.summary())
+    trainer.autoanchor_report = report

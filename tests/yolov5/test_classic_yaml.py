@@ -210,3 +210,11 @@ def test_check_model_source_accepts_classic_names():
     assert {"yolov5n-classic.yaml", "yolov5m-classic-CBAM.yaml"} <= set(model_names())
     with pytest.raises(FileNotFoundError, match="Did you mean yolov5n-classic-CoordAtt.yaml"):
         check_model_source("yolov5n-clasic-CoordAtt.yaml")
+
+
+def test_the_zoo_lists_the_classic_family():
+    from attnyolo.analysis.summary import ZOO_FAMILIES, zoo_names
+
+    assert "yolov5-classic" in ZOO_FAMILIES
+    names = zoo_names(("yolov5-classic",), "n", yolox=False)
+    assert names == ["yolov5n-classic.yaml"] + [f"yolov5n-classic-{k}.yaml" for k in attnyolo.kind_names()]

@@ -1,4 +1,4 @@
-"""How AttnYOLO's rows get built by Ultralytics' ``parse_model``: channel inference, attention kinds, YOLOX's head.
+"""How AttnYOLO's rows get built by Ultralytics' ``parse_model``: channel inference, attention kinds, multi-row heads.
 
 Ultralytics' ``parse_model`` looks a YAML row's module name up in the globals of ``ultralytics.nn.tasks`` and gives
 modules it does not know their YAML arguments verbatim (no input-channel count, no width scaling). The wrapper here
@@ -7,12 +7,16 @@ bookkeeping, since unknown modules keep their input channels; a tiny forward the
 probe) and builds the network for real with those channels as each layer's first argument. This depends only on the
 parser's public behaviour and costs one extra build.
 
-Three more things happen here, each in its own function:
+More things happen here, each in its own function:
 
 * ``Attention`` rows take the layer the top-level ``attention:`` key names (:func:`_apply_attention_kind`);
-* the ``YOLOXDetect`` head reads several rows, which the parser allows only for its own heads: the head row is built
-  with ``from: -1`` and the input channels found by the probe pass, then rewired to its real rows
-  (:func:`_resolve_head_args`, :func:`_rewire_head`);
+* rows written for the YOLOv5/YOLOv7/YOLO11 forks build unchanged (:func:`_with_fork_rows`): other projects' layer
+  names (``CA``, ``CoordAttention``, ``EfficientLocalizationAttention``), CoordAtt's ``[inp, oup(, r)]`` arguments
+  (:func:`_coordatt_rest`), and YOLOv5's anchor-based ``Detect, [nc, anchors]``, which becomes
+  :class:`~attnyolo.yolov5.head.YOLOv5Detect`;
+* the ``YOLOXDetect`` and ``YOLOv5Detect`` heads read several rows, which the parser allows only for its own heads:
+  the head row is built with ``from: -1`` and the input channels found by the probe pass, then rewired to its real
+  rows (:func:`_resolve_head_args`, :func:`_rewire_head`);
 * a top-level ``depthwise:`` key makes the dense 3x3 convs depthwise-separable after the build, as YOLOX-Nano does
   (:func:`_wants_depthwise`, :func:`_apply_depthwise`).
 """

@@ -1,6 +1,7 @@
 """Classic YOLOv5 YAMLs build unchanged: official layouts with the official sizes, the forks' rows and names."""
 
 import copy
+import functools
 import logging
 import re
 from pathlib import Path
@@ -86,13 +87,17 @@ def test_the_seed_name_and_classic_names_are_anchor_based_and_yolov5u_names_are_
     assert not isinstance(yolov5u.model[-1], YOLOv5Detect)
 
 
+@functools.cache
+def classic_n_params() -> int:
+    return params(DetectionModel("yolov5n-classic.yaml", verbose=False))
+
+
 @pytest.mark.parametrize("kind", attnyolo.kind_names())
 def test_every_kind_has_a_classic_name(kind):
     model = DetectionModel(f"yolov5n-classic-{kind}.yaml", verbose=False)
     layers = [m for m in model.model if isinstance(m, tuple(attnyolo.layer_classes().values()))]
     assert [m.i for m in layers] == [5, 8, 11] and isinstance(model.model[-1], YOLOv5Detect)
-    base = DetectionModel("yolov5n-classic.yaml", verbose=False)
-    assert params(model) == params(base) + sum(params(m) for m in layers)
+    assert params(model) == classic_n_params() + sum(params(m) for m in layers)
 
 
 def test_the_ca_fork_yaml_builds_unchanged_as_the_fork_built_it():
@@ -148,13 +153,23 @@ def test_an_ela_kernel_size_without_a_variant_is_refused():
     [([1024], 32, False), ([1024, 1024], 32, True), ([1024, 1024, 16], 16, True), ([1024, 16], 16, False)],
 )
 def test_coordatt_inp_oup_rows_are_read_as_the_forks_mean_them(args, reduction, warns, caplog):
-    # width 1.0 so that C // reduction, not the floor of 8, sets the hidden width: P5 has 1024 channels
-    def edit(d):
-        d["backbone"][11][3] = args
-
+    # 1024 channels, so that C // reduction, not the floor of 8, sets the hidden width
+    d = {
+        "nc": 2,
+        "anchors": [[10, 13], [30, 61], [116, 90]],
+        "backbone": [
+            [-1, 1, "Conv", [16, 3, 2]],
+            [-1, 1, "Conv", [16, 3, 2]],
+            [-1, 1, "Conv", [16, 3, 2]],
+            [-1, 1, "Conv", [1024, 3, 2]],
+            [-1, 1, "CoordAtt", args],
+            [-1, 1, "Conv", [16, 3, 2]],
+        ],
+        "head": [[[2, 4, 5], 1, "Detect", ["nc", "anchors"]]],
+    }
     with caplog.at_level(logging.WARNING, logger="attnyolo"):
-        model = DetectionModel(fork_yaml(edit, width_multiple=1.0, depth_multiple=0.01), verbose=False)
-    assert model.model[11].mip == 1024 // reduction  # not reduction=1024 (mip 8) for [1024, 1024]
+        model = DetectionModel(d, verbose=False)
+    assert model.model[4].mip == 1024 // reduction  # not reduction=1024 (mip 8) for [1024, 1024]
     assert ("is read as [inp, oup" in caplog.text) is warns
 
 

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from yolov5_helpers import fixture_json, fixture_npz, load_classic
+from yolov5_helpers import FIXTURES, fixture_json, fixture_npz, load_classic
 
 import attnyolo  # noqa: F401  (registers the layers and the classic head)
 from attnyolo.yolov5.head import YOLOv5Detect, check_anchor_order
@@ -128,3 +128,13 @@ def test_the_ema_entry_is_what_yolov5_loads_from_a_training_checkpoint():
     model, report = load_classic("tiny_official_train.pt")
     assert report == {**report, "tensors": 349, "classes": 80}
     _compare(model.eval(), "official", "b", z)
+
+
+def test_visualize_finds_the_level_of_a_classic_prediction():
+    from ultralytics.nn.tasks import DetectionModel
+
+    from attnyolo.analysis.visualize import anchor_stride
+
+    model = DetectionModel(str(FIXTURES / "ca_fork_tiny.yaml"), verbose=False)  # 3 anchors per cell
+    # 64x64 input: 3 x 8x8 predictions at stride 8, then 3 x 4x4 at 16, then 3 x 2x2 at 32
+    assert [anchor_stride(model, 64, a) for a in (0, 191, 192, 239, 240, 251)] == [8, 8, 16, 16, 32, 32]

@@ -22,6 +22,14 @@ REPO = Path(__file__).resolve().parents[2]
 FAMILIES = ("yolov5", "yolov8", "yolo11")
 SCALES = "nsmlx"
 SHIPPED = sorted(REPO.glob("cfg/**/*.yaml"))
+# Every shipped YAML at every scale; classic YOLOv5 at n and s only (its rows are the same at every scale, and
+# tests/yolov5 counts m/l/x against the official models in the slow tier).
+SHIPPED_SCALES = [
+    pytest.param(cfg, scale, id=f"{scale}-{cfg.name}")
+    for scale in SCALES
+    for cfg in SHIPPED
+    if not (cfg.name.startswith("yolov5-classic") and scale in "mlx")
+]
 BASELINES = {"yolox.yaml", "yolov5-classic.yaml"}  # plain architectures Ultralytics does not ship, so they are ours too
 
 
@@ -104,8 +112,7 @@ def test_every_kind_builds_by_name_and_matches_the_stock_baseline(family, kind):
     assert n_params(model) == n_params(stock) + extra
 
 
-@pytest.mark.parametrize("cfg", SHIPPED, ids=lambda p: p.name)
-@pytest.mark.parametrize("scale", SCALES)
+@pytest.mark.parametrize(("cfg", "scale"), SHIPPED_SCALES)
 def test_shipped_yaml_builds_every_scale_forward_backward_nonsquare(cfg, scale):
     d = yaml.safe_load(cfg.read_text())
     d["scale"], d["yaml_file"] = scale, str(cfg)

@@ -140,21 +140,6 @@ V5_0_YAML = {  # YOLOv5 v5.0's layout: Focus stem, BottleneckCSP stages, SPP (ti
 }
 
 
-@pytest.mark.parametrize(("model_class", "v5_0"), [("Model", True), ("Model", False), ("DetectionModel", False)])
-def test_older_versions_load_with_the_same_outputs(tmp_path, model_class, v5_0):
-    source = _tiny(V5_0_YAML)
-    path = write_classic_checkpoint(source, tmp_path / "old.pt", V5_0_YAML, ["a", "b"], model_class, v5_0=v5_0)
-    globals_ = checkpoint.pickle_globals(checkpoint._pickle_record(path))
-    assert f"models.yolo.{model_class}" in globals_ and "models.common.Focus" in globals_
-    loaded = YOLO(str(path))
-    assert loaded.names == {0: "a", 1: "b"}
-    x = torch.rand(1, 3, 64, 96, generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        expected = source.half().float()(x)[0]
-        got = loaded.model.eval()(x)[0]
-    assert torch.allclose(got, expected, atol=1e-4)
-
-
 def test_activations_built_into_old_convs_are_taken_from_the_file(tmp_path):
     # YOLOv5 v3.x built LeakyReLU(0.1) into Conv without an `activation:` YAML key
     source = _tiny(V5_0_YAML)
@@ -223,3 +208,26 @@ def test_a_fresh_process_without_a_models_package_loads_predicts_and_never_impor
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "YOLOv5Detect cat True False"
     assert "AutoInstall" not in out.stderr and "NOT forwards compatible" not in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("version", "classes"),
+    [("v5.0", {"models.yolo.Model", "models.common.Focus", "models.common.SPP"}), ("v6.2", {"models.common.SPPF"})],
+)
+def test_checkpoints_of_older_yolov5_releases_load_with_the_real_outputs(version, classes):
+    import numpy as np
+
+    path = FIXTURES / f"tiny_yolov5s_{version}.pt"  # written by that release's own code (tests/fixtures/README.md)
+    assert classes <= checkpoint.pickle_globals(checkpoint._pickle_record(path))
+    raw = checkpoint.read_classic(path)
+    assert isinstance(raw["model"].names, list)  # releases before v7.0 store a list
+    assert ("model.24.anchor_grid" in raw["model"].state_dict()) is (version == "v5.0")  # v5.0's buffer
+    yolo = YOLO(str(path))
+    assert yolo.names == {0: "circle", 1: "square"}
+    arrays = np.load(FIXTURES / f"tiny_yolov5s_{version}.npz")
+    x = torch.from_numpy(arrays["input_u8"]).float() / 255
+    with torch.no_grad():
+        _, raw_out = yolo.model.eval()(x)
+        z = yolo.model.model[-1].decode(raw_out["raw"]).numpy()
+    ref = arrays["z"]
+    assert np.abs(z[..., :4] - ref[..., :4]).max() < 0.02 and np.abs(z[..., 4:] - ref[..., 4:]).max() < 1e-4

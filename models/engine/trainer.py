@@ -128,12 +128,18 @@ DEFAULT_RECIPE = {
 }
 
 
-def base_recipe(data: str | Path) -> dict:
+def base_recipe(data: str | Path, model=None) -> dict:
     """The settings a run on ``data`` starts from.
 
-    :data:`DEFAULT_RECIPE` for the sample dataset, which it is tuned for; nothing (Ultralytics' defaults) elsewhere.
+    :data:`DEFAULT_RECIPE` for the sample dataset, which it is tuned for, with
+    :data:`attnyolo.yolov5.recipe.SAMPLE_RECIPE` on top for a classic YOLOv5 ``model``; nothing (Ultralytics'
+    defaults, or YOLOv5's for classic models) elsewhere.
     """
-    return dict(DEFAULT_RECIPE) if Path(data).resolve() == (sample_data_dir() / "data.yaml").resolve() else {}
+    if Path(data).resolve() != (sample_data_dir() / "data.yaml").resolve():
+        return {}
+    if model is not None and yolov5_recipe.classic_head(model) is not None:
+        return {**DEFAULT_RECIPE, **yolov5_recipe.SAMPLE_RECIPE}
+    return dict(DEFAULT_RECIPE)
 
 
 def check_data_source(data: str | Path) -> str:
@@ -228,14 +234,15 @@ def train(model: str = DEFAULT_MODEL, data: str | None = None, pretrained=None, 
         check_model_source(model)
         loss_keys = {k: kw.pop(k) for k in list(kw) if k in yolov5_recipe.LOSS_KEYS}
         data = check_data_source(data) if data else str(ensure_sample_data())
-        settings = {**base_recipe(data), **kw}
-        settings["project"] = str(Path(project).resolve())
         if pretrained not in (None, True, False):
             check_checkpoint_file(pretrained, "pretrained")
+        yolo = YOLO(model)
+        settings = {**base_recipe(data, yolo.model), **kw}
+        settings["project"] = str(Path(project).resolve())
+        if pretrained not in (None, True, False):
             settings["pretrained"] = str(pretrained)
         elif pretrained is not None:
             settings["pretrained"] = pretrained
-        yolo = YOLO(model)
         if loss_keys:
             set_yolov5_loss_keys(yolo.model, loss_keys, model)
         yolo.train(data=data, trainer=AttnDetectionTrainer, **settings)

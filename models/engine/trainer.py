@@ -78,6 +78,9 @@ class AttnDetectionTrainer(DetectionTrainer):
             if RANK in {-1, 0}:
                 LOGGER.info(f"Pretrained weights (row-aligned): {report.summary()}")
             self.transfer_report = report
+        keys = getattr(self, "yolov5_loss_keys", None)  # attnyolo train's YOLOv5 loss keys (set_yolov5_loss_keys)
+        if keys and yolov5_recipe.classic_head(model) is not None:
+            model.yaml["hyp"] = {**(model.yaml.get("hyp") or {}), **keys}
         yolov5_recipe.prepare_model(self, model, self.user_keys)
         return model
 
@@ -178,15 +181,18 @@ def latest_checkpoint(project: str | Path | None = None, name: str = "last.pt") 
     return found[-1] if found else None
 
 
-def set_yolov5_loss_keys(model, keys: dict, name: str) -> None:
-    """Write YOLOv5 loss keys (``obj``, ``anchor_t``, ``autoanchor``, ...) into a classic model dict's ``hyp:`` entry.
+def set_yolov5_loss_keys(yolo, keys: dict, name: str) -> None:
+    """Hand YOLOv5 loss keys (``obj``, ``anchor_t``, ``autoanchor``, ...) to the classic model ``yolo`` will train.
 
-    Ultralytics' configuration rejects these keys, so ``attnyolo train`` takes them itself; the trainer reads them
-    from the model dict (:func:`attnyolo.yolov5.recipe.before_training`), which checkpoints keep for ``resume``.
+    Ultralytics' configuration rejects these keys, so ``attnyolo train`` takes them itself. They go into the model
+    dict's ``hyp:`` entry, which the trainer reads (:func:`attnyolo.yolov5.recipe.before_training`) and checkpoints
+    keep for ``resume``: into ``yolo.model.yaml`` (the dict a checkpoint's model is rebuilt from) and, through an
+    ``on_pretrain_routine_start`` callback, into the trainer, which adds them to a model it builds from a YAML file.
 
     Raises:
         ValueError: A key for a model without a classic YOLOv5 head, or an unknown or ill-typed value.
     """
+    model = yolo.model
     if yolov5_recipe.classic_head(model) is None:
         given = ", ".join(f"{k}={v}" for k, v in keys.items())
         raise ValueError(
@@ -196,6 +202,12 @@ def set_yolov5_loss_keys(model, keys: dict, name: str) -> None:
     hyp = {**(model.yaml.get("hyp") or {}), **keys}
     yolov5_recipe.check_hyp(hyp, "train")
     model.yaml["hyp"] = hyp
+
+    def hand_over(trainer):
+        """Give the trainer the keys, for the model its get_model builds."""
+        trainer.yolov5_loss_keys = dict(keys)
+
+    yolo.add_callback("on_pretrain_routine_start", hand_over)
 
 
 def train(model: str = DEFAULT_MODEL, data: str | None = None, pretrained=None, resume=False, evaluate=True, **kw):
@@ -244,7 +256,7 @@ def train(model: str = DEFAULT_MODEL, data: str | None = None, pretrained=None, 
         elif pretrained is not None:
             settings["pretrained"] = pretrained
         if loss_keys:
-            set_yolov5_loss_keys(yolo.model, loss_keys, model)
+            set_yolov5_loss_keys(yolo, loss_keys, model)
         yolo.train(data=data, trainer=AttnDetectionTrainer, **settings)
     trainer = yolo.trainer
     run_dir = Path(trainer.save_dir)

@@ -170,6 +170,20 @@ def classic_head(model: Any):
     return head if isinstance(head, YOLOv5Detect) else None
 
 
+def _rewrite_run_args(trainer: Any) -> None:
+    """Rewrite the run's ``args.yaml`` (written by the trainer before the recipe was known) with the arguments used."""
+    from pathlib import Path
+
+    from ultralytics.utils import YAML
+
+    from ..utils.atomic import atomic_path
+
+    path = Path(trainer.save_dir) / "args.yaml"
+    if path.is_file():
+        with atomic_path(path) as tmp:
+            YAML.save(tmp, vars(trainer.args))
+
+
 def prepare_model(trainer: Any, model: Any, user_keys: set[str]) -> None:
     """Before the optimizer and dataloaders exist: hyp.scratch-low for the keys the user left unset.
 
@@ -193,6 +207,7 @@ def prepare_model(trainer: Any, model: Any, user_keys: set[str]) -> None:
         if changed and RANK in {-1, 0}:
             values = ", ".join(f"{k}={getattr(trainer.args, k)}" for k in changed)
             ULTRALYTICS_LOGGER.info(f"YOLOv5 recipe (hyp.scratch-low) for keys you did not set: {values}")
+            _rewrite_run_args(trainer)
     model.yolov5_hyp = loss_hyp(trainer.args, model.yaml.get("hyp"), head.nc, head.nl)
 
 

@@ -1,6 +1,7 @@
 """Classic YOLOv5 through the tools: train with YOLOv5's recipe, fine-tune and validate a YOLOv5 best.pt, export."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -17,12 +18,14 @@ TINY = ["imgsz=64", "batch=4", "workers=0", "device=cpu", "plots=False"]
 pytestmark = pytest.mark.slow
 
 
-def tool(name, *args, timeout=600):
+def tool(name, *args, timeout=600, verbose=False):
+    env = {**os.environ, "YOLO_VERBOSE": "true"} if verbose else None  # Ultralytics' log, where the recipe is logged
     return subprocess.run(
         [sys.executable, str(REPO / "tools" / f"{name}.py"), *map(str, args)],
         capture_output=True,
         text=True,
         timeout=timeout,
+        env=env,
     )
 
 
@@ -43,6 +46,7 @@ def test_train_uses_yolov5s_recipe_autoanchor_and_a_yolov5_best_pt_as_pretrained
         "obj=0.5",
         *TINY,
         f"project={tmp_path}",
+        verbose=True,
     )
     assert r.returncode == 0, r.stderr[-4000:]
     log = r.stdout + r.stderr
@@ -58,16 +62,22 @@ def test_train_uses_yolov5s_recipe_autoanchor_and_a_yolov5_best_pt_as_pretrained
     assert (args["optimizer"], args["lr0"], args["box"], args["warmup_epochs"]) == ("SGD", 0.02, 0.05, 3.0)
     metrics = json.loads((run / "metrics.json").read_text())
     assert {"coco", "voc"} <= set(metrics)  # pycocotools and the VOC devkit scored the classic best.pt
+    import torch
+
+    model = torch.load(run / "weights" / "best.pt", map_location="cpu", weights_only=False)["model"]
+    assert model.yaml["hyp"] == {"obj": 0.5}  # kept for resume
+    assert model.yolov5_hyp["obj"] == pytest.approx(0.005) and model.yolov5_hyp["cls"] == pytest.approx(0.01875)
 
 
-def test_fine_tune_a_yolov5_best_pt_directly(data, tmp_path):
+@pytest.mark.parametrize("checkpoint", ["tiny_ca_fork.pt", "tiny_official_stripped.pt"])  # nc 3 and 80
+def test_fine_tune_a_yolov5_best_pt_directly(data, tmp_path, checkpoint):
     from ultralytics import YOLO
 
     from attnyolo.engine.trainer import train
     from attnyolo.yolov5.head import YOLOv5Detect
 
     metrics, run, _ = train(
-        model=str(FIXTURES / "tiny_ca_fork.pt"),
+        model=str(FIXTURES / checkpoint),
         data=str(data),
         epochs=1,
         imgsz=64,

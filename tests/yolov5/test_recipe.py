@@ -61,10 +61,10 @@ def test_bad_loss_keys_fail_in_one_line(hyp, match):
 
 def test_loss_keys_go_into_the_classic_model_dict_and_are_refused_for_other_models():
     classic = YOLO("yolov5n-classic.yaml")
-    set_yolov5_loss_keys(classic.model, {"obj": 0.5, "autoanchor": False}, "yolov5n-classic.yaml")
+    set_yolov5_loss_keys(classic, {"obj": 0.5, "autoanchor": False}, "yolov5n-classic.yaml")
     assert classic.model.yaml["hyp"] == {"obj": 0.5, "autoanchor": False}
     with pytest.raises(ValueError, match="obj=0.5: YOLOv5 loss settings apply to classic YOLOv5 models only"):
-        set_yolov5_loss_keys(YOLO("yolov8n.yaml").model, {"obj": 0.5}, "yolov8n.yaml")
+        set_yolov5_loss_keys(YOLO("yolov8n.yaml"), {"obj": 0.5}, "yolov8n.yaml")
 
 
 def test_the_train_tool_accepts_the_loss_keys():

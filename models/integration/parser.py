@@ -84,11 +84,11 @@ def _module_exists(name: str, tasks) -> bool:
 
 
 def known_module_names() -> list[str]:
-    """All layer names a model YAML row may use: ours plus every ``nn.Module`` Ultralytics' parser knows."""
+    """All layer names a model YAML row may use: ours (and their aliases) plus every ``nn.Module`` the parser knows."""
     tasks = _tasks()
     names = {k for k, v in vars(tasks).items() if isinstance(v, type) and issubclass(v, nn.Module)}
     names.discard(PROBE_NAME)
-    return sorted(names | set(layer_classes()))
+    return sorted(names | set(layer_classes()) | set(LAYER_ALIASES))
 
 
 def _check_rows(d: dict) -> list[list]:

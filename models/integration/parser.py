@@ -139,7 +139,7 @@ def _ela_alias_args(d: dict, i: int, row: list) -> list:
             "(ELA-B, as the authors' code builds it) or 5 (ELA-T), or give the variant: [c, T|B|S|L]."
         )
     variant = ELA_KERNEL_VARIANTS[second]
-    if variant != "B":
+    if variant != "B":  # NOTE: not in the ELA authors' code, whose kernel-5 layer keeps GroupNorm(16)
         LOGGER.warning(
             f"{_yaml_label(d)}, row {i} ({row[2]}): kernel_size {second} is built as ELA-{variant} (kernel 5, "
             "GroupNorm with 32 groups); the authors' EfficientLocalizationAttention with kernel 5 uses 16 groups."

@@ -228,6 +228,8 @@ def before_training(trainer: Any) -> None:
     if head is None:
         return
     hyp = check_hyp(model.yaml.get("hyp"), "hyp")
+    # NOTE: not in the official code: train.py also rounds every weight to fp16 once here ("pre-reduce anchor
+    # precision", model.half().float()); weights and anchors stay as they are.
     model.yolov5_hyp = loss_hyp(trainer.args, hyp, head.nc, head.nl)
     model.criterion = None  # built from yolov5_hyp on the first batch
     if RANK in {-1, 0}:

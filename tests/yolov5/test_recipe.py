@@ -3,6 +3,7 @@
 from types import SimpleNamespace
 
 import pytest
+import torch
 from ultralytics import YOLO
 from yolov5_helpers import fixture_json
 
@@ -75,3 +76,33 @@ def test_the_train_tool_accepts_the_loss_keys():
         ["anchor_t=3.0", "autoanchor=false"], train.DEFAULTS, "", ultralytics_keys() | set(recipe.LOSS_KEYS)
     )
     assert args["anchor_t"] == 3.0 and args["autoanchor"] is False
+
+
+def _fake_trainer(tmp_path, resume, labels, **args):
+    from ultralytics.cfg import get_cfg
+
+    cfg = get_cfg(overrides={"imgsz": 64, "resume": resume, **args})
+    loader = SimpleNamespace(dataset=SimpleNamespace(labels=labels))
+    return SimpleNamespace(args=cfg, save_dir=tmp_path, train_loader=loader)
+
+
+def test_resuming_keeps_the_runs_arguments_and_anchors(tmp_path):
+    from ultralytics.nn.tasks import DetectionModel
+
+    model = DetectionModel("yolov5n-classic.yaml", nc=3, verbose=False)
+    anchors = model.model[-1].anchors.clone()
+    tiny = [{"shape": (64, 64), "bboxes": [[0.5, 0.5, 0.05, 0.9]]}] * 4  # a shape no default anchor recalls
+    trainer = _fake_trainer(tmp_path, "last.pt", tiny, lr0=0.02)
+    trainer.model = model
+    recipe.prepare_model(trainer, model, user_keys={"resume"})
+    assert trainer.args.optimizer == "auto" and trainer.args.box == 7.5  # the checkpoint's arguments, untouched
+    recipe.before_training(trainer)
+    assert torch.equal(model.model[-1].anchors, anchors) and not hasattr(trainer, "autoanchor_report")
+    # a new run on the same labels: YOLOv5's defaults, and AutoAnchor replaces anchors that recall nothing
+    trainer = _fake_trainer(tmp_path, False, tiny)
+    trainer.model = model
+    recipe.prepare_model(trainer, model, user_keys=set())
+    assert (trainer.args.optimizer, trainer.args.box, trainer.args.warmup_bias_lr) == ("SGD", 0.05, 0.1)
+    recipe.before_training(trainer)
+    assert trainer.autoanchor_report.replaced and not torch.equal(model.model[-1].anchors, anchors)
+    assert model.yolov5_hyp == pytest.approx(recipe.loss_hyp(trainer.args, None, nc=3, nl=3))

@@ -106,3 +106,14 @@ def test_resuming_keeps_the_runs_arguments_and_anchors(tmp_path):
     recipe.before_training(trainer)
     assert trainer.autoanchor_report.replaced and not torch.equal(model.model[-1].anchors, anchors)
     assert model.yolov5_hyp == pytest.approx(recipe.loss_hyp(trainer.args, None, nc=3, nl=3))
+
+
+def test_the_sample_recipe_has_a_classic_overlay_and_other_data_get_none(tmp_path):
+    from attnyolo.engine.trainer import DEFAULT_RECIPE, base_recipe
+    from attnyolo.utils.paths import sample_data_dir
+
+    sample = sample_data_dir() / "data.yaml"
+    classic, v8 = YOLO("yolov5n-classic-CoordAtt.yaml").model, YOLO("yolov8n.yaml").model
+    assert base_recipe(sample, classic) == {**DEFAULT_RECIPE, **recipe.SAMPLE_RECIPE}
+    assert base_recipe(sample, v8) == base_recipe(sample) == DEFAULT_RECIPE
+    assert base_recipe(tmp_path / "data.yaml", classic) == {}

@@ -7,18 +7,27 @@ Usage:
     attnyolo train resume=True                      # continue the newest interrupted run
 Keys: model, data, pretrained, resume, evaluate, plus every Ultralytics training setting (epochs, imgsz, batch,
 device, workers, project, name, seed, lr0, ...). With no data=, the sample dataset is generated on first use.
+trust_checkpoint=True reads .pt files you vouch for with full unpickling (docs/security.md).
 """
 
 from ..engine.trainer import DEFAULT_MODEL, train
 from ..evaluation.report import format_metrics_table
-from ..utils.cli import parse_kv_args, ultralytics_keys
+from ..utils.cli import TRUST_KEY, apply_trust_checkpoint, parse_kv_args, ultralytics_keys
 
-DEFAULTS = {"model": DEFAULT_MODEL, "data": None, "pretrained": None, "resume": False, "evaluate": True}
+DEFAULTS = {
+    "model": DEFAULT_MODEL,
+    "data": None,
+    "pretrained": None,
+    "resume": False,
+    "evaluate": True,
+    TRUST_KEY: False,
+}
 
 
 def main(argv):
     """Parse key=value arguments, train, evaluate, print the AP table and the run directory."""
     args = parse_kv_args(argv, DEFAULTS, __doc__, passthrough=ultralytics_keys())
+    apply_trust_checkpoint(args)
     metrics, run_dir, transfer = train(**args)
     if transfer is not None:
         print(f"pretrained {args['pretrained']}: {transfer.summary()}")

@@ -58,6 +58,13 @@ PATCHES: tuple[Patch, ...] = (
         "the probe image needs the model's input channels, not the Focus stem's 12",
     ),
     Patch(
+        "ultralytics.nn.tasks",
+        "torch_safe_load",
+        checkpoints.wrap_torch_safe_load,
+        "it unpickles checkpoints in full, running any code a file names; read with weights_only=True and an "
+        "allowlist of what Ultralytics and AttnYOLO checkpoints contain unless the user trusts the file",
+    ),
+    Patch(
         "ultralytics.engine.trainer",
         "strip_optimizer",
         checkpoints.wrap_strip_optimizer,

@@ -169,6 +169,32 @@ def _check_trainer_files() -> None:
         raise AssertionError("BaseTrainer.save_model no longer writes to self.last / self.best")
 
 
+def _check_safe_load() -> None:
+    import fractions
+    import tempfile
+    from pathlib import Path
+
+    from ultralytics.nn.tasks import DetectionModel, load_checkpoint
+
+    from ..errors import CheckpointError
+
+    with tempfile.TemporaryDirectory() as folder:
+        good, bad = Path(folder) / "good.pt", Path(folder) / "bad.pt"
+        model = DetectionModel(dict(_LAYERS_CFG), ch=3, verbose=False)
+        torch.save({"model": model}, good)
+        torch.save({"model": model, "x": fractions.Fraction(1, 2)}, bad)  # harmless, but never in a checkpoint
+        loaded, _ = load_checkpoint(good)
+        if type(loaded) is not DetectionModel:
+            raise AssertionError(f"load_checkpoint returned {type(loaded).__name__} for a DetectionModel checkpoint")
+        try:
+            load_checkpoint(bad)
+        except CheckpointError as error:
+            if "fractions.Fraction" not in str(error):
+                raise AssertionError(f"the refusal does not name the disallowed global: {error}") from None
+        else:
+            raise AssertionError("load_checkpoint unpickled a checkpoint that references fractions.Fraction")
+
+
 # name of the check -> (the Ultralytics internal it proves, check)
 SELF_CHECKS: dict[str, tuple[str, Callable[[], None]]] = {
     "parser": ("ultralytics.nn.tasks.parse_model (channel inference for attention rows)", _check_parser),
@@ -178,6 +204,7 @@ SELF_CHECKS: dict[str, tuple[str, Callable[[], None]]] = {
     "criterion": ("ultralytics.nn.tasks.DetectionModel.init_criterion", _check_criterion),
     "flops": ("ultralytics.utils.torch_utils.get_flops", _check_flops),
     "trainer_files": ("ultralytics.engine.trainer.strip_optimizer / BaseTrainer.save_model", _check_trainer_files),
+    "safe_load": ("ultralytics.nn.tasks.torch_safe_load (behind load_checkpoint)", _check_safe_load),
 }
 
 

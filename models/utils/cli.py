@@ -97,6 +97,22 @@ def kinds_arg(value, key: str = "kinds") -> list[str] | None:
     return kinds
 
 
+TRUST_KEY = "trust_checkpoint"  # every tool that opens checkpoints accepts it
+
+
+def apply_trust_checkpoint(args: dict) -> None:
+    """Remove ``trust_checkpoint`` from parsed arguments; when true, read checkpoints with full unpickling.
+
+    By default checkpoints are read without running code from them, and a file that references anything Ultralytics
+    and AttnYOLO checkpoints never contain is refused. ``trust_checkpoint=True`` says the user vouches for the files
+    this run opens (the setting is inherited by the processes it starts, e.g. multi-GPU workers).
+    """
+    if args.pop(TRUST_KEY, False):
+        from ..integration.checkpoints import trust_checkpoints
+
+        trust_checkpoints()
+
+
 def ultralytics_keys() -> set[str]:
     """Every setting Ultralytics' train/val/predict/export accept (its default configuration's keys)."""
     from ultralytics.cfg import DEFAULT_CFG_DICT

@@ -232,7 +232,7 @@ def _damaged(label: str, error: BaseException) -> CheckpointError:
             "training (export it again for TorchScript)."
         )
     return CheckpointError(
-        f"{label} is not a loadable checkpoint: the file is empty, truncated or not a checkpoint "
+        f"{label} is not a loadable checkpoint: the file is empty, truncated or corrupted "
         f"({type(error).__name__}: {reason[:160]}). Fix: pass a .pt file written by training, e.g. "
         "runs/train/exp/weights/best.pt."
     )

@@ -86,6 +86,20 @@ READS: tuple[tuple[str, str], ...] = (
     ("ultralytics.utils.downloads.GITHUB_ASSETS_NAMES", "integration/names.py: stock weights stay downloadable"),
     ("BaseTrainer.save_model writes to BaseTrainer.last / .best", "integration/checkpoints.py: atomic writes"),
     (
+        "ultralytics.data.utils.verify_image_label(im_file, lb_file, prefix, keypoint, num_cls, nkpt, ndim, "
+        "single_cls) is the dataset's verdict on each image: None for a dropped image, else its deduplicated labels",
+        "integration/datasets.py: the evaluator's ground truth covers the images the validator evaluates",
+    ),
+    (
+        "a validator's dataloader.dataset.im_files are the images it evaluated",
+        "integration/datasets.py evaluated_images: scoring is restricted to them",
+    ),
+    (
+        "BaseValidator.__call__ runs finalize_metrics, then writes predictions.json in place if jdict is non-empty",
+        "evaluation/validator.py: PycocotoolsDetectionValidator takes jdict in finalize_metrics; the file is written "
+        "atomically instead",
+    ),
+    (
         "AutoBackend runs .pt models channels-last on x86 CPUs with oneDNN (Linux, Windows)",
         "integration/internals.py predictor_channels_last: benchmarks time the memory order predict/val use",
     ),

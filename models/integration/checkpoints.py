@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
-from ..utils.atomic import atomic_path, replace_atomically, temporary_sibling
+from ..utils.atomic import atomic_path, remove_stale_temporaries, replace_atomically, temporary_sibling
 
 TRUST_ENV = "ATTNYOLO_TRUST_CHECKPOINTS"  # "1": read every checkpoint with full unpickling (the user vouches for it)
 TRUST_HINT = f"If you trust this file, pass trust_checkpoint=True (or set {TRUST_ENV}=1)."
@@ -459,8 +459,9 @@ def save_model_atomically(trainer: Any, save: Callable[[], Any]) -> Any:
     """
     final = {"last": Path(trainer.last), "best": Path(trainer.best)}
     tmp = {key: temporary_sibling(path) for key, path in final.items()}
-    for path in tmp.values():  # a leftover from a crash must not be renamed over a good checkpoint below
+    for key, path in tmp.items():  # a leftover from a crash must not be renamed over a good checkpoint below
         path.unlink(missing_ok=True)
+        remove_stale_temporaries(final[key])  # nor fill the disk: a killed run's temporaries go here
     trainer.last, trainer.best = tmp["last"], tmp["best"]
     try:
         saved = save()

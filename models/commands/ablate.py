@@ -21,7 +21,14 @@ from pathlib import Path
 
 from ..analysis.ablation import run_ablation
 from ..analysis.models import DEFAULT_FAMILY, default_models
-from ..utils.cli import TRUST_KEY, apply_trust_checkpoint, kinds_arg, parse_kv_args, ultralytics_keys
+from ..utils.cli import (
+    TRUST_KEY,
+    apply_trust_checkpoint,
+    check_run_settings,
+    kinds_arg,
+    parse_kv_args,
+    ultralytics_keys,
+)
 from ..utils.paths import runs_dir
 
 DEFAULTS = {
@@ -40,6 +47,7 @@ def main(argv):
     """Parse key=value arguments, run (or continue) the ablation, print the table and the files written."""
     args = parse_kv_args(argv, DEFAULTS, __doc__, passthrough=ultralytics_keys() - {"model", "resume", "exist_ok"})
     apply_trust_checkpoint(args)
+    check_run_settings(args, "train")
     models = args.pop("models")
     family, kinds = args.pop("family"), kinds_arg(args.pop("kinds"))
     if models is None:

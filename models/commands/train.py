@@ -12,7 +12,7 @@ trust_checkpoint=True reads .pt files you vouch for with full unpickling (docs/s
 
 from ..engine.trainer import DEFAULT_MODEL, train
 from ..evaluation.report import format_metrics_table
-from ..utils.cli import TRUST_KEY, apply_trust_checkpoint, parse_kv_args, ultralytics_keys
+from ..utils.cli import TRUST_KEY, apply_trust_checkpoint, check_run_settings, parse_kv_args, ultralytics_keys
 
 DEFAULTS = {
     "model": DEFAULT_MODEL,
@@ -28,6 +28,7 @@ def main(argv):
     """Parse key=value arguments, train, evaluate, print the AP table and the run directory."""
     args = parse_kv_args(argv, DEFAULTS, __doc__, passthrough=ultralytics_keys())
     apply_trust_checkpoint(args)
+    check_run_settings(args, "train")
     metrics, run_dir, transfer = train(**args)
     if transfer is not None:
         print(f"pretrained {args['pretrained']}: {transfer.summary()}")

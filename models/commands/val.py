@@ -14,7 +14,7 @@ trust_checkpoint=True reads .pt files you vouch for with full unpickling (docs/s
 
 from ..evaluation.report import DEFAULT_NAME, format_metrics_table, run_directory
 from ..evaluation.validator import score_predictions_file, validate_model
-from ..utils.cli import TRUST_KEY, apply_trust_checkpoint, fail, parse_kv_args, ultralytics_keys
+from ..utils.cli import TRUST_KEY, apply_trust_checkpoint, check_run_settings, fail, parse_kv_args, ultralytics_keys
 
 DEFAULTS = {
     "model": None,
@@ -32,6 +32,7 @@ def main(argv):
     """Parse key=value arguments, score the model or the predictions file, print the table and where it went."""
     args = parse_kv_args(argv, DEFAULTS, __doc__, passthrough=ultralytics_keys())
     apply_trust_checkpoint(args)
+    check_run_settings(args, "val")
     model, data, predictions = args.pop("model"), args.pop("data"), args.pop("predictions")
     if data is None:
         fail("data= is required, e.g. data=data/sample/data.yaml. Run with 'help' for usage.")

@@ -282,7 +282,7 @@ def _legacy_globals(path: Path) -> list[str] | None:
     return [name for name in dict.fromkeys(names) if name not in default]
 
 
-def read_checkpoint(path: str | Path, trust: bool = False, label: str | None = None) -> Any:
+def read_checkpoint(path: str | Path, trust: bool = False, label: str | None = None, mmap: bool = False) -> Any:
     """Read a checkpoint without running code from it; refuse one that references anything checkpoints never hold.
 
     The file is read with ``torch.load(weights_only=True)`` after registering the globals it references, each checked
@@ -293,6 +293,7 @@ def read_checkpoint(path: str | Path, trust: bool = False, label: str | None = N
         path: The checkpoint file.
         trust: Read with full unpickling (the user vouches for the file); also on when :func:`checkpoints_trusted`.
         label: How messages name the file (default: the path), e.g. ``model=best.pt``.
+        mmap: Map the tensors instead of reading them (zip checkpoints), to look at a large file's metadata cheaply.
 
     Returns:
         What the file holds: for Ultralytics and AttnYOLO checkpoints the checkpoint dict.
@@ -328,7 +329,7 @@ def read_checkpoint(path: str | Path, trust: bool = False, label: str | None = N
             return foreign
         raise
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap and not legacy)
     except pickle.UnpicklingError as error:
         if legacy:
             raise CheckpointError(

@@ -14,6 +14,7 @@ For YOLOX models it also switches the YOLOX loss's L1 term on for the final ``cl
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 
 from torch import nn
@@ -22,7 +23,13 @@ from ultralytics.utils import DEFAULT_CFG, LOGGER, RANK
 from ultralytics.utils.torch_utils import unwrap_model
 
 from ..errors import CheckpointError
-from ..integration.checkpoints import check_checkpoint_file, load_model, read_checkpoint, save_model_atomically
+from ..integration.checkpoints import (
+    check_checkpoint_file,
+    checkpoint_label,
+    load_model,
+    read_checkpoint,
+    save_model_atomically,
+)
 from ..integration.names import check_model_source
 from ..utils.atomic import write_text_atomic
 from ..utils.cli import set_interrupt_advice
@@ -298,8 +305,10 @@ def train(model: str = DEFAULT_MODEL, data: str | None = None, pretrained=None, 
         elif pretrained is not None:
             settings["pretrained"] = pretrained
         state["data"] = data
-        yolo = state["yolo"] = YOLO(model)
-        yolo.train(data=data, trainer=AttnDetectionTrainer, **settings)
+        with checkpoint_label(f"model={model}"):  # messages about a checkpoint name the argument it came from
+            yolo = state["yolo"] = YOLO(model)
+        with checkpoint_label(f"pretrained={pretrained}") if isinstance(pretrained, (str, Path)) else nullcontext():
+            yolo.train(data=data, trainer=AttnDetectionTrainer, **settings)
     trainer = yolo.trainer
     run_dir = Path(trainer.save_dir)
     # Resuming also rebuilds the model from its checkpoint through get_model; only report a real pretrained transfer.

@@ -360,14 +360,17 @@ def wrap_torch_safe_load(original):
     Ultralytics' ``load_checkpoint`` (behind ``YOLO(path)``, resume, ``pretrained=``, AutoBackend) opens every ``.pt``
     file with ``torch_safe_load``, which unpickles in full. Kept from the original: the ``.pt`` suffix check, bare
     asset names downloaded through ``attempt_download_asset``, one re-download of a damaged cached asset, and a
-    pickled whole model turned into ``{"model": ...}``. With the user's opt-in the original runs unchanged.
+    pickled whole model turned into ``{"model": ...}``. With the user's opt-in the original runs unchanged, except
+    that files in a foreign format (:mod:`attnyolo.engine.importing`) are always read by that format's loader.
     """
 
     @functools.wraps(original)
     def torch_safe_load(weight, *args, **kwargs):
         """Load a checkpoint as Ultralytics does, but with :func:`read_checkpoint`'s allowlist."""
         if checkpoints_trusted():
-            return original(weight, *args, **kwargs)
+            # A foreign format is still read by its own loader: Ultralytics cannot build such a file's classes.
+            foreign = _foreign(Path(str(weight))) if Path(str(weight)).is_file() else None
+            return (foreign, str(weight)) if foreign is not None else original(weight, *args, **kwargs)
         from ultralytics.utils.checks import check_suffix
         from ultralytics.utils.downloads import GITHUB_ASSETS_NAMES, attempt_download_asset
 

@@ -251,3 +251,15 @@ def test_predict_reports_start_up_and_steady_rate(tiny_checkpoint, sample_data, 
         r"\d+\.\d frames/s \(\d+\.\d frames/s overall\)",
         out,
     ), out
+
+
+def test_error_lines_carry_no_colour_codes(capsys):
+    from attnyolo.utils.cli import run_tool
+
+    def main(argv):  # Ultralytics colours parts of its messages (colorstr) and adds emoji
+        raise FileNotFoundError("\x1b[34m\x1b[1mval: \x1b[0mDataset 'x.yaml' images not found ⚠️, missing path 'y'")
+
+    with pytest.raises(SystemExit) as done:
+        run_tool(main, [])
+    assert done.value.code == 1
+    assert capsys.readouterr().err == "error: val: Dataset 'x.yaml' images not found , missing path 'y'\n"

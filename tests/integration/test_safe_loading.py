@@ -239,6 +239,9 @@ def test_a_foreign_format_is_asked_before_refusing(malicious_checkpoint, monkeyp
     monkeypatch.setattr(importing, "formats", lambda: [fmt])
     assert YOLO(path).model is model
     assert not marker.exists()
+    monkeypatch.setenv(TRUST_ENV, "1")  # trusting files does not hand a foreign format to Ultralytics' unpickler
+    assert YOLO(path).model is model
+    assert not marker.exists()
 
 
 def test_the_loader_wrap_is_installed_and_named():

@@ -304,7 +304,10 @@ def read_checkpoint(path: str | Path, trust: bool = False, label: str | None = N
     path = Path(path)
     label = label or _label.get() or str(path)
     if trust or checkpoints_trusted():
-        return torch.load(path, map_location="cpu", weights_only=False)
+        try:
+            return torch.load(path, map_location="cpu", weights_only=False)
+        except (RuntimeError, EOFError, pickle.UnpicklingError) as error:
+            raise _damaged(label, error) from None
     if not hasattr(torch.serialization, "get_unsafe_globals_in_checkpoint"):
         raise CheckpointError(
             f"{label}: reading a checkpoint without running code from it needs torch >= 2.6 (installed: "

@@ -25,14 +25,18 @@ def perfect_predictions(sample_data, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory):
-    """An untrained 3-class detector of a few kilobytes, saved by Ultralytics' own YOLO.save (fast tool runs)."""
+    """An untrained 3-class detector of a few kilobytes, saved by Ultralytics' own YOLO.save (fast tool runs).
+
+    Stock layers only: an attention layer's first forward pass would build the fused CPU kernels, which takes
+    seconds; the tools' failure paths do not depend on the layers.
+    """
     import yaml
     from ultralytics import YOLO
 
     folder = tmp_path_factory.mktemp("tiny")
     cfg = {
         "nc": 3,
-        "backbone": [[-1, 1, "Conv", [8, 3, 2]], [-1, 1, "Conv", [16, 3, 2]], [-1, 1, "CoordAtt", []]],
+        "backbone": [[-1, 1, "Conv", [8, 3, 2]], [-1, 1, "Conv", [16, 3, 2]], [-1, 1, "SPPF", [16, 5]]],
         "head": [[[2], 1, "Detect", ["nc"]]],
     }
     (folder / "tiny.yaml").write_text(yaml.safe_dump(cfg))

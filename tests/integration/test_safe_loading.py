@@ -44,7 +44,8 @@ def pickle_globals(path) -> set[str]:
 
 @pytest.fixture(autouse=True)
 def _untrusted(monkeypatch):
-    monkeypatch.delenv(TRUST_ENV, raising=False)
+    # setenv, not delenv: monkeypatch then also removes the value a tool under test sets for trust_checkpoint=True.
+    monkeypatch.setenv(TRUST_ENV, "0")
 
 
 @pytest.mark.parametrize("name", ["legacy_attention_v0.pt", "legacy_yolox_v0.pt"])

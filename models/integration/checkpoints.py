@@ -91,19 +91,24 @@ def trust_checkpoints(enabled: bool = True) -> None:
         os.environ.pop(TRUST_ENV, None)
 
 
-def _checkpoint_getattr(obj: Any, name: str) -> Any:
-    """``getattr`` restricted to what checkpoints use it for: methods and members of model layers.
+# The methods checkpoints hold references to: Ultralytics pickles a layer's `forward`/`forward_fuse` (stock YOLOv8 and
+# YOLO11 checkpoints of some tasks), and YOLOX models of attnyolo <= 0.2 a Conv's `type` method. Calling any other
+# method during unpickling could have effects (Ultralytics' `predict(visualize=...)` writes files), so none is served.
+_CHECKPOINT_METHODS = frozenset({"forward", "forward_fuse", "type"})
 
-    Pickle stores a bound method as ``getattr(instance, name)`` (Ultralytics checkpoints hold ``Detect.forward``-style
-    references, YOLOX models of attnyolo <= 0.2 a Conv's ``type`` method) and an enum member or class attribute as
-    ``getattr(class, name)``. Anything else, and every underscore name, is refused: an unrestricted getattr reaches
-    any object's globals.
+
+def _checkpoint_getattr(obj: Any, name: str) -> Any:
+    """``getattr`` restricted to what checkpoints use it for: a few layer methods and enum members.
+
+    Pickle stores a bound method as ``getattr(instance, name)`` and an enum member or a function defined on a class as
+    ``getattr(class, name)``. Anything else is refused: an unrestricted getattr reaches any object's globals.
     """
-    if not name.startswith("_"):
-        if isinstance(obj, nn.Module) and callable(getattr(type(obj), name, None)):
-            return getattr(obj, name)
-        if isinstance(obj, type) and issubclass(obj, (nn.Module, enum.Enum)):
-            return getattr(obj, name)
+    if isinstance(obj, nn.Module) and name in _CHECKPOINT_METHODS and callable(getattr(type(obj), name, None)):
+        return getattr(obj, name)
+    if isinstance(obj, type) and issubclass(obj, nn.Module) and name in _CHECKPOINT_METHODS - {"type"}:
+        return getattr(obj, name)
+    if isinstance(obj, type) and issubclass(obj, enum.Enum) and name in obj.__members__:
+        return obj[name]
     raise pickle.UnpicklingError(f"getattr({type(obj).__name__}, {name!r}) is not a model layer's method or member")
 
 

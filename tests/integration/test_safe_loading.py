@@ -5,6 +5,7 @@ Ultralytics' own ``YOLO.save``. Malicious files are pickles that would create a 
 """
 
 import io
+import pickle
 import pickletools
 import subprocess
 import sys
@@ -150,6 +151,30 @@ def _pickle_in_checkpoint(tmp_path, data_pkl: bytes) -> Path:
         for item in src.infolist():
             out.writestr(item, data_pkl if item.filename.endswith("data.pkl") else src.read(item))
     return path
+
+
+@pytest.mark.parametrize(
+    ("obj", "name", "allowed"),
+    [
+        (torch.nn.Conv2d(1, 1, 1), "forward", True),
+        (torch.nn.Conv2d(1, 1, 1), "type", True),  # attnyolo <= 0.2 YOLOX checkpoints
+        (tasks.Detect, "forward", True),
+        (torch.nn.Conv2d(1, 1, 1), "__init__", False),
+        (torch.nn.Conv2d(1, 1, 1), "register_forward_hook", False),
+        (tasks.DetectionModel, "predict", False),  # predict(visualize=dir) writes files
+        (tasks.DetectionModel, "__init__", False),
+        (torch, "load", False),
+        ("text", "format", False),
+    ],
+)
+def test_the_checkpoint_getattr_serves_only_what_checkpoints_use(obj, name, allowed):
+    from attnyolo.integration.checkpoints import _checkpoint_getattr
+
+    if allowed:
+        assert _checkpoint_getattr(obj, name) == getattr(obj, name)
+    else:
+        with pytest.raises(pickle.UnpicklingError):
+            _checkpoint_getattr(obj, name)
 
 
 def test_the_allowed_getattr_cannot_reach_globals(tmp_path):

@@ -53,7 +53,8 @@ _MODEL_MODULES = ("torch.nn.modules.", "ultralytics.nn.modules.", "ultralytics.n
 # Training-state classes older checkpoints pickled with the model (the loss criterion and its assigner); allowed when
 # the class is defined in exactly that module.
 _CRITERION_MODULES = ("ultralytics.utils.loss", "ultralytics.utils.tal", "attnyolo.yolox.loss", "attnyolo.yolox.simota")
-# Module paths renamed by Ultralytics releases (the renames its torch_safe_load applies while unpickling).
+# Module paths renamed by Ultralytics releases: the renames Ultralytics' own torch_safe_load applies while unpickling
+# (ultralytics/nn/tasks.py, temporary_modules(...) in torch_safe_load, Ultralytics 8.4.180 and 8.4.190).
 _RENAMED_MODULES = {
     "ultralytics.yolo.utils": "ultralytics.utils",
     "ultralytics.yolo.v8": "ultralytics.models.yolo",
@@ -191,7 +192,7 @@ def allowed_global(name: str) -> Any | None:
     if module in attnyolo.LEGACY_MODULES:  # attnyolo 0.1's flat layout: the same classes under their old paths
         obj = getattr(attnyolo.LEGACY_MODULES[module], attr, None)
         return obj if isinstance(obj, type) and issubclass(obj, nn.Module) else None
-    if any(module.startswith(prefix) or module == prefix.rstrip(".") for prefix in _MODEL_MODULES):
+    if any(module == root or module.startswith(root + ".") for root in (p.rstrip(".") for p in _MODEL_MODULES)):
         obj = _import_attribute(module, attr)
         return obj if isinstance(obj, type) and issubclass(obj, nn.Module) else None
     if module in _CRITERION_MODULES:

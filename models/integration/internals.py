@@ -100,6 +100,10 @@ READS: tuple[tuple[str, str], ...] = (
         "atomically instead",
     ),
     (
+        "a predictor's dataset.frames lists each camera/stream's frame count, inf for a live source (LoadStreams)",
+        "engine/predict.py: a live stream whose loader ends has dropped; said in one line with the frames written",
+    ),
+    (
         "AutoBackend runs .pt models channels-last on x86 CPUs with oneDNN (Linux, Windows)",
         "integration/internals.py predictor_channels_last: benchmarks time the memory order predict/val use",
     ),

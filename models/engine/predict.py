@@ -117,12 +117,14 @@ def _quiet_opencv() -> None:
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 
 
-def _stream_stopped(dataset, frames: int) -> bool:
-    """Whether a camera or stream loader ended before its source did: a live source (no frame count) never ends."""
+def _stream_stopped(dataset) -> bool:
+    """Whether a camera or stream loader ended on a live source (no frame count): such a source never ends by itself.
+
+    A stream of known length may end normally with fewer frames processed than it has: without ``stream_buffer``
+    Ultralytics skips frames that arrive while the model is busy.
+    """
     counts = getattr(dataset, "frames", None)
-    if not isinstance(counts, list) or not counts:
-        return False
-    return any(math.isinf(c) or frames < c - 1 for c in counts)
+    return isinstance(counts, list) and any(isinstance(c, float) and math.isinf(c) for c in counts)
 
 
 def predict(model=None, source=None, save_json: bool = False, progress_every: int = 25, **kw) -> dict:
@@ -199,7 +201,7 @@ def predict(model=None, source=None, save_json: bool = False, progress_every: in
         save_dir.mkdir(parents=True, exist_ok=True)
         out["json"] = write_text_atomic(save_dir / "detections.json", json.dumps(records, indent=1))
     out["warnings"] = _warn_short_videos(per_path, int(kw.get("vid_stride") or 1), save_dir)
-    if _is_stream(source) and _stream_stopped(getattr(yolo.predictor, "dataset", None), frames):
+    if _is_stream(source) and _stream_stopped(getattr(yolo.predictor, "dataset", None)):
         raise ConnectionError(
             f"source={source}: the stream stopped after {frames} frames (connection lost or camera disconnected); "
             f"the {frames} frames were written to {save_dir}."

@@ -406,7 +406,7 @@ def load_official_weights(
     mapping = official_key_map(model, label)
     ours = model.state_dict()
     wanted = {official: key for key, official in mapping.items() if official is not None}
-    extra = sorted(set(state) - set(wanted))
+    extra = [official for official in state if official not in wanted]
     if extra:
         raise CheckpointError(
             f"{source} has {len(extra)} tensor(s) {label} has no place for, e.g. {', '.join(extra[:3])}. Fix: pass the "
@@ -491,6 +491,7 @@ def load(path: Path, model: str | None = None, nc: int | None = None) -> tuple[d
     except CheckpointError as error:
         found = f" The file is {size.describe()}, inferred from its shapes." if size else ""
         raise CheckpointError(f"{error}{found}") from None
+    det.nc = nc  # the attributes Ultralytics' trainer gives the models it saves
     det.names = coco_class_names() if nc == COCO_NUM_CLASSES else {i: f"class{i}" for i in range(nc)}
     det.eval()
     imgsz = size.test_size if size else 640

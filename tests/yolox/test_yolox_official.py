@@ -222,3 +222,23 @@ def test_a_different_class_count_reinitialises_only_the_class_branch():
     assert report["reinitialised"] == [f"head.cls_preds.{i}.{p}" for i in range(3) for p in ("weight", "bias")]
     assert report["mapped"] == report["official"] - 6
     torch.testing.assert_close(model.model[-1].cls_preds[0].bias, fresh_bias)  # the prior-probability bias stays
+
+
+def test_coco_names_come_from_ultralytics_and_a_changed_file_fails_the_self_check(monkeypatch, tmp_path):
+    import ultralytics
+
+    from attnyolo.errors import UnsupportedUltralyticsError
+    from attnyolo.integration import version
+
+    names = coco_class_names()
+    assert len(names) == 80 and (names[0], names[2], names[16], names[79]) == ("person", "car", "dog", "toothbrush")
+    (tmp_path / "cfg" / "datasets").mkdir(parents=True)
+    (tmp_path / "cfg" / "datasets" / "coco.yaml").write_text("names:\n  0: person\n")
+    monkeypatch.setattr(ultralytics, "__file__", str(tmp_path / "__init__.py"))
+    monkeypatch.setattr(version, "installed_version", lambda: "8.9.0")
+    monkeypatch.setattr(version, "SELF_CHECKS", {"coco_names": version.SELF_CHECKS["coco_names"]})
+    try:
+        with pytest.raises(UnsupportedUltralyticsError, match="changed ultralytics/cfg/datasets/coco.yaml"):
+            version.self_check()
+    finally:
+        coco_class_names.cache_clear()  # the next caller reads the real file again

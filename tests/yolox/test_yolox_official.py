@@ -23,7 +23,7 @@ from attnyolo.yolox.official import (
     official_key_map,
 )
 
-SIZES = ["nano", "tiny", "s", pytest.param("m", marks=pytest.mark.slow), "l", pytest.param("x", marks=pytest.mark.slow)]
+SIZES = ["nano", "tiny", "s", *(pytest.param(size, marks=pytest.mark.slow) for size in "mlx")]  # m, l, x: 1-3 s each
 
 
 # ------------------------------------------------------------------------------------------------------- key map

@@ -466,6 +466,7 @@ def load(path: Path, model: str | None = None, nc: int | None = None) -> tuple[d
     from .head import YOLOXDetect
 
     state, others = read_official(path)
+    _cache.clear()  # the weights are about to be copied; do not keep a second copy (400 MB for YOLOX-X) alive
     source = f"source={path}"
     file_nc = int(state[CLASS_KEY].shape[0])
     if nc is not None and (isinstance(nc, bool) or not isinstance(nc, int) or nc < 1):

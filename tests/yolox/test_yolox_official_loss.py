@@ -3,13 +3,16 @@
 tests/fixtures/yolox/loss_cases.* hold what the official code computed for YOLOX-Nano with the seeded weights in train
 mode on a batch of 3 images (128x160, N = 420 points) in five cases: one GT per image; overlapping GTs with dynamic
 k = 2 and contested points; an image without GTs; the overlap case with the L1 term on; no GT at all. The official
-decisions closest to a flip are 1e-3 away (case 2, image 0: top-10 IoU sum 2.0010, k = 2).
+decisions closest to a flip are 1e-3 away (case 2, image 0: top-10 IoU sum 2.0010, k = 2). loss_cases_s.json holds the
+same cases for YOLOX-S.
 """
+
+import json
 
 import numpy as np
 import pytest
 import torch
-from official_helpers import loss_cases, stored
+from official_helpers import FIXTURES, loss_cases, stored
 from ultralytics import YOLO
 
 from attnyolo.yolox.loss import YOLOXLoss
@@ -104,3 +107,27 @@ def test_converted_model_loss_in_train_mode_equals_the_official_loss(converted_c
     with torch.no_grad():
         # through the network the predicted boxes carry float noise: IoU targets agree to 1e-4
         assert_same_assignment(model.criterion.assign(model(images), batch), case, data, iou_atol=1e-4)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", CASES)
+def test_converted_yolox_s_loss_equals_the_official_loss(converted_checkpoint, case, data):
+    expected = json.loads((FIXTURES / "loss_cases_s.json").read_text())["cases"][case]
+    model = YOLO(str(converted_checkpoint("s"))).model.train()
+    images = torch.from_numpy(data["images"][:, ::-1].copy()).float() / 255
+    batch = {"img": images, **batch_of(case, data)}
+    model.criterion = model.init_criterion()
+    model.criterion.use_l1 = expected["use_l1"]
+    with torch.no_grad():
+        _, items = model.loss(batch)
+        assignment = model.criterion.assign(model(images), batch)
+    total, iou, obj, cls, l1, _ = expected["losses"]
+    got = {k: float(v) for k, v in items.items()}
+    assert sum(got.values()) == pytest.approx(total, rel=1e-4)
+    for name, value in {"iou_loss": iou, "obj_loss": obj, "cls_loss": cls, "l1_loss": l1}.items():
+        assert got[name] == pytest.approx(value, rel=1e-4, abs=1e-6), name
+    for b, image in enumerate(expected["images"]):
+        fg = assignment.result.fg_mask[b]
+        assert fg.nonzero().squeeze(1).tolist() == image["fg_idx"]
+        assert assignment.result.gt_index[b][fg].tolist() == image["matched_gt"]
+        np.testing.assert_allclose(assignment.result.iou[b][fg].numpy(), image["iou_target"], rtol=0, atol=1e-4)

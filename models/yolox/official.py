@@ -173,6 +173,26 @@ def _kind_of(module: nn.Module) -> str | None:
     return kinds.get(type(module))
 
 
+# CSP blocks whose bottlenecks add their input (CSPDarknet's dark2..dark4); dark5 and the PAFPN's do not.
+_SHORTCUT_CSP = {f"{_B}dark2.1", f"{_B}dark3.1", f"{_B}dark4.1"}
+_SPP_KERNELS = (5, 9, 13)  # SPPBottleneck's max-pool sizes
+
+
+def _behaviour_differs(module: nn.Module, row: OfficialRow) -> str | None:
+    """What a row of the right type does differently from YOLOX's module (no weights show it), or None."""
+    if row.kind == "CSP":
+        adds = {bool(getattr(b, "add", False)) for b in module.m}
+        if adds != {row.role in _SHORTCUT_CSP}:
+            return f"its bottlenecks {'add' if True in adds else 'do not add'} their input, YOLOX's do the opposite"
+    if row.kind == "SPP":
+        kernels = tuple(getattr(pool, "kernel_size", None) for pool in module.m)
+        if kernels != _SPP_KERNELS:
+            return f"max-pool sizes {kernels}, YOLOX's are {_SPP_KERNELS}"
+    if row.kind == "Upsample" and (module.scale_factor not in (2, 2.0) or module.mode != "nearest"):
+        return f"upsampling x{module.scale_factor} '{module.mode}', YOLOX's is x2 'nearest'"
+    return None
+
+
 def _attention_rows(layers: nn.Sequential) -> set[int]:
     """Indices of rows that are attention layers (possibly repeated inside an nn.Sequential)."""
     from ..layers.registry import layer_classes
@@ -219,7 +239,7 @@ def official_rows(model: nn.Module, label: str = "model") -> dict[int, OfficialR
         """The non-attention row whose output reaches row input ``j`` (attention rows pass their input on)."""
         while j in attention:
             f = layers[j].f
-            j = j - 1 if f == -1 else f
+            j = j + f if f < 0 else f
         return j
 
     for k, (i, row) in enumerate(zip(skeleton, OFFICIAL_ROWS)):
@@ -230,6 +250,9 @@ def official_rows(model: nn.Module, label: str = "model") -> dict[int, OfficialR
                 f"{label}, row {i}: a {type(m).__name__} where YOLOX has {row.kind} '{row.role}'. Fix: pass a YOLOX "
                 "model YAML (yolox-<size>[-<kind>].yaml) or leave model= out to infer the size."
             )
+        behaviour = _behaviour_differs(m, row)
+        if behaviour:
+            raise CheckpointError(f"{label}, row {i} ('{row.role}'): {behaviour}. Fix: pass a YOLOX model YAML.")
         if k == 0:
             continue  # the stem reads the image
         f = m.f if isinstance(m.f, list) else [m.f]

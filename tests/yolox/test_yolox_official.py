@@ -98,6 +98,14 @@ def test_a_model_that_is_not_yoloxs_network_is_refused_naming_the_row():
     d["head"][2][0] = [6, -1]  # concatenate dark4 first: same channels, not YOLOX's order
     with pytest.raises(CheckpointError, match=r"row 12 \('concat P4'\) reads \['backbone.backbone.dark4.1'"):
         official_key_map(DetectionModel(d, verbose=False))
+    d = yaml_model_load("yolox-s.yaml")
+    d["head"][3][3] = [512]  # C3_p4 with shortcuts: same tensors, different sums
+    with pytest.raises(CheckpointError, match=r"row 13 \('backbone.C3_p4'\): its bottlenecks add their input"):
+        official_key_map(DetectionModel(d, verbose=False))
+    d = yaml_model_load("yolox-s.yaml")
+    d["backbone"][8][3] = [1024, [5, 9, 15]]
+    with pytest.raises(CheckpointError, match=r"max-pool sizes \(5, 9, 15\), YOLOX's are \(5, 9, 13\)"):
+        official_key_map(DetectionModel(d, verbose=False))
 
 
 # ------------------------------------------------------------------------------------------------ size inference

@@ -184,8 +184,8 @@ def recipe_settings(recipe: str, model, settings: dict, overrides: dict) -> tupl
     """
     from ..yolox.recipe import resolve_recipe
 
-    recipe_settings, trainer_class = resolve_recipe(recipe, model, overrides)
-    return {**settings, **recipe_settings, "project": settings["project"]}, trainer_class
+    chosen, trainer_class = resolve_recipe(recipe, model, overrides)
+    return {**settings, **chosen, "project": settings["project"]}, trainer_class
 
 
 def recipe_trainer_of(run_dir: str | Path) -> type:

@@ -79,6 +79,10 @@ READS: tuple[tuple[str, str], ...] = (
     ("ultralytics.utils.downloads.GITHUB_ASSETS_NAMES", "integration/names.py: stock weights stay downloadable"),
     ("BaseTrainer.save_model writes to BaseTrainer.last / .best", "integration/checkpoints.py: atomic writes"),
     (
+        "ultralytics/cfg/datasets/coco.yaml lists the 80 COCO class names under 'names'",
+        "integration/datasets.py: class names of checkpoints converted from official YOLOX COCO weights",
+    ),
+    (
         "AutoBackend runs .pt models channels-last on x86 CPUs with oneDNN (Linux, Windows)",
         "integration/internals.py predictor_channels_last: benchmarks time the memory order predict/val use",
     ),

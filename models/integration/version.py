@@ -169,6 +169,15 @@ def _check_trainer_files() -> None:
         raise AssertionError("BaseTrainer.save_model no longer writes to self.last / self.best")
 
 
+def _check_coco_names() -> None:
+    from .datasets import coco_class_names
+
+    coco_class_names.cache_clear()
+    names = coco_class_names()
+    if (names[0], names[79]) != ("person", "toothbrush"):
+        raise AssertionError(f"coco.yaml names start {names[0]!r} and end {names[79]!r}, not person ... toothbrush")
+
+
 # name of the check -> (the Ultralytics internal it proves, check)
 SELF_CHECKS: dict[str, tuple[str, Callable[[], None]]] = {
     "parser": ("ultralytics.nn.tasks.parse_model (channel inference for attention rows)", _check_parser),
@@ -178,6 +187,7 @@ SELF_CHECKS: dict[str, tuple[str, Callable[[], None]]] = {
     "criterion": ("ultralytics.nn.tasks.DetectionModel.init_criterion", _check_criterion),
     "flops": ("ultralytics.utils.torch_utils.get_flops", _check_flops),
     "trainer_files": ("ultralytics.engine.trainer.strip_optimizer / BaseTrainer.save_model", _check_trainer_files),
+    "coco_names": ("ultralytics/cfg/datasets/coco.yaml (COCO class names)", _check_coco_names),
 }
 
 

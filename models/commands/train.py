@@ -5,8 +5,11 @@ Usage:
     attnyolo train model=yolov5s_Coordinate_attention.yaml data=data/VOC.yaml epochs=100 device=0
     attnyolo train model=yolov8n-ELA-T.yaml pretrained=yolov8n.pt   # row-aligned weight transfer
     attnyolo train resume=True                      # continue the newest interrupted run
-Keys: model, data, pretrained, resume, evaluate, plus every Ultralytics training setting (epochs, imgsz, batch,
-device, workers, project, name, seed, lr0, ...). With no data=, the sample dataset is generated on first use.
+    attnyolo train model=yolox-s.yaml data=data/coco.yaml recipe=yolox device=0   # YOLOX's own schedule
+    attnyolo train model=yolox-s-ELA-S.yaml pretrained=yolox_s.pth   # official YOLOX weights, converted first
+Keys: model, data, pretrained, resume, evaluate, recipe (ultralytics: the default; yolox or yolox-0.3.0: YOLOX's
+SGD, schedule, EMA and multi-scale, YOLOX models only), plus every Ultralytics training setting (epochs, imgsz,
+batch, device, workers, project, name, seed, lr0, ...). With no data=, the sample dataset is generated on first use.
 trust_checkpoint=True reads .pt files you vouch for with full unpickling (docs/security.md).
 """
 
@@ -20,6 +23,7 @@ DEFAULTS = {
     "pretrained": None,
     "resume": False,
     "evaluate": True,
+    "recipe": "ultralytics",
     TRUST_KEY: False,
 }
 

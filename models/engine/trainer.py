@@ -262,7 +262,55 @@ def _interrupt_advice(state: dict) -> str | None:
     return "no checkpoint was written yet; start the run again"
 
 
-def train(model: str = DEFAULT_MODEL, data: str | None = None, pretrained=None, resume=False, evaluate=True, **kw):
+def import_foreign_pretrained(pretrained: str | Path, folder: str | Path) -> str | Path:
+    """A ``pretrained=`` checkpoint another project wrote (an official YOLOX .pth, ...), converted to ours first.
+
+    Files in a format :mod:`attnyolo.engine.importing` knows are converted into ``folder/<name>.pt`` (kept, so the
+    run's exact starting weights stay on disk) and that path is returned; anything else is returned unchanged.
+    """
+    from .importing import detect_format, import_weights
+
+    path = Path(str(pretrained))
+    if not path.is_file() or detect_format(path) is None:
+        return pretrained
+    out = Path(folder) / f"{path.stem}.pt"
+    report = import_weights(path, out)
+    if RANK in {-1, 0}:
+        LOGGER.info(f"pretrained={path}: {report['format']} checkpoint converted to {out} ({report.get('tensors')})")
+    return out
+
+
+def recipe_settings(recipe: str, model, settings: dict, overrides: dict) -> tuple[dict, type]:
+    """A run's settings and trainer class under ``recipe=`` (see :mod:`attnyolo.yolox.recipe`).
+
+    The recipe's settings replace the base ones; the command line's ``overrides`` and the run's ``project`` stay.
+    """
+    from ..yolox.recipe import resolve_recipe
+
+    chosen, trainer_class = resolve_recipe(recipe, model, overrides)
+    return {**settings, **chosen, "project": settings["project"]}, trainer_class
+
+
+def recipe_trainer_of(run_dir: str | Path) -> type:
+    """The trainer class a run was started with: its recorded recipe (``recipe.json``), else Ultralytics'."""
+    import json
+
+    from ..yolox.recipe import RECIPE_FILE, TRAINERS
+
+    path = Path(run_dir) / RECIPE_FILE
+    recipe = json.loads(path.read_text(encoding="utf-8")).get("recipe") if path.is_file() else "ultralytics"
+    return TRAINERS.get(recipe, AttnDetectionTrainer)
+
+
+def train(
+    model: str = DEFAULT_MODEL,
+    data: str | None = None,
+    pretrained=None,
+    resume=False,
+    evaluate=True,
+    recipe: str = "ultralytics",
+    **kw,
+):
     """Train a detector with :class:`AttnDetectionTrainer` and score its best checkpoint with the evaluators.
 
     Args:
@@ -271,6 +319,8 @@ def train(model: str = DEFAULT_MODEL, data: str | None = None, pretrained=None, 
         pretrained: A checkpoint whose weights are transferred by aligned rows (e.g. a stock ``yolov8n.pt``).
         resume: True to continue the newest interrupted run under ``project``, or the path of its ``last.pt``.
         evaluate: Score ``best.pt`` with pycocotools and the VOC protocol afterwards and write ``metrics.json``.
+        recipe: ``ultralytics`` (Ultralytics' training recipe), or ``yolox`` / ``yolox-0.3.0`` for YOLOX's own
+            schedule (YOLOX models only; :mod:`attnyolo.yolox.recipe`). A resumed run keeps its recipe.
         **kw: Any Ultralytics training setting (epochs, imgsz, batch, device, project, name, ...).
 
     Returns:
@@ -293,13 +343,14 @@ def train(model: str = DEFAULT_MODEL, data: str | None = None, pretrained=None, 
             )
         which = f" (the newest interrupted run under {project})" if resume is True else ""
         print(f"resuming {last} after epoch {yolo.ckpt['epoch'] + 1}{which}")
-        yolo.train(resume=True, trainer=AttnDetectionTrainer)
+        yolo.train(resume=True, trainer=recipe_trainer_of(Path(last).parents[1]))
     else:
         check_model_source(model)
         data = check_data_source(data) if data else str(ensure_sample_data())
         settings = {**base_recipe(data), **kw}
         settings["project"] = str(Path(project).resolve())
         if pretrained not in (None, True, False):
+            pretrained = import_foreign_pretrained(pretrained, Path(project) / "imported")
             check_checkpoint_file(pretrained, "pretrained")
             settings["pretrained"] = str(pretrained)
         elif pretrained is not None:
@@ -307,8 +358,11 @@ def train(model: str = DEFAULT_MODEL, data: str | None = None, pretrained=None, 
         state["data"] = data
         with checkpoint_label(f"model={model}"):  # messages about a checkpoint name the argument it came from
             yolo = state["yolo"] = YOLO(model)
+        trainer_class = AttnDetectionTrainer
+        if recipe != "ultralytics":
+            settings, trainer_class = recipe_settings(recipe, yolo.model, settings, kw)
         with checkpoint_label(f"pretrained={pretrained}") if isinstance(pretrained, (str, Path)) else nullcontext():
-            yolo.train(data=data, trainer=AttnDetectionTrainer, **settings)
+            yolo.train(data=data, trainer=trainer_class, **settings)
     trainer = yolo.trainer
     run_dir = Path(trainer.save_dir)
     # Resuming also rebuilds the model from its checkpoint through get_model; only report a real pretrained transfer.

@@ -1,21 +1,48 @@
-"""What Ultralytics' validator makes of a dataset split: which images it evaluates, and with which labels.
+"""Dataset facts AttnYOLO takes from the installed Ultralytics rather than restating them.
 
-Ultralytics builds its detection dataset by passing every image and its label file through
-``ultralytics.data.utils.verify_image_label``: an unreadable image, or a label file with one bad line (a class id
-outside the dataset's classes, a row without 5 values, coordinates outside [0, 1] beyond its 1% tolerance), drops the
-whole image; duplicate rows are removed; anything else is kept as written. AttnYOLO's evaluator asks the same
-function (:func:`image_verdicts`), so its ground truth covers the images the model is run on, with the same labels,
-and reads back the images the validator did evaluate (:func:`evaluated_images`).
+* :func:`coco_class_names`: the 80 COCO class names in the order of Ultralytics' ``cfg/datasets/coco.yaml`` (class
+  index = position in COCO's list of 80 categories), which checkpoints converted from other projects' COCO models
+  carry so that every tool prints and saves the same names as Ultralytics' own COCO models.
+* :func:`image_verdicts` and :func:`evaluated_images`: what Ultralytics' validator makes of a dataset split, which
+  images it evaluates and with which labels. Ultralytics builds its detection dataset by passing every image and its
+  label file through ``ultralytics.data.utils.verify_image_label``: an unreadable image, or a label file with one bad
+  line (a class id outside the dataset's classes, a row without 5 values, coordinates outside [0, 1] beyond its 1%
+  tolerance), drops the whole image; duplicate rows are removed; anything else is kept as written. AttnYOLO's
+  evaluator asks the same function, so its ground truth covers the images the model is run on, with the same labels,
+  and reads back the images the validator did evaluate.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import yaml
+
+COCO_NUM_CLASSES = 80
+
+
+@functools.cache
+def coco_class_names() -> dict[int, str]:
+    """The COCO class names of Ultralytics' ``coco.yaml``: ``{0: "person", 1: "bicycle", ..., 79: "toothbrush"}``.
+
+    Raises:
+        FileNotFoundError: The installed Ultralytics ships no ``cfg/datasets/coco.yaml``.
+        ValueError: The file does not list exactly 80 names.
+    """
+    import ultralytics
+
+    path = Path(ultralytics.__file__).parent / "cfg" / "datasets" / "coco.yaml"
+    names = yaml.safe_load(path.read_text(encoding="utf-8")).get("names")
+    if isinstance(names, list):
+        names = dict(enumerate(names))
+    if not isinstance(names, dict) or sorted(names) != list(range(COCO_NUM_CLASSES)):
+        raise ValueError(f"{path} does not list {COCO_NUM_CLASSES} class names under 'names'.")
+    return {int(k): str(v) for k, v in names.items()}
 
 
 @dataclass(frozen=True)

@@ -104,6 +104,10 @@ READS: tuple[tuple[str, str], ...] = (
         "engine/predict.py: a live stream whose loader ends has dropped; said in one line with the frames written",
     ),
     (
+        "ultralytics/cfg/datasets/coco.yaml lists the 80 COCO class names under 'names'",
+        "integration/datasets.py: class names of checkpoints converted from official YOLOX COCO weights",
+    ),
+    (
         "AutoBackend runs .pt models channels-last on x86 CPUs with oneDNN (Linux, Windows)",
         "integration/internals.py predictor_channels_last: benchmarks time the memory order predict/val use",
     ),

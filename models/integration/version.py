@@ -225,6 +225,15 @@ def _check_validator_dataset() -> None:
         raise AssertionError("BaseValidator.__call__ writes predictions.json differently (from jdict, after finalize)")
 
 
+def _check_coco_names() -> None:
+    from .datasets import coco_class_names
+
+    coco_class_names.cache_clear()
+    names = coco_class_names()
+    if (names[0], names[79]) != ("person", "toothbrush"):
+        raise AssertionError(f"coco.yaml names start {names[0]!r} and end {names[79]!r}, not person ... toothbrush")
+
+
 # name of the check -> (the Ultralytics internal it proves, check)
 SELF_CHECKS: dict[str, tuple[str, Callable[[], None]]] = {
     "parser": ("ultralytics.nn.tasks.parse_model (channel inference for attention rows)", _check_parser),
@@ -239,6 +248,7 @@ SELF_CHECKS: dict[str, tuple[str, Callable[[], None]]] = {
         "ultralytics.data.utils.verify_image_label / BaseValidator.__call__ (the validator's images, predictions.json)",
         _check_validator_dataset,
     ),
+    "coco_names": ("ultralytics/cfg/datasets/coco.yaml (COCO class names)", _check_coco_names),
 }
 
 

@@ -101,8 +101,12 @@ def test_every_kind_builds_by_name_and_matches_the_stock_baseline(family, kind):
     assert n_params(model) == n_params(stock) + extra
 
 
+# The large scales build, train a step and run in about a second each: they belong to the slow tier.
+SCALE_PARAMS = [pytest.param(s, marks=pytest.mark.slow) if s in "lx" else s for s in SCALES]
+
+
 @pytest.mark.parametrize("cfg", SHIPPED, ids=lambda p: p.name)
-@pytest.mark.parametrize("scale", SCALES)
+@pytest.mark.parametrize("scale", SCALE_PARAMS)
 def test_shipped_yaml_builds_every_scale_forward_backward_nonsquare(cfg, scale):
     d = yaml.safe_load(cfg.read_text())
     d["scale"], d["yaml_file"] = scale, str(cfg)

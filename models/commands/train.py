@@ -10,11 +10,12 @@ Usage:
 Keys: model, data, pretrained, resume, evaluate, recipe (ultralytics: the default; yolox or yolox-0.3.0: YOLOX's
 SGD, schedule, EMA and multi-scale, YOLOX models only), plus every Ultralytics training setting (epochs, imgsz,
 batch, device, workers, project, name, seed, lr0, ...). With no data=, the sample dataset is generated on first use.
+trust_checkpoint=True reads .pt files you vouch for with full unpickling (docs/security.md).
 """
 
 from ..engine.trainer import DEFAULT_MODEL, train
 from ..evaluation.report import format_metrics_table
-from ..utils.cli import parse_kv_args, ultralytics_keys
+from ..utils.cli import TRUST_KEY, apply_trust_checkpoint, check_run_settings, parse_kv_args, ultralytics_keys
 
 DEFAULTS = {
     "model": DEFAULT_MODEL,
@@ -23,12 +24,15 @@ DEFAULTS = {
     "resume": False,
     "evaluate": True,
     "recipe": "ultralytics",
+    TRUST_KEY: False,
 }
 
 
 def main(argv):
     """Parse key=value arguments, train, evaluate, print the AP table and the run directory."""
     args = parse_kv_args(argv, DEFAULTS, __doc__, passthrough=ultralytics_keys())
+    apply_trust_checkpoint(args)
+    check_run_settings(args, "train")
     metrics, run_dir, transfer = train(**args)
     if transfer is not None:
         print(f"pretrained {args['pretrained']}: {transfer.summary()}")

@@ -14,6 +14,7 @@ For YOLOX models it also switches the YOLOX loss's L1 term on for the final ``cl
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 
 from torch import nn
@@ -21,9 +22,17 @@ from ultralytics.models.yolo.detect import DetectionTrainer
 from ultralytics.utils import DEFAULT_CFG, LOGGER, RANK
 from ultralytics.utils.torch_utils import unwrap_model
 
-from ..integration.checkpoints import check_checkpoint_file, save_model_atomically
+from ..errors import CheckpointError
+from ..integration.checkpoints import (
+    check_checkpoint_file,
+    checkpoint_label,
+    load_model,
+    read_checkpoint,
+    save_model_atomically,
+)
 from ..integration.names import check_model_source
 from ..utils.atomic import write_text_atomic
+from ..utils.cli import set_interrupt_advice
 from ..utils.paths import runs_dir, sample_data_dir
 from ..yolox.head import YOLOXDetect
 from .transfer import transfer_by_rows
@@ -132,12 +141,55 @@ def check_data_source(data: str | Path) -> str:
     from ultralytics.utils.checks import check_file
 
     try:
-        return str(check_file(str(data)))  # the local path: a URL is fetched once, here, not again by the trainer
+        local = str(check_file(str(data)))  # the local path: a URL is fetched once, here, not again by the trainer
     except FileNotFoundError:
         raise FileNotFoundError(
             f"data={data} does not exist, and Ultralytics has no dataset of that name. Fix: pass a data YAML (e.g. "
             "data/VOC.yaml), or leave data= out for the sample dataset."
         ) from None
+    check_data_splits(local, data)
+    return local
+
+
+def check_data_splits(path: str | Path, data: str | Path | None = None) -> None:
+    """Fail with one line, before any work, if the train or val images a data YAML names are missing.
+
+    A YAML with a ``download:`` key is left to Ultralytics, which downloads missing images with it (as for
+    ``data/coco.yaml``); Ultralytics would otherwise fail mid-start with a multi-line traceback.
+
+    Args:
+        path: The local data YAML.
+        data: The value the user gave, for messages (default: ``path``).
+    """
+    import yaml
+    from ultralytics.data.utils import check_det_dataset
+
+    from ..evaluation.ground_truth import first_line
+
+    data = data or path
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError, UnicodeDecodeError) as error:
+        raise ValueError(f"data={data}: not a readable YAML file ({first_line(error)}).") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"data={data}: expected a YAML mapping with path, train, val and names.")
+    if raw.get("download"):
+        return
+    try:
+        resolved = check_det_dataset(str(path), autodownload=False)
+    except FileNotFoundError as error:
+        raise FileNotFoundError(
+            f"data={data}: {first_line(error).rstrip('.')}. Fix: correct the path in {path} or add the images."
+        ) from None
+    except (SyntaxError, TypeError, ValueError, AssertionError, KeyError) as error:
+        raise ValueError(f"data={data}: {first_line(error)}") from None
+    train = resolved.get("train")
+    missing = [p for p in (train if isinstance(train, list) else [train]) if p and not Path(p).exists()]
+    if not train or missing:
+        raise FileNotFoundError(
+            f"data={data}: the train images {missing[0] if missing else '(none given)'} do not exist. Fix: correct "
+            f"'train:' in {path} or add the images."
+        )
 
 
 def ensure_sample_data(data_dir: str | Path | None = None) -> Path:
@@ -157,6 +209,57 @@ def latest_checkpoint(project: str | Path | None = None, name: str = "last.pt") 
     project = Path(project) if project is not None else runs_dir("train")
     found = sorted(project.glob(f"*/weights/{name}"), key=lambda p: p.stat().st_mtime)
     return found[-1] if found else None
+
+
+def resumable_epoch(last: str | Path) -> int | None:
+    """The epoch after which the run of ``last`` (a ``last.pt``) stopped, or None when it cannot be resumed.
+
+    A run that finished has a stripped ``last.pt`` (Ultralytics' final step removes the optimizer and sets epoch -1);
+    a damaged or refused file cannot be resumed either. Read without running code from the file.
+    """
+    try:
+        ckpt = read_checkpoint(last, mmap=True)
+    except (CheckpointError, OSError):
+        return None
+    if not isinstance(ckpt, dict) or ckpt.get("epoch", -1) < 0 or ckpt.get("optimizer") is None:
+        return None
+    return int(ckpt["epoch"])
+
+
+def latest_interrupted_checkpoint(project: str | Path | None = None) -> Path:
+    """The ``last.pt`` of the newest run under ``project`` (default ``runs/train``) that did not finish.
+
+    Raises:
+        FileNotFoundError: No ``weights/last.pt`` at all, or every run finished; the message says which and the fix.
+    """
+    project = Path(project) if project is not None else runs_dir("train")
+    found = sorted(project.glob("*/weights/last.pt"), key=lambda p: p.stat().st_mtime, reverse=True)
+    if not found:
+        raise FileNotFoundError(
+            f"resume=True found no weights/last.pt under {project}. Fix: pass resume=path/to/last.pt."
+        )
+    for last in found:
+        if resumable_epoch(last) is not None:
+            return last
+    raise FileNotFoundError(
+        f"resume=True found no interrupted run under {project}: all {len(found)} runs there finished (newest: "
+        f"{found[0]}). Fix: start a new run, or fine-tune a finished one with model=<its best.pt>."
+    )
+
+
+def _interrupt_advice(state: dict) -> str | None:
+    """What works after Ctrl-C, judged by the files the run left (see :func:`train`)."""
+    trainer = getattr(state.get("yolo"), "trainer", None)
+    if trainer is None:
+        return "nothing was saved yet; start the run again"
+    last, best = Path(trainer.last), Path(trainer.best)
+    if last.is_file() and resumable_epoch(last) is not None:
+        return f"continue the run with: attnyolo train resume={last}"
+    if best.is_file() or last.is_file():
+        weights = best if best.is_file() else last
+        data = state.get("data") or trainer.args.data
+        return f"training had finished; score it with: attnyolo val model={weights} data={data}"
+    return "no checkpoint was written yet; start the run again"
 
 
 def import_foreign_pretrained(pretrained: str | Path, folder: str | Path) -> str | Path:
@@ -227,19 +330,19 @@ def train(
     from ultralytics import YOLO
 
     project = kw.get("project") or runs_dir("train")
+    state: dict = {"data": data}  # what the Ctrl-C message looks at: the run's files decide what will work
+    set_interrupt_advice(lambda: _interrupt_advice(state))
     if resume:
-        last = latest_checkpoint(project) if resume is True else Path(resume)
-        if last is None:
-            raise FileNotFoundError(
-                f"resume=True found no weights/last.pt under {project}. Fix: pass resume=path/to/last.pt."
-            )
+        last = latest_interrupted_checkpoint(project) if resume is True else Path(resume)
         check_checkpoint_file(last, "resume")
-        yolo = YOLO(str(last))
+        yolo = state["yolo"] = load_model(last, "resume")
         if (yolo.ckpt or {}).get("epoch", -1) < 0 or (yolo.ckpt or {}).get("optimizer") is None:
             raise ValueError(
-                f"{last} is from a finished run (no optimizer state): nothing to resume. Fix: start a new run."
+                f"resume={last} is from a finished run (no optimizer state): nothing to resume. Fix: start a new run, "
+                "or fine-tune it with model=<its best.pt>."
             )
-        print(f"resuming {last} after epoch {yolo.ckpt['epoch'] + 1}")
+        which = f" (the newest interrupted run under {project})" if resume is True else ""
+        print(f"resuming {last} after epoch {yolo.ckpt['epoch'] + 1}{which}")
         yolo.train(resume=True, trainer=recipe_trainer_of(Path(last).parents[1]))
     else:
         check_model_source(model)
@@ -252,11 +355,14 @@ def train(
             settings["pretrained"] = str(pretrained)
         elif pretrained is not None:
             settings["pretrained"] = pretrained
-        yolo = YOLO(model)
+        state["data"] = data
+        with checkpoint_label(f"model={model}"):  # messages about a checkpoint name the argument it came from
+            yolo = state["yolo"] = YOLO(model)
         trainer_class = AttnDetectionTrainer
         if recipe != "ultralytics":
             settings, trainer_class = recipe_settings(recipe, yolo.model, settings, kw)
-        yolo.train(data=data, trainer=trainer_class, **settings)
+        with checkpoint_label(f"pretrained={pretrained}") if isinstance(pretrained, (str, Path)) else nullcontext():
+            yolo.train(data=data, trainer=trainer_class, **settings)
     trainer = yolo.trainer
     run_dir = Path(trainer.save_dir)
     # Resuming also rebuilds the model from its checkpoint through get_model; only report a real pretrained transfer.

@@ -58,6 +58,13 @@ PATCHES: tuple[Patch, ...] = (
         "the probe image needs the model's input channels, not the Focus stem's 12",
     ),
     Patch(
+        "ultralytics.nn.tasks",
+        "torch_safe_load",
+        checkpoints.wrap_torch_safe_load,
+        "it unpickles checkpoints in full, running any code a file names; read with weights_only=True and an "
+        "allowlist of what Ultralytics and AttnYOLO checkpoints contain unless the user trusts the file",
+    ),
+    Patch(
         "ultralytics.engine.trainer",
         "strip_optimizer",
         checkpoints.wrap_strip_optimizer,
@@ -78,6 +85,24 @@ READS: tuple[tuple[str, str], ...] = (
     ("ultralytics.utils.USER_CONFIG_DIR", "integration/names.py: where generated variant YAMLs are written"),
     ("ultralytics.utils.downloads.GITHUB_ASSETS_NAMES", "integration/names.py: stock weights stay downloadable"),
     ("BaseTrainer.save_model writes to BaseTrainer.last / .best", "integration/checkpoints.py: atomic writes"),
+    (
+        "ultralytics.data.utils.verify_image_label(im_file, lb_file, prefix, keypoint, num_cls, nkpt, ndim, "
+        "single_cls) is the dataset's verdict on each image: None for a dropped image, else its deduplicated labels",
+        "integration/datasets.py: the evaluator's ground truth covers the images the validator evaluates",
+    ),
+    (
+        "a validator's dataloader.dataset.im_files are the images it evaluated",
+        "integration/datasets.py evaluated_images: scoring is restricted to them",
+    ),
+    (
+        "BaseValidator.__call__ runs finalize_metrics, then writes predictions.json in place if jdict is non-empty",
+        "evaluation/validator.py: PycocotoolsDetectionValidator takes jdict in finalize_metrics; the file is written "
+        "atomically instead",
+    ),
+    (
+        "a predictor's dataset.frames lists each camera/stream's frame count, inf for a live source (LoadStreams)",
+        "engine/predict.py: a live stream whose loader ends has dropped; said in one line with the frames written",
+    ),
     (
         "ultralytics/cfg/datasets/coco.yaml lists the 80 COCO class names under 'names'",
         "integration/datasets.py: class names of checkpoints converted from official YOLOX COCO weights",

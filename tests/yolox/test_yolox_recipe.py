@@ -8,6 +8,8 @@ import json
 import math
 from types import SimpleNamespace
 
+import cv2
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -87,7 +89,9 @@ def test_train_hands_ultralytics_the_recipe(monkeypatch, tmp_path, recipe):
 
     monkeypatch.setattr(Model, "train", capture)
     data = tmp_path / "data.yaml"
-    data.write_text("path: .\ntrain: images\nval: images\nnames: {0: a}\n")
+    (tmp_path / "images").mkdir()  # train() checks that the splits exist before any work starts
+    cv2.imwrite(str(tmp_path / "images" / "a.jpg"), np.zeros((32, 32, 3), np.uint8))
+    data.write_text(f"path: {tmp_path}\ntrain: images\nval: images\nnames: {{0: a}}\n")
     with pytest.raises(Captured) as got:
         train("yolox-s.yaml", data=str(data), recipe=recipe, epochs=7, project=str(tmp_path / "runs"))
     trainer, settings = got.value.args

@@ -3,8 +3,44 @@
 import os
 import tempfile
 
+import pytest
+
 # Set before anything imports ultralytics: these are read at its import time and inherited by subprocesses.
 os.environ.setdefault("YOLO_OFFLINE", "1")
 os.environ.setdefault("YOLO_AUTOINSTALL", "false")
 os.environ.setdefault("YOLO_CONFIG_DIR", tempfile.mkdtemp(prefix="attnyolo-ultralytics-cfg-"))
 os.environ.setdefault("YOLO_VERBOSE", "false")
+
+
+# ------------------------------------------------------------------------ untrusted files shared by several test dirs
+class _WritesMarker:
+    """Pickles as a call that creates ``marker``: the proof a loader ran code from a file (it must not)."""
+
+    def __init__(self, marker, how):
+        self.marker, self.how = str(marker), how
+
+    def __reduce__(self):
+        if self.how == "os.system":
+            return os.system, (f"touch '{self.marker}'",)
+        return exec, (f"open({self.marker!r}, 'w').write('ran')",)
+
+
+def write_malicious_checkpoint(path, marker, how="os.system"):
+    """A checkpoint shaped like Ultralytics' (a real DetectionModel under "model") whose pickle also runs code."""
+    import torch
+    from ultralytics.nn.tasks import DetectionModel
+
+    cfg = {"nc": 2, "backbone": [[-1, 1, "Conv", [8, 3, 2]]], "head": [[[0], 1, "Detect", ["nc"]]]}
+    torch.save({"model": DetectionModel(cfg, verbose=False), "epoch": -1, "x": _WritesMarker(marker, how)}, path)
+    return path
+
+
+@pytest.fixture
+def malicious_checkpoint(tmp_path):
+    """``make(how="os.system") -> (checkpoint path, marker path)``; the marker appears only if code ran."""
+
+    def make(how="os.system", name="evil.pt"):
+        marker = tmp_path / f"ran-{how}-{name}"
+        return write_malicious_checkpoint(tmp_path / name, marker, how), marker
+
+    return make

@@ -89,13 +89,13 @@ def _interrupted_run(run_dir: Path) -> tuple[str, Path] | None:
     last, best = run_dir / "weights" / "last.pt", run_dir / "weights" / "best.pt"
     if not last.is_file():
         return None
-    import torch
+    from ..integration.checkpoints import read_checkpoint
 
     try:
-        ckpt = torch.load(last, map_location="cpu", weights_only=False)
-    except Exception:  # a damaged checkpoint means starting this run over, not failing the ablation
+        ckpt = read_checkpoint(last)  # never unpickled in full: the folder may hold files someone else put there
+    except Exception:  # a damaged or refused checkpoint means starting this run over, not failing the ablation
         return None
-    if ckpt.get("epoch", -1) >= 0 and ckpt.get("optimizer") is not None:
+    if isinstance(ckpt, dict) and ckpt.get("epoch", -1) >= 0 and ckpt.get("optimizer") is not None:
         return "resume", last
     return ("evaluate", best) if best.is_file() else None
 

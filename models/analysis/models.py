@@ -51,6 +51,9 @@ def _load_model(name: str | Path, device: torch.device) -> nn.Module:
     """A model YAML (built with nc=80 weights at random) or a checkpoint, as an eval-mode float module."""
     from ultralytics import YOLO
 
+    from ..integration.names import check_model_source
+
+    check_model_source(name, "models")  # errors name the file the user typed, not Ultralytics' fallback name
     return YOLO(str(name)).model.float().to(device).eval()
 
 

@@ -59,6 +59,9 @@ def model_summary(model_name: str, imgsz: int = 640) -> dict:
     from ultralytics import YOLO
     from ultralytics.utils.torch_utils import get_flops
 
+    from ..integration.names import check_model_source
+
+    check_model_source(model_name)  # errors name the file the user typed, not Ultralytics' fallback name
     model = YOLO(model_name).model
     return {
         "model": model_name,

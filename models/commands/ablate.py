@@ -14,13 +14,21 @@ the sample dataset), project, name (the ablation directory project/name; reuse i
 (0 skips the latency column), plus every Ultralytics training setting, shared by all runs (epochs, imgsz, batch,
 seed, device, workers, lr0, ...). Defaults: seed=0 deterministic=True plots=False, and on the sample dataset the
 recipe `attnyolo train` uses there (epochs=15 imgsz=160 ...); on other data, Ultralytics' defaults.
+trust_checkpoint=True reads .pt files you vouch for with full unpickling (docs/security.md).
 """
 
 from pathlib import Path
 
 from ..analysis.ablation import run_ablation
 from ..analysis.models import DEFAULT_FAMILY, default_models
-from ..utils.cli import kinds_arg, parse_kv_args, ultralytics_keys
+from ..utils.cli import (
+    TRUST_KEY,
+    apply_trust_checkpoint,
+    check_run_settings,
+    kinds_arg,
+    parse_kv_args,
+    ultralytics_keys,
+)
 from ..utils.paths import runs_dir
 
 DEFAULTS = {
@@ -31,12 +39,15 @@ DEFAULTS = {
     "project": None,
     "name": "exp",
     "latency_repeats": 20,
+    TRUST_KEY: False,
 }
 
 
 def main(argv):
     """Parse key=value arguments, run (or continue) the ablation, print the table and the files written."""
     args = parse_kv_args(argv, DEFAULTS, __doc__, passthrough=ultralytics_keys() - {"model", "resume", "exist_ok"})
+    apply_trust_checkpoint(args)
+    check_run_settings(args, "train")
     models = args.pop("models")
     family, kinds = args.pop("family"), kinds_arg(args.pop("kinds"))
     if models is None:

@@ -16,13 +16,14 @@ attention), fuse, channels_last (memory order of models and layer inputs; defaul
 here, channels-last on x86 CPUs), threads (torch CPU threads; default torch's choice), layers (also time the layer
 kernels), layer_repeats, layer_batch, project, name, exist_ok.
 Writes models.md/.csv/.png, layers.md/.csv/.png and benchmark.json into project/name (default runs/benchmark/exp).
+trust_checkpoint=True reads .pt files you vouch for with full unpickling (docs/security.md).
 """
 
 from ..analysis.layers import benchmark_layers, format_layer_table
 from ..analysis.models import DEFAULT_FAMILY, benchmark_models, default_models, format_model_table
 from ..analysis.report import write_results
 from ..evaluation.report import run_directory
-from ..utils.cli import kinds_arg, parse_kv_args
+from ..utils.cli import TRUST_KEY, apply_trust_checkpoint, kinds_arg, parse_kv_args
 from ..utils.paths import runs_dir
 
 DEFAULTS = {
@@ -44,6 +45,7 @@ DEFAULTS = {
     "project": None,
     "name": "exp",
     "exist_ok": False,
+    TRUST_KEY: False,
 }
 
 
@@ -63,6 +65,7 @@ def main(argv):
     import torch
 
     args = parse_kv_args(argv, DEFAULTS, __doc__)
+    apply_trust_checkpoint(args)
     if args["threads"]:
         torch.set_num_threads(int(args["threads"]))
     kinds = kinds_arg(args["kinds"])

@@ -8,19 +8,21 @@ Usage:
     attnyolo model_info table=layers                # the table of attention kinds (docs/layers.md)
 Keys: model, imgsz (GFLOPs input size, default 640), table (zoo, layers, yolox, or a family: yolov5 (YOLOv5u),
 yolov5-classic (anchor-based YOLOv5), yolov8, yolo11), scales (for families; default nsmlx).
+trust_checkpoint=True reads .pt files you vouch for with full unpickling (docs/security.md).
 """
 
 from ..analysis.summary import ZOO_FAMILIES, model_summary, zoo_markdown, zoo_names
 from ..layers.registry import kinds_markdown
-from ..utils.cli import fail, parse_kv_args
+from ..utils.cli import TRUST_KEY, apply_trust_checkpoint, fail, parse_kv_args
 
-DEFAULTS = {"model": None, "imgsz": 640, "table": None, "scales": "nsmlx"}
+DEFAULTS = {"model": None, "imgsz": 640, "table": None, "scales": "nsmlx", TRUST_KEY: False}
 TABLES = ("zoo", "layers", "yolox", *ZOO_FAMILIES)
 
 
 def main(argv):
     """Print one model's summary, or a Markdown table (the zoo, one family, or the kinds)."""
     args = parse_kv_args(argv, DEFAULTS, __doc__)
+    apply_trust_checkpoint(args)
     table = args["table"]
     if table is not None:
         if table not in TABLES:

@@ -9,11 +9,12 @@ predictions (a COCO results JSON, e.g. Ultralytics' predictions.json; no model i
 name (exp; numbered like Ultralytics: exp, exp-2, ...), exist_ok, split (val), and with model= every Ultralytics val
 setting (imgsz, batch, device, workers, conf, iou, half, ...). The run directory receives predictions.json and
 metrics.json. VOC numbers appear when the data YAML has voc_annotations (or XML files next to the images).
+trust_checkpoint=True reads .pt files you vouch for with full unpickling (docs/security.md).
 """
 
 from ..evaluation.report import DEFAULT_NAME, format_metrics_table, run_directory
 from ..evaluation.validator import score_predictions_file, validate_model
-from ..utils.cli import fail, parse_kv_args, ultralytics_keys
+from ..utils.cli import TRUST_KEY, apply_trust_checkpoint, check_run_settings, fail, parse_kv_args, ultralytics_keys
 
 DEFAULTS = {
     "model": None,
@@ -23,12 +24,15 @@ DEFAULTS = {
     "name": DEFAULT_NAME,
     "exist_ok": False,
     "split": "val",
+    TRUST_KEY: False,
 }
 
 
 def main(argv):
     """Parse key=value arguments, score the model or the predictions file, print the table and where it went."""
     args = parse_kv_args(argv, DEFAULTS, __doc__, passthrough=ultralytics_keys())
+    apply_trust_checkpoint(args)
+    check_run_settings(args, "val")
     model, data, predictions = args.pop("model"), args.pop("data"), args.pop("predictions")
     if data is None:
         fail("data= is required, e.g. data=data/sample/data.yaml. Run with 'help' for usage.")

@@ -11,11 +11,12 @@ Keys: model (checkpoint), source (image), layers (rows, comma list; default: eve
 the training size), detection (rank of the NMS-kept box to explain, 0 = best), conf, iou, maps, gradcam, project,
 name, exist_ok. Files: <image>_attention_rowNN_<layer>.png and <image>_gradcam_rowNN_<layer>_<before|after>_det<k>_
 <class>.png in project/name (default runs/visualize/exp).
+trust_checkpoint=True reads .pt files you vouch for with full unpickling (docs/security.md).
 """
 
 from ..analysis.visualize import visualize
 from ..evaluation.report import run_directory
-from ..utils.cli import fail, parse_kv_args
+from ..utils.cli import TRUST_KEY, apply_trust_checkpoint, fail, parse_kv_args
 from ..utils.paths import runs_dir
 
 DEFAULTS = {
@@ -31,6 +32,7 @@ DEFAULTS = {
     "project": None,
     "name": "exp",
     "exist_ok": False,
+    TRUST_KEY: False,
 }
 
 
@@ -48,6 +50,7 @@ def _rows(value):
 def main(argv):
     """Parse key=value arguments, write the pictures and print their paths."""
     args = parse_kv_args(argv, DEFAULTS, __doc__)
+    apply_trust_checkpoint(args)
     if not args["model"] or not args["source"]:
         fail("give model=<checkpoint.pt> and source=<image>. Run with 'help' for usage.")
     out = run_directory(args["project"] or runs_dir("visualize"), args["name"], args["exist_ok"])

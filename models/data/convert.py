@@ -37,13 +37,14 @@ import re
 import shutil
 import warnings
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import yaml
 
 from ..evaluation.coco import read_coco_json
 from ..evaluation.voc import read_voc_xml
+from ..utils.atomic import atomic_path, remove_stale_temporaries, write_text_atomic
 
 # The 20 PASCAL VOC classes in the devkit's order (VOCdevkit/VOCcode/VOCinit.m), which every VOC result table uses.
 VOC_CLASS_NAMES = (
@@ -97,20 +98,26 @@ def detect_format(source: str | Path) -> str:
         return "coco"
     raise ValueError(
         f"{source} is neither a VOCdevkit nor a COCO folder. Looked for VOC20XX/{{{', '.join(_VOC_PARTS)}}} "
-        f"(in {source} or {source / 'VOCdevkit'}) and for annotations/instances_*.json."
+        f"(in {source} or {source / 'VOCdevkit'}), for {', '.join(_VOC_PARTS)} in {source} itself, and for "
+        "annotations/instances_*.json."
     )
 
 
-def convert_dataset(source: str | Path, out: str | Path) -> Path:
+def convert_dataset(source: str | Path, out: str | Path, names: Sequence[str] | str | None = None) -> Path:
     """Convert a VOCdevkit or COCO folder into the YOLO layout under ``out`` (see the module docstring).
 
     Existing files under ``out`` with the same names are replaced; others are left alone, so convert into an empty
-    folder or into the output of an earlier conversion of the same source.
+    folder or into the output of an earlier conversion of the same source. Every box that cannot become a label
+    (inverted, zero-size or outside its image) is counted in one warning with the first examples.
 
     Args:
-        source (str | Path): a VOCdevkit folder (holding VOC2007 and/or VOC2012) or a COCO folder (holding
+        source (str | Path): a VOCdevkit folder (holding VOC2007 and/or VOC2012), a folder in the VOC layout
+            (``Annotations/``, ``JPEGImages/``, ``ImageSets/Main/``), or a COCO folder (holding
             ``annotations/instances_<split>.json`` and the images in ``<split>/`` or ``images/<split>/``).
         out (str | Path): output folder, created if needed.
+        names (Sequence[str] | str | None): VOC only: the class names in class-index order (a list, or
+            ``"cat,dog"``). By default PASCAL VOC's 20 classes, or, when the annotations name other classes (custom
+            data in the VOC layout), the names found in them, sorted.
 
     Returns:
         (Path): the absolute path of ``out/data.yaml``.
@@ -124,16 +131,36 @@ def convert_dataset(source: str | Path, out: str | Path) -> Path:
         >>> convert_dataset("coco", "datasets/coco")  # doctest: +SKIP
     """
     kind = detect_format(source)
+    if kind == "coco" and names is not None:
+        raise ValueError(f"names= applies to VOC folders; {source} is a COCO folder, whose JSON names its classes.")
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    return convert_voc(source, out) if kind == "voc" else convert_coco(source, out)
+    for folder in out.glob("labels/*"):
+        remove_stale_temporaries(folder)  # label files an earlier, killed conversion was writing
+    dropped: list[str] = []
+    data_yaml = convert_voc(source, out, names, dropped) if kind == "voc" else convert_coco(source, out, dropped)
+    _warn_dropped_boxes(dropped)
+    return data_yaml
+
+
+_SHOWN_DROPPED = 3  # examples in the dropped-box warning
+
+
+def _warn_dropped_boxes(dropped: list[str]) -> None:
+    """One warning: how many boxes could not become labels, and the first few."""
+    if dropped:
+        shown = "; ".join(dropped[:_SHOWN_DROPPED]) + ("; ..." if len(dropped) > _SHOWN_DROPPED else "")
+        warnings.warn(
+            f"{len(dropped)} box(es) dropped: inverted, zero-size or entirely outside their image, so no label can "
+            f"hold them: {shown}",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def _write_data_yaml(out: Path, data: dict) -> Path:
     """Write ``out/data.yaml`` (path first, as Ultralytics' own dataset files do) and return its path."""
-    path = out / "data.yaml"
-    path.write_text(yaml.safe_dump({"path": str(out), **data}, sort_keys=False), encoding="utf-8")
-    return path
+    return write_text_atomic(out / "data.yaml", yaml.safe_dump({"path": str(out), **data}, sort_keys=False))
 
 
 def _link(src: Path, dst: Path) -> None:
@@ -146,13 +173,17 @@ def _link(src: Path, dst: Path) -> None:
     try:
         os.symlink(src.resolve(), dst)
     except OSError:  # e.g. Windows without developer mode, or file systems without symlinks
-        shutil.copy2(src, dst)
+        with atomic_path(dst, durable=False) as tmp:
+            shutil.copy2(src, tmp)
 
 
 def _write_labels(path: Path, rows: Iterable[str]) -> None:
-    """Write one YOLO label file (an empty file for an image without objects: a known background image)."""
+    """Write one YOLO label file (an empty file for an image without objects: a known background image).
+
+    Atomically, without a disk flush per file (a dataset has many): a kill or a full disk leaves no truncated label.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(f"{row}\n" for row in rows), encoding="utf-8")
+    write_text_atomic(path, "".join(f"{row}\n" for row in rows), durable=False)
 
 
 def _yolo_row(cls: int, x0: float, y0: float, x1: float, y1: float, width: float, height: float) -> str | None:
@@ -167,13 +198,18 @@ def _yolo_row(cls: int, x0: float, y0: float, x1: float, y1: float, width: float
 
 # -------------------------------------------------------------------------------------------------- PASCAL VOC
 def _voc_years(source: Path) -> list[Path]:
-    """The complete ``VOC20XX`` folders in ``source`` or in ``source/VOCdevkit``, sorted by year."""
+    """The complete ``VOC20XX`` folders in ``source`` or ``source/VOCdevkit`` by year, or ``[source]`` for custom data.
+
+    ``[source]`` when it is itself one folder in the VOC layout under another name.
+    """
     for root in (source, source / "VOCdevkit"):
         if root.is_dir():
             years = [p for p in sorted(root.iterdir()) if _VOC_YEAR.match(p.name) and p.is_dir()]
             years = [p for p in years if all((p / part).is_dir() for part in _VOC_PARTS)]
             if years:
                 return years
+    if all((source / part).is_dir() for part in _VOC_PARTS):
+        return [source]
     return []
 
 
@@ -195,14 +231,17 @@ def _voc_plan(years: list[Path]) -> dict[str, list[tuple[Path, str]]]:
         return (year / "ImageSets" / "Main" / f"{split}.txt").is_file()
 
     voc2007 = next((y for y in years if y.name == "VOC2007"), None)
+    custom = len(years) == 1 and not _VOC_YEAR.match(years[0].name)  # one folder in the VOC layout, own name
     if voc2007 is not None and has(voc2007, "test"):
         plan = {"train": [(y, "trainval") for y in years if has(y, "trainval")], "val": [(voc2007, "test")]}
+    elif custom and has(years[0], "test") and has(years[0], "trainval"):
+        plan = {"train": [(years[0], "trainval")], "val": [(years[0], "test")]}
     else:
         plan = {
             "train": [(y, "train") for y in years if has(y, "train")],
             "val": [(y, "val") for y in years if has(y, "val")],
         }
-        if plan["val"]:
+        if plan["val"] and not custom:
             used = ", ".join(f"{y.name} val" for y, _ in plan["val"])
             warnings.warn(
                 f"VOC2007 test not found under {years[0].parent}; using {used} as the val split and the train "
@@ -247,14 +286,19 @@ def _voc_image(year: Path, image_id: str) -> Path:
 
 
 def voc_xml_to_yolo(
-    xml: str | Path, image: str | Path | None = None, names: tuple[str, ...] = VOC_CLASS_NAMES
+    xml: str | Path,
+    image: str | Path | None = None,
+    names: Sequence[str] = VOC_CLASS_NAMES,
+    dropped: list[str] | None = None,
 ) -> list[str]:
     """YOLO label rows for one VOC annotation file, difficult objects included.
 
     Args:
         xml (str | Path): an ``Annotations/NAME.xml`` file.
         image (str | Path | None): the image, read only when the XML has no usable ``<size>``.
-        names (tuple[str, ...]): class names; the row's class is the name's index.
+        names (Sequence[str]): class names; the row's class is the name's index.
+        dropped (list[str] | None): receives a description of each box that cannot become a row (inverted,
+            zero-size or outside the image).
 
     Returns:
         (list[str]): ``class cx cy w h`` rows, in the XML's object order.
@@ -266,22 +310,63 @@ def voc_xml_to_yolo(
     width, height = _voc_image_size(xml, Path(image) if image else xml.with_suffix(".jpg"))
     index = {name: i for i, name in enumerate(names)}
     rows = []
-    for obj in read_voc_xml(xml):
+    for k, obj in enumerate(read_voc_xml(xml)):
         if obj["name"] not in index:
-            raise ValueError(f"{xml}: object class {obj['name']!r} is not one of the {len(names)} classes {names}.")
+            raise ValueError(
+                f"{xml}: object class {obj['name']!r} is not one of the {len(names)} class names {list(names)}. Fix: "
+                "add it to names= (or leave names= out to take the class names from the annotations)."
+            )
         xmin, ymin, xmax, ymax = obj["bbox"]
         row = _yolo_row(index[obj["name"]], xmin - 1, ymin - 1, xmax - 1, ymax - 1, width, height)
         if row is not None:
             rows.append(row)
+        elif dropped is not None:
+            box = " ".join(f"{v:g}" for v in obj["bbox"])
+            dropped.append(f"{xml} object {k} '{obj['name']}' [{box}] in a {width}x{height} image")
     return rows
 
 
-def convert_voc(source: str | Path, out: str | Path) -> Path:
+def voc_class_names(xml_files: Iterable[Path]) -> list[str]:
+    """The class names VOC annotations use, in class-index order.
+
+    PASCAL VOC's 20 in the devkit's order when every name is among them; otherwise every name found, sorted (custom
+    data in the VOC layout), with a warning.
+    """
+    found = {obj["name"] for xml in xml_files for obj in read_voc_xml(xml)}
+    if found <= set(VOC_CLASS_NAMES):
+        return list(VOC_CLASS_NAMES)
+    names = sorted(found)
+    other = sorted(found - set(VOC_CLASS_NAMES))
+    warnings.warn(
+        f"the annotations name classes outside PASCAL VOC's 20 (e.g. {', '.join(other[:3])}); using the "
+        f"{len(names)} class names found in them, sorted: {', '.join(names)}. Pass names= to choose the order.",
+        UserWarning,
+        stacklevel=3,
+    )
+    return names
+
+
+def _names_arg(names: Sequence[str] | str | None) -> list[str] | None:
+    """``names=`` as a list of unique class names (``"cat,dog"`` or a list), or None."""
+    if names is None:
+        return None
+    items = names.split(",") if isinstance(names, str) else [str(n) for n in names]
+    items = [n.strip() for n in items if n.strip()]
+    if not items or len(set(items)) != len(items):
+        raise ValueError(f"names={names!r} must list distinct class names, e.g. names=cat,dog,person.")
+    return items
+
+
+def convert_voc(
+    source: str | Path, out: str | Path, names: Sequence[str] | str | None = None, dropped: list[str] | None = None
+) -> Path:
     """Convert a VOCdevkit folder (VOC2007 and/or VOC2012) to the YOLO layout, keeping the XML for the evaluator.
 
     Args:
-        source (str | Path): the VOCdevkit folder (or its parent).
+        source (str | Path): the VOCdevkit folder (or its parent), or one folder in the VOC layout.
         out (str | Path): output folder.
+        names (Sequence[str] | str | None): class names in index order; default :func:`voc_class_names`.
+        dropped (list[str] | None): receives a description of each box that cannot become a label.
 
     Returns:
         (Path): ``out/data.yaml``.
@@ -296,6 +381,7 @@ def convert_voc(source: str | Path, out: str | Path) -> Path:
         raise ValueError(f"No VOC20XX folder with {', '.join(_VOC_PARTS)} in {source} or {source / 'VOCdevkit'}.")
     plan = _voc_plan(years)
     seen: dict[str, Path] = {}  # image id -> year, to catch ids that two years share (they would overwrite)
+    work = []
     for role, lists in plan.items():
         for year, image_set in lists:
             for image_id in _read_split_list(year, image_set):
@@ -309,16 +395,18 @@ def convert_voc(source: str | Path, out: str | Path) -> Path:
                     raise FileNotFoundError(
                         f"Annotation {xml} of image {image_id} ({year.name} {image_set}) is missing."
                     )
-                image = _voc_image(year, image_id)
-                _write_labels(out / "labels" / role / f"{image_id}.txt", voc_xml_to_yolo(xml, image))
-                _link(image, out / "images" / role / image.name)
-                _link(xml, out / "Annotations" / xml.name)
+                work.append((role, image_id, xml, _voc_image(year, image_id)))
+    names = _names_arg(names) or voc_class_names(xml for _, _, xml, _ in work)
+    for role, image_id, xml, image in work:
+        _write_labels(out / "labels" / role / f"{image_id}.txt", voc_xml_to_yolo(xml, image, names, dropped))
+        _link(image, out / "images" / role / image.name)
+        _link(xml, out / "Annotations" / xml.name)
     return _write_data_yaml(
         out,
         {
             "train": "images/train",
             "val": "images/val",
-            "names": dict(enumerate(VOC_CLASS_NAMES)),
+            "names": dict(enumerate(names)),
             # Read by our VOC evaluator: the XML keeps the difficult flags that YOLO labels cannot hold.
             "voc_annotations": "Annotations",
             "voc_splits": {role: [f"{y.name}/{s}" for y, s in lists] for role, lists in plan.items()},
@@ -351,7 +439,9 @@ def _coco_image_dir(source: Path, split: str, json_path: Path) -> Path:
     )
 
 
-def coco_to_yolo(data: dict, class_of_category: dict[int, int]) -> dict[int, list[str]]:
+def coco_to_yolo(
+    data: dict, class_of_category: dict[int, int], dropped: list[str] | None = None, source: str = "annotations"
+) -> dict[int, list[str]]:
     """YOLO label rows per image id for a loaded COCO instances dict; crowd regions are left out.
 
     Crowd regions are not objects to detect: COCOeval ignores detections that fall on them, and Ultralytics'
@@ -360,6 +450,9 @@ def coco_to_yolo(data: dict, class_of_category: dict[int, int]) -> dict[int, lis
     Args:
         data (dict): a COCO instances dict (``images``, ``annotations``, ``categories``).
         class_of_category (dict[int, int]): category id -> class index.
+        dropped (list[str] | None): receives a description of each box that cannot become a row (inverted,
+            zero-size or outside the image).
+        source (str): the file, for those descriptions.
 
     Returns:
         (dict[int, list[str]]): ``class cx cy w h`` rows for every image id in ``data["images"]`` (empty lists for
@@ -383,10 +476,12 @@ def coco_to_yolo(data: dict, class_of_category: dict[int, int]) -> dict[int, lis
         row = _yolo_row(class_of_category[ann["category_id"]], x, y, x + w, y + h, width, height)
         if row is not None:
             rows[ann["image_id"]].append(row)
+        elif dropped is not None:
+            dropped.append(f"{source} annotation {ann.get('id')} bbox {ann['bbox']} in a {width}x{height} image")
     return rows
 
 
-def convert_coco(source: str | Path, out: str | Path) -> Path:
+def convert_coco(source: str | Path, out: str | Path, dropped: list[str] | None = None) -> Path:
     """Convert a COCO folder (``annotations/instances_<split>.json`` + images) to the YOLO layout.
 
     Class indices follow the categories sorted by id, so names come in COCO order; for COCO itself this is the
@@ -396,6 +491,7 @@ def convert_coco(source: str | Path, out: str | Path) -> Path:
     Args:
         source (str | Path): the COCO folder.
         out (str | Path): output folder.
+        dropped (list[str] | None): receives a description of each box that cannot become a label.
 
     Returns:
         (Path): ``out/data.yaml``.
@@ -427,7 +523,7 @@ def convert_coco(source: str | Path, out: str | Path) -> Path:
         categories = cats
         class_of_category = {cat_id: i for i, (cat_id, _) in enumerate(cats)}
         image_dir = _coco_image_dir(source, split, json_path)
-        rows = coco_to_yolo(data, class_of_category)
+        rows = coco_to_yolo(data, class_of_category, dropped, str(json_path))
         for image in data["images"]:
             src = image_dir / image["file_name"]
             if not src.is_file():

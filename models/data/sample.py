@@ -48,6 +48,14 @@ import cv2
 import numpy as np
 import yaml
 
+from ..utils.atomic import (
+    atomic_path,
+    remove_stale_temporaries,
+    write_bytes_atomic,
+    write_image_atomic,
+    write_text_atomic,
+)
+
 CLASS_NAMES = ("circle", "rectangle", "triangle")
 
 # Defaults tuned by training on 2 CPU cores (Ultralytics 8.4): yolov8n-CoordAtt.yaml from scratch with imgsz=160,
@@ -374,6 +382,16 @@ def write_sample_video(
         velocity = rng.uniform(-1, 1, 2) * short * 0.4 / VIDEO_FPS  # up to 40% of the frame per second
         sprites.append((pts, half, start, velocity, random_texture(rng, width, height)))
 
+    with atomic_path(path, f"tmp{Path(path).suffix}") as tmp:  # the container is chosen by the file's extension
+        _write_frames(tmp, background, sprites, width, height)
+    frames = count_video_frames(path)
+    if frames == 0:
+        raise RuntimeError(f"OpenCV wrote {path} but cannot read any frame back; check its FFMPEG support.")
+    return frames
+
+
+def _write_frames(path: Path, background: np.ndarray, sprites: list, width: int, height: int) -> None:
+    """Render the moving shapes over ``background`` into a video file at ``path``."""
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), VIDEO_FPS, (width, height))
     if not writer.isOpened():
         raise RuntimeError(f"OpenCV could not open {path} for writing with the mp4v codec; is FFMPEG support built?")
@@ -391,10 +409,6 @@ def write_sample_video(
             writer.write(frame)
     finally:
         writer.release()
-    frames = count_video_frames(path)
-    if frames == 0:
-        raise RuntimeError(f"OpenCV wrote {path} but cannot read any frame back; check its FFMPEG support.")
-    return frames
 
 
 def make_sample_dataset(
@@ -438,10 +452,9 @@ def make_sample_dataset(
 
     image_id = 0
     for split, count in (("train", n_train), ("val", n_val)):
-        for sub in ("images", "labels"):
-            (out / sub / split).mkdir(parents=True, exist_ok=True)
-        (out / "Annotations").mkdir(parents=True, exist_ok=True)
-        (out / "annotations").mkdir(parents=True, exist_ok=True)
+        for folder in (out / "images" / split, out / "labels" / split, out / "Annotations", out / "annotations"):
+            folder.mkdir(parents=True, exist_ok=True)
+            remove_stale_temporaries(folder)  # an earlier run killed mid-write
         coco_images, coco_annotations = [], []
         for _ in range(count):
             image_id += 1
@@ -451,10 +464,13 @@ def make_sample_dataset(
             width, height = (long_side, short_side) if rng.random() < 0.5 else (short_side, long_side)
             image, objects = render_image(rng, photos, width, height)
             name = f"{image_id:06d}"
-            cv2.imwrite(str(out / "images" / split / f"{name}.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, _JPEG_QUALITY])
+            # Many small files: atomic renames without a disk flush each (see attnyolo.utils.atomic).
+            quality = [cv2.IMWRITE_JPEG_QUALITY, _JPEG_QUALITY]
+            write_image_atomic(out / "images" / split / f"{name}.jpg", image, quality, durable=False)
             rows = "".join(obj.yolo_row(width, height) + "\n" for obj in objects)
-            (out / "labels" / split / f"{name}.txt").write_text(rows, encoding="utf-8")
-            (out / "Annotations" / f"{name}.xml").write_bytes(voc_xml(f"{name}.jpg", width, height, objects))
+            write_text_atomic(out / "labels" / split / f"{name}.txt", rows, durable=False)
+            xml = voc_xml(f"{name}.jpg", width, height, objects)
+            write_bytes_atomic(out / "Annotations" / f"{name}.xml", xml, durable=False)
             coco_images.append({"id": image_id, "file_name": f"{name}.jpg", "width": width, "height": height})
             for obj in objects:
                 coco_annotations.append(
@@ -474,7 +490,7 @@ def make_sample_dataset(
             "annotations": coco_annotations,
             "categories": [{"id": i + 1, "name": n, "supercategory": "shape"} for i, n in enumerate(CLASS_NAMES)],
         }
-        (out / "annotations" / f"instances_{split}.json").write_text(json.dumps(coco) + "\n", encoding="utf-8")
+        write_text_atomic(out / "annotations" / f"instances_{split}.json", json.dumps(coco) + "\n")
 
     data = {
         "path": str(out),
@@ -491,5 +507,5 @@ def make_sample_dataset(
     else:
         (out / VIDEO_NAME).unlink(missing_ok=True)
     data_yaml = out / "data.yaml"
-    data_yaml.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    write_text_atomic(data_yaml, yaml.safe_dump(data, sort_keys=False))  # last: a complete dataset has one
     return data_yaml

@@ -20,7 +20,7 @@ from typing import Any
 from ..errors import CheckpointError
 
 # Modules that each define FORMAT = ForeignFormat(...), tried in this order.
-FORMAT_PROVIDERS: tuple[str, ...] = ("attnyolo.yolov5.checkpoint",)
+FORMAT_PROVIDERS: tuple[str, ...] = ("attnyolo.yolox.official", "attnyolo.yolov5.checkpoint")
 
 
 @dataclass(frozen=True)
@@ -106,6 +106,8 @@ def import_weights(
     if out.suffix != ".pt":
         raise CheckpointError(f"out={out} must end in .pt, the suffix Ultralytics loads. Fix: e.g. out=imported.pt.")
     fmt = detect_format(source)
+    if fmt is None and (why := describe_unreadable(source)):
+        raise CheckpointError(f"source={source} cannot be a checkpoint: {why}. Fix: pass the checkpoint file itself.")
     if fmt is None:
         known = "; ".join(f"{f.name} ({f.description})" for f in formats()) or "none"
         raise CheckpointError(
@@ -117,3 +119,29 @@ def import_weights(
     with atomic_path(out) as tmp:
         torch.save(ckpt, tmp)
     return {**report, "format": fmt.name, "source": str(source), "out": str(out)}
+
+
+def describe_unreadable(path: str | Path) -> str | None:
+    """Why ``path`` cannot be a PyTorch checkpoint at all, or None when it may be one.
+
+    PyTorch writes a zip archive (``torch.save`` since 1.6) or, in the legacy format, a pickle (first byte 0x80). A
+    zip without its central directory is truncated; anything else is named by what it looks like.
+    """
+    import zipfile
+
+    path = Path(path)
+    with open(path, "rb") as f:
+        head = f.read(512)
+    if not head:
+        return "the file is empty"
+    if head.startswith(b"PK"):
+        if not zipfile.is_zipfile(path):
+            return "it is a truncated or damaged zip archive (an interrupted download or copy?)"
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+        return f"its zip archive is damaged (member {bad} fails its checksum)" if bad else None
+    if head[0] == 0x80:  # a pickle, the legacy torch.save format
+        return None
+    if b"\x00" in head:  # binary, but neither of torch's formats
+        return "it is neither a zip archive nor a pickle, the two formats torch.save writes"
+    return f"it is a text file (it starts {head.decode('utf-8', errors='replace').strip()[:40]!r})"

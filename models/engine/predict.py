@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import glob
 import json
+import math
+import os
 import time
+import warnings
 from pathlib import Path
 
 from ultralytics.data.utils import IMG_FORMATS, VID_FORMATS
@@ -66,8 +69,69 @@ def default_model() -> Path:
     return best
 
 
+def _open_failure(source: str, error: ConnectionError) -> ConnectionError:
+    """A one-line error for a camera or stream that cannot be opened or read at all."""
+    if source.isnumeric():
+        return ConnectionError(
+            f"source={source}: camera {source} cannot be opened (no camera with that index, no permission, or it is "
+            "in use). Fix: check the camera index (source=0, 1, ...) or pass an image, folder or video file."
+        )
+    return ConnectionError(
+        f"source={source}: the stream cannot be opened or sends no frames ({' '.join(str(error).split())}). Fix: "
+        "check the URL and that the stream is running."
+    )
+
+
+def _video_frame_counts(paths: set[str], vid_stride: int) -> dict[str, int]:
+    """How many frames Ultralytics' video reader should return for each video file (its own formula)."""
+    import cv2
+
+    counts = {}
+    for path in paths:
+        if Path(path).suffix.lower().lstrip(".") in VID_FORMATS:
+            cap = cv2.VideoCapture(path)
+            counts[path] = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) / vid_stride)
+            cap.release()
+    return counts
+
+
+def _warn_short_videos(per_path: dict[str, int], vid_stride: int, save_dir: Path) -> list[str]:
+    """Warn for every video that ended before its declared frame count (undecodable frames); return the warnings."""
+    lines = []
+    for path, expected in _video_frame_counts(set(per_path), vid_stride).items():
+        got = per_path[path]
+        if got < expected:
+            lines.append(
+                f"video {path} ended after {got} of its {expected} frames (the rest cannot be decoded: damaged or "
+                f"truncated file); {got} frames were written to {save_dir}."
+            )
+            warnings.warn(lines[-1], UserWarning, stacklevel=3)
+    return lines
+
+
+def _quiet_opencv() -> None:
+    """Silence OpenCV's and FFmpeg's own log lines for camera and stream opens (read by OpenCV at each open)."""
+    import cv2
+
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # FFmpeg's AV_LOG_QUIET
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+
+
+def _stream_stopped(dataset) -> bool:
+    """Whether a camera or stream loader ended on a live source (no frame count): such a source never ends by itself.
+
+    A stream of known length may end normally with fewer frames processed than it has: without ``stream_buffer``
+    Ultralytics skips frames that arrive while the model is busy.
+    """
+    counts = getattr(dataset, "frames", None)
+    return isinstance(counts, list) and any(isinstance(c, float) and math.isinf(c) for c in counts)
+
+
 def predict(model=None, source=None, save_json: bool = False, progress_every: int = 25, **kw) -> dict:
     """Run a checkpoint on a source, save annotated output, and report frames per second.
+
+    Start-up (loading the model, setting up Ultralytics' predictor, the first frame) and the steady rate of the frames
+    after it are timed separately: on a short video the start-up dominates a single overall rate.
 
     Args:
         model: Checkpoint path; None means the newest best.pt of the default training run.
@@ -77,43 +141,69 @@ def predict(model=None, source=None, save_json: bool = False, progress_every: in
         **kw: Ultralytics predict settings (conf, iou, imgsz, device, save_txt, project, name, ...).
 
     Returns:
-        ``{"save_dir", "frames", "seconds", "fps", "detections", "json"}``.
+        ``{"save_dir", "frames", "seconds", "fps", "startup_s", "steady_fps", "detections", "json", "warnings"}``:
+        ``fps`` over everything, ``startup_s`` until the first result, ``steady_fps`` over the frames after it (None
+        with a single frame); ``warnings`` lists videos that ended early.
+
+    Raises:
+        ConnectionError: A camera or stream that cannot be opened, or that stopped before its end (after the frames
+            read so far were saved).
     """
     if source is None:
         raise ValueError("source= is required: an image, folder, glob, video, webcam index or stream URL.")
+    start = time.perf_counter()
     source = check_source(source)
     model = Path(model) if model else default_model()
     yolo = load_model(model)
     kw["project"] = str(Path(kw.get("project") or runs_dir("predict")).resolve())
     kw.setdefault("save", True)
     kw.setdefault("verbose", False)
-    records, frames, n_det = [], 0, 0
-    start = time.perf_counter()
-    for result in yolo.predict(source=source, stream=True, **kw):
-        frames += 1
-        boxes = result.boxes
-        n_det += len(boxes)
-        if save_json:
-            records.append(
-                {
-                    "path": result.path,
-                    "frame": frames,
-                    "boxes_xyxy": [[round(v, 2) for v in b] for b in boxes.xyxy.tolist()],
-                    "scores": [round(v, 4) for v in boxes.conf.tolist()],
-                    "classes": [int(c) for c in boxes.cls.tolist()],
-                    "names": [result.names[int(c)] for c in boxes.cls.tolist()],
-                }
-            )
-        total = getattr(getattr(yolo.predictor, "dataset", None), "frames", 0)
-        if progress_every and frames % progress_every == 0:
-            LOGGER.info(f"frame {frames}" + (f"/{total}" if total else ""))
-    seconds = time.perf_counter() - start
+    records, frames, n_det, per_path = [], 0, 0, {}
+    first = None
+    results = yolo.predict(source=source, stream=True, **kw)
+    if _is_stream(source):
+        _quiet_opencv()  # OpenCV and FFmpeg print their own lines on a failed open; the error below says it in one
+    try:
+        for result in results:
+            if first is None:
+                first = time.perf_counter()
+            frames += 1
+            per_path[result.path] = per_path.get(result.path, 0) + 1
+            boxes = result.boxes
+            n_det += len(boxes)
+            if save_json:
+                records.append(
+                    {
+                        "path": result.path,
+                        "frame": frames,
+                        "boxes_xyxy": [[round(v, 2) for v in b] for b in boxes.xyxy.tolist()],
+                        "scores": [round(v, 4) for v in boxes.conf.tolist()],
+                        "classes": [int(c) for c in boxes.cls.tolist()],
+                        "names": [result.names[int(c)] for c in boxes.cls.tolist()],
+                    }
+                )
+            total = getattr(getattr(yolo.predictor, "dataset", None), "frames", 0)
+            if progress_every and frames % progress_every == 0:
+                LOGGER.info(f"frame {frames}" + (f"/{total}" if isinstance(total, int) and total else ""))
+    except ConnectionError as error:
+        if frames == 0 and _is_stream(source):
+            raise _open_failure(source, error) from None
+        raise
+    end = time.perf_counter()
     if frames == 0 and not _is_stream(str(source)):
         raise ValueError(f"source {source} gave no readable image or frame (every file skipped). Fix: check the files.")
     save_dir = Path(yolo.predictor.save_dir)
-    out = {"save_dir": save_dir, "frames": frames, "seconds": seconds, "fps": frames / max(seconds, 1e-9)}
+    out = {"save_dir": save_dir, "frames": frames, "seconds": end - start, "fps": frames / max(end - start, 1e-9)}
+    out["startup_s"] = (first or end) - start
+    out["steady_fps"] = (frames - 1) / max(end - first, 1e-9) if first is not None and frames > 1 else None
     out.update(detections=n_det, json=None)
     if save_json:
         save_dir.mkdir(parents=True, exist_ok=True)
         out["json"] = write_text_atomic(save_dir / "detections.json", json.dumps(records, indent=1))
+    out["warnings"] = _warn_short_videos(per_path, int(kw.get("vid_stride") or 1), save_dir)
+    if _is_stream(source) and _stream_stopped(getattr(yolo.predictor, "dataset", None)):
+        raise ConnectionError(
+            f"source={source}: the stream stopped after {frames} frames (connection lost or camera disconnected); "
+            f"the {frames} frames were written to {save_dir}."
+        )
     return out

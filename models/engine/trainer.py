@@ -15,6 +15,7 @@ train with YOLOv5's recipe for every key the user did not set, and AutoAnchor (:
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 
 from torch import nn
@@ -22,9 +23,17 @@ from ultralytics.models.yolo.detect import DetectionTrainer
 from ultralytics.utils import DEFAULT_CFG, LOGGER, RANK
 from ultralytics.utils.torch_utils import unwrap_model
 
-from ..integration.checkpoints import check_checkpoint_file, save_model_atomically
+from ..errors import CheckpointError
+from ..integration.checkpoints import (
+    check_checkpoint_file,
+    checkpoint_label,
+    load_model,
+    read_checkpoint,
+    save_model_atomically,
+)
 from ..integration.names import check_model_source
 from ..utils.atomic import write_text_atomic
+from ..utils.cli import set_interrupt_advice
 from ..utils.paths import runs_dir, sample_data_dir
 from ..yolov5 import recipe as yolov5_recipe
 from ..yolox.head import YOLOXDetect
@@ -154,12 +163,55 @@ def check_data_source(data: str | Path) -> str:
     from ultralytics.utils.checks import check_file
 
     try:
-        return str(check_file(str(data)))  # the local path: a URL is fetched once, here, not again by the trainer
+        local = str(check_file(str(data)))  # the local path: a URL is fetched once, here, not again by the trainer
     except FileNotFoundError:
         raise FileNotFoundError(
             f"data={data} does not exist, and Ultralytics has no dataset of that name. Fix: pass a data YAML (e.g. "
             "data/VOC.yaml), or leave data= out for the sample dataset."
         ) from None
+    check_data_splits(local, data)
+    return local
+
+
+def check_data_splits(path: str | Path, data: str | Path | None = None) -> None:
+    """Fail with one line, before any work, if the train or val images a data YAML names are missing.
+
+    A YAML with a ``download:`` key is left to Ultralytics, which downloads missing images with it (as for
+    ``data/coco.yaml``); Ultralytics would otherwise fail mid-start with a multi-line traceback.
+
+    Args:
+        path: The local data YAML.
+        data: The value the user gave, for messages (default: ``path``).
+    """
+    import yaml
+    from ultralytics.data.utils import check_det_dataset
+
+    from ..evaluation.ground_truth import first_line
+
+    data = data or path
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError, UnicodeDecodeError) as error:
+        raise ValueError(f"data={data}: not a readable YAML file ({first_line(error)}).") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"data={data}: expected a YAML mapping with path, train, val and names.")
+    if raw.get("download"):
+        return
+    try:
+        resolved = check_det_dataset(str(path), autodownload=False)
+    except FileNotFoundError as error:
+        raise FileNotFoundError(
+            f"data={data}: {first_line(error).rstrip('.')}. Fix: correct the path in {path} or add the images."
+        ) from None
+    except (SyntaxError, TypeError, ValueError, AssertionError, KeyError) as error:
+        raise ValueError(f"data={data}: {first_line(error)}") from None
+    train = resolved.get("train")
+    missing = [p for p in (train if isinstance(train, list) else [train]) if p and not Path(p).exists()]
+    if not train or missing:
+        raise FileNotFoundError(
+            f"data={data}: the train images {missing[0] if missing else '(none given)'} do not exist. Fix: correct "
+            f"'train:' in {path} or add the images."
+        )
 
 
 def ensure_sample_data(data_dir: str | Path | None = None) -> Path:
@@ -210,7 +262,106 @@ def set_yolov5_loss_keys(yolo, keys: dict, name: str) -> None:
     yolo.add_callback("on_pretrain_routine_start", hand_over)
 
 
-def train(model: str = DEFAULT_MODEL, data: str | None = None, pretrained=None, resume=False, evaluate=True, **kw):
+def resumable_epoch(last: str | Path) -> int | None:
+    """The epoch after which the run of ``last`` (a ``last.pt``) stopped, or None when it cannot be resumed.
+
+    A run that finished has a stripped ``last.pt`` (Ultralytics' final step removes the optimizer and sets epoch -1);
+    a damaged or refused file cannot be resumed either. Read without running code from the file.
+    """
+    try:
+        ckpt = read_checkpoint(last, mmap=True)
+    except (CheckpointError, OSError):
+        return None
+    if not isinstance(ckpt, dict) or ckpt.get("epoch", -1) < 0 or ckpt.get("optimizer") is None:
+        return None
+    return int(ckpt["epoch"])
+
+
+def latest_interrupted_checkpoint(project: str | Path | None = None) -> Path:
+    """The ``last.pt`` of the newest run under ``project`` (default ``runs/train``) that did not finish.
+
+    Raises:
+        FileNotFoundError: No ``weights/last.pt`` at all, or every run finished; the message says which and the fix.
+    """
+    project = Path(project) if project is not None else runs_dir("train")
+    found = sorted(project.glob("*/weights/last.pt"), key=lambda p: p.stat().st_mtime, reverse=True)
+    if not found:
+        raise FileNotFoundError(
+            f"resume=True found no weights/last.pt under {project}. Fix: pass resume=path/to/last.pt."
+        )
+    for last in found:
+        if resumable_epoch(last) is not None:
+            return last
+    raise FileNotFoundError(
+        f"resume=True found no interrupted run under {project}: all {len(found)} runs there finished (newest: "
+        f"{found[0]}). Fix: start a new run, or fine-tune a finished one with model=<its best.pt>."
+    )
+
+
+def _interrupt_advice(state: dict) -> str | None:
+    """What works after Ctrl-C, judged by the files the run left (see :func:`train`)."""
+    trainer = getattr(state.get("yolo"), "trainer", None)
+    if trainer is None:
+        return "nothing was saved yet; start the run again"
+    last, best = Path(trainer.last), Path(trainer.best)
+    if last.is_file() and resumable_epoch(last) is not None:
+        return f"continue the run with: attnyolo train resume={last}"
+    if best.is_file() or last.is_file():
+        weights = best if best.is_file() else last
+        data = state.get("data") or trainer.args.data
+        return f"training had finished; score it with: attnyolo val model={weights} data={data}"
+    return "no checkpoint was written yet; start the run again"
+
+
+def import_foreign_pretrained(pretrained: str | Path, folder: str | Path) -> str | Path:
+    """A ``pretrained=`` checkpoint another project wrote (an official YOLOX .pth, ...), converted to ours first.
+
+    Files in a format :mod:`attnyolo.engine.importing` knows are converted into ``folder/<name>.pt`` (kept, so the
+    run's exact starting weights stay on disk) and that path is returned; anything else is returned unchanged.
+    """
+    from .importing import detect_format, import_weights
+
+    path = Path(str(pretrained))
+    if not path.is_file() or detect_format(path) is None:
+        return pretrained
+    out = Path(folder) / f"{path.stem}.pt"
+    report = import_weights(path, out)
+    if RANK in {-1, 0}:
+        LOGGER.info(f"pretrained={path}: {report['format']} checkpoint converted to {out} ({report.get('tensors')})")
+    return out
+
+
+def recipe_settings(recipe: str, model, settings: dict, overrides: dict) -> tuple[dict, type]:
+    """A run's settings and trainer class under ``recipe=`` (see :mod:`attnyolo.yolox.recipe`).
+
+    The recipe's settings replace the base ones; the command line's ``overrides`` and the run's ``project`` stay.
+    """
+    from ..yolox.recipe import resolve_recipe
+
+    chosen, trainer_class = resolve_recipe(recipe, model, overrides)
+    return {**settings, **chosen, "project": settings["project"]}, trainer_class
+
+
+def recipe_trainer_of(run_dir: str | Path) -> type:
+    """The trainer class a run was started with: its recorded recipe (``recipe.json``), else Ultralytics'."""
+    import json
+
+    from ..yolox.recipe import RECIPE_FILE, TRAINERS
+
+    path = Path(run_dir) / RECIPE_FILE
+    recipe = json.loads(path.read_text(encoding="utf-8")).get("recipe") if path.is_file() else "ultralytics"
+    return TRAINERS.get(recipe, AttnDetectionTrainer)
+
+
+def train(
+    model: str = DEFAULT_MODEL,
+    data: str | None = None,
+    pretrained=None,
+    resume=False,
+    evaluate=True,
+    recipe: str = "ultralytics",
+    **kw,
+):
     """Train a detector with :class:`AttnDetectionTrainer` and score its best checkpoint with the evaluators.
 
     Args:
@@ -219,6 +370,8 @@ def train(model: str = DEFAULT_MODEL, data: str | None = None, pretrained=None, 
         pretrained: A checkpoint whose weights are transferred by aligned rows (e.g. a stock ``yolov8n.pt``).
         resume: True to continue the newest interrupted run under ``project``, or the path of its ``last.pt``.
         evaluate: Score ``best.pt`` with pycocotools and the VOC protocol afterwards and write ``metrics.json``.
+        recipe: ``ultralytics`` (Ultralytics' training recipe), or ``yolox`` / ``yolox-0.3.0`` for YOLOX's own
+            schedule (YOLOX models only; :mod:`attnyolo.yolox.recipe`). A resumed run keeps its recipe.
         **kw: Any Ultralytics training setting (epochs, imgsz, batch, device, project, name, ...).
 
     Returns:
@@ -228,27 +381,30 @@ def train(model: str = DEFAULT_MODEL, data: str | None = None, pretrained=None, 
     from ultralytics import YOLO
 
     project = kw.get("project") or runs_dir("train")
+    state: dict = {"data": data}  # what the Ctrl-C message looks at: the run's files decide what will work
+    set_interrupt_advice(lambda: _interrupt_advice(state))
     if resume:
-        last = latest_checkpoint(project) if resume is True else Path(resume)
-        if last is None:
-            raise FileNotFoundError(
-                f"resume=True found no weights/last.pt under {project}. Fix: pass resume=path/to/last.pt."
-            )
+        last = latest_interrupted_checkpoint(project) if resume is True else Path(resume)
         check_checkpoint_file(last, "resume")
-        yolo = YOLO(str(last))
+        yolo = state["yolo"] = load_model(last, "resume")
         if (yolo.ckpt or {}).get("epoch", -1) < 0 or (yolo.ckpt or {}).get("optimizer") is None:
             raise ValueError(
-                f"{last} is from a finished run (no optimizer state): nothing to resume. Fix: start a new run."
+                f"resume={last} is from a finished run (no optimizer state): nothing to resume. Fix: start a new run, "
+                "or fine-tune it with model=<its best.pt>."
             )
-        print(f"resuming {last} after epoch {yolo.ckpt['epoch'] + 1}")
-        yolo.train(resume=True, trainer=AttnDetectionTrainer)
+        which = f" (the newest interrupted run under {project})" if resume is True else ""
+        print(f"resuming {last} after epoch {yolo.ckpt['epoch'] + 1}{which}")
+        yolo.train(resume=True, trainer=recipe_trainer_of(Path(last).parents[1]))
     else:
         check_model_source(model)
         loss_keys = {k: kw.pop(k) for k in list(kw) if k in yolov5_recipe.LOSS_KEYS}
         data = check_data_source(data) if data else str(ensure_sample_data())
         if pretrained not in (None, True, False):
+            pretrained = import_foreign_pretrained(pretrained, Path(project) / "imported")
             check_checkpoint_file(pretrained, "pretrained")
-        yolo = YOLO(model)
+        state["data"] = data
+        with checkpoint_label(f"model={model}"):  # messages about a checkpoint name the argument it came from
+            yolo = state["yolo"] = YOLO(model)
         settings = {**base_recipe(data, yolo.model), **kw}
         settings["project"] = str(Path(project).resolve())
         if pretrained not in (None, True, False):
@@ -257,7 +413,11 @@ def train(model: str = DEFAULT_MODEL, data: str | None = None, pretrained=None, 
             settings["pretrained"] = pretrained
         if loss_keys:
             set_yolov5_loss_keys(yolo, loss_keys, model)
-        yolo.train(data=data, trainer=AttnDetectionTrainer, **settings)
+        trainer_class = AttnDetectionTrainer
+        if recipe != "ultralytics":
+            settings, trainer_class = recipe_settings(recipe, yolo.model, settings, kw)
+        with checkpoint_label(f"pretrained={pretrained}") if isinstance(pretrained, (str, Path)) else nullcontext():
+            yolo.train(data=data, trainer=trainer_class, **settings)
     trainer = yolo.trainer
     run_dir = Path(trainer.save_dir)
     # Resuming also rebuilds the model from its checkpoint through get_model; only report a real pretrained transfer.

@@ -33,13 +33,36 @@ class TransferReport:
     skipped: list[str] = field(default_factory=list)
 
     def summary(self, limit: int = 8) -> str:
-        """One line for the log: 'transferred N/M tensors', then what was skipped (the first ``limit`` entries)."""
+        """One line for the log: 'transferred N/M tensors', then what was skipped, by reason and row.
+
+        ``limit`` caps the rows named per reason.
+        """
         text = f"transferred {self.transferred}/{self.total} tensors"
         if self.skipped:
-            shown = "; ".join(self.skipped[:limit])
-            more = f"; ... {len(self.skipped) - limit} more" if len(self.skipped) > limit else ""
-            text += f", skipped {len(self.skipped)}: {shown}{more}"
+            text += f", skipped {len(self.skipped)} (they keep their initial values): "
+            text += "; ".join(group_skipped(self.skipped, limit))
         return text
+
+
+def group_skipped(skipped: list[str], limit: int = 8) -> list[str]:
+    """Summarise ``"model.<i>.<name>: <reason>"`` entries by reason, naming the rows and counting tensors.
+
+    E.g. ``["no matching source row: model.5, model.8 (6 tensors)", "other shapes: model.24 (6 tensors, e.g.
+    cls_preds.0.weight (80, 64, 1, 1) vs (3, 64, 1, 1))"]``.
+    """
+    by_reason: dict[str, dict[str, list[str]]] = {}
+    for entry in skipped:
+        key, _, why = entry.partition(": ")
+        row = ".".join(key.split(".")[:2])
+        reason = "other shapes" if why.startswith("shape ") else why
+        by_reason.setdefault(reason, {}).setdefault(row, []).append(f"{key[len(row) + 1 :]} {why[len('shape ') :]}")
+    lines = []
+    for reason, rows in by_reason.items():
+        names = ", ".join(list(rows)[:limit]) + (f", ... {len(rows) - limit} more rows" if len(rows) > limit else "")
+        count = sum(map(len, rows.values()))
+        example = f", e.g. {next(iter(rows.values()))[0]}" if reason == "other shapes" else ""
+        lines.append(f"{reason}: {names} ({count} tensor{'s' if count > 1 else ''}{example})")
+    return lines
 
 
 def _row_keys(layers: nn.Sequential) -> dict[int, tuple]:

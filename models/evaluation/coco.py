@@ -251,13 +251,16 @@ def _unknown_ids_error(kind: str, unknown: list[Any], known: list[Any], source: 
     )
 
 
-def load_results(results: str | Path | Sequence[Mapping[str, Any]], coco_gt: CocoSource) -> list[dict[str, Any]]:
+def load_results(
+    results: str | Path | Sequence[Mapping[str, Any]], coco_gt: CocoSource, source: str | None = None
+) -> list[dict[str, Any]]:
     """Read and check detections in the COCO results format against a ground truth.
 
     Args:
         results (str | Path | Sequence[Mapping]): A results JSON file (e.g. Ultralytics' ``predictions.json``) or
             its list: ``[{"image_id", "category_id", "bbox": [x, y, w, h] pixels, "score"}, ...]``.
         coco_gt (COCO | Mapping | str | Path): The ground truth the results refer to.
+        source (str | None): How messages name the results (default: the file, or "results list").
 
     Returns:
         (list[dict]): New dicts with exactly the four keys, ``bbox`` and ``score`` as floats. Empty if there are
@@ -271,7 +274,7 @@ def load_results(results: str | Path | Sequence[Mapping[str, Any]], coco_gt: Coc
     Examples:
         >>> detections = load_results("runs/detect/val/predictions.json", "annotations.json")  # doctest: +SKIP
     """
-    source = str(results) if isinstance(results, (str, Path)) else "results list"
+    source = source or (str(results) if isinstance(results, (str, Path)) else "results list")
     if isinstance(results, (str, Path)):
         try:
             with open(results) as f:

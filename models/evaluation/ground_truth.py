@@ -15,9 +15,15 @@ Ground truth for COCO, in order of preference:
 3. otherwise a ground truth built from the split's YOLO label files with ``build_coco_ground_truth`` (category id =
    class index + 1, as ``save_json`` writes for other data). Objects that the VOC XML marks ``difficult`` become
    ``iscrowd`` and are ignored, like the VOC devkit ignores them; difficult objects missing from the labels (as
-   Ultralytics' VOC.yaml conversion drops them) are added from the XML as such. A malformed label line is skipped
-   with a warning that names ``file:line``. The built ground truth is saved as ``ground_truth.json`` in the run
-   directory, so anyone can re-run pycocotools on the same files.
+   Ultralytics' VOC.yaml conversion drops them) are added from the XML as such. The built ground truth is saved as
+   ``ground_truth.json`` in the run directory, so anyone can re-run pycocotools on the same files.
+
+Whatever the source, the ground truth covers exactly the images Ultralytics' validator evaluates: each image and its
+label file get Ultralytics' own verdict first (:mod:`attnyolo.integration.datasets`). An unreadable image, or a label
+file with one invalid line (a class id outside ``names``, a row without 5 values, coordinates outside [0, 1]), makes
+Ultralytics drop the whole image; it is then dropped here too, with a warning, and listed in ``metrics.json`` under
+``dropped_images`` with Ultralytics' reason. Otherwise its objects would all count as misses against predictions the
+model was never asked to make.
 
 The VOC protocol runs when the data YAML has ``voc_annotations: <folder of NAME.xml>`` or when every image has an
 XML next to it (``NAME.xml`` beside ``NAME.jpg``, or ``Annotations/NAME.xml`` beside ``JPEGImages/``).
@@ -37,7 +43,7 @@ import os
 import re
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +53,7 @@ import yaml
 from .coco import build_coco_ground_truth, read_coco_json, yolo_image_id
 from .voc import read_voc_xml
 
-_MAX_LABEL_WARNINGS = 20  # individual warnings about label lines; the rest are counted in one summary
+_MAX_LABEL_WARNINGS = 20  # individual warnings about dropped images; the rest are counted in one summary
 
 
 _MATCH_IOU = 0.5  # a label box takes the difficult flag of the VOC object it overlaps this much
@@ -70,6 +76,34 @@ class SplitGroundTruth:
     category_of_class: list[int | None]  # class index -> ground-truth category id
     voc: dict[Any, list[dict[str, Any]]] | None  # image id -> VOC objects, None without VOC annotations
     voc_source: str | None
+    # Images of the split Ultralytics' validator does not evaluate: {"image", "id", "reason"}; in neither the ground
+    # truth nor the scored predictions.
+    dropped: list[dict[str, Any]] = field(default_factory=list)
+
+    def restricted_to(self, images: Sequence[str | Path], reason: str) -> SplitGroundTruth:
+        """The same ground truth on ``images`` only; the others join :attr:`dropped` with ``reason``.
+
+        Args:
+            images: The images to keep (e.g. those the validator evaluated).
+            reason: Why the others are dropped, for metrics.json.
+
+        Returns:
+            A new ground truth (this one is unchanged).
+        """
+        keep = {Path(p).resolve() for p in images}
+        kept = [p for p in self.images if p.resolve() in keep]
+        if len(kept) == len(self.images):
+            return self
+        lost = [p for p in self.images if p.resolve() not in keep]
+        ids = {yolo_image_id(p) for p in kept}
+        coco = {
+            **self.coco,
+            "images": [im for im in self.coco["images"] if im["id"] in ids],
+            "annotations": [a for a in self.coco["annotations"] if a["image_id"] in ids],
+        }
+        voc = {k: v for k, v in self.voc.items() if k in ids} if self.voc is not None else None
+        extra = [{"image": str(p), "id": yolo_image_id(p), "reason": reason} for p in lost]
+        return replace(self, images=kept, coco=coco, voc=voc, dropped=[*self.dropped, *extra])
 
 
 def first_line(error: BaseException) -> str:
@@ -161,72 +195,30 @@ def _image_ids(images: list[Path], data: Path) -> list[int | str]:
     return ids
 
 
-def _image_size(path: Path) -> tuple[int, int]:
-    """(width, height) after EXIF rotation, as Ultralytics measures it; a one-line error for a corrupt file."""
-    from PIL import Image
-    from ultralytics.data.utils import exif_size
-
-    try:
-        with Image.open(path) as image:
-            image.verify()
-            width, height = exif_size(image)
-    except Exception as error:  # PIL raises many types for broken files; all mean "not an image"
-        raise ValueError(
-            f"{path}: corrupt or unreadable image ({first_line(error)}). Fix: replace or remove it."
-        ) from None
-    return int(width), int(height)
-
-
-def _parse_label_line(fields: list[str], num_classes: int) -> tuple[int, list[float]] | str:
-    """One YOLO label line as (class, normalised xyxy), or the reason it is unusable."""
-    try:
-        values = [float(v) for v in fields]
-    except ValueError:
-        return f"non-numeric value in {' '.join(fields)!r}"
-    if len(values) == 5:
-        cx, cy, w, h = values[1:]
-        box = [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2]
-    elif len(values) >= 7 and len(values) % 2 == 1:  # a polygon row (segment labels): its bounding box
-        xs, ys = values[1::2], values[2::2]
-        box = [min(xs), min(ys), max(xs), max(ys)]
-    else:
-        return f"{len(values)} fields; expected 5 (class cx cy w h) or a polygon (class x1 y1 x2 y2 x3 y3 ...)"
-    cls = values[0]
-    if not cls.is_integer() or not 0 <= cls < num_classes:
-        return f"class {fields[0]} is not an integer in [0, {num_classes})"
-    if not all(np.isfinite(box)) or min(box) < -1e-6 or max(box) > 1 + 1e-6 or box[2] < box[0] or box[3] < box[1]:
-        return f"box {' '.join(fields[1:])} is not normalised to [0, 1]"
-    return int(cls), [min(max(v, 0.0), 1.0) for v in box]
-
-
-def _read_labels(
-    label_file: Path, width: int, height: int, num_classes: int, problems: list[str]
-) -> tuple[list[list[float]], list[int]]:
-    """Pixel boxes ``[x1, y1, x2, y2]`` and classes of one label file; bad lines go to ``problems``, not raised."""
+def _label_boxes(labels: np.ndarray, width: int, height: int) -> tuple[list[list[float]], list[int]]:
+    """Pixel boxes ``[x1, y1, x2, y2]`` (clipped to the image) and classes of Ultralytics' normalised label rows."""
     boxes, classes = [], []
-    if not label_file.is_file():
-        return boxes, classes  # Ultralytics reads a missing label file as an image without objects
-    for number, line in enumerate(label_file.read_text(encoding="utf-8").splitlines(), start=1):
-        fields = line.split()
-        if not fields:
-            continue
-        parsed = _parse_label_line(fields, num_classes)
-        if isinstance(parsed, str):
-            problems.append(f"{label_file}:{number}: {parsed}; line skipped.")
-            continue
-        cls, (x1, y1, x2, y2) = parsed
+    for cls, cx, cy, w, h in labels.tolist():
+        x1, y1, x2, y2 = (min(max(v, 0.0), 1.0) for v in (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2))
         boxes.append([x1 * width, y1 * height, x2 * width, y2 * height])
-        classes.append(cls)
+        classes.append(int(cls))
     return boxes, classes
 
 
-def _warn_label_problems(problems: list[str]) -> None:
-    """One warning per bad label line, up to a limit, so a broken dataset does not flood the terminal."""
-    for problem in problems[:_MAX_LABEL_WARNINGS]:
-        warnings.warn(problem, UserWarning, stacklevel=3)
-    if len(problems) > _MAX_LABEL_WARNINGS:
+def _warn_dropped(dropped: list[dict[str, Any]], total: int) -> None:
+    """One warning per image Ultralytics' validator drops, up to a limit, then a count."""
+    for entry in dropped[:_MAX_LABEL_WARNINGS]:
         warnings.warn(
-            f"... and {len(problems) - _MAX_LABEL_WARNINGS} more label lines skipped.", UserWarning, stacklevel=3
+            f"{entry['image']}: dropped from the evaluation, as Ultralytics' validator drops it ({entry['reason']}); "
+            "fix the file to have it scored.",
+            UserWarning,
+            stacklevel=3,
+        )
+    if len(dropped) > _MAX_LABEL_WARNINGS:
+        warnings.warn(
+            f"... and {len(dropped) - _MAX_LABEL_WARNINGS} more images dropped ({len(dropped)} of {total}).",
+            UserWarning,
+            stacklevel=3,
         )
 
 
@@ -372,13 +364,45 @@ def _category_of_class(categories: list[dict[str, Any]], names: list[str]) -> li
     return [None] * len(names)
 
 
-def load_split(data: str | Path, split: str = "val") -> SplitGroundTruth:
-    """Resolve the data YAML and assemble the split's COCO (and, if annotated, VOC) ground truth."""
+def load_split(data: str | Path, split: str = "val", single_cls: bool = False) -> SplitGroundTruth:
+    """Resolve the data YAML and assemble the split's COCO (and, if annotated, VOC) ground truth.
+
+    Every image and label file first gets Ultralytics' own verdict
+    (:func:`attnyolo.integration.datasets.image_verdicts`): an image Ultralytics' validator drops (unreadable, or a
+    label file with an invalid line) is left out of the ground truth too, with a warning, and listed in
+    :attr:`SplitGroundTruth.dropped`; labels are read as Ultralytics reads them (duplicate rows removed).
+
+    Args:
+        data: The data YAML.
+        split: The data YAML key of the split.
+        single_cls: Ultralytics' ``single_cls`` setting, which changes its label verdicts.
+
+    Returns:
+        The split's ground truth.
+
+    Raises:
+        FileNotFoundError: A missing data YAML, split folder, listed image or annotation file.
+        ValueError: A malformed data YAML or annotation, or a split without one usable image.
+    """
+    from ..integration.datasets import image_verdicts
+
     raw = _read_data(data, split)
     yaml_file, root, names = raw["yaml_file"], Path(raw["path"]), raw["names"]
-    images = _split_images(raw[split], split, yaml_file)
+    listed = _split_images(raw[split], split, yaml_file)
+    verdicts = image_verdicts(listed, raw.get("bg_class_idx") or len(names), single_cls)
+    dropped = [
+        {"image": str(v.image), "id": yolo_image_id(v.image), "reason": v.message} for v in verdicts if not v.kept
+    ]
+    verdicts = [v for v in verdicts if v.kept]
+    if not verdicts:
+        raise ValueError(
+            f"data={yaml_file}: none of the {len(listed)} '{split}' images can be evaluated, e.g. "
+            f"{dropped[0]['image']}: {dropped[0]['reason']}. Fix: replace the images or their label files."
+        )
+    _warn_dropped(dropped, len(listed))
+    images = [v.image for v in verdicts]
     ids = _image_ids(images, yaml_file)
-    sizes = [_image_size(image) for image in images]  # also rejects corrupt images before any model runs
+    sizes = [(v.shape[1], v.shape[0]) for v in verdicts]  # (width, height) after EXIF rotation, as Ultralytics reads
 
     xml = _voc_xml_files(raw, root, images, split)
     voc_objects = _read_voc(xml[0], names) if xml else None
@@ -390,19 +414,16 @@ def load_split(data: str | Path, split: str = "val") -> SplitGroundTruth:
     else:
         from ultralytics.data.utils import img2label_paths
 
-        problems: list[str] = []
         records = []
-        for k, (image, image_id, (width, height), label) in enumerate(
-            zip(images, ids, sizes, img2label_paths([str(p) for p in images]))
-        ):
-            boxes, classes = _read_labels(Path(label), width, height, len(names), problems)
+        for k, (verdict, image_id, (width, height)) in enumerate(zip(verdicts, ids, sizes)):
+            boxes, classes = _label_boxes(verdict.labels, width, height)
             difficult = None
             if voc_objects:
                 boxes, classes, difficult = _with_voc_difficult(boxes, classes, voc_objects[k])
             records.append(
                 {
                     "id": image_id,
-                    "file_name": image.name,
+                    "file_name": verdict.image.name,
                     "width": width,
                     "height": height,
                     "boxes": boxes,
@@ -410,7 +431,6 @@ def load_split(data: str | Path, split: str = "val") -> SplitGroundTruth:
                     "difficult": difficult,
                 }
             )
-        _warn_label_problems(problems)
         coco = build_coco_ground_truth(records, names)
         label_dir = Path(img2label_paths([str(images[0])])[0]).parent
         source = f"YOLO labels in {label_dir}" + (" (VOC-difficult objects as iscrowd, ignored)" if xml else "")
@@ -428,6 +448,7 @@ def load_split(data: str | Path, split: str = "val") -> SplitGroundTruth:
         category_of_class=_category_of_class(coco["categories"], names),
         voc=voc,
         voc_source=xml[1] if xml else None,
+        dropped=dropped,
     )
 
 

@@ -72,6 +72,14 @@ def format_metrics_table(metrics: Mapping[str, Any]) -> str:
     lines = []
     if "data" in metrics:
         lines.append(f"data: {metrics['data']} (split {metrics.get('split', 'val')}, {metrics.get('images')} images)")
+    dropped = metrics.get("dropped_images") or []
+    if dropped:
+        first = dropped[0]
+        more = f"; {len(dropped) - 1} more in metrics.json" if len(dropped) > 1 else " (listed in metrics.json)"
+        lines.append(
+            f"dropped: {len(dropped)} image(s) Ultralytics' validator does not evaluate, not scored: "
+            f"{Path(first['image']).name}: {first['reason']}{more}"
+        )
     if "model" in metrics:
         lines.append(f"model: {metrics['model']}")
     if "protocol" in metrics:

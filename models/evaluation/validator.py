@@ -17,7 +17,8 @@ from typing import Any
 from ultralytics.models.yolo.detect import DetectionValidator
 
 from ..integration.checkpoints import check_checkpoint_file, load_model
-from ..utils.atomic import write_json_atomic
+from ..integration.datasets import evaluated_images
+from ..utils.atomic import atomic_path, write_json_atomic
 from ..utils.paths import runs_dir
 from .coco import evaluate_coco, load_results
 from .ground_truth import SplitGroundTruth, load_split, voc_box
@@ -31,9 +32,40 @@ DEFAULT_CONF = 0.001
 Predictions = str | Path | Sequence[Mapping[str, Any]]
 
 
+def _without_dropped_images(gt: SplitGroundTruth, predictions: Predictions) -> tuple[Predictions, str | None]:
+    """The predictions minus those on images the evaluation drops (see :attr:`SplitGroundTruth.dropped`).
+
+    Ultralytics' validator never runs the model on a dropped image; detections from elsewhere on one are not scored.
+
+    Returns:
+        The predictions (a list when something was read from a file) and the source name for messages.
+    """
+    source = str(predictions) if isinstance(predictions, (str, Path)) else None
+    dropped = {entry["id"] for entry in gt.dropped}
+    if not dropped:
+        return predictions, source
+    if source is not None:
+        try:
+            predictions = json.loads(Path(source).read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ValueError(f"{source}: not valid JSON ({str(error).splitlines()[0]}).") from None
+    if not isinstance(predictions, (list, tuple)):
+        return predictions, source  # load_results names the problem
+    kept = [p for p in predictions if not (isinstance(p, Mapping) and p.get("image_id") in dropped)]
+    if len(kept) < len(predictions):
+        warnings.warn(
+            f"{len(predictions) - len(kept)} detections on the {len(dropped)} dropped image(s) are not scored, as "
+            "Ultralytics' validator never evaluates those images.",
+            UserWarning,
+            stacklevel=3,
+        )
+    return kept, source
+
+
 def _score(gt: SplitGroundTruth, predictions: Predictions) -> dict[str, Any]:
     """Run COCOeval and, where annotated, the VOC devkit on checked predictions."""
-    detections = load_results(predictions, gt.coco)  # one-line errors for unknown ids and malformed entries
+    predictions, source = _without_dropped_images(gt, predictions)
+    detections = load_results(predictions, gt.coco, source=source)  # one-line errors for unknown ids, bad entries
     coco = evaluate_coco(gt.coco, detections)
     coco.pop("summary")  # the same numbers as text; metrics.json keeps the numbers
     metrics: dict[str, Any] = {"coco": coco}
@@ -57,6 +89,9 @@ def _score(gt: SplitGroundTruth, predictions: Predictions) -> dict[str, Any]:
     metrics["data"] = str(gt.data)
     metrics["split"] = gt.split
     metrics["images"] = len(gt.images)
+    # Images of the split Ultralytics' validator does not evaluate, with its reason; scored in neither ground truth
+    # nor predictions, so the AP is that of the images that were evaluated.
+    metrics["dropped_images"] = [{"image": d["image"], "reason": d["reason"]} for d in gt.dropped]
     return metrics
 
 
@@ -75,13 +110,16 @@ def evaluate_predictions(data: str | Path, predictions: Predictions, split: str 
     Returns:
         (dict): ``{"coco": {"AP", "AP50", "AP75", "APs", "APm", "APl", "AR100", "per_class"}, "voc":
             {"mAP50_11point", "mAP50_area", "per_class"} (only with VOC annotations), "protocol": str,
-            "ground_truth": {"coco": source, "voc": source}, "data": str, "split": str, "images": int}``. AP values
-            are fractions in [0, 1], or None where undefined (e.g. APs without small objects).
+            "ground_truth": {"coco": source, "voc": source}, "data": str, "split": str, "images": int,
+            "dropped_images": [{"image", "reason"}]}``. AP values are fractions in [0, 1], or None where undefined
+            (e.g. APs without small objects). ``images`` counts the images scored; ``dropped_images`` lists those
+            Ultralytics' validator does not evaluate (unreadable, or a label file with an invalid line), which are in
+            neither the ground truth nor the scored predictions.
 
     Raises:
         FileNotFoundError: If the data YAML, a split folder or an annotation file is missing.
-        ValueError: If the YAML has no ``names``, the split has no images, an image is corrupt, or the predictions
-            are malformed or name unknown image or category ids. Messages name the file and value.
+        ValueError: If the YAML has no ``names``, the split has no usable image, or the predictions are malformed or
+            name unknown image or category ids. Messages name the file and value.
 
     Examples:
         >>> metrics = evaluate_predictions("data/sample/data.yaml", "runs/val/exp/predictions.json")  # doctest: +SKIP
@@ -124,7 +162,8 @@ def score_predictions_file(
     copy = out_dir / "predictions.json"
     if isinstance(predictions, (str, Path)):
         if Path(predictions).resolve() != copy.resolve():
-            shutil.copyfile(predictions, copy)
+            with atomic_path(copy) as tmp:  # a kill or a full disk mid-copy leaves no truncated predictions.json
+                shutil.copyfile(predictions, tmp)
         metrics["predictions"] = str(Path(predictions).resolve())
     else:
         write_json_atomic(copy, list(predictions))
@@ -140,6 +179,17 @@ class PycocotoolsDetectionValidator(DetectionValidator):
     no install attempt, no warning, and ``metrics.box`` stays Ultralytics' own matcher on every dataset (for COCO,
     Ultralytics would otherwise overwrite it with faster-coco-eval's numbers).
     """
+
+    detections: list[dict[str, Any]] | None = None  # the COCO results of the last run, set by finalize_metrics
+
+    def finalize_metrics(self) -> None:
+        """Finalize as Ultralytics does, then take the detections so that Ultralytics does not write them itself.
+
+        Ultralytics writes ``predictions.json`` in place (a kill or a full disk leaves it truncated) whenever its
+        detection list is non-empty; :func:`validate_model` writes the file atomically from :attr:`detections`.
+        """
+        super().finalize_metrics()
+        self.detections, self.jdict = list(self.jdict or []), []
 
     def eval_json(self, stats: dict[str, Any]) -> dict[str, Any]:
         """Return ``stats`` unchanged: :func:`validate_model` scores ``predictions.json`` itself."""
@@ -204,7 +254,8 @@ def validate_model(model: str | Path, data: str | Path, **ultralytics_kwargs: An
     """
     path = check_checkpoint_file(model)
     split = ultralytics_kwargs.get("split") or "val"
-    gt = load_split(data, split)  # the dataset is checked before the model is even opened
+    # The dataset is checked before the model is even opened.
+    gt = load_split(data, split, single_cls=bool(ultralytics_kwargs.get("single_cls")))
     yolo = load_model(path)
 
     settings = {"conf": DEFAULT_CONF, "plots": False, "name": DEFAULT_NAME, **ultralytics_kwargs}
@@ -216,14 +267,13 @@ def validate_model(model: str | Path, data: str | Path, **ultralytics_kwargs: An
     results = yolo.val(validator=PycocotoolsDetectionValidator, **settings)
     validator = validators[-1]
     run_dir = Path(validator.save_dir)
+    # Score the images the validator evaluated: its dataset is built with the same verdicts as the ground truth, but
+    # from its own label cache, which a file edited since could make disagree.
+    gt = gt.restricted_to(evaluated_images(validator), "not evaluated by Ultralytics' validator (its label cache)")
 
-    # Ultralytics writes no predictions.json when the model detects nothing; that is a valid (all-zero) result.
-    pred_file = run_dir / "predictions.json"
-    predictions = json.loads(pred_file.read_text(encoding="utf-8")) if pred_file.is_file() else []
-    predictions, changed = _align_categories(predictions, validator.class_map, gt, len(yolo.names))
-    if changed or not pred_file.is_file():
-        # Keep the file consistent with metrics.json, so score_predictions_file() on it gives the same numbers.
-        write_json_atomic(pred_file, predictions)
+    predictions, _ = _align_categories(validator.detections or [], validator.class_map, gt, len(yolo.names))
+    # Written here, atomically: the file matches metrics.json, so score_predictions_file() on it gives the same numbers.
+    write_json_atomic(run_dir / "predictions.json", predictions)
 
     metrics = _score(gt, predictions)
     metrics["ultralytics"] = {"mAP50-95": float(results.box.map), "mAP50": float(results.box.map50)}

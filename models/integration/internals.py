@@ -61,7 +61,9 @@ PATCHES: tuple[Patch, ...] = (
         "ultralytics.nn.tasks",
         "torch_safe_load",
         checkpoints.wrap_torch_safe_load,
-        "load_checkpoint (YOLO(path), tools, pretrained=) refuses classic YOLOv5 checkpoints; map them as data first",
+        "it unpickles checkpoints in full, running any code a file names; read with weights_only=True and an "
+        "allowlist of what Ultralytics and AttnYOLO checkpoints contain unless the user trusts the file (classic "
+        "YOLOv5 files, which it refuses, are mapped by their foreign format)",
     ),
     Patch(
         "ultralytics.engine.trainer",
@@ -92,6 +94,28 @@ READS: tuple[tuple[str, str], ...] = (
     (
         "DetectionTrainer.set_class_weights runs after the dataloaders are built and before the EMA copy",
         "engine/trainer.py: AutoAnchor for classic YOLOv5 models runs there, so the EMA gets the fitted anchors",
+    ),
+    (
+        "ultralytics.data.utils.verify_image_label(im_file, lb_file, prefix, keypoint, num_cls, nkpt, ndim, "
+        "single_cls) is the dataset's verdict on each image: None for a dropped image, else its deduplicated labels",
+        "integration/datasets.py: the evaluator's ground truth covers the images the validator evaluates",
+    ),
+    (
+        "a validator's dataloader.dataset.im_files are the images it evaluated",
+        "integration/datasets.py evaluated_images: scoring is restricted to them",
+    ),
+    (
+        "BaseValidator.__call__ runs finalize_metrics, then writes predictions.json in place if jdict is non-empty",
+        "evaluation/validator.py: PycocotoolsDetectionValidator takes jdict in finalize_metrics; the file is written "
+        "atomically instead",
+    ),
+    (
+        "a predictor's dataset.frames lists each camera/stream's frame count, inf for a live source (LoadStreams)",
+        "engine/predict.py: a live stream whose loader ends has dropped; said in one line with the frames written",
+    ),
+    (
+        "ultralytics/cfg/datasets/coco.yaml lists the 80 COCO class names under 'names'",
+        "integration/datasets.py: class names of checkpoints converted from official YOLOX COCO weights",
     ),
     (
         "AutoBackend runs .pt models channels-last on x86 CPUs with oneDNN (Linux, Windows)",

@@ -75,12 +75,97 @@ def _yaml_label(d: dict) -> str:
 
 
 def _module_exists(name: str, tasks) -> bool:
-    """Whether ``parse_model`` can resolve ``name`` the way it looks names up."""
+    """Whether ``parse_model`` resolves ``name`` the way it looks names up, to a layer class.
+
+    Only ``nn.Module`` subclasses: the parser calls what it finds with the row's arguments, and its namespace also
+    holds functions (``torch_safe_load``, ``check_requirements``, ...) that a YAML row must not be able to call.
+    """
     if name.startswith("nn."):
-        return hasattr(torch.nn, name[3:])
-    if name.startswith("torchvision.ops."):
-        return hasattr(importlib.import_module("torchvision").ops, name[16:])
-    return name in vars(tasks)
+        found = getattr(torch.nn, name[3:], None)
+    elif name.startswith("torchvision.ops."):
+        found = getattr(importlib.import_module("torchvision").ops, name[16:], None)
+    else:
+        found = vars(tasks).get(name)
+    return isinstance(found, type) and issubclass(found, nn.Module)
+
+
+# NOTE: not in Ultralytics: its parse_model runs `eval()` on the top-level `activation:` string of every model YAML.
+# Here the string is parsed (never run) and must be a torch.nn activation class called with literal arguments, the
+# form Ultralytics documents (e.g. `activation: nn.ReLU()`); only then does the original parser see it.
+_ACTIVATION_EXAMPLES = "nn.SiLU(), nn.ReLU(), nn.LeakyReLU(0.1), nn.Hardswish(), nn.Mish(), nn.GELU() or nn.Identity()"
+
+
+def activation_classes() -> dict[str, type[nn.Module]]:
+    """The torch.nn classes a model YAML's ``activation:`` may name: torch.nn's activations and ``Identity``."""
+    from torch.nn.modules import activation
+
+    found = {
+        name: cls
+        for name, cls in vars(activation).items()
+        if isinstance(cls, type) and issubclass(cls, nn.Module) and cls.__module__ == activation.__name__
+    }
+    found.pop("MultiheadAttention", None)  # a layer with weights, not an activation
+    return {**found, "Identity": nn.Identity}
+
+
+def parse_activation(text: str) -> nn.Module:
+    """Build the module an ``activation:`` value names, without evaluating it.
+
+    Accepts ``nn.<Class>(<literal args>)`` and ``torch.nn.<Class>(...)`` for the classes of :func:`activation_classes`.
+
+    Args:
+        text: The YAML value, e.g. ``"nn.LeakyReLU(0.1)"``.
+
+    Returns:
+        The activation module.
+
+    Raises:
+        ValueError: Anything else; the message says what was expected.
+    """
+    import ast
+
+    try:
+        call = ast.parse(str(text).strip(), mode="eval").body
+    except SyntaxError:
+        raise ValueError("it is not a Python expression") from None
+    if not isinstance(call, ast.Call):
+        raise ValueError("it is not a call such as nn.SiLU()")
+    parts, node = [], call.func
+    while isinstance(node, ast.Attribute):
+        parts.insert(0, node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name):
+        raise ValueError("it does not call a torch.nn class")
+    parts.insert(0, node.id)
+    if parts[:-1] not in (["nn"], ["torch", "nn"]) or parts[-1] not in activation_classes():
+        raise ValueError(f"{'.'.join(parts)} is not a torch.nn activation")
+    try:
+        args = [ast.literal_eval(a) for a in call.args]
+        kwargs = {k.arg: ast.literal_eval(k.value) for k in call.keywords if k.arg is not None}
+    except ValueError:
+        raise ValueError("its arguments are not literal values") from None
+    if len(kwargs) != len(call.keywords):
+        raise ValueError("it unpacks arguments (**)")
+    try:
+        return activation_classes()[parts[-1]](*args, **kwargs)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{parts[-1]} rejects these arguments ({error})") from None
+
+
+def _check_activation(d: dict) -> None:
+    """Refuse an ``activation:`` value that is not a plain torch.nn activation call, before Ultralytics evaluates it."""
+    act = d.get("activation")
+    if not act:
+        return
+    try:
+        if not isinstance(act, str):
+            raise ValueError(f"it is a {type(act).__name__}, not text")
+        parse_activation(act)
+    except ValueError as error:
+        raise ModelConfigError(
+            f"{_yaml_label(d)}: `activation: {act}` was refused ({error}); the value is read as data, never run. "
+            f"Fix: write a torch.nn activation with literal arguments, e.g. {_ACTIVATION_EXAMPLES}."
+        ) from None
 
 
 def known_module_names() -> list[str]:
@@ -455,6 +540,7 @@ def wrap_parse_model(original):
     def parse_model(d, ch, verbose=True):
         """Build a model dict like Ultralytics' parse_model, with AttnYOLO layers given their input channels."""
         d = _with_fork_rows(with_yolox_scale(d))
+        _check_activation(d)
         rows = _apply_attention_kind(d, _check_rows(d))
         ours = [i for i, row in enumerate(rows) if row[2] in layer_classes()]
         head = _head_row(d, rows)

@@ -116,27 +116,6 @@ def _check_classic_head() -> None:
         raise AssertionError(f"the classic head returned shape {tuple(out.shape)}, not (1, 6, 168)")
 
 
-def _check_foreign_loading() -> None:
-    from ultralytics.nn import tasks
-
-    if not hasattr(tasks.torch_safe_load, "_attnyolo_original"):
-        raise AssertionError("ultralytics.nn.tasks.torch_safe_load is not the wrapper that maps foreign checkpoints")
-    calls = []
-
-    def stub(weight, *args, **kwargs):
-        calls.append(weight)
-        return {"model": tasks.DetectionModel(dict(_LAYERS_CFG), ch=3, verbose=False)}, str(weight)
-
-    current = tasks.torch_safe_load
-    tasks.torch_safe_load = stub
-    try:
-        tasks.load_checkpoint("attnyolo-self-check.pt")
-    finally:
-        tasks.torch_safe_load = current
-    if calls != ["attnyolo-self-check.pt"]:
-        raise AssertionError("load_checkpoint no longer reads .pt files through ultralytics.nn.tasks.torch_safe_load")
-
-
 def _check_parser() -> None:
     from ultralytics.nn.tasks import DetectionModel
 
@@ -227,6 +206,71 @@ def _check_trainer_files() -> None:
         raise AssertionError("BaseTrainer.save_model no longer writes to self.last / self.best")
 
 
+def _check_safe_load() -> None:
+    import fractions
+    import tempfile
+    from pathlib import Path
+
+    from ultralytics.nn.tasks import DetectionModel, load_checkpoint
+
+    from ..errors import CheckpointError
+
+    with tempfile.TemporaryDirectory() as folder:
+        good, bad = Path(folder) / "good.pt", Path(folder) / "bad.pt"
+        model = DetectionModel(dict(_LAYERS_CFG), ch=3, verbose=False)
+        torch.save({"model": model}, good)
+        torch.save({"model": model, "x": fractions.Fraction(1, 2)}, bad)  # harmless, but never in a checkpoint
+        loaded, _ = load_checkpoint(good)
+        if type(loaded) is not DetectionModel:
+            raise AssertionError(f"load_checkpoint returned {type(loaded).__name__} for a DetectionModel checkpoint")
+        try:
+            load_checkpoint(bad)
+        except CheckpointError as error:
+            if "fractions.Fraction" not in str(error):
+                raise AssertionError(f"the refusal does not name the disallowed global: {error}") from None
+        else:
+            raise AssertionError("load_checkpoint unpickled a checkpoint that references fractions.Fraction")
+
+
+def _check_validator_dataset() -> None:
+    import tempfile
+    from pathlib import Path
+
+    import cv2
+    import numpy as np
+    from ultralytics.engine.validator import BaseValidator
+
+    from .datasets import image_verdicts
+
+    with tempfile.TemporaryDirectory() as folder:
+        images, labels = Path(folder) / "images", Path(folder) / "labels"
+        images.mkdir()
+        labels.mkdir()
+        rows = {"bad": "0 0.5 0.5 0.2 0.2\n5 0.5 0.5 0.2 0.2\n", "dup": "1 0.5 0.5 0.2 0.2\n1 0.5 0.5 0.2 0.2\n"}
+        for stem, text in rows.items():
+            cv2.imwrite(str(images / f"{stem}.jpg"), np.full((32, 32, 3), 127, np.uint8))
+            (labels / f"{stem}.txt").write_text(text)
+        bad, dup = image_verdicts([images / "bad.jpg", images / "dup.jpg"], num_classes=3)
+    if bad.kept or not dup.kept or dup.labels.shape != (1, 5) or dup.shape != (32, 32):
+        raise AssertionError(
+            f"verify_image_label kept={bad.kept} an image with class 5 of 3, and gave {dup.labels.shape} labels of "
+            f"shape {dup.shape} for a duplicated row"
+        )
+    source = inspect.getsource(BaseValidator.__call__)
+    finalize, write = source.find("self.finalize_metrics()"), source.find("predictions.json")
+    if not 0 <= finalize < write or "self.jdict" not in source[write - 200 : write]:
+        raise AssertionError("BaseValidator.__call__ writes predictions.json differently (from jdict, after finalize)")
+
+
+def _check_coco_names() -> None:
+    from .datasets import coco_class_names
+
+    coco_class_names.cache_clear()
+    names = coco_class_names()
+    if (names[0], names[79]) != ("person", "toothbrush"):
+        raise AssertionError(f"coco.yaml names start {names[0]!r} and end {names[79]!r}, not person ... toothbrush")
+
+
 # name of the check -> (the Ultralytics internal it proves, check)
 SELF_CHECKS: dict[str, tuple[str, Callable[[], None]]] = {
     "parser": ("ultralytics.nn.tasks.parse_model (channel inference for attention rows)", _check_parser),
@@ -238,9 +282,14 @@ SELF_CHECKS: dict[str, tuple[str, Callable[[], None]]] = {
         "ultralytics.nn.tasks.parse_model / DetectionModel stride and bias_init (classic YOLOv5 head)",
         _check_classic_head,
     ),
-    "foreign_loading": ("ultralytics.nn.tasks.load_checkpoint / torch_safe_load", _check_foreign_loading),
     "flops": ("ultralytics.utils.torch_utils.get_flops", _check_flops),
     "trainer_files": ("ultralytics.engine.trainer.strip_optimizer / BaseTrainer.save_model", _check_trainer_files),
+    "safe_load": ("ultralytics.nn.tasks.torch_safe_load (behind load_checkpoint)", _check_safe_load),
+    "validator_dataset": (
+        "ultralytics.data.utils.verify_image_label / BaseValidator.__call__ (the validator's images, predictions.json)",
+        _check_validator_dataset,
+    ),
+    "coco_names": ("ultralytics/cfg/datasets/coco.yaml (COCO class names)", _check_coco_names),
 }
 
 

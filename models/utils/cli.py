@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import ast
 import difflib
+import errno
+import re
 import sys
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -71,10 +73,45 @@ def parse_kv_args(
     return args
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # terminal colour codes (Ultralytics colours parts of its messages)
+
+
+def plain(text: str) -> str:
+    """``text`` without terminal colour codes or Ultralytics' emoji, for one-line messages and log files."""
+    for mark in ("❌️", "❌", "⚠️", "✅", "🚀"):
+        text = text.replace(mark, "")
+    return _ANSI.sub("", text)
+
+
 def fail(message: str, status: int = EXIT_USAGE) -> None:
-    """Print ``error: message`` to stderr and exit with ``status``."""
-    print(f"error: {message}", file=sys.stderr)
+    """Print ``error: message`` to stderr (no colour codes) and exit with ``status``."""
+    print(f"error: {plain(message)}", file=sys.stderr)
     raise SystemExit(status)
+
+
+# errno -> (what it means, the fix) for the OS failures a run meets while writing its outputs.
+_OS_FAILURES = {
+    errno.ENOSPC: ("the disk is full", "free some space, or write elsewhere with project= (out= for data tools)"),
+    errno.EROFS: ("the file system is read-only", "write elsewhere with project= (out= for data tools)"),
+    errno.EACCES: ("permission denied", "write elsewhere with project= (out= for data tools), or fix permissions"),
+    errno.EPERM: ("operation not permitted", "write elsewhere with project= (out= for data tools)"),
+    errno.EDQUOT: ("the disk quota is exceeded", "free some space, or write elsewhere with project="),
+    errno.EIO: ("an input/output error (failing disk or lost network share)", "check the disk, then run again"),
+    errno.ENAMETOOLONG: ("the file name is too long", "use shorter project=/name= values"),
+}
+
+
+def os_failure_message(error: OSError) -> str:
+    """One line for an OS failure: the file (the real one, not its temporary name), what happened, and the fix."""
+    from .atomic import temporary_target
+
+    what, fix = _OS_FAILURES.get(error.errno, (error.strerror or type(error).__name__, "check the path and run again"))
+    name = errno.errorcode.get(error.errno, "") if error.errno else ""
+    path = error.filename
+    if path is not None:
+        path = temporary_target(path) or path
+    where = f"cannot write {path}" if path is not None else "a file operation failed"
+    return f"{where}: {what}{f' ({name})' if name else ''}. Fix: {fix}."
 
 
 def kinds_arg(value, key: str = "kinds") -> list[str] | None:
@@ -97,6 +134,65 @@ def kinds_arg(value, key: str = "kinds") -> list[str] | None:
     return kinds
 
 
+TRUST_KEY = "trust_checkpoint"  # every tool that opens checkpoints accepts it
+
+
+def apply_trust_checkpoint(args: dict) -> None:
+    """Remove ``trust_checkpoint`` from parsed arguments; when true, read checkpoints with full unpickling.
+
+    By default checkpoints are read without running code from them, and a file that references anything Ultralytics
+    and AttnYOLO checkpoints never contain is refused. ``trust_checkpoint=True`` says the user vouches for the files
+    this run opens (the setting is inherited by the processes it starts, e.g. multi-GPU workers).
+    """
+    if args.pop(TRUST_KEY, False):
+        from ..integration.checkpoints import trust_checkpoints
+
+        trust_checkpoints()
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_run_settings(settings: dict, task: str) -> None:
+    """Check ``batch``, ``imgsz``, ``conf``, ``iou`` and ``workers`` before any work starts; None means "default".
+
+    Ultralytics accepts some bad values silently (``batch=-5`` trains with its default) and fails on others deep
+    inside the run with an unrelated message (``need at least one array to stack``).
+
+    Args:
+        settings: The parsed arguments.
+        task: ``train`` (batch may also be -1, AutoBatch, or a fraction in (0, 1) of GPU memory), ``val``,
+            ``predict`` or ``export``.
+
+    Raises:
+        ValueError: One line naming the key, the value and what is accepted.
+    """
+    batch = settings.get("batch")
+    if batch is not None:
+        fraction = task == "train" and isinstance(batch, float) and 0 < batch < 1
+        if not (fraction or (_is_int(batch) and (batch >= 1 or (task == "train" and batch == -1)))):
+            accepted = "a whole number >= 1" + (
+                ", -1 (AutoBatch: fill GPU memory) or a fraction in (0, 1) of GPU memory" if task == "train" else ""
+            )
+            raise ValueError(f"batch={batch!r} is not a batch size. Fix: give {accepted}, e.g. batch=16.")
+    imgsz = settings.get("imgsz")
+    if imgsz is not None:
+        sizes = list(imgsz) if isinstance(imgsz, (list, tuple)) and task != "train" else [imgsz]
+        if not (1 <= len(sizes) <= 2 and all(_is_int(v) and v >= 32 for v in sizes)):
+            shape = "a whole number >= 32" + (" or [height, width]" if task != "train" else "")
+            raise ValueError(f"imgsz={imgsz!r} is not an image size. Fix: give {shape} in pixels, e.g. imgsz=640.")
+    for key in ("conf", "iou"):
+        value = settings.get(key)
+        if value is not None and not (
+            isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1
+        ):
+            raise ValueError(f"{key}={value!r} must be a number from 0 to 1, e.g. {key}=0.25.")
+    workers = settings.get("workers")
+    if workers is not None and not (_is_int(workers) and workers >= 0):
+        raise ValueError(f"workers={workers!r} must be a whole number >= 0 (0 loads data in the main process).")
+
+
 def ultralytics_keys() -> set[str]:
     """Every setting Ultralytics' train/val/predict/export accept (its default configuration's keys)."""
     from ultralytics.cfg import DEFAULT_CFG_DICT
@@ -109,6 +205,27 @@ def _warning_line(message, category, filename, lineno, line=None) -> str:
     return f"warning: {message}\n"
 
 
+_advice: list[Callable[[], str | None]] = []  # what run_tool says after Ctrl-C; set by the running command
+
+
+def set_interrupt_advice(advice: Callable[[], str | None] | None) -> None:
+    """Tell :func:`run_tool` what to advise if the command is interrupted: ``advice()`` returns the next step.
+
+    It is called when Ctrl-C arrives, so it can look at the files the run has written by then (e.g. whether a
+    ``last.pt`` can be resumed). None clears it.
+    """
+    _advice[:] = [advice] if advice is not None else []
+
+
+def _interrupted_message() -> str:
+    """``interrupted``, plus the advice the command set, if any (an advice that fails adds nothing)."""
+    try:
+        text = _advice[0]() if _advice else None
+    except Exception:
+        text = None
+    return f"interrupted; {text}" if text else "interrupted"
+
+
 def run_tool(main: Callable[[list[str]], int | None], argv: Sequence[str] | None = None) -> int:
     """Run a tool's ``main(argv)``, turning expected failures into a one-line message and exit status 1.
 
@@ -118,6 +235,7 @@ def run_tool(main: Callable[[list[str]], int | None], argv: Sequence[str] | None
     from ..errors import ModelConfigError, UnsupportedUltralyticsError
 
     warnings.formatwarning = _warning_line  # e.g. "skipping bad label line file:line" reads as one line
+    set_interrupt_advice(None)
     expected = (FileNotFoundError, NotADirectoryError, ValueError, TypeError, KeyError, ModelConfigError)
     try:
         return main(list(sys.argv[1:] if argv is None else argv)) or EXIT_OK
@@ -127,6 +245,14 @@ def run_tool(main: Callable[[list[str]], int | None], argv: Sequence[str] | None
         # KeyError's str() wraps the message in quotes; its first argument is the message itself
         message = str(e.args[0] if isinstance(e, KeyError) and e.args else e).strip() or type(e).__name__
         fail(" ".join(message.split()) if len(message) < 2000 else message, EXIT_FAILURE)
+    except OSError as e:  # the environment: a full or read-only disk, permissions, a camera or stream that fails
+        if isinstance(e, ConnectionError):
+            fail(" ".join(str(e).split()), EXIT_FAILURE)
+        if e.errno not in _OS_FAILURES:
+            raise  # not a failure a person can act on: a bug, keep the traceback
+        fail(os_failure_message(e), EXIT_FAILURE)
     except KeyboardInterrupt:
-        fail("interrupted; a training run can be continued with resume=True", 130)
+        fail(_interrupted_message(), 130)
+    finally:
+        set_interrupt_advice(None)
     return EXIT_FAILURE

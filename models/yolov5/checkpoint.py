@@ -16,8 +16,9 @@ Here nothing from the file runs:
    YOLOv5's submodule names; :class:`~attnyolo.yolov5.head.YOLOv5Detect`; AttnYOLO's CoordAtt), the state dict is
    loaded strictly (every tensor must land), and the class names (list or dict), strides and anchors are kept.
 
-:data:`FORMAT` plugs this into :mod:`attnyolo.engine.importing` (``attnyolo import_weights``) and, through
-:func:`attnyolo.integration.checkpoints.load_foreign`, into ``YOLO(path)`` and every tool.
+:data:`FORMAT` plugs this into :mod:`attnyolo.engine.importing` (``attnyolo import_weights``, ``pretrained=``) and,
+through :func:`attnyolo.integration.checkpoints.read_checkpoint` (which refuses the file's ``models.*`` classes and
+then asks the foreign formats), into ``YOLO(path)`` and every tool.
 
 Facts about the format (ultralytics/yolov5 v5.0 to v7.0; v7.0 is commit 915bbf294bb74c859f0b41f1c23bc395014ea679):
 train.py saves ``epoch``, ``best_fitness``, ``model`` and ``ema`` (fp16), ``updates``, ``optimizer``, ``opt``,

@@ -85,10 +85,12 @@ def make_depthwise_separable(module: nn.Module) -> int:
         if _is_full_3x3(child):
             conv = child.conv
             new = DWSepConv(conv.in_channels, conv.out_channels, conv.kernel_size[0], conv.stride[0], act=child.act)
-            # Ultralytics' parser tags each row with i/f/type/np; a replaced row must keep its routing tags.
+            # Ultralytics' parser tags each row with i/f/type/np; a replaced row must keep its routing tags. Only tags
+            # the parser set: every module has a `type` method, and storing that bound method would pickle the whole
+            # replaced dense conv into checkpoints (through `getattr`).
             for tag in ("i", "f", "type", "np"):
-                if hasattr(child, tag):
-                    setattr(new, tag, getattr(child, tag))
+                if tag in vars(child):
+                    setattr(new, tag, vars(child)[tag])
             setattr(module, name, new)
             replaced += 1
         else:

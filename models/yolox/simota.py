@@ -1,36 +1,65 @@
 """SimOTA label assignment (YOLOX: Exceeding YOLO Series in 2021, arXiv 2107.08430, Sec. 2.2), batched over images.
 
-Source: github Megvii-BaseDetection/YOLOX, ``yolox/models/yolo_head.py``, ``get_assignments``.
+Source of the rules: github Megvii-BaseDetection/YOLOX, ``yolox/models/yolo_head.py`` (``get_assignments``,
+``get_geometry_constraint``, ``simota_matching``) at commit 6ddff4824372906469a7fae2dc3206c7aa4bbaee. For every
+ground-truth box (GT) and prediction point, with the point's centre at ``(grid + 0.5) * stride``:
 
-For every ground-truth box (GT) and prediction point:
+1. geometry: a point is a *candidate* of a GT when its centre lies strictly inside the square of half-side
+   ``1.5 * stride`` around the GT centre (no in-box test); points that are a candidate of no GT of their image take
+   no part in that image's assignment;
+2. cost = class BCE + 3 * (-log(IoU + 1e-8)) + 1e6 * (point is not a candidate of this GT), the class BCE being
+   between ``sqrt(sigmoid(cls) * sigmoid(obj))`` and the GT's one-hot class, summed over classes;
+3. dynamic k = max(1, int(sum of the top-min(10, n) IoUs of the GT)), n = number of points in play; the top-n runs
+   over every point in play of the image, not only the GT's own candidates;
+4. each GT takes its k cheapest points; a point taken by several GTs goes to the GT of lowest cost for it among
+   *all* GTs of the image (so a GT can win a point it did not take, and a GT can end with no point at all).
 
-1. candidates: points whose centre lies inside the GT box or within ``1.5 * stride`` of the GT centre (both axes);
-   points that are a candidate of no GT in their image take no part in the assignment;
-2. cost = class BCE + 3 * (-log IoU) + 1e6 * (point is not a candidate of this GT), the class BCE being between
-   ``sqrt(sigmoid(cls) * sigmoid(obj))`` and the GT's one-hot class, summed over classes;
-3. dynamic k = max(1, int(sum of the top-min(10, n) IoUs of the GT)), n = number of participating points;
-4. each GT takes its k cheapest points; a point claimed by several GTs goes to the GT with the lowest cost for it
-   (over all GTs of the image, as in YOLOX).
+YOLOX changed the geometry on 2023-01-09 (commit 14c62a7, "fix no-candidate anchor issue for tiny objects"). Its
+tags 0.1.0 to 0.3.0, with which the released weights were trained, used radius 2.5 strides, took as candidates the
+points inside a GT box *or* its centre square, and penalised (by 1e5) the points not inside both. Both rule sets are
+available as :data:`SIMOTA_RULES` (``"official"``, the default, and ``"0.3.0"``).
 
 :func:`simota_assign` does this for a whole batch at once on (B, G, N) tensors, GTs padded to the largest count in the
-batch. :func:`simota_assign_per_image` is the straightforward per-image, per-GT version of the same algorithm; it is
-kept as the reference the tests and the benchmark (tools/benchmark_yolox.py) compare against.
+batch. :func:`simota_assign_per_image` is the straightforward per-image version of the same algorithm; the tests and
+the benchmark (tools/benchmark_yolox.py) compare the two.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
-from ultralytics.utils.metrics import bbox_iou
 
-# Constants of YOLOX's SimOTA (yolox/models/yolo_head.py).
-SIMOTA_CENTER_RADIUS = 1.5  # centre prior: |point - GT centre| < 1.5 * stride on both axes
+# Constants of YOLOX's SimOTA (yolox/models/yolo_head.py) shared by both rule sets.
 SIMOTA_IOU_WEIGHT = 3.0  # weight of -log(IoU) in the cost
-SIMOTA_OUTSIDE_COST = 1e6  # added to the cost of a point outside the GT's candidates
 SIMOTA_TOPK = 10  # dynamic k sums the top-10 IoUs of a GT
 SIMOTA_LOG_EPS = 1e-8  # -log(IoU + eps)
+
+
+@dataclass(frozen=True)
+class SimOTARules:
+    """The geometry part of SimOTA, which YOLOX changed once.
+
+    Attributes:
+        name: Key in :data:`SIMOTA_RULES`.
+        center_radius: Half-side of the centre square around a GT centre, in strides of the point's level.
+        in_box: False: candidates are the points in a GT's centre square, and only those escape the penalty
+            (YOLOX since 2023-01-09). True: candidates are the points inside a GT box or its centre square, and only
+            the points inside both escape the penalty (YOLOX 0.1.0 to 0.3.0).
+        outside_cost: Cost added for a point outside the GT's geometry.
+    """
+
+    name: str
+    center_radius: float
+    in_box: bool
+    outside_cost: float
+
+
+OFFICIAL_RULES = SimOTARules("official", center_radius=1.5, in_box=False, outside_cost=1e6)
+LEGACY_RULES = SimOTARules("0.3.0", center_radius=2.5, in_box=True, outside_cost=1e5)
+SIMOTA_RULES = {rules.name: rules for rules in (OFFICIAL_RULES, LEGACY_RULES)}
 
 
 class SimOTAResult(NamedTuple):
@@ -49,26 +78,57 @@ class SimOTAResult(NamedTuple):
     dynamic_k: torch.Tensor
 
 
-def candidate_mask(
-    points: torch.Tensor, strides: torch.Tensor, gt_boxes: torch.Tensor, radius: float = SIMOTA_CENTER_RADIUS
-) -> torch.Tensor:
-    """Which points are candidates of which GT: centre inside the GT box or within ``radius * stride`` of its centre.
+def get_rules(rules: SimOTARules | str) -> SimOTARules:
+    """A :class:`SimOTARules` from itself or its name in :data:`SIMOTA_RULES`.
+
+    Raises:
+        ValueError: An unknown name; the message lists the known ones.
+    """
+    if isinstance(rules, SimOTARules):
+        return rules
+    if rules not in SIMOTA_RULES:
+        raise ValueError(f"SimOTA rules {rules!r} are unknown. Fix: use one of {', '.join(SIMOTA_RULES)}.")
+    return SIMOTA_RULES[rules]
+
+
+def geometry(
+    points: torch.Tensor, strides: torch.Tensor, gt_boxes: torch.Tensor, rules: SimOTARules | str = OFFICIAL_RULES
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Which points are candidates of which GT, and which escape the outside-geometry penalty.
 
     Args:
-        points: (N, 2) point centres (x, y) in pixels.
+        points: (N, 2) point centres (x, y) in pixels, ``(grid + 0.5) * stride``.
         strides: (N,) stride of every point.
         gt_boxes: (..., G, 4) GT boxes xyxy in pixels.
-        radius: Centre-prior radius in strides.
+        rules: The rule set (see :class:`SimOTARules`).
 
     Returns:
-        (..., G, N) bool.
+        ``(candidate, relation)``, both (..., G, N) bool. A point takes part in an image's assignment when it is a
+        candidate of any GT of that image; ``relation`` marks the (GT, point) pairs without the penalty.
     """
+    rules = get_rules(rules)
     px, py = points[:, 0], points[:, 1]
     x1, y1, x2, y2 = (gt_boxes[..., i, None] for i in range(4))  # (..., G, 1)
-    in_box = (px > x1) & (px < x2) & (py > y1) & (py < y2)
-    cx, cy, r = (x1 + x2) / 2, (y1 + y2) / 2, radius * strides
-    in_centre = ((px - cx).abs() < r) & ((py - cy).abs() < r)
-    return in_box | in_centre
+    cx, cy, r = (x1 + x2) / 2, (y1 + y2) / 2, rules.center_radius * strides
+    # the four margins to the square's sides must all be positive (strictly inside), as YOLOX tests them
+    in_centre = (px - (cx - r) > 0) & ((cx + r) - px > 0) & (py - (cy - r) > 0) & ((cy + r) - py > 0)
+    if not rules.in_box:
+        return in_centre, in_centre
+    in_box = (px - x1 > 0) & (x2 - px > 0) & (py - y1 > 0) & (y2 - py > 0)
+    return in_box | in_centre, in_box & in_centre
+
+
+def pairwise_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
+    """IoU of every box of ``boxes1`` (..., G, 4) with every box of ``boxes2`` (..., N, 4), xyxy -> (..., G, N).
+
+    As YOLOX's ``bboxes_iou``: intersection over union, 0 for boxes that do not overlap.
+    """
+    a, b = boxes1[..., :, None, :], boxes2[..., None, :, :]
+    tl, br = torch.maximum(a[..., :2], b[..., :2]), torch.minimum(a[..., 2:], b[..., 2:])
+    inter = (br - tl).clamp(min=0).prod(-1)
+    area_a, area_b = (a[..., 2:] - a[..., :2]).prod(-1), (b[..., 2:] - b[..., :2]).prod(-1)
+    # NOTE: not in the official code, which has no guard: the clamp only matters for two boxes of zero area.
+    return inter / (area_a + area_b - inter).clamp(min=torch.finfo(inter.dtype).tiny)
 
 
 def _class_cost(scores: torch.Tensor, gt_labels: torch.Tensor) -> torch.Tensor:
@@ -90,9 +150,15 @@ def _class_cost(scores: torch.Tensor, gt_labels: torch.Tensor) -> torch.Tensor:
     return all_negative[:, None, :] + (1 - p_l).log().clamp(min=-100) - p_l.log().clamp(min=-100)
 
 
-def _pairwise_iou(gt_boxes: torch.Tensor, pred_boxes: torch.Tensor) -> torch.Tensor:
-    """IoU of every GT with every predicted box: (B, G, 4) x (B, N, 4) xyxy -> (B, G, N)."""
-    return bbox_iou(gt_boxes[:, :, None, :], pred_boxes[:, None, :, :], xywh=False).squeeze(-1).clamp_(min=0)
+def _empty_result(b: int, n: int, g: int, like: torch.Tensor) -> SimOTAResult:
+    """An assignment with no foreground point."""
+    device = like.device
+    return SimOTAResult(
+        torch.zeros(b, n, dtype=torch.bool, device=device),
+        torch.zeros(b, n, dtype=torch.long, device=device),
+        torch.zeros(b, n, dtype=like.dtype, device=device),
+        torch.zeros(b, g, dtype=torch.long, device=device),
+    )
 
 
 @torch.no_grad()
@@ -104,7 +170,7 @@ def simota_assign(
     gt_boxes: torch.Tensor,
     gt_labels: torch.Tensor,
     gt_mask: torch.Tensor,
-    radius: float = SIMOTA_CENTER_RADIUS,
+    rules: SimOTARules | str = OFFICIAL_RULES,
 ) -> SimOTAResult:
     """Batched SimOTA: assign prediction points to GT boxes for all images of a batch at once.
 
@@ -113,12 +179,12 @@ def simota_assign(
     Args:
         pred_boxes: (B, N, 4) predicted boxes, xyxy pixels.
         pred_scores: (B, N, C) joint probabilities sigmoid(cls) * sigmoid(obj).
-        points: (N, 2) point centres in pixels.
+        points: (N, 2) point centres in pixels, ``(grid + 0.5) * stride``.
         strides: (N,) or (N, 1) stride of every point.
         gt_boxes: (B, G, 4) GT boxes, xyxy pixels, padded to the largest GT count of the batch.
         gt_labels: (B, G) long GT classes (any valid class index for padding).
         gt_mask: (B, G) bool, True for real GTs.
-        radius: Centre-prior radius in strides.
+        rules: The geometry rules, :data:`OFFICIAL_RULES` (default) or :data:`LEGACY_RULES` (or their names).
 
     Returns:
         A :class:`SimOTAResult`.
@@ -132,29 +198,28 @@ def simota_assign(
         >>> r.fg_mask.tolist(), r.dynamic_k.tolist()
         ([[True, False]], [[1]])
     """
+    rules = get_rules(rules)
     b, n = pred_boxes.shape[:2]
     g = gt_boxes.shape[1]
     device = pred_boxes.device
-    fg_mask = torch.zeros(b, n, dtype=torch.bool, device=device)
-    gt_index = torch.zeros(b, n, dtype=torch.long, device=device)
-    matched_iou = torch.zeros(b, n, dtype=pred_boxes.dtype, device=device)
-    dynamic_k = torch.zeros(b, g, dtype=torch.long, device=device)
+    result = _empty_result(b, n, g, pred_boxes)
     gt_mask = gt_mask.bool()
     if g == 0 or not gt_mask.any():
-        return SimOTAResult(fg_mask, gt_index, matched_iou, dynamic_k)
+        return result
+    fg_mask, gt_index, matched_iou, _ = result
 
     strides = strides.reshape(-1)
-    cand = candidate_mask(points, strides, gt_boxes, radius) & gt_mask[:, :, None]  # (B, G, N)
-    in_play = cand.any(1)  # (B, N) points that take part in their image's assignment
+    cand, relation = geometry(points, strides, gt_boxes, rules)  # (B, G, N)
+    in_play = (cand & gt_mask[:, :, None]).any(1)  # (B, N) points that take part in their image's assignment
     cols = in_play.any(0).nonzero().squeeze(1)  # points in play in some image: the only columns worth computing
-    cand, in_play = cand[:, :, cols], in_play[:, cols]
+    relation, in_play = relation[:, :, cols], in_play[:, cols]
 
-    iou = _pairwise_iou(gt_boxes, pred_boxes[:, cols]) * in_play[:, None, :]  # 0 outside the image's points
+    iou = pairwise_iou(gt_boxes, pred_boxes[:, cols]) * in_play[:, None, :]  # 0 outside the image's points
     iou = iou * gt_mask[:, :, None]
     cost = (
         _class_cost(pred_scores[:, cols].float(), gt_labels.long())
         + SIMOTA_IOU_WEIGHT * -(iou + SIMOTA_LOG_EPS).log()
-        + SIMOTA_OUTSIDE_COST * (~cand)
+        + rules.outside_cost * (~relation)
     )
     cost = cost.masked_fill(~(in_play[:, None, :] & gt_mask[:, :, None]), float("inf"))
 
@@ -166,10 +231,10 @@ def simota_assign(
     kmax = int(dynamic_k.max())
     cheapest_cost, cheapest = cost.topk(min(kmax, cost.shape[2]), dim=2, largest=False)
     take = torch.arange(cheapest.shape[2], device=device) < dynamic_k[:, :, None]
-    take &= cheapest_cost.isfinite()  # never a point outside the image's candidates (a GT with no points at all)
-    matching = torch.zeros_like(cand).scatter_(2, cheapest, take)  # (B, G, N')
+    take &= cheapest_cost.isfinite()  # never a point outside the image's points in play
+    matching = torch.zeros_like(relation).scatter_(2, cheapest, take)  # (B, G, N')
 
-    # A point claimed by several GTs goes to the GT of lowest cost for it.
+    # A point taken by several GTs goes to the GT of lowest cost for it, among all GTs of the image.
     contested = matching.sum(1) > 1  # (B, N')
     if contested.any():
         cheapest_gt = F.one_hot(cost.argmin(1), g).transpose(1, 2).bool()  # (B, G, N')
@@ -191,42 +256,39 @@ def simota_assign_per_image(
     gt_boxes: torch.Tensor,
     gt_labels: torch.Tensor,
     gt_mask: torch.Tensor,
-    radius: float = SIMOTA_CENTER_RADIUS,
+    rules: SimOTARules | str = OFFICIAL_RULES,
 ) -> SimOTAResult:
-    """Reference SimOTA: one image and one GT at a time, as YOLOX writes it.
+    """Reference SimOTA: one image and one GT at a time, in the order the rules are stated.
 
     Same arguments and result as :func:`simota_assign`; the class cost is evaluated directly with
     ``F.binary_cross_entropy`` on a (G, n, C) tensor.
     """
+    rules = get_rules(rules)
     b, n = pred_boxes.shape[:2]
     g = gt_boxes.shape[1]
-    device = pred_boxes.device
-    fg_mask = torch.zeros(b, n, dtype=torch.bool, device=device)
-    gt_index = torch.zeros(b, n, dtype=torch.long, device=device)
-    matched_iou = torch.zeros(b, n, dtype=pred_boxes.dtype, device=device)
-    dynamic_k = torch.zeros(b, g, dtype=torch.long, device=device)
+    fg_mask, gt_index, matched_iou, dynamic_k = _empty_result(b, n, g, pred_boxes)
     strides = strides.reshape(-1)
     for i in range(b):
         real = gt_mask[i].bool().nonzero().squeeze(1)
         if real.numel() == 0:
             continue
         boxes, labels = gt_boxes[i, real], gt_labels[i, real].long()
-        cand = candidate_mask(points, strides, boxes, radius)  # (G_i, N)
+        cand, relation = geometry(points, strides, boxes, rules)  # (G_i, N)
         cols = cand.any(0).nonzero().squeeze(1)
         if cols.numel() == 0:
             continue
-        cand = cand[:, cols]
-        iou = bbox_iou(boxes[:, None, :], pred_boxes[i, cols][None], xywh=False).squeeze(-1).clamp(min=0)
+        relation = relation[:, cols]
+        iou = pairwise_iou(boxes, pred_boxes[i, cols])
         p = pred_scores[i, cols].float().sqrt()[None].expand(len(real), -1, -1)
         onehot = F.one_hot(labels, p.shape[-1]).float()[:, None, :].expand_as(p)
         cls_cost = F.binary_cross_entropy(p, onehot, reduction="none").sum(-1)
-        cost = cls_cost + SIMOTA_IOU_WEIGHT * -(iou + SIMOTA_LOG_EPS).log() + SIMOTA_OUTSIDE_COST * (~cand)
+        cost = cls_cost + SIMOTA_IOU_WEIGHT * -(iou + SIMOTA_LOG_EPS).log() + rules.outside_cost * (~relation)
 
-        matching = torch.zeros_like(cand)
+        matching = torch.zeros_like(relation)
         for j in range(len(real)):
             k = max(1, int(iou[j].topk(min(SIMOTA_TOPK, len(cols))).values.sum()))
             dynamic_k[i, real[j]] = k
-            matching[j, cost[j].topk(min(k, len(cols)), largest=False).indices] = True
+            matching[j, cost[j].topk(k, largest=False).indices] = True
         contested = matching.sum(0) > 1
         if contested.any():
             matching[:, contested] = False

@@ -21,3 +21,26 @@ def perfect_predictions(sample_data, tmp_path_factory):
     path = tmp_path_factory.mktemp("predictions") / "perfect.json"
     path.write_text(json.dumps(results))
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    """An untrained 3-class detector of a few kilobytes, saved by Ultralytics' own YOLO.save (fast tool runs).
+
+    Stock layers only: an attention layer's first forward pass would build the fused CPU kernels, which takes
+    seconds; the tools' failure paths do not depend on the layers.
+    """
+    import yaml
+    from ultralytics import YOLO
+
+    folder = tmp_path_factory.mktemp("tiny")
+    cfg = {
+        "nc": 3,
+        "backbone": [[-1, 1, "Conv", [8, 3, 2]], [-1, 1, "Conv", [16, 3, 2]], [-1, 1, "SPPF", [16, 5]]],
+        "head": [[[2], 1, "Detect", ["nc"]]],
+    }
+    (folder / "tiny.yaml").write_text(yaml.safe_dump(cfg))
+    model = YOLO(folder / "tiny.yaml")
+    model.model.names = {0: "circle", 1: "rectangle", 2: "triangle"}
+    model.save(folder / "tiny.pt")
+    return folder / "tiny.pt"

@@ -66,15 +66,18 @@ def test_scores_a_predictions_file(sample_data, perfect_predictions, tmp_path):
     assert json.loads((run_dir / "predictions.json").read_text()) == json.loads(perfect_predictions.read_text())
 
 
-def test_bad_label_line_warns_and_continues(sample_data, perfect_predictions, tmp_path):
+def test_bad_label_line_drops_the_image_warns_and_continues(sample_data, perfect_predictions, tmp_path):
     data_yaml = copy_dataset(sample_data, tmp_path / "data", coco_annotations=None)
     label = data_yaml.parent / "labels" / "val" / "000003.txt"
-    lines = label.read_text().splitlines()
-    label.write_text("\n".join([*lines, "9 0.5 0.5 0.1 0.1"]) + "\n")
+    label.write_text(label.read_text() + "9 0.5 0.5 0.1 0.1\n")
     proc = run_val(f"data={data_yaml}", f"predictions={perfect_predictions}", f"project={tmp_path}", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert f"warning: {label}:{len(lines) + 1}: class 9 is not an integer in [0, 3); line skipped." in proc.stderr
-    assert (tmp_path / "exp" / "metrics.json").is_file()
+    image = data_yaml.parent / "images" / "val" / "000003.jpg"
+    assert f"warning: {image}: dropped from the evaluation, as Ultralytics' validator drops it" in proc.stderr
+    assert "Label class 9 exceeds dataset class count 3" in proc.stderr
+    assert "dropped: 1 image(s) Ultralytics' validator does not evaluate" in proc.stdout
+    metrics = json.loads((tmp_path / "exp" / "metrics.json").read_text())
+    assert metrics["images"] == 11 and metrics["dropped_images"][0]["image"] == str(image)
 
 
 def _unknown_image_id(tmp_path, data, predictions):
@@ -109,13 +112,6 @@ def _empty_val_set(tmp_path, data, predictions):
     return [f"data={tmp_path / 'empty.yaml'}", f"predictions={predictions}"], "no_images holds no images"
 
 
-def _corrupt_image(tmp_path, data, predictions):
-    copy = copy_dataset(data, tmp_path / "data")
-    image = copy.parent / "images" / "val" / "000005.jpg"
-    image.write_text("this is not a JPEG")
-    return [f"data={copy}", f"predictions={predictions}"], f"{image}: corrupt or unreadable image"
-
-
 def _nonexistent_weights(tmp_path, data, predictions):
     return [f"model={tmp_path / 'missing.pt'}", f"data={data}"], "missing.pt does not exist"
 
@@ -136,7 +132,6 @@ def _text_file_renamed_pt(tmp_path, data, predictions):
         _missing_data_path,
         _data_yaml_without_names,
         _empty_val_set,
-        _corrupt_image,
         _nonexistent_weights,
         _text_file_renamed_pt,
     ],

@@ -120,10 +120,94 @@ def test_voc_without_2007_test_uses_val_and_says_so(tmp_path):
     assert [p.stem for p in (tmp_path / "out" / "labels" / "val").glob("*.txt")] == ["2008_000002"]
 
 
-def test_voc_unknown_class_names_the_file(devkit, tmp_path):
+def test_voc_layout_with_its_own_class_names_takes_them_from_the_annotations(devkit, tmp_path):
     write_voc_xml(devkit / "VOC2007" / "Annotations" / "000001.xml", 100, 50, [("unicorn", 1, 1, 5, 5, 0)])
-    with pytest.raises(ValueError, match=r"000001\.xml.*unicorn"):
+    with pytest.warns(UserWarning, match=r"outside PASCAL VOC's 20 \(e\.g\. unicorn\); using the 6 class names"):
+        data = yaml.safe_load(convert_dataset(devkit, tmp_path / "out").read_text())
+    names = ["aeroplane", "bottle", "cat", "person", "tvmonitor", "unicorn"]  # every name in the files, sorted
+    assert list(data["names"].values()) == names
+    assert read_labels(tmp_path / "out" / "labels" / "train" / "000001.txt")[0][0] == names.index("unicorn")
+
+
+def test_names_argument_sets_the_order_and_names_a_missing_class(devkit, tmp_path):
+    names = ["tvmonitor", "aeroplane", "bottle", "cat", "dog", "person"]
+    data = yaml.safe_load(convert_dataset(devkit, tmp_path / "out", names=",".join(names)).read_text())
+    assert list(data["names"].values()) == names
+    assert read_labels(tmp_path / "out" / "labels" / "val" / "000003.txt")[0][0] == 0  # tvmonitor first
+    with pytest.raises(ValueError, match=r"000002\.xml: object class 'person' is not one of the 2 class names"):
+        convert_dataset(devkit, tmp_path / "out2", names=["dog", "cat"])
+
+
+def test_a_custom_folder_in_the_voc_layout_converts(tmp_path):
+    # Custom data is often one folder with Annotations/JPEGImages/ImageSets, not named VOC20XX.
+    make_voc_year(
+        tmp_path,
+        "helmets",
+        {"a1": [("helmet", 2, 2, 40, 20, 0)], "b2": [("head", 10, 10, 30, 30, 0), ("helmet", 50, 5, 90, 45, 0)]},
+        {"train": ["a1"], "val": ["b2"]},
+    )
+    assert detect_format(tmp_path / "helmets") == "voc"
+    with pytest.warns(UserWarning, match="using the 2 class names found in them, sorted: head, helmet"):
+        data = yaml.safe_load(convert_dataset(tmp_path / "helmets", tmp_path / "out").read_text())
+    assert data["names"] == {0: "head", 1: "helmet"} and data["voc_splits"] == {
+        "train": ["helmets/train"],
+        "val": ["helmets/val"],
+    }
+    assert [row[0] for row in read_labels(tmp_path / "out" / "labels" / "val" / "b2.txt")] == [0, 1]
+
+
+def test_every_dropped_box_is_counted_with_examples(devkit, tmp_path):
+    objects = [
+        ("dog", 11, 6, 60, 45, 0),  # kept
+        ("cat", 60, 6, 11, 45, 0),  # inverted
+        ("cat", 30, 20, 30, 30, 0),  # zero width (xmin == xmax: one pixel in VOC, but -1 ... -1 in the label frame)
+        ("cow", 150, 10, 190, 40, 0),  # entirely right of the 100-pixel image
+    ]
+    write_voc_xml(devkit / "VOC2007" / "Annotations" / "000001.xml", 100, 50, objects)
+    with pytest.warns(UserWarning) as caught:
         convert_dataset(devkit, tmp_path / "out")
+    [warning] = [str(w.message) for w in caught if "dropped" in str(w.message)]
+    assert warning.startswith("3 box(es) dropped: inverted, zero-size or entirely outside their image")
+    assert "000001.xml object 1 'cat' [60 6 11 45] in a 100x50 image" in warning
+    assert "object 2 'cat' [30 20 30 30]" in warning and "object 3 'cow' [150 10 190 40]" in warning
+    assert len(read_labels(tmp_path / "out" / "labels" / "train" / "000001.txt")) == 1
+
+
+def test_coco_boxes_that_cannot_be_labels_are_counted(tmp_path):
+    make_coco(tmp_path / "coco")
+    path = tmp_path / "coco" / "annotations" / "instances_val2017.json"
+    coco = json.loads(path.read_text())
+    coco["annotations"].append(
+        {"id": 9, "image_id": 20, "category_id": 3, "bbox": [10, 10, 0, 30], "area": 0, "iscrowd": 0}
+    )
+    path.write_text(json.dumps(coco))
+    with pytest.warns(UserWarning, match=r"1 box\(es\) dropped: .*instances_val2017\.json annotation 9 bbox"):
+        convert_dataset(tmp_path / "coco", tmp_path / "out")
+
+
+def test_labels_are_written_atomically_and_leftovers_of_killed_runs_removed(devkit, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    convert_dataset(devkit, out)
+    label = out / "labels" / "train" / "000001.txt"
+    before = label.read_text()
+    stale = label.with_name(".000001.txt.999999999.tmp")  # a process that does not exist left it
+    stale.write_text("half a la")
+
+    from attnyolo.utils import atomic
+
+    real = atomic.replace_atomically
+
+    def disk_full(tmp, final, durable=True):
+        if Path(final).name == "000001.txt":
+            raise OSError(28, "No space left on device", str(tmp))
+        return real(tmp, final, durable)
+
+    monkeypatch.setattr(atomic, "replace_atomically", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        convert_dataset(devkit, out)
+    assert label.read_text() == before  # the earlier, complete label file is untouched
+    assert not stale.exists()  # removed by the next conversion into the folder
+    assert not [p.name for p in label.parent.iterdir() if p.name.startswith(".")]  # nothing half-written left
 
 
 def make_coco(root: Path) -> None:
@@ -207,6 +291,7 @@ def test_convert_tool_exit_codes(devkit, tmp_path, capsys):
     )
     assert done.returncode == 0, done.stderr
     assert "VOC" in done.stdout and (tmp_path / "out" / "data.yaml").is_file()
+    assert "classes (20): aeroplane, bicycle, bird" in done.stdout
 
     # Failures in-process (no second interpreter start): one line naming the path, exit status 2.
     from attnyolo.commands import convert as tool

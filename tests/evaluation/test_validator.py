@@ -175,7 +175,9 @@ def test_ground_truth_built_from_yolo_labels(sample, tmp_path):
     assert metrics["coco"]["AP"] != evaluate_predictions(data_yaml, results)["coco"]["AP"]
 
 
-def test_bad_label_lines_are_skipped_with_a_warning(sample, tmp_path):
+def test_a_label_file_with_bad_lines_drops_its_image_as_ultralytics_does(sample, tmp_path):
+    # Ultralytics' validator drops the whole image; its valid objects must not count as misses (see
+    # test_dropped_images.py for the AP of the dataset without the image).
     data_yaml, gt = sample
     copy = tmp_path / "copy"
     shutil.copytree(data_yaml.parent, copy)
@@ -184,15 +186,13 @@ def test_bad_label_lines_are_skipped_with_a_warning(sample, tmp_path):
     del data["coco_annotations"]
     (copy / "data.yaml").write_text(yaml.safe_dump(data))
     label = copy / "labels" / "val" / "000002.txt"
-    good = label.read_text()
-    label.write_text(good + "7 0.5 0.5 0.2 0.2\n0 0.5 0.5\n")
-    with pytest.warns(UserWarning) as caught:
-        metrics = evaluate_predictions(copy / "data.yaml", perfect(gt["annotations"]))
-    messages = [str(w.message) for w in caught]
-    lines = len(good.splitlines())
-    assert any(f"000002.txt:{lines + 1}: class 7 " in m for m in messages), messages
-    assert any(f"000002.txt:{lines + 2}: 3 fields" in m for m in messages), messages
-    assert metrics["coco"]["AP"] == pytest.approx(1.0, abs=EXACT)  # the skipped lines add no ground truth
+    label.write_text(label.read_text() + "7 0.5 0.5 0.2 0.2\n0 0.5 0.5\n")
+    predictions = [p for p in perfect(gt["annotations"]) if p["image_id"] != 2]  # the model never saw it
+    with pytest.warns(UserWarning, match="000002.jpg: dropped from the evaluation") as caught:
+        metrics = evaluate_predictions(copy / "data.yaml", predictions)
+    assert len(caught) == 1
+    assert metrics["coco"]["AP"] == pytest.approx(1.0, abs=EXACT) and metrics["images"] == 11
+    assert [d["image"] for d in metrics["dropped_images"]] == [str(copy / "images" / "val" / "000002.jpg")]
 
 
 def test_format_metrics_table_labels_each_block(sample):
@@ -232,11 +232,14 @@ def test_bad_datasets_raise_one_line_errors(sample, tmp_path):
         evaluate_predictions(tmp_path / "missing.yaml", [])
 
 
-def test_corrupt_image_is_named(tmp_path):
-    data_yaml = write_dataset(tmp_path, {"000001": (64, 48, [(0, (5, 5, 30, 30), False)])})
+def test_corrupt_image_is_dropped_with_a_warning_naming_it(tmp_path):
+    data_yaml = write_dataset(
+        tmp_path, {"000001": (64, 48, [(0, (5, 5, 30, 30), False)]), "000002": (64, 48, [(1, (9, 9, 40, 30), False)])}
+    )
     (tmp_path / "images" / "val" / "000001.jpg").write_text("not an image")
-    with pytest.raises(ValueError, match="000001.jpg: corrupt or unreadable image"):
-        evaluate_predictions(data_yaml, [])
+    with pytest.warns(UserWarning, match=r"000001.jpg: dropped from the evaluation, as Ultralytics' validator drops"):
+        metrics = evaluate_predictions(data_yaml, [])
+    assert metrics["images"] == 1 and metrics["dropped_images"][0]["image"].endswith("000001.jpg")
 
 
 # ---------------------------------------------------------------------------------------------- VOC devkit rules

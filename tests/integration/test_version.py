@@ -63,7 +63,7 @@ def test_outside_the_range_warns_and_self_checks_then_passes(monkeypatch, attnyo
         (tasks, "check_yaml", "names"),
         (tasks.BaseModel, "fuse", "fuse"),
         (tasks.DetectionModel, "init_criterion", "criterion"),
-        (tasks, "torch_safe_load", "foreign_loading"),
+        (tasks, "torch_safe_load", "safe_load"),
     ],
 )
 def test_self_check_names_the_internal_that_no_longer_behaves(monkeypatch, owner, attribute, check):

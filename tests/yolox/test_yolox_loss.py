@@ -35,9 +35,9 @@ def perfect_predictions(gt_cxcywh, grid=4, stride=8.0, nc=2):
 
 
 def test_loss_terms_follow_the_equations_on_a_perfect_prediction():
-    # GT (12, 12, 16, 8) on a 32x32 image at stride 8: in-box or centre-prior candidates are the 3x3 points around
-    # (12, 12) (centres 4, 12, 20 on both axes), every point predicts the GT exactly (IoU 1) -> dynamic k = 9, so
-    # the 9 candidates are foreground. With all logits 0:
+    # GT (12, 12, 16, 8) on a 32x32 image at stride 8: the candidates (centres strictly within 12 px of (12, 12)) are
+    # the 3x3 points with centres 4, 12, 20 on both axes; every point predicts the GT exactly (IoU 1) -> dynamic k = 9,
+    # so the 9 candidates are foreground. With all logits 0:
     #   IoU loss = 0, L1 = 0 (targets are the predictions), obj = 16 * log 2 / 9, cls = 9 * 2 * log 2 / 9.
     preds = perfect_predictions((12.0, 12.0, 16.0, 8.0))
     batch = {
@@ -56,6 +56,31 @@ def test_loss_terms_follow_the_equations_on_a_perfect_prediction():
     # the class target is one_hot * IoU: for the GT class it is 1, so its logit is pushed up, the other class down
     fg_grad = preds["scores"].grad[0, :, 5]  # point (1, 1) is foreground
     assert fg_grad[1] < 0 < fg_grad[0]
+
+
+def test_an_image_without_gts_adds_its_objectness_but_not_to_the_normaliser():
+    # As above, plus a second image without labels whose 16 points have logits 0: YOLOX sums the objectness BCE over
+    # every point of the batch and divides by the batch's foreground count (9), so obj = (16 + 16) * log 2 / 9; the
+    # class and IoU terms come from the first image only.
+    one = perfect_predictions((12.0, 12.0, 16.0, 8.0))
+    preds = {k: torch.cat((v, v)).detach() if k != "feats" else [torch.zeros(2, 1, 4, 4)] for k, v in one.items()}
+    batch = {
+        "batch_idx": torch.tensor([0.0]),
+        "cls": torch.tensor([[1.0]]),
+        "bboxes": torch.tensor([[12, 12, 16, 8]]) / 32,
+    }
+    criterion = YOLOXLoss(fake_model())
+    terms = criterion.terms(preds, batch)
+    assert terms["obj_loss"].item() == pytest.approx(32 * math.log(2) / 9, rel=1e-5)
+    assert terms["cls_loss"].item() == pytest.approx(2 * math.log(2), rel=1e-5)
+    assert terms["iou_loss"].item() == pytest.approx(0.0, abs=1e-5)
+    # Ultralytics' convention multiplies by the batch size; YOLOX's scaling returns the loss itself (one process)
+    scaled, items = criterion(preds, batch)
+    torch.testing.assert_close(scaled, torch.stack(list(terms.values())) * 2)
+    criterion.scaling = "yolox"
+    torch.testing.assert_close(criterion(preds, batch)[0], torch.stack(list(items.values())))
+    with pytest.raises(ValueError, match="scaling='batch' is unknown"):
+        YOLOXLoss(fake_model(), scaling="batch")
 
 
 def test_l1_term_is_off_until_switched_on_and_then_measures_the_encoding():

@@ -6,7 +6,14 @@ import pytest
 import torch
 
 from attnyolo.yolox.loss import pad_targets
-from attnyolo.yolox.simota import candidate_mask, simota_assign, simota_assign_per_image
+from attnyolo.yolox.simota import (
+    LEGACY_RULES,
+    OFFICIAL_RULES,
+    geometry,
+    get_rules,
+    simota_assign,
+    simota_assign_per_image,
+)
 
 ASSIGNERS = [simota_assign, simota_assign_per_image]
 
@@ -30,15 +37,37 @@ def case(points, strides, preds, gts, labels, scores=None, nc=2):
     }
 
 
-def test_candidates_are_in_box_or_within_one_and_a_half_strides_of_the_centre():
+def test_official_candidates_are_strictly_within_one_and_a_half_strides_of_the_centre():
     points = torch.tensor([[50.0, 50.0], [61.0, 50.0], [63.0, 50.0], [100.0, 58.0], [130.0, 50.0]])
     strides = torch.full((5,), 8.0)
     gt = torch.tensor([[[45.0, 45.0, 55.0, 55.0], [80.0, 40.0, 140.0, 60.0]]])  # small box; wide box
-    mask = candidate_mask(points, strides, gt)[0]
-    # small box, centre (50, 50), radius 12: 61 is inside the prior, 63 is not (strictly < 1.5 * stride)
-    assert mask[0].tolist() == [True, True, False, False, False]
-    # wide box: (100, 58) and (130, 50) lie inside it; (63, 50) lies outside the box and 47 px from its centre
-    assert mask[1].tolist() == [False, False, False, True, True]
+    cand, relation = geometry(points, strides, gt)
+    assert torch.equal(cand, relation)  # the official rules penalise exactly the non-candidates
+    # small box, centre (50, 50), radius 12: 61 is inside the square, 63 is not (13 > 12)
+    assert cand[0, 0].tolist() == [True, True, False, False, False]
+    # wide box, centre (110, 50): (100, 58) is 10 and 8 px away; (130, 50) lies inside the box but 20 px away, and
+    # there is no in-box rule any more
+    assert cand[0, 1].tolist() == [False, False, False, True, False]
+    # "strictly inside": a point exactly 1.5 strides away is out
+    edge = geometry(torch.tensor([[62.0, 50.0]]), torch.tensor([8.0]), gt)[0]
+    assert edge[0, :, 0].tolist() == [False, False]
+
+
+def test_legacy_candidates_are_in_box_or_centre_and_only_both_escape_the_penalty():
+    points = torch.tensor([[50.0, 50.0], [61.0, 50.0], [63.0, 50.0], [100.0, 58.0], [130.0, 50.0]])
+    strides = torch.full((5,), 8.0)
+    gt = torch.tensor([[[45.0, 45.0, 55.0, 55.0], [80.0, 40.0, 140.0, 60.0]]])
+    cand, relation = geometry(points, strides, gt, LEGACY_RULES)  # radius 2.5 strides = 20 px
+    # small box: inside the box only (50, 50); inside the 20 px square also 61 and 63
+    assert cand[0, 0].tolist() == [True, True, True, False, False]
+    assert relation[0, 0].tolist() == [True, False, False, False, False]
+    # wide box: (100, 58) and (130, 50) lie inside it; only (100, 58) is also within 20 px of (110, 50)
+    assert cand[0, 1].tolist() == [False, False, False, True, True]
+    assert relation[0, 1].tolist() == [False, False, False, True, False]
+    assert LEGACY_RULES.outside_cost == 1e5 and OFFICIAL_RULES.outside_cost == 1e6
+    assert get_rules("0.3.0") is LEGACY_RULES and get_rules("official") is OFFICIAL_RULES
+    with pytest.raises(ValueError, match="official, 0.3.0"):
+        get_rules("2021")
 
 
 @pytest.mark.parametrize("assign", ASSIGNERS)
@@ -77,6 +106,55 @@ def test_point_claimed_by_two_gts_goes_to_the_cheaper(assign):
 
 
 @pytest.mark.parametrize("assign", ASSIGNERS)
+def test_contested_point_goes_to_the_cheapest_of_all_gts_even_one_that_did_not_take_it(assign):
+    # Points P (20, 20) and Q (24, 20) lie within 12 px of every GT centre, so every (GT, point) pair is penalty-free;
+    # equal classes and scores make the class cost equal, so a lower cost means a higher IoU. Boxes have height 10 at
+    # y = 20; in x (IoU = overlap * 10 / union):
+    #   pred P = [15, 25], pred Q = [17, 27]
+    #   GT0 = [10, 22]: IoU with P 70 / 150 = 0.467, with Q 50 / 170 = 0.294 -> takes P
+    #   GT1 = [10, 26]: IoU with P 100 / 160 = 0.625, with Q 90 / 170 = 0.529 -> takes P
+    #   GT2 = [17, 27]: IoU with P 80 / 120 = 0.667, with Q 1 -> takes Q
+    # Every k is 1 (no GT has two IoUs summing to 2). P is taken by GT0 and GT1, but the cheapest GT for P among all
+    # GTs is GT2 (IoU 0.667), which took Q: YOLOX gives P to GT2, so GT2 ends with both points and GT0, GT1 with none.
+    inputs = case(
+        points=[[20.0, 20.0], [24.0, 20.0]],
+        strides=[8.0, 8.0],
+        preds=[box(20, 20, 10, 10), box(22, 20, 10, 10)],
+        gts=[box(16, 20, 12, 10), box(18, 20, 16, 10), box(22, 20, 10, 10)],
+        labels=[0, 0, 0],
+    )
+    r = assign(**inputs)
+    assert r.dynamic_k[0].tolist() == [1, 1, 1]
+    assert r.fg_mask[0].tolist() == [True, True]
+    assert r.gt_index[0].tolist() == [2, 2]
+    assert r.iou[0].tolist() == pytest.approx([80 / 120, 1.0], abs=1e-5)
+
+
+@pytest.mark.parametrize("assign", ASSIGNERS)
+def test_dynamic_k_counts_points_outside_the_gts_own_region(assign):
+    # GT A (class 0) at (20, 20); GT B (class 1) at (104, 100), far away. Point P1 (20, 20) is A's only candidate and
+    # predicts a box of IoU 0.5 with A. P2 (100, 100) and P3 (108, 100) are B's candidates but predict A's box
+    # (IoU 1 and 0.9 with A, 0 with B). YOLOX's top-10 runs over every point in play, so A's k = int(0.5 + 1 + 0.9)
+    # = 2, and A's second-cheapest point is P2 (penalty 1e6 plus 0, against 1e6 + 3 * -log 0.9 for P3): A takes a
+    # point outside its own region. B's IoUs are all 0, k = 1; P3's score for class 1 (0.8 vs 0.2) makes it B's
+    # cheapest point. No point is contested.
+    a, b = box(20, 20, 10, 10), box(104, 100, 10, 10)
+    inputs = case(
+        points=[[20.0, 20.0], [100.0, 100.0], [108.0, 100.0]],
+        strides=[8.0, 8.0, 8.0],
+        preds=[box(20, 20, 20, 10), a, box(20, 20, 10, 9)],
+        gts=[a, b],
+        labels=[0, 1],
+        scores=[[0.5, 0.5], [0.5, 0.2], [0.5, 0.8]],
+    )
+    r = assign(**inputs)
+    assert r.dynamic_k[0].tolist() == [2, 1]
+    assert r.fg_mask[0].tolist() == [True, True, True]
+    assert r.gt_index[0].tolist() == [0, 0, 1]
+    assert r.iou[0].tolist() == pytest.approx([0.5, 1.0, 0.0], abs=1e-5)
+
+
+@pytest.mark.parametrize("assign", ASSIGNERS)
 def test_class_cost_decides_between_equally_fitting_gts(assign):
     # Equal IoU for both GTs; the point is confident in class 1, so the class-1 GT is cheaper.
     pred = box(20, 20, 10, 10)
@@ -98,7 +176,7 @@ def test_dynamic_k_equals_the_formula_and_each_gt_takes_k_points(assign):
     r = assign(**inputs)
 
     # Independent evaluation of the formula: IoUs over the points in play (candidates), top-min(10, n), int, >= 1.
-    cand = candidate_mask(points, torch.full((36,), 8.0), gt[None])[0]
+    cand = geometry(points, torch.full((36,), 8.0), gt[None])[0][0]
     ious = []
     for p, c in zip(preds, cand.tolist()):
         if c:

@@ -224,6 +224,26 @@ def _safe_globals_of(data: bytes, path: Path) -> set[str]:
         ) from None
 
 
+def _registered_names() -> set[str]:
+    """Names of the globals already in torch's process-wide weights-only allowlist (``add_safe_globals``)."""
+    names = set()
+    for entry in torch.serialization.get_safe_globals():
+        obj, name = entry if isinstance(entry, tuple) else (entry, None)
+        names.add(name or f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', '')}")
+    return names
+
+
+def _new_entries(allowed: dict[str, Any]) -> list[tuple[Any, str]]:
+    """The ``(object, name)`` entries of ``allowed`` that torch's allowlist does not hold yet.
+
+    ``torch.serialization.safe_globals`` removes its entries again on exit, also entries that were registered before
+    it for the whole process (AttnYOLO's checkpoint reader registers torch.nn layers that way); only the new ones are
+    scoped to this read. The stand-ins never stay registered: other readers must keep refusing ``models.*`` classes.
+    """
+    present = _registered_names()
+    return [(obj, name) for name, obj in allowed.items() if name not in present]
+
+
 def read_classic(path: str | Path) -> dict:
     """Unpickle a classic YOLOv5 checkpoint with stand-ins for its classes (see the module docstring).
 
@@ -262,9 +282,8 @@ def read_classic(path: str | Path) -> dict:
             f"{path}: the checkpoint references {', '.join(unknown)}, which a YOLOv5 checkpoint does not contain; "
             "refusing to unpickle it (it could run code). Fix: load it where it was made and save the weights only."
         )
-    entries = [(obj, name) for name, obj in allowed.items()]
     try:
-        with torch.serialization.safe_globals(entries):
+        with torch.serialization.safe_globals(_new_entries(allowed)):
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

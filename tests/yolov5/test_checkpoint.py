@@ -235,3 +235,15 @@ def test_checkpoints_of_older_yolov5_releases_load_with_the_real_outputs(version
         z = yolo.model.model[-1].decode(raw_out["raw"]).numpy()
     ref = arrays["z"]
     assert np.abs(z[..., :4] - ref[..., :4]).max() < 0.02 and np.abs(z[..., 4:] - ref[..., 4:]).max() < 1e-4
+
+
+def test_reading_a_classic_file_leaves_the_process_allowlist_as_it_was(tmp_path):
+    native = tmp_path / "native.pt"
+    torch.save({"model": DetectionModel("yolov5n-classic.yaml", nc=2, verbose=False), "train_args": {}}, native)
+    YOLO(str(native))  # the safe reader registers the torch.nn layers it allows, for the whole process
+    before = checkpoint._registered_names()
+    checkpoint.read_classic(FIXTURES / "tiny_ca_fork.pt")
+    assert checkpoint._registered_names() == before  # nothing removed, no stand-in left behind
+    assert not any(name.startswith("models.") for name in before)
+    YOLO(str(native))  # still loads safely
+    assert isinstance(YOLO(str(FIXTURES / "tiny_ca_fork.pt")).model.model[-1], YOLOv5Detect)

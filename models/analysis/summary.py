@@ -73,15 +73,18 @@ def model_summary(model_name: str, imgsz: int = 640) -> dict:
     }
 
 
-# Families of the zoo table, in its order; YOLOX sizes use YOLOX's own names.
-ZOO_FAMILIES: tuple[str, ...] = ("yolov5", "yolov8", "yolo11")
+# Families of the zoo table, in its order (names as in attnyolo.integration.names.SCALED_FAMILIES: "yolov5" is
+# Ultralytics' anchor-free YOLOv5u, "yolov5-classic" the anchor-based original); YOLOX sizes use YOLOX's own names.
+ZOO_FAMILIES: tuple[str, ...] = ("yolov5", "yolov5-classic", "yolov8", "yolo11")
 YOLOX_SIZE_NAMES: tuple[str, ...] = ("nano", "tiny", "s", "m", "l", "x")
 
 
 def zoo_names(families: Sequence[str] = ZOO_FAMILIES, scales: str = "nsmlx", yolox: bool = True) -> list[str]:
     """Every model name of the zoo: each family and scale, its stock baseline first, then every attention kind."""
+    from ..integration.names import scaled_stem
+
     names = [
-        f"{family}{scale}{'-' + kind if kind else ''}.yaml"
+        f"{scaled_stem(family, scale)}{'-' + kind if kind else ''}.yaml"
         for family in families
         for scale in scales
         for kind in ("", *kind_names())

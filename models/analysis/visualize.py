@@ -185,11 +185,12 @@ def anchor_stride(model: nn.Module, imgsz: int, anchor: int) -> int:
     """The stride of the head level whose grid holds raw prediction ``anchor`` (levels are concatenated P3, P4, ...).
 
     A detection is made by one head level, so only rows feeding that level's branch can explain it: Grad-CAM at a
-    row that feeds only other levels has no gradient.
+    row that feeds only other levels has no gradient. Classic YOLOv5 heads make ``na`` predictions per cell.
     """
     start = 0
+    per_cell = getattr(model.model[-1], "na", 1)  # predictions per grid cell: 3 anchors for classic YOLOv5
     for stride in (int(s) for s in model.stride):
-        cells = (imgsz // stride) ** 2
+        cells = (imgsz // stride) ** 2 * per_cell
         if anchor < start + cells:
             return stride
         start += cells

@@ -6,8 +6,8 @@ Usage:
     attnyolo model_info table=yolov8 scales=ns      # Markdown table: the family's baseline and every kind
     attnyolo model_info table=zoo                   # the whole zoo (docs/zoo.md): every family, scale and kind
     attnyolo model_info table=layers                # the table of attention kinds (docs/layers.md)
-Keys: model, imgsz (GFLOPs input size, default 640), table (zoo, layers, yolox, or a family: yolov5, yolov8,
-yolo11), scales (for families; default nsmlx).
+Keys: model, imgsz (GFLOPs input size, default 640), table (zoo, layers, yolox, or a family: yolov5 (YOLOv5u),
+yolov5-classic (anchor-based YOLOv5), yolov8, yolo11), scales (for families; default nsmlx).
 trust_checkpoint=True reads .pt files you vouch for with full unpickling (docs/security.md).
 """
 

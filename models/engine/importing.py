@@ -20,7 +20,7 @@ from typing import Any
 from ..errors import CheckpointError
 
 # Modules that each define FORMAT = ForeignFormat(...), tried in this order.
-FORMAT_PROVIDERS: tuple[str, ...] = ("attnyolo.yolox.official",)
+FORMAT_PROVIDERS: tuple[str, ...] = ("attnyolo.yolox.official", "attnyolo.yolov5.checkpoint")
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,8 @@
   worker, imports ``attnyolo`` there and with it the layer registration.
 
 For YOLOX models it also switches the YOLOX loss's L1 term on for the final ``close_mosaic`` epochs
-(:func:`switch_yolox_l1`), the epochs YOLOX trains without mosaic and with L1 (its last 15).
+(:func:`switch_yolox_l1`), the epochs YOLOX trains without mosaic and with L1 (its last 15). Classic YOLOv5 models
+train with YOLOv5's recipe for every key the user did not set, and AutoAnchor (:mod:`attnyolo.yolov5.recipe`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from ..integration.names import check_model_source
 from ..utils.atomic import write_text_atomic
 from ..utils.cli import set_interrupt_advice
 from ..utils.paths import runs_dir, sample_data_dir
+from ..yolov5 import recipe as yolov5_recipe
 from ..yolox.head import YOLOXDetect
 from .transfer import transfer_by_rows
 
@@ -73,6 +75,7 @@ class AttnDetectionTrainer(DetectionTrainer):
 
     def __init__(self, cfg=DEFAULT_CFG, overrides=None, _callbacks=None):
         """Set up Ultralytics' detection trainer and add the YOLOX L1 switch (:func:`switch_yolox_l1`)."""
+        self.user_keys = set(overrides or {})  # what the run sets explicitly; classic YOLOv5 defaults fill the rest
         super().__init__(cfg, overrides, _callbacks)
         self.add_callback("on_train_epoch_start", switch_yolox_l1)
 
@@ -84,7 +87,20 @@ class AttnDetectionTrainer(DetectionTrainer):
             if RANK in {-1, 0}:
                 LOGGER.info(f"Pretrained weights (row-aligned): {report.summary()}")
             self.transfer_report = report
+        keys = getattr(self, "yolov5_loss_keys", None)  # attnyolo train's YOLOv5 loss keys (set_yolov5_loss_keys)
+        if keys and yolov5_recipe.classic_head(model) is not None:
+            model.yaml["hyp"] = {**(model.yaml.get("hyp") or {}), **keys}
+        yolov5_recipe.prepare_model(self, model, self.user_keys)
         return model
+
+    def set_class_weights(self):
+        """Ultralytics' class weights, then, for classic YOLOv5 models, the loss gains and AutoAnchor.
+
+        Ultralytics calls this once the dataloaders exist and before it copies the model for the EMA, which is where
+        YOLOv5's train.py checks its anchors.
+        """
+        super().set_class_weights()
+        yolov5_recipe.before_training(self)
 
     def resume_training(self, ckpt):
         """Resume as Ultralytics does, then drop results.csv rows of epochs the checkpoint does not contain.
@@ -124,12 +140,18 @@ DEFAULT_RECIPE = {
 }
 
 
-def base_recipe(data: str | Path) -> dict:
+def base_recipe(data: str | Path, model=None) -> dict:
     """The settings a run on ``data`` starts from.
 
-    :data:`DEFAULT_RECIPE` for the sample dataset, which it is tuned for; nothing (Ultralytics' defaults) elsewhere.
+    :data:`DEFAULT_RECIPE` for the sample dataset, which it is tuned for, with
+    :data:`attnyolo.yolov5.recipe.SAMPLE_RECIPE` on top for a classic YOLOv5 ``model``; nothing (Ultralytics'
+    defaults, or YOLOv5's for classic models) elsewhere.
     """
-    return dict(DEFAULT_RECIPE) if Path(data).resolve() == (sample_data_dir() / "data.yaml").resolve() else {}
+    if Path(data).resolve() != (sample_data_dir() / "data.yaml").resolve():
+        return {}
+    if model is not None and yolov5_recipe.classic_head(model) is not None:
+        return {**DEFAULT_RECIPE, **yolov5_recipe.SAMPLE_RECIPE}
+    return dict(DEFAULT_RECIPE)
 
 
 def check_data_source(data: str | Path) -> str:
@@ -209,6 +231,35 @@ def latest_checkpoint(project: str | Path | None = None, name: str = "last.pt") 
     project = Path(project) if project is not None else runs_dir("train")
     found = sorted(project.glob(f"*/weights/{name}"), key=lambda p: p.stat().st_mtime)
     return found[-1] if found else None
+
+
+def set_yolov5_loss_keys(yolo, keys: dict, name: str) -> None:
+    """Hand YOLOv5 loss keys (``obj``, ``anchor_t``, ``autoanchor``, ...) to the classic model ``yolo`` will train.
+
+    Ultralytics' configuration rejects these keys, so ``attnyolo train`` takes them itself. They go into the model
+    dict's ``hyp:`` entry, which the trainer reads (:func:`attnyolo.yolov5.recipe.before_training`) and checkpoints
+    keep for ``resume``: into ``yolo.model.yaml`` (the dict a checkpoint's model is rebuilt from) and, through an
+    ``on_pretrain_routine_start`` callback, into the trainer, which adds them to a model it builds from a YAML file.
+
+    Raises:
+        ValueError: A key for a model without a classic YOLOv5 head, or an unknown or ill-typed value.
+    """
+    model = yolo.model
+    if yolov5_recipe.classic_head(model) is None:
+        given = ", ".join(f"{k}={v}" for k, v in keys.items())
+        raise ValueError(
+            f"{given}: YOLOv5 loss settings apply to classic YOLOv5 models only, and model={name} is not one. Fix: "
+            "drop them, or train a classic model (yolov5s-classic.yaml, yolov5s_Coordinate_attention.yaml)."
+        )
+    hyp = {**(model.yaml.get("hyp") or {}), **keys}
+    yolov5_recipe.check_hyp(hyp, "train")
+    model.yaml["hyp"] = hyp
+
+    def hand_over(trainer):
+        """Give the trainer the keys, for the model its get_model builds."""
+        trainer.yolov5_loss_keys = dict(keys)
+
+    yolo.add_callback("on_pretrain_routine_start", hand_over)
 
 
 def resumable_epoch(last: str | Path) -> int | None:
@@ -346,18 +397,22 @@ def train(
         yolo.train(resume=True, trainer=recipe_trainer_of(Path(last).parents[1]))
     else:
         check_model_source(model)
+        loss_keys = {k: kw.pop(k) for k in list(kw) if k in yolov5_recipe.LOSS_KEYS}
         data = check_data_source(data) if data else str(ensure_sample_data())
-        settings = {**base_recipe(data), **kw}
-        settings["project"] = str(Path(project).resolve())
         if pretrained not in (None, True, False):
             pretrained = import_foreign_pretrained(pretrained, Path(project) / "imported")
             check_checkpoint_file(pretrained, "pretrained")
-            settings["pretrained"] = str(pretrained)
-        elif pretrained is not None:
-            settings["pretrained"] = pretrained
         state["data"] = data
         with checkpoint_label(f"model={model}"):  # messages about a checkpoint name the argument it came from
             yolo = state["yolo"] = YOLO(model)
+        settings = {**base_recipe(data, yolo.model), **kw}
+        settings["project"] = str(Path(project).resolve())
+        if pretrained not in (None, True, False):
+            settings["pretrained"] = str(pretrained)
+        elif pretrained is not None:
+            settings["pretrained"] = pretrained
+        if loss_keys:
+            set_yolov5_loss_keys(yolo, loss_keys, model)
         trainer_class = AttnDetectionTrainer
         if recipe != "ultralytics":
             settings, trainer_class = recipe_settings(recipe, yolo.model, settings, kw)

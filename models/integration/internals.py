@@ -36,7 +36,7 @@ PATCHES: tuple[Patch, ...] = (
         "parse_model",
         parser.wrap_parse_model,
         "unknown modules get their YAML args verbatim; our rows need their input channels (two-pass build), the "
-        "`attention:` key, the multi-row YOLOX head and `depthwise:`",
+        "`attention:` key, the multi-row YOLOX and classic YOLOv5 heads, the forks' layer names and `depthwise:`",
     ),
     Patch(
         "ultralytics.nn.tasks",
@@ -49,7 +49,7 @@ PATCHES: tuple[Patch, ...] = (
         "ultralytics.nn.tasks.DetectionModel",
         "init_criterion",
         model_methods.wrap_init_criterion,
-        "a YOLOX head trains with the YOLOX loss",
+        "a YOLOX head trains with the YOLOX loss, a classic YOLOv5 head with YOLOv5's loss",
     ),
     Patch(
         "ultralytics.utils.torch_utils",
@@ -62,7 +62,8 @@ PATCHES: tuple[Patch, ...] = (
         "torch_safe_load",
         checkpoints.wrap_torch_safe_load,
         "it unpickles checkpoints in full, running any code a file names; read with weights_only=True and an "
-        "allowlist of what Ultralytics and AttnYOLO checkpoints contain unless the user trusts the file",
+        "allowlist of what Ultralytics and AttnYOLO checkpoints contain unless the user trusts the file (classic "
+        "YOLOv5 files, which it refuses, are mapped by their foreign format)",
     ),
     Patch(
         "ultralytics.engine.trainer",
@@ -85,6 +86,15 @@ READS: tuple[tuple[str, str], ...] = (
     ("ultralytics.utils.USER_CONFIG_DIR", "integration/names.py: where generated variant YAMLs are written"),
     ("ultralytics.utils.downloads.GITHUB_ASSETS_NAMES", "integration/names.py: stock weights stay downloadable"),
     ("BaseTrainer.save_model writes to BaseTrainer.last / .best", "integration/checkpoints.py: atomic writes"),
+    (
+        "ultralytics.nn.modules.Detect has a class attribute `anchors`; BaseModel._apply converts the head's "
+        "stride/anchors; DetectionModel calls head.bias_init() right after computing the strides",
+        "yolov5/head.py: the anchors buffer, and its conversion to grid units once the strides are known",
+    ),
+    (
+        "DetectionTrainer.set_class_weights runs after the dataloaders are built and before the EMA copy",
+        "engine/trainer.py: AutoAnchor for classic YOLOv5 models runs there, so the EMA gets the fitted anchors",
+    ),
     (
         "ultralytics.data.utils.verify_image_label(im_file, lb_file, prefix, keypoint, num_cls, nkpt, ndim, "
         "single_cls) is the dataset's verdict on each image: None for a dropped image, else its deduplicated labels",

@@ -2,7 +2,7 @@
 
 * ``BaseModel.fuse`` folds only Ultralytics' own conv/BN pairs; :func:`wrap_fuse` also folds CoordAtt's BatchNorm.
 * ``DetectionModel.init_criterion`` knows only Ultralytics' losses; :func:`wrap_init_criterion` gives a model with a
-  YOLOX head the YOLOX loss.
+  YOLOX head the YOLOX loss, and a classic YOLOv5 head YOLOv5's loss.
 * ``ultralytics.utils.torch_utils.get_flops`` sizes its probe image by the first parameter's input channels, which are
   12 for a Focus stem (YOLOX), so it returned 0 GFLOPs; :func:`wrap_get_flops` tells it the model's real input channels.
 """
@@ -15,6 +15,8 @@ import torch
 from torch import nn
 
 from ..layers.coord_attention import CoordAtt
+from ..yolov5.head import YOLOv5Detect
+from ..yolov5.loss import YOLOv5Loss
 from ..yolox.head import YOLOXDetect
 from ..yolox.loss import YOLOXLoss
 
@@ -73,13 +75,15 @@ def wrap_get_flops(original):
 
 
 def wrap_init_criterion(original):
-    """Return a DetectionModel.init_criterion that gives models with a YOLOX head the YOLOX loss."""
+    """Return a DetectionModel.init_criterion that gives models with a YOLOX or classic YOLOv5 head their own loss."""
 
     @functools.wraps(original)
     def init_criterion(self):
-        """:class:`~attnyolo.yolox.loss.YOLOXLoss` for a YOLOX head, Ultralytics' own criterion otherwise."""
+        """YOLOXLoss for a YOLOX head, YOLOv5Loss for a classic YOLOv5 head, Ultralytics' own criterion otherwise."""
         if isinstance(self.model[-1], YOLOXDetect):
             return YOLOXLoss(self)
+        if isinstance(self.model[-1], YOLOv5Detect):
+            return YOLOv5Loss(self)
         return original(self)
 
     init_criterion._attnyolo_original = original

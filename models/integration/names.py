@@ -3,8 +3,9 @@
 Names this module resolves, from any working directory and from an installed wheel alike:
 
 * every file shipped in ``cfg/`` by its bare name (``yolox.yaml``, ``yolov8-attention.yaml``);
-* ``<family><scale>-<kind>.yaml`` (``yolov8n-ELA-S.yaml``): the family's placement YAML with ``attention: <kind>``,
-  written once to Ultralytics' settings directory so the model dict saved in checkpoints names its own kind;
+* ``<family><scale>-<kind>.yaml`` (``yolov8n-ELA-S.yaml``, classic YOLOv5: ``yolov5s-classic-CoordAtt.yaml``): the
+  family's placement YAML with ``attention: <kind>``, written once to Ultralytics' settings directory so the model dict
+  saved in checkpoints names its own kind;
 * names the YOLOv5 forks use (``yolov5s_Coordinate_attention.yaml``) through :data:`ALIASES`;
 * ``yolox-<size>[-<kind>].yaml`` (also ``yolox_s.yaml``, as YOLOX spells it), which choose their scale themselves:
   Ultralytics' scale guess needs a digit in the name (``yolov8s``).
@@ -25,8 +26,23 @@ from ..layers.registry import kind_names
 from ..utils.atomic import write_text_atomic
 from ..utils.paths import cfg_dir
 
-# Names users know from YOLOv5 forks -> (placement file stem, kind).
-ALIASES: dict[str, tuple[str, str]] = {"yolov5_Coordinate_attention": ("yolov5-attention", "CoordAtt")}
+# Names users know from YOLOv5 forks -> (placement file stem, kind). The forks' yolov5s_Coordinate_attention.yaml is
+# classic (anchor-based) YOLOv5 with CoordAtt after the P3/P4/P5 backbone C3 stages, so the name builds exactly that.
+ALIASES: dict[str, tuple[str, str]] = {"yolov5_Coordinate_attention": ("yolov5-classic-attention", "CoordAtt")}
+
+# Model families with per-scale names: '<stem>' is '<prefix><scale><suffix>' (yolov8n, yolov5s-classic).
+SCALED_FAMILIES: dict[str, tuple[str, str]] = {
+    "yolov5": ("yolov5", ""),
+    "yolov5-classic": ("yolov5", "-classic"),
+    "yolov8": ("yolov8", ""),
+    "yolo11": ("yolo11", ""),
+}
+
+
+def scaled_stem(family: str, scale: str) -> str:
+    """The model-name stem of ``family`` at ``scale``: 'yolov8n', 'yolov5s-classic' (for 'yolov5-classic', 's')."""
+    prefix, suffix = SCALED_FAMILIES[family]
+    return f"{prefix}{scale}{suffix}"
 
 
 # YOLOX model names: yolox-<size>.yaml and yolox-<size>-<attention kind>.yaml (also with '_', as YOLOX's exps spell
@@ -90,10 +106,10 @@ def _variant_source(name: str) -> tuple[Path, str] | None:
                 f"yolox-<nano|tiny|s|m|l|x>-<kind>.yaml with kind one of: {', '.join(kind_names())}."
             )
     else:
-        family, sep, kind = stem.partition("-")
-        if not sep or kind not in kind_names():
+        kind = next((k for k in sorted(kind_names(), key=len, reverse=True) if stem.endswith(f"-{k}")), None)
+        if kind is None or len(stem) == len(kind) + 1:
             return None
-        family_stem = f"{family}-attention"
+        family_stem = f"{stem[: -len(kind) - 1]}-attention"  # yolov8-SE -> yolov8, yolov5-classic-SE -> ...
     found = sorted(cfg_dir().rglob(f"{family_stem}.yaml"))
     return (found[0], kind) if found else None
 
@@ -139,7 +155,7 @@ def wrap_check_yaml(original):
 def model_names() -> list[str]:
     """Every model name this project resolves: the cfg/ files, and <family><scale>[-<kind>].yaml for each family."""
     names = {p.name for p in cfg_dir().rglob("*.yaml")}
-    scaled = [f"{family}{s}" for family in ("yolov5", "yolov8", "yolo11") for s in "nsmlx"]
+    scaled = [scaled_stem(family, s) for family in SCALED_FAMILIES for s in "nsmlx"]
     scaled += [f"yolox-{s}" for s in ("nano", "tiny", "s", "m", "l", "x")]
     names.update(f"{stem}{'-' + k if k else ''}.yaml" for stem in scaled for k in ("", *kind_names()))
     return sorted(names)

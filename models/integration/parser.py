@@ -1,4 +1,4 @@
-"""How AttnYOLO's rows get built by Ultralytics' ``parse_model``: channel inference, attention kinds, YOLOX's head.
+"""How AttnYOLO's rows get built by Ultralytics' ``parse_model``: channel inference, attention kinds, multi-row heads.
 
 Ultralytics' ``parse_model`` looks a YAML row's module name up in the globals of ``ultralytics.nn.tasks`` and gives
 modules it does not know their YAML arguments verbatim (no input-channel count, no width scaling). The wrapper here
@@ -7,12 +7,16 @@ bookkeeping, since unknown modules keep their input channels; a tiny forward the
 probe) and builds the network for real with those channels as each layer's first argument. This depends only on the
 parser's public behaviour and costs one extra build.
 
-Three more things happen here, each in its own function:
+More things happen here, each in its own function:
 
 * ``Attention`` rows take the layer the top-level ``attention:`` key names (:func:`_apply_attention_kind`);
-* the ``YOLOXDetect`` head reads several rows, which the parser allows only for its own heads: the head row is built
-  with ``from: -1`` and the input channels found by the probe pass, then rewired to its real rows
-  (:func:`_resolve_head_args`, :func:`_rewire_head`);
+* rows written for the YOLOv5/YOLOv7/YOLO11 forks build unchanged (:func:`_with_fork_rows`): other projects' layer
+  names (``CA``, ``CoordAttention``, ``EfficientLocalizationAttention``), CoordAtt's ``[inp, oup(, r)]`` arguments
+  (:func:`_coordatt_rest`), and YOLOv5's anchor-based ``Detect, [nc, anchors]``, which becomes
+  :class:`~attnyolo.yolov5.head.YOLOv5Detect`;
+* the ``YOLOXDetect`` and ``YOLOv5Detect`` heads read several rows, which the parser allows only for its own heads:
+  the head row is built with ``from: -1`` and the input channels found by the probe pass, then rewired to its real
+  rows (:func:`_resolve_head_args`, :func:`_rewire_head`);
 * a top-level ``depthwise:`` key makes the dense 3x3 convs depthwise-separable after the build, as YOLOX-Nano does
   (:func:`_wants_depthwise`, :func:`_apply_depthwise`).
 """
@@ -23,20 +27,25 @@ import copy
 import difflib
 import functools
 import importlib
+import logging
 
 import torch
 from torch import nn
 
 from ..errors import ModelConfigError
-from ..layers.registry import get_kind, kind_names, layer_classes
+from ..layers.coord_attention import CoordAtt
+from ..layers.registry import LAYER_ALIASES, get_kind, kind_names, layer_classes
+from ..yolov5.head import YOLOv5Detect
 from ..yolox.blocks import make_depthwise_separable
 from ..yolox.head import YOLOX_HEAD_WIDTH, YOLOXDetect
 from .names import with_yolox_scale
 
+LOGGER = logging.getLogger("attnyolo")
+
 ATTENTION_ROW = "Attention"  # placeholder module name in placement YAMLs, replaced by the chosen kind
 
 # YAML name -> detection heads that read several rows and get their input channels from the probe pass.
-HEADS: dict[str, type[nn.Module]] = {"YOLOXDetect": YOLOXDetect}
+HEADS: dict[str, type[nn.Module]] = {"YOLOXDetect": YOLOXDetect, "YOLOv5Detect": YOLOv5Detect}
 
 PROBE_NAME = "AttnYOLOChannelProbe"
 _PROBE_IMGSZ = 64  # smallest square that survives stride 32 with a 2x2 map; rows beyond our last one are not run
@@ -160,11 +169,11 @@ def _check_activation(d: dict) -> None:
 
 
 def known_module_names() -> list[str]:
-    """All layer names a model YAML row may use: ours plus every ``nn.Module`` Ultralytics' parser knows."""
+    """All layer names a model YAML row may use: ours (and their aliases) plus every ``nn.Module`` the parser knows."""
     tasks = _tasks()
     names = {k for k, v in vars(tasks).items() if isinstance(v, type) and issubclass(v, nn.Module)}
     names.discard(PROBE_NAME)
-    return sorted(names | set(layer_classes()))
+    return sorted(names | set(layer_classes()) | set(LAYER_ALIASES))
 
 
 def _check_rows(d: dict) -> list[list]:
@@ -194,6 +203,74 @@ def _check_rows(d: dict) -> list[list]:
                 "AttnYOLO layers are available after `import attnyolo`."
             )
     return rows
+
+
+# The ELA authors' class ``EfficientLocalizationAttention(channel, kernel_size=7)`` (depthwise Conv1d, GroupNorm with
+# 16 groups) is ELA-B at kernel 7; kernel 5 is nearest to ELA-T, whose GroupNorm has 32 groups (arXiv 2403.01123).
+ELA_KERNEL_VARIANTS = {7: "B", 5: "T"}
+
+
+def _ela_alias_args(d: dict, i: int, row: list) -> list:
+    """ELA arguments of an ``EfficientLocalizationAttention`` row: ``[c]``, ``[c, kernel_size]`` or ``[c, phi]``."""
+    args = list(row[3])
+    if len(args) < 2:  # the authors' default kernel_size=7
+        return [args[0] if args else None, ELA_KERNEL_VARIANTS[7]]
+    second = args[1]
+    if isinstance(second, str):
+        return args  # a variant name (phi): T, B, S or L
+    if second not in ELA_KERNEL_VARIANTS:
+        raise ModelConfigError(
+            f"{_yaml_label(d)}, row {i} ({row[2]}): kernel_size {second!r} has no ELA variant. Fix: kernel_size 7 "
+            "(ELA-B, as the authors' code builds it) or 5 (ELA-T), or give the variant: [c, T|B|S|L]."
+        )
+    variant = ELA_KERNEL_VARIANTS[second]
+    if variant != "B":  # NOTE: not in the ELA authors' code, whose kernel-5 layer keeps GroupNorm(16)
+        LOGGER.warning(
+            f"{_yaml_label(d)}, row {i} ({row[2]}): kernel_size {second} is built as ELA-{variant} (kernel 5, "
+            "GroupNorm with 32 groups); the authors' EfficientLocalizationAttention with kernel 5 uses 16 groups."
+        )
+    return [args[0], variant, *args[2:]]
+
+
+def _classic_head_row(d: dict, i: int, row: list) -> list:
+    """A YOLOv5 ``Detect, [nc, anchors]`` row as a ``YOLOv5Detect`` row; other rows unchanged."""
+    name, args = row[2], row[3]
+    if not isinstance(args, (list, tuple)) or len(args) < 2:
+        return row
+    if name == "Detect":
+        return [row[0], row[1], "YOLOv5Detect", list(args)]
+    if name == "Segment" and len(args) == 4 and (args[1] == "anchors" or isinstance(args[1], list)):
+        raise ModelConfigError(
+            f"{_yaml_label(d)}, row {i} (Segment): a YOLOv5 segmentation head with anchors is not supported; AttnYOLO "
+            "builds classic YOLOv5 detection models. Fix: use Detect, [nc, anchors], or Ultralytics' yolov5-seg."
+        )
+    return row
+
+
+def _with_fork_rows(d: dict) -> dict:
+    """The model dict with other projects' layer names (:data:`LAYER_ALIASES`) and classic YOLOv5 heads renamed.
+
+    Rows the YOLOv5/YOLOv7/YOLO11 forks write: ``CA``/``CoordAttention`` for CoordAtt, the ELA authors'
+    ``EfficientLocalizationAttention`` (with a kernel size or a variant), and YOLOv5's ``Detect, [nc, anchors]``,
+    which becomes :class:`~attnyolo.yolov5.head.YOLOv5Detect` (Ultralytics' own ``Detect`` is anchor-free).
+    """
+    changed, out = False, {**d}
+    for part in ("backbone", "head"):
+        rows = []
+        for j, row in enumerate(d.get(part) or []):
+            i = j + (len(d.get("backbone") or []) if part == "head" else 0)
+            if isinstance(row, (list, tuple)) and len(row) == 4 and isinstance(row[3], (list, tuple)):
+                new = list(row)
+                if row[2] in LAYER_ALIASES:
+                    new = [row[0], row[1], LAYER_ALIASES[row[2]], list(row[3])]
+                    if row[2] == "EfficientLocalizationAttention":
+                        new[3] = _ela_alias_args(d, i, row)
+                new = _classic_head_row(d, i, new)
+                changed |= new != list(row)
+                row = new
+            rows.append(row)
+        out[part] = rows
+    return out if changed else d
 
 
 def _apply_attention_kind(d: dict, rows: list[list]) -> list[list]:
@@ -237,7 +314,7 @@ def _resolve_args(d: dict, i: int, row: list, c_in: int) -> list:
     from ultralytics.utils.ops import make_divisible
 
     args = list(row[3])
-    if args and (args[0] is None or (isinstance(args[0], (int, float)) and not isinstance(args[0], bool))):
+    if args and (args[0] is None or _is_number(args[0])):
         given = args.pop(0)
         if given is not None:
             width, max_channels = _scale_params(d)
@@ -248,7 +325,45 @@ def _resolve_args(d: dict, i: int, row: list, c_in: int) -> list:
                     f"channels at this scale, but the layer feeding this row outputs {c_in} channels. Fix: write the "
                     f"same unscaled channel count as the row that feeds it, or write null (or omit it) to infer it."
                 )
+            if layer_classes().get(row[2]) is CoordAtt:
+                args = _coordatt_rest(d, i, row, given, args)
     return [c_in, *args]
+
+
+def _is_number(value) -> bool:
+    """An int or float YAML value (not a bool)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _coordatt_rest(d: dict, i: int, row: list, given: float, rest: list) -> list:
+    """Read a CoordAtt row's numbers after the channel count as the forks mean them; return ``[reduction, ...]``.
+
+    * ``[c]``, ``[c, r]`` (``r < c``) and ``[c, r, min_mip]``: channels, reduction ratio: this project's convention
+      and the YOLOv5 forks' (their parse_model scales ``c`` like Conv and passes ``CoordAtt(c1, c, r)``);
+    * ``[c, c]`` and ``[c, c, r]``: ``[inp, oup(, reduction)]``, the signature ``CoordAtt(inp, oup, reduction=32)``
+      that YOLOv7/YOLO11 fork files write out. Ambiguous, so it warns: a YOLOv5 fork that scales CoordAtt like Conv
+      reads the second number as the reduction ratio;
+    * a second number larger than the first: ``oup != inp``, which attention cannot do (its output keeps the input's
+      channels): an error naming both numbers.
+    """
+    if not rest or not _is_number(rest[0]):
+        return rest
+    second, label = rest[0], _yaml_label(d)
+    if second == given:
+        LOGGER.warning(
+            f"{label}, row {i} ({row[2]}): {row[3]!r} is read as [inp, oup{', reduction' if len(rest) > 1 else ''}] "
+            f"(CoordAtt(inp, oup, reduction=32) of the YOLOv7/YOLO11 forks), so the layer keeps {given} channels "
+            f"(scaled) with reduction {rest[1] if len(rest) > 1 else 32}. A YOLOv5 fork that scales CoordAtt like Conv "
+            f"would read {second} as the reduction ratio; write [{given}, <reduction>] if that is what you mean."
+        )
+        return rest[1:]
+    if second > given:
+        raise ModelConfigError(
+            f"{label}, row {i} ({row[2]}): {row[3]!r} reads as [inp={given}, oup={second}], but attention keeps its "
+            f"input channels, so oup must equal inp ({given} != {second}). Fix: [{given}, {given}] or just [{given}]; "
+            f"a reduction ratio must be smaller than the channel count."
+        )
+    return rest
 
 
 def _probe_output_channels(seq: nn.Sequential, ch: int, last: int) -> list[int]:
@@ -274,8 +389,11 @@ def _effective_scale(d: dict) -> str | None:
     return scale if scale in scales else next(iter(scales))
 
 
-def _yolox_head_row(d: dict, rows: list[list]) -> int | None:
-    """Index of the YOLOX head row, checked to be the single last row with a list of input rows; None without one."""
+def _head_row(d: dict, rows: list[list]) -> int | None:
+    """Index of the multi-row head (:data:`HEADS`), checked to be the single last row reading a list of rows.
+
+    None without one. The heads are YOLOX's and classic YOLOv5's.
+    """
     heads = [i for i, row in enumerate(rows) if row[2] in HEADS]
     if not heads:
         return None
@@ -290,12 +408,70 @@ def _yolox_head_row(d: dict, rows: list[list]) -> int | None:
     if not (isinstance(f, list) and f and all(isinstance(j, int) and not isinstance(j, bool) for j in f)) or n != 1:
         raise ModelConfigError(
             f"{label}, row {i} ({name}): got from={f!r}, number={n!r}. The head reads one row per pyramid level and "
-            f"is not repeated. Fix: e.g. [[17, 20, 23], 1, {name}, [nc, 256]]."
+            f"is not repeated. Fix: e.g. [[17, 20, 23], 1, {name}, {_HEAD_EXAMPLE_ARGS.get(name, '[nc]')}]."
         )
     return i
 
 
+_HEAD_EXAMPLE_ARGS = {"YOLOXDetect": "[nc, 256]", "YOLOv5Detect": "[nc, anchors]"}
+
+
 def _resolve_head_args(d: dict, i: int, row: list, channels: list[int]) -> list:
+    """The constructor arguments of a multi-row head: :func:`_resolve_yolox_args` or :func:`_resolve_classic_args`."""
+    if row[2] == "YOLOv5Detect":
+        return _resolve_classic_args(d, i, row, channels)
+    return _resolve_yolox_args(d, i, row, channels)
+
+
+def _resolve_classic_args(d: dict, i: int, row: list, channels: list[int]) -> list:
+    """Turn a classic head's YAML args ``[nc, anchors]`` into ``[nc, anchors, channels]``.
+
+    ``nc`` and ``anchors`` may name the top-level keys (as YOLOv5 YAMLs write them) or give the values. Anchors are a
+    list per level of ``w, h`` pixel pairs, or an int: that many anchors per level, fitted by AutoAnchor before
+    training (YOLOv5's convention).
+    """
+    label, name = _yaml_label(d), row[2]
+    args = list(row[3])
+    if len(args) != 2:
+        raise ModelConfigError(
+            f"{label}, row {i} ({name}): args {args!r} should be [nc, anchors], as YOLOv5 writes its Detect row."
+        )
+    nc = d.get("nc") if args[0] == "nc" else args[0]
+    if isinstance(nc, bool) or not isinstance(nc, int) or nc < 1:
+        raise ModelConfigError(f"{label}, row {i} ({name}): the class count {nc!r} must be a positive integer.")
+    anchors = d.get("anchors") if args[1] == "anchors" else args[1]
+    example = "[[10,13, 16,30, 33,23], [30,61, 62,45, 59,119], [116,90, 156,198, 373,326]]"
+    if anchors is None:
+        raise ModelConfigError(
+            f"{label}, row {i} ({name}): [nc, anchors] names the top-level `anchors:` key, which the file does not "
+            f"have. Fix: add e.g. `anchors: {example}` (YOLOv5's P3-P5 anchors, pixels) or `anchors: 3` (3 per level, "
+            "fitted by AutoAnchor)."
+        )
+    if isinstance(anchors, int) and not isinstance(anchors, bool):
+        if anchors < 1:
+            raise ModelConfigError(f"{label}, row {i} ({name}): anchors: {anchors} must be a positive anchor count.")
+        return [nc, anchors, channels]
+    ok = isinstance(anchors, (list, tuple)) and all(
+        isinstance(level, (list, tuple))
+        and level
+        and len(level) % 2 == 0
+        and all(_is_number(v) and v > 0 for v in level)
+        for level in anchors
+    )
+    if not ok or len({len(level) for level in anchors}) != 1:
+        raise ModelConfigError(
+            f"{label}, row {i} ({name}): anchors {anchors!r} should be one list of w,h pixel pairs per level, the "
+            f"same number on every level, e.g. {example}."
+        )
+    if len(anchors) != len(channels):
+        raise ModelConfigError(
+            f"{label}, row {i} ({name}): {len(anchors)} anchor levels but the head reads {len(channels)} rows "
+            f"{row[0]!r}. Fix: one anchor list per input row."
+        )
+    return [nc, [list(level) for level in anchors], channels]
+
+
+def _resolve_yolox_args(d: dict, i: int, row: list, channels: list[int]) -> list:
     """Turn a head row's YAML args ``[nc]`` or ``[nc, hidden]`` into ``[nc, scaled hidden, channels]``.
 
     ``hidden`` is written unscaled (YOLOX's 256) and scaled and clipped like a Conv row's channels, which equals
@@ -363,11 +539,11 @@ def wrap_parse_model(original):
     @functools.wraps(original)
     def parse_model(d, ch, verbose=True):
         """Build a model dict like Ultralytics' parse_model, with AttnYOLO layers given their input channels."""
-        d = with_yolox_scale(d)
+        d = _with_fork_rows(with_yolox_scale(d))
         _check_activation(d)
         rows = _apply_attention_kind(d, _check_rows(d))
         ours = [i for i, row in enumerate(rows) if row[2] in layer_classes()]
-        head = _yolox_head_row(d, rows)
+        head = _head_row(d, rows)
         depthwise = _wants_depthwise(d)
         if not ours and head is None and not depthwise:
             return original(d, ch, verbose)  # stock models: untouched

@@ -79,6 +79,43 @@ _YOLOX_CFG = {
 }
 
 
+_CLASSIC_CFG = {
+    "nc": 2,
+    "depth_multiple": 0.33,
+    "width_multiple": 0.25,
+    "anchors": [[10, 13, 16, 30], [30, 61, 62, 45], [116, 90, 156, 198]],
+    "backbone": [
+        [-1, 1, "Conv", [64, 6, 2, 2]],
+        [-1, 1, "Conv", [128, 3, 2]],
+        [-1, 1, "Conv", [256, 3, 2]],
+        [-1, 1, "CA", [256]],
+        [-1, 1, "Conv", [512, 3, 2]],
+        [-1, 1, "Conv", [1024, 3, 2]],
+    ],
+    "head": [[[3, 4, 5], 1, "Detect", ["nc", "anchors"]]],
+}
+
+
+def _check_classic_head() -> None:
+    from ultralytics.nn.tasks import DetectionModel
+
+    from ..yolov5.head import YOLOv5Detect
+    from ..yolov5.loss import YOLOv5Loss
+
+    model = DetectionModel(dict(_CLASSIC_CFG), ch=3, verbose=False)
+    head = model.model[-1]
+    if not isinstance(head, YOLOv5Detect) or list(head.f) != [3, 4, 5]:
+        raise AssertionError(f"the classic head is {type(head).__name__} reading rows {getattr(head, 'f', None)}")
+    if head.stride.tolist() != [8.0, 16.0, 32.0] or head.anchors[0, 0].tolist() != [1.25, 1.625]:
+        raise AssertionError(f"strides {head.stride.tolist()}, first anchor {head.anchors[0, 0].tolist()} (grid units)")
+    if not isinstance(model.init_criterion(), YOLOv5Loss):
+        raise AssertionError("a classic YOLOv5 model did not get YOLOv5Loss")
+    with torch.no_grad():
+        out = model.eval()(torch.zeros(1, 3, 64, 64))[0]
+    if tuple(out.shape) != (1, 4 + 2, 2 * (8 * 8 + 4 * 4 + 2 * 2)):
+        raise AssertionError(f"the classic head returned shape {tuple(out.shape)}, not (1, 6, 168)")
+
+
 def _check_parser() -> None:
     from ultralytics.nn.tasks import DetectionModel
 
@@ -241,6 +278,10 @@ SELF_CHECKS: dict[str, tuple[str, Callable[[], None]]] = {
     "names": ("ultralytics.nn.tasks.check_yaml / yaml_model_load (model names)", _check_names),
     "fuse": ("ultralytics.nn.tasks.BaseModel.fuse", _check_fuse),
     "criterion": ("ultralytics.nn.tasks.DetectionModel.init_criterion", _check_criterion),
+    "classic_head": (
+        "ultralytics.nn.tasks.parse_model / DetectionModel stride and bias_init (classic YOLOv5 head)",
+        _check_classic_head,
+    ),
     "flops": ("ultralytics.utils.torch_utils.get_flops", _check_flops),
     "trainer_files": ("ultralytics.engine.trainer.strip_optimizer / BaseTrainer.save_model", _check_trainer_files),
     "safe_load": ("ultralytics.nn.tasks.torch_safe_load (behind load_checkpoint)", _check_safe_load),

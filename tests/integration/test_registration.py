@@ -22,7 +22,19 @@ REPO = Path(__file__).resolve().parents[2]
 FAMILIES = ("yolov5", "yolov8", "yolo11")
 SCALES = "nsmlx"
 SHIPPED = sorted(REPO.glob("cfg/**/*.yaml"))
-BASELINES = {"yolox.yaml"}  # plain architectures Ultralytics does not ship, so they are ours too
+# Every shipped YAML at every scale. The large scales build, train a step and run in about a second each: they
+# belong to the slow tier, and so does classic YOLOv5's m (its rows are the same at every scale).
+SHIPPED_SCALES = [
+    pytest.param(
+        cfg,
+        scale,
+        id=f"{scale}-{cfg.name}",
+        marks=[pytest.mark.slow] if scale in "lx" or (scale == "m" and cfg.name.startswith("yolov5-classic")) else [],
+    )
+    for scale in SCALES
+    for cfg in SHIPPED
+]
+BASELINES = {"yolox.yaml", "yolov5-classic.yaml"}  # plain architectures Ultralytics does not ship, so they are ours too
 
 
 def build(cfg, **kw):
@@ -74,8 +86,11 @@ def test_stock_yamls_build_exactly_as_without_registration(stock):
     assert ours.save == plain_save
 
 
-def test_fork_name_builds_coordatt_after_p3_p4_p5():
+def test_fork_name_builds_classic_yolov5_with_coordatt_after_p3_p4_p5():
+    from attnyolo.yolov5.head import YOLOv5Detect
+
     model = YOLO("yolov5s_Coordinate_attention.yaml").model
+    assert isinstance(model.model[-1], YOLOv5Detect)  # the forks' model is anchor-based YOLOv5, not YOLOv5u
     assert model.yaml["attention"] == "CoordAtt"
     assert Path(model.yaml["yaml_file"]).stem == "yolov5s_Coordinate_attention"
     ca = [(m.i, m) for m in model.model if isinstance(m, attnyolo.CoordAtt)]
@@ -101,12 +116,7 @@ def test_every_kind_builds_by_name_and_matches_the_stock_baseline(family, kind):
     assert n_params(model) == n_params(stock) + extra
 
 
-# The large scales build, train a step and run in about a second each: they belong to the slow tier.
-SCALE_PARAMS = [pytest.param(s, marks=pytest.mark.slow) if s in "lx" else s for s in SCALES]
-
-
-@pytest.mark.parametrize("cfg", SHIPPED, ids=lambda p: p.name)
-@pytest.mark.parametrize("scale", SCALE_PARAMS)
+@pytest.mark.parametrize(("cfg", "scale"), SHIPPED_SCALES)
 def test_shipped_yaml_builds_every_scale_forward_backward_nonsquare(cfg, scale):
     d = yaml.safe_load(cfg.read_text())
     d["scale"], d["yaml_file"] = scale, str(cfg)
@@ -130,7 +140,8 @@ def test_shipped_yaml_builds_every_scale_forward_backward_nonsquare(cfg, scale):
     model.eval()
     with torch.no_grad():
         y = model(torch.rand(1, 3, 64, 96))
-    assert y[0].shape[-1] == 8 * 12 + 4 * 6 + 2 * 3  # anchor points at strides 8, 16, 32
+    na = getattr(model.model[-1], "na", 1)  # anchors per cell: 3 for classic YOLOv5, 1 for anchor-free heads
+    assert y[0].shape[-1] == na * (8 * 12 + 4 * 6 + 2 * 3)  # predictions at strides 8, 16, 32
 
 
 def test_channel_argument_follows_conv_scaling_and_max_channels():

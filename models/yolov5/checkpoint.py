@@ -1,0 +1,475 @@
+"""Checkpoints that ultralytics/yolov5 (or a fork of it) wrote, read safely and rebuilt as AttnYOLO models.
+
+Such a file is a ``torch.save`` of a dict whose ``model``/``ema`` entries pickle whole YOLOv5 models: the classes
+``models.yolo.DetectionModel`` (``models.yolo.Model`` up to v6.1), ``models.yolo.Detect`` and ``models.common.*``
+(plus the fork's own classes, e.g. ``models.common.CoordAtt``). Unpickling them normally imports a top-level package
+``models`` and runs its code; Ultralytics refuses such files ("NOT forwards compatible").
+
+Here nothing from the file runs:
+
+1. The pickle's GLOBAL references are listed without unpickling (:func:`pickle_globals`); a file that references
+   anything outside :func:`allowed_globals` is refused with one line naming it.
+2. ``torch.load(weights_only=True)`` rebuilds the file with *stand-in* classes registered under the YOLOv5 names
+   (plain ``nn.Module`` subclasses without code), so ``nn.Module``'s own ``__setstate__`` restores the module tree, its
+   attributes (``yaml``, ``names``, ``stride``) and tensors.
+3. The model is rebuilt from its stored ``yaml`` with AttnYOLO's classes (Ultralytics' Conv/C3/SPPF/..., which use
+   YOLOv5's submodule names; :class:`~attnyolo.yolov5.head.YOLOv5Detect`; AttnYOLO's CoordAtt), the state dict is
+   loaded strictly (every tensor must land), and the class names (list or dict), strides and anchors are kept.
+
+:data:`FORMAT` plugs this into :mod:`attnyolo.engine.importing` (``attnyolo import_weights``, ``pretrained=``) and,
+through :func:`attnyolo.integration.checkpoints.read_checkpoint` (which refuses the file's ``models.*`` classes and
+then asks the foreign formats), into ``YOLO(path)`` and every tool.
+
+Facts about the format (ultralytics/yolov5 v5.0 to v7.0; v7.0 is commit 915bbf294bb74c859f0b41f1c23bc395014ea679):
+train.py saves ``epoch``, ``best_fitness``, ``model`` and ``ema`` (fp16), ``updates``, ``optimizer``, ``opt``,
+``git``, ``date``; ``strip_optimizer`` keeps the EMA as ``model`` and sets the others to None; the Detect ``anchors``
+buffer is in grid units; v5.0 also stores an ``anchor_grid`` buffer; names are a list up to v6.2 and a dict from v7.0.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import pickletools
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import CheckpointError
+from ..layers.coord_attention import CoordAtt
+
+# Classes a YOLOv5 checkpoint pickles under the `models` package, and which AttnYOLO rebuilds: the official ones of
+# ultralytics/yolov5 v1.0 to v7.0 (models/yolo.py, models/common.py, models/experimental.py), and the classes the
+# Coordinate-Attention forks add to models/common.py (CoordAtt and its h_swish/h_sigmoid activations).
+CLASSIC_CLASSES: tuple[str, ...] = (
+    "models.yolo.DetectionModel",
+    "models.yolo.Model",
+    "models.yolo.Detect",
+    "models.common.Conv",
+    "models.common.DWConv",
+    "models.common.Bottleneck",
+    "models.common.BottleneckCSP",
+    "models.common.C3",
+    "models.common.C3x",
+    "models.common.C3TR",
+    "models.common.C3Ghost",
+    "models.common.GhostConv",
+    "models.common.GhostBottleneck",
+    "models.common.TransformerBlock",
+    "models.common.TransformerLayer",
+    "models.common.SPP",
+    "models.common.SPPF",
+    "models.common.Focus",
+    "models.common.Concat",
+    "models.common.CoordAtt",
+    "models.common.h_swish",
+    "models.common.h_sigmoid",
+)
+
+# torch.nn classes those models contain (official configurations and versions, and the CA forks).
+TORCH_CLASSES: tuple[type, ...] = (
+    nn.Conv2d,
+    nn.BatchNorm2d,
+    nn.ModuleList,
+    nn.Sequential,
+    nn.MaxPool2d,
+    nn.AdaptiveAvgPool2d,
+    nn.Upsample,
+    nn.SiLU,
+    nn.LeakyReLU,
+    nn.Hardswish,
+    nn.ReLU,
+    nn.ReLU6,
+    nn.Sigmoid,
+    nn.Identity,
+    nn.Linear,
+    nn.MultiheadAttention,
+    nn.modules.linear.NonDynamicallyQuantizableLinear,
+)
+
+_ACTIVATIONS = (nn.SiLU, nn.LeakyReLU, nn.Hardswish, nn.ReLU, nn.ReLU6, nn.Sigmoid, nn.Identity)
+
+
+class ClassicStandIn(nn.Module):
+    """Base of the code-free stand-ins unpickling creates for YOLOv5's classes; only their state is read."""
+
+    def forward(self, *args):
+        """Stand-ins hold weights only; the model that runs is rebuilt from the stored YAML."""
+        raise RuntimeError(
+            "a stand-in for a YOLOv5 class cannot run; rebuild the model with attnyolo.yolov5.checkpoint"
+        )
+
+
+_STAND_INS: dict[str, type] = {}
+
+
+def _stand_in(name: str) -> type:
+    """The stand-in class for the YOLOv5 class ``name`` (one per name, created on first use)."""
+    if name not in _STAND_INS:
+        _STAND_INS[name] = type(name.rpartition(".")[2], (ClassicStandIn,), {"__module__": __name__})
+    return _STAND_INS[name]
+
+
+def _data_globals() -> dict[str, Any]:
+    """Non-module globals training checkpoints contain: numpy scalars, dtypes and arrays, and pathlib paths.
+
+    train.py's optimizer state holds numpy float64 momentum values and ``best_fitness`` may be a numpy array; files
+    written with numpy 1.x name ``numpy.core.multiarray``, numpy 2.x ``numpy._core.multiarray``; ``opt`` of some forks
+    holds paths.
+    """
+    import pathlib
+
+    import numpy as np
+
+    scalar = np.float64(0).__reduce__()[0]
+    reconstruct = np.zeros(1).__reduce__()[0]
+    entries: dict[str, Any] = {"numpy.dtype": np.dtype, "numpy.ndarray": np.ndarray}
+    for core in ("numpy.core.multiarray", "numpy._core.multiarray"):
+        entries[f"{core}.scalar"] = scalar
+        entries[f"{core}._reconstruct"] = reconstruct
+    for dtype in (np.float64, np.float32, np.int64, np.int32, np.bool_):
+        cls = type(np.dtype(dtype))
+        entries[f"{cls.__module__}.{cls.__name__}"] = cls
+    for name in ("PosixPath", "WindowsPath", "PurePosixPath", "PureWindowsPath"):
+        entries[f"pathlib.{name}"] = pathlib.PurePosixPath if "Posix" in name else pathlib.PureWindowsPath
+    return entries
+
+
+def allowed_globals() -> dict[str, Any]:
+    """Every pickle GLOBAL a classic checkpoint may reference, mapped to what unpickling builds for it.
+
+    YOLOv5 classes map to stand-ins, torch.nn classes to themselves, data types to numpy/pathlib types. torch's
+    own tensor-rebuilding globals (``torch._utils._rebuild_tensor_v2``, storages, ``collections.OrderedDict``,
+    ``__builtin__.set``, ``_codecs.encode``) are allowed by ``weights_only`` itself.
+    """
+    entries = {name: _stand_in(name) for name in CLASSIC_CLASSES}
+    entries.update({f"{c.__module__}.{c.__qualname__}": c for c in TORCH_CLASSES})
+    entries.update(_data_globals())
+    return entries
+
+
+def _torch_builtin_globals() -> set[str]:
+    """The GLOBALs ``torch.load(weights_only=True)`` allows by itself (tensor and storage rebuilding)."""
+    from torch import _weights_only_unpickler
+
+    return set(_weights_only_unpickler._get_allowed_globals())
+
+
+def _pickle_record(path: Path) -> bytes | None:
+    """The ``data.pkl`` record of a ``torch.save`` zip file, or None if ``path`` is no such file."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = [n for n in zf.namelist() if n.endswith("/data.pkl") or n == "data.pkl"]
+            return zf.read(names[0]) if names else None
+    except (zipfile.BadZipFile, OSError):
+        return None
+
+
+# Module names protocol-2 pickles use for Python 2 compatibility, as pickle itself maps them when loading.
+_PY2_MODULES = {"__builtin__": "builtins", "copy_reg": "copyreg"}
+
+
+def pickle_globals(data: bytes) -> set[str]:
+    """The ``module.name`` of every GLOBAL a pickle references, found by disassembling it (nothing is run).
+
+    Handles protocol 2's ``GLOBAL`` and protocol 4's ``STACK_GLOBAL`` (whose module and name are strings pushed
+    just before, possibly fetched from the memo).
+    """
+    found, strings, memo = set(), [], {}
+    previous = None  # the string the previous opcode pushed, if it pushed one
+    for opcode, arg, _ in pickletools.genops(io.BytesIO(data)):
+        name, pushed = opcode.name, None
+        if name == "GLOBAL":
+            module, _, attr = str(arg).partition(" ")
+            found.add(f"{_PY2_MODULES.get(module, module)}.{attr}")
+        elif name in {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "SHORT_BINSTRING", "BINSTRING"}:
+            pushed = str(arg)
+        elif name == "MEMOIZE":
+            memo[len(memo)] = previous
+            pushed = previous  # memoizing leaves the stack as it was
+        elif name in {"PUT", "BINPUT", "LONG_BINPUT"}:
+            memo[arg] = previous
+            pushed = previous
+        elif name in {"GET", "BINGET", "LONG_BINGET"}:
+            pushed = memo.get(arg)
+        elif name == "STACK_GLOBAL" and len(strings) >= 2:
+            found.add(f"{strings[-2]}.{strings[-1]}")
+        if pushed is not None and name not in {"MEMOIZE", "PUT", "BINPUT", "LONG_BINPUT"}:
+            strings.append(pushed)
+        previous = pushed
+    return found
+
+
+def is_classic_checkpoint(path: str | Path) -> bool:
+    """Whether ``path`` is a ``torch.save`` file that pickles a YOLOv5 model (``models.yolo.*``); nothing is run."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    data = _pickle_record(path)
+    if data is None or b"models.yolo" not in data:  # cheap test first: every .pt Ultralytics opens passes here
+        return False
+    return any(g.startswith("models.yolo.") for g in _safe_globals_of(data, path))
+
+
+def _safe_globals_of(data: bytes, path: Path) -> set[str]:
+    """:func:`pickle_globals`, with an unreadable pickle reported as a damaged file."""
+    try:
+        return pickle_globals(data)
+    except Exception as error:  # pickletools raises ValueError and others on truncated or corrupt data
+        raise CheckpointError(
+            f"{path}: the checkpoint's pickle is damaged ({error}). Fix: use an intact copy."
+        ) from None
+
+
+def _registered_names() -> set[str]:
+    """Names of the globals already in torch's process-wide weights-only allowlist (``add_safe_globals``)."""
+    names = set()
+    for entry in torch.serialization.get_safe_globals():
+        obj, name = entry if isinstance(entry, tuple) else (entry, None)
+        names.add(name or f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', '')}")
+    return names
+
+
+def _new_entries(allowed: dict[str, Any]) -> list[tuple[Any, str]]:
+    """The ``(object, name)`` entries of ``allowed`` that torch's allowlist does not hold yet.
+
+    ``torch.serialization.safe_globals`` removes its entries again on exit, also entries that were registered before
+    it for the whole process (AttnYOLO's checkpoint reader registers torch.nn layers that way); only the new ones are
+    scoped to this read. The stand-ins never stay registered: other readers must keep refusing ``models.*`` classes.
+    """
+    present = _registered_names()
+    return [(obj, name) for name, obj in allowed.items() if name not in present]
+
+
+def read_classic(path: str | Path) -> dict:
+    """Unpickle a classic YOLOv5 checkpoint with stand-ins for its classes (see the module docstring).
+
+    Args:
+        path: The checkpoint.
+
+    Returns:
+        The checkpoint dict; its ``model``/``ema`` entries are stand-in module trees.
+
+    Raises:
+        CheckpointError: The file references a class or function outside :func:`allowed_globals` (named in the
+            message), is damaged, or torch is too old for allow-listed loading.
+    """
+    path = Path(path)
+    data = _pickle_record(path)
+    if data is None:
+        raise CheckpointError(f"{path}: not a torch.save zip checkpoint, so not a YOLOv5 checkpoint AttnYOLO reads.")
+    if not hasattr(torch.serialization, "safe_globals"):
+        raise CheckpointError(
+            f"{path}: reading YOLOv5 checkpoints safely needs torch>=2.6 (installed: {torch.__version__}). "
+            "Fix: pip install -U torch."
+        )
+    allowed = allowed_globals()
+    unknown = sorted(_safe_globals_of(data, path) - set(allowed) - _torch_builtin_globals())
+    if unknown:
+        ours = [g for g in unknown if g.startswith("models.")]
+        if ours:
+            raise CheckpointError(
+                f"{path}: the checkpoint contains {', '.join(ours)}, a class of the YOLOv5 fork that wrote it that "
+                f"AttnYOLO cannot rebuild (it reads the official YOLOv5 classes and the Coordinate-Attention forks' "
+                f"CoordAtt). Fix: rebuild the model from its YAML with an AttnYOLO layer in that row (CoordAtt, ELA, "
+                f"SEAttention, CBAMAttention, ECAAttention) and train it, or, in the fork, save the weights as a plain "
+                f"state_dict and load them into the AttnYOLO model."
+            )
+        raise CheckpointError(
+            f"{path}: the checkpoint references {', '.join(unknown)}, which a YOLOv5 checkpoint does not contain; "
+            "refusing to unpickle it (it could run code). Fix: load it where it was made and save the weights only."
+        )
+    try:
+        with torch.serialization.safe_globals(_new_entries(allowed)):
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"{path}: the YOLOv5 checkpoint cannot be read ({reason}).") from None
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("ema") or ckpt.get("model"), nn.Module):
+        raise CheckpointError(f"{path}: no model in the checkpoint (expected a dict with 'model' or 'ema').")
+    return ckpt
+
+
+def _build_dict(src: nn.Module, path: Path, model: str | None) -> dict:
+    """The model dict to rebuild from: the checkpoint's stored ``yaml`` (or the YAML ``model`` names)."""
+    if model is not None:
+        from ultralytics.nn.tasks import yaml_model_load
+
+        return yaml_model_load(model)
+    yaml = getattr(src, "yaml", None)
+    if not isinstance(yaml, dict) or not yaml.get("backbone"):
+        raise CheckpointError(
+            f"{path}: the checkpoint stores no model YAML (its model has no 'yaml' dict). Fix: pass the YAML it was "
+            "trained from, e.g. attnyolo import_weights source=best.pt out=imported.pt model=yolov5s.yaml."
+        )
+    d = copy.deepcopy(yaml)
+    d.pop("ch", None)
+    d["yaml_file"] = str(getattr(src, "yaml_file", None) or yaml.get("yaml_file") or f"{path.name} (stored yaml)")
+    return d
+
+
+def _copy_activations(src: nn.Module, dst: nn.Module) -> int:
+    """Give each of ``dst``'s activations the type the checkpoint's module at the same path has; return the count.
+
+    YOLOv5 before v6.0 built LeakyReLU or Hardswish into Conv without naming it in the YAML; the stand-in tree still
+    holds the real activation modules (torch classes), so they are reused.
+    """
+    # remove_duplicate=False: Ultralytics' convs share one activation instance (Conv.default_act), met at every path
+    changed, dst_modules = 0, dict(dst.named_modules(remove_duplicate=False))
+    for name, m in src.named_modules(remove_duplicate=False):
+        if not isinstance(m, _ACTIVATIONS) or name not in dst_modules:
+            continue
+        mine = dst_modules[name]
+        if type(mine) is not type(m) or getattr(mine, "negative_slope", None) != getattr(m, "negative_slope", None):
+            parent, _, attr = name.rpartition(".")
+            setattr(dst.get_submodule(parent) if parent else dst, attr, m)
+            changed += 1
+    return changed
+
+
+def _fit_coordatt(dst: nn.Module, state: dict[str, torch.Tensor]) -> int:
+    """Rebuild CoordAtt layers whose hidden width differs from the checkpoint's; return how many.
+
+    The hidden width ``mip = max(8, C // reduction)`` depends on how the fork read its row (a ``[c, c]`` row is a
+    reduction ratio of c in a fork that scales CoordAtt like Conv): the weights say what was built.
+    """
+    fitted = 0
+    for name, m in list(dst.named_modules()):
+        key = f"{name}.conv1.weight"
+        if not isinstance(m, CoordAtt) or key not in state or state[key].shape[0] == m.mip:
+            continue
+        c, mip = m.channels, int(state[key].shape[0])
+        reduction = c // mip if mip >= 8 and c // (c // mip) == mip else c + 1  # else: min_mip alone sets the width
+        layer = CoordAtt(c, reduction, min(mip, 8) if reduction <= c else mip)
+        for attr in ("i", "f", "type", "np"):
+            if hasattr(m, attr):
+                setattr(layer, attr, getattr(m, attr))
+        parent, _, attr = name.rpartition(".")
+        setattr(dst.get_submodule(parent) if parent else dst, attr, layer)
+        fitted += 1
+    return fitted
+
+
+def _names(src: nn.Module, nc: int) -> dict[int, str]:
+    """Class names as Ultralytics keeps them ({index: name}); YOLOv5 up to v6.2 and most forks store a list."""
+    names = getattr(src, "names", None)
+    if isinstance(names, dict):
+        return {int(k): str(v) for k, v in names.items()}
+    if isinstance(names, (list, tuple)):
+        return dict(enumerate(map(str, names)))
+    return {i: str(i) for i in range(nc)}
+
+
+def rebuild(src: nn.Module, path: Path, model: str | None = None, nc: int | None = None):
+    """Build the AttnYOLO ``DetectionModel`` of a stand-in YOLOv5 model and load its weights strictly.
+
+    Args:
+        src: The ``model`` or ``ema`` entry :func:`read_classic` returned.
+        path: The file, for messages.
+        model: A model YAML to build instead of the stored one.
+        nc: Expected number of classes (must match the checkpoint's).
+
+    Returns:
+        ``(model, report)``: the float32 model in eval mode and a dict of what was mapped.
+
+    Raises:
+        CheckpointError: The rebuilt model does not take every tensor of the checkpoint, or ``nc`` differs.
+    """
+    from ultralytics.nn.tasks import DetectionModel
+
+    from ..errors import ModelConfigError
+    from .head import YOLOv5Detect
+
+    d = _build_dict(src, path, model)
+    src_nc = int(getattr(src, "nc", None) or d.get("nc") or 0)
+    if nc is not None and src_nc and int(nc) != src_nc:
+        raise CheckpointError(
+            f"nc={nc}: {path} was trained for {src_nc} classes; its head cannot be mapped to {nc}. Fix: leave nc out "
+            "(fine-tune on your data afterwards with attnyolo train pretrained=...)."
+        )
+    d["nc"] = src_nc or d.get("nc")
+    try:
+        dst = DetectionModel(d, ch=int(getattr(src, "yaml", {}).get("ch", 3) or 3), verbose=False)
+    except (ModelConfigError, ValueError, TypeError, KeyError) as error:
+        raise CheckpointError(f"{path}: the model stored in the checkpoint cannot be rebuilt: {error}") from None
+    if not isinstance(dst.model[-1], YOLOv5Detect):
+        raise CheckpointError(f"{path}: the stored YAML's last row is not an anchor-based Detect; not a YOLOv5 model.")
+    state = {k: v.float() if v.is_floating_point() else v for k, v in src.state_dict().items()}
+    state = {k: v for k, v in state.items() if not k.endswith(".anchor_grid")}  # a v5.0 buffer, recomputed at run time
+    activations = _copy_activations(src, dst)
+    coordatt = _fit_coordatt(dst, state)
+    mine = dst.state_dict()
+    missing = [k for k in mine if k not in state]
+    unexpected = [k for k in state if k not in mine]
+    shapes = [k for k, v in state.items() if k in mine and mine[k].shape != v.shape]
+    if missing or unexpected or shapes:
+        parts = [
+            f"{n} {label}: {', '.join(keys[:4])}{' ...' if len(keys) > 4 else ''}"
+            for label, keys, n in (
+                ("missing", missing, len(missing)),
+                ("unexpected", unexpected, len(unexpected)),
+                ("of another shape", shapes, len(shapes)),
+            )
+            if keys
+        ]
+        raise CheckpointError(
+            f"{path}: the weights do not fit the model its YAML builds ({'; '.join(parts)}). Fix: pass the YAML the "
+            "model was trained from with model=..."
+        )
+    dst.load_state_dict(state, strict=True)
+    head = dst.model[-1]
+    stride = getattr(src, "stride", None)
+    if isinstance(stride, torch.Tensor) and stride.numel() == head.nl:
+        dst.stride = stride.float().clone()
+        head.stride = stride.float().clone()
+    dst.names = _names(src, head.nc)
+    dst.eval()
+    report = {
+        "classes": head.nc,
+        "names": ", ".join(list(dst.names.values())[:5]) + (" ..." if len(dst.names) > 5 else ""),
+        "tensors": len(state),
+        "parameters": sum(p.numel() for p in dst.parameters()),
+        "yaml": d["yaml_file"],
+    }
+    if activations:
+        report["activations"] = f"{activations} taken from the checkpoint"
+    if coordatt:
+        report["coordatt"] = f"{coordatt} layers rebuilt with the checkpoint's hidden width"
+    return dst, report
+
+
+def load(path: str | Path, model: str | None = None, nc: int | None = None) -> tuple[dict, dict]:
+    """Read a classic YOLOv5 checkpoint as an Ultralytics checkpoint dict (``ForeignFormat.load``).
+
+    The EMA weights are used when the file has them (train.py's ``last.pt``/``best.pt`` before stripping), else
+    ``model``, as YOLOv5's own loader does.
+
+    Returns:
+        ``(checkpoint, report)``: the dict Ultralytics' ``Model.save`` writes, with the rebuilt model, and the report.
+    """
+    from ..engine.importing import native_checkpoint
+
+    path = Path(path)
+    ckpt = read_classic(path)
+    src = ckpt.get("ema") or ckpt.get("model")
+    dst, report = rebuild(src, path, model, nc)
+    report = {"entry": "ema" if ckpt.get("ema") is not None else "model", "epoch": ckpt.get("epoch"), **report}
+    return native_checkpoint(dst), report
+
+
+def _format():
+    """The :class:`~attnyolo.engine.importing.ForeignFormat` of classic YOLOv5 checkpoints."""
+    from ..engine.importing import ForeignFormat
+
+    return ForeignFormat(
+        name="yolov5-classic",
+        description="checkpoints of ultralytics/yolov5 v5.0-v7.0 and its forks (models.yolo.DetectionModel)",
+        detect=is_classic_checkpoint,
+        load=load,
+    )
+
+
+FORMAT = _format()

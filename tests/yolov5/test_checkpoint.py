@@ -1,0 +1,249 @@
+"""Checkpoints of ultralytics/yolov5 and its forks: read as data, rebuilt, loaded strictly, refused when unsafe."""
+
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+from ultralytics import YOLO
+from ultralytics.nn.tasks import DetectionModel
+from yolov5_helpers import FIXTURES, fixture_json, write_classic_checkpoint
+
+import attnyolo  # noqa: F401
+from attnyolo.engine.importing import import_weights
+from attnyolo.errors import CheckpointError
+from attnyolo.yolov5 import checkpoint
+from attnyolo.yolov5.head import YOLOv5Detect
+
+CHECKPOINTS = fixture_json("checkpoints.json")
+SHIPPED = ("tiny_official_train.pt", "tiny_official_stripped.pt", "tiny_ca_fork.pt")
+
+
+def rewrite_pickle(src: Path, dst: Path, old: bytes, new: bytes) -> Path:
+    """Copy a torch zip checkpoint with ``old`` replaced by ``new`` in its pickle (other records unchanged)."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_STORED) as zout:
+        for item in zin.infolist():
+            data = zin.read(item)
+            zout.writestr(item, data.replace(old, new) if item.filename.endswith("data.pkl") else data)
+    return dst
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_the_pickle_globals_are_listed_without_unpickling(name):
+    found = checkpoint.pickle_globals(checkpoint._pickle_record(FIXTURES / name))
+    expected = {g.replace("__builtin__.", "builtins.") for g in CHECKPOINTS[name]["pickle_globals"]}
+    assert found == expected
+    assert checkpoint.is_classic_checkpoint(FIXTURES / name)
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_yolo_opens_a_classic_checkpoint_with_its_names_stride_and_anchors(name):
+    yolo = YOLO(str(FIXTURES / name))
+    facts = CHECKPOINTS[name]["model"]
+    head = yolo.model.model[-1]
+    assert yolo.task == "detect" and isinstance(head, YOLOv5Detect)
+    assert yolo.model.stride.tolist() == facts["model_stride"][0] == head.stride.tolist()
+    assert head.anchors.tolist() == facts["detect_anchors_buffer"][0]  # grid units, as stored
+    names = {0: "cat", 1: "dog", 2: "bird"} if "ca" in name else {0: "person", 1: "bicycle", 2: "car"}
+    assert {k: yolo.names[k] for k in range(3)} == names  # a list in the CA file, a dict in the official ones
+    assert sum(p.numel() for p in yolo.model.parameters()) == facts["n_params"]
+    assert "models" not in sys.modules
+
+
+def test_native_checkpoints_are_not_taken_for_classic_ones(tmp_path):
+    model = DetectionModel("yolov5n-classic.yaml", nc=2, verbose=False)
+    path = tmp_path / "native.pt"
+    torch.save({"model": model, "train_args": {}}, path)
+    assert not checkpoint.is_classic_checkpoint(path)
+    assert isinstance(YOLO(str(path)).model.model[-1], YOLOv5Detect)  # Ultralytics' own loading, unchanged
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a zip")
+    assert not checkpoint.is_classic_checkpoint(junk)
+
+
+def test_import_weights_writes_a_native_checkpoint_with_the_same_outputs(tmp_path, capsys):
+    from attnyolo.commands.import_weights import main
+
+    out = tmp_path / "imported.pt"
+    assert main([f"source={FIXTURES / 'tiny_ca_fork.pt'}", f"out={out}"]) == 0
+    printed = capsys.readouterr().out
+    assert "format: yolov5-classic" in printed and "names: cat, dog, bird" in printed and "tensors: 382" in printed
+    assert not checkpoint.is_classic_checkpoint(out)
+    x = torch.rand(1, 3, 96, 128, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        direct = YOLO(str(FIXTURES / "tiny_ca_fork.pt")).model.eval()(x)[0]
+        imported = YOLO(str(out)).model.eval()(x)[0]
+    assert torch.equal(direct, imported)
+
+
+def test_import_weights_refuses_another_class_count(tmp_path):
+    with pytest.raises(CheckpointError, match=r"nc=5: .*trained for 3 classes"):
+        import_weights(FIXTURES / "tiny_ca_fork.pt", tmp_path / "x.pt", nc=5)
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_an_unknown_fork_class_is_named_in_one_line(tmp_path):
+    bad = rewrite_pickle(FIXTURES / "tiny_ca_fork.pt", tmp_path / "fork.pt", b"CoordAtt", b"CBAMFork")
+    with pytest.raises(CheckpointError) as error:
+        YOLO(str(bad))
+    message = str(error.value)
+    assert "models.common.CBAMFork" in message and "Fix:" in message and "\n" not in message
+
+
+def test_a_file_that_names_anything_else_is_not_unpickled(tmp_path, monkeypatch):
+    bad = rewrite_pickle(
+        FIXTURES / "tiny_ca_fork.pt", tmp_path / "evil.pt", b"models.common\nh_sigmoid", b"posix\nsystem"
+    )
+
+    def must_not_load(*args, **kwargs):
+        raise AssertionError("torch.load was called on a file with a forbidden global")
+
+    monkeypatch.setattr(torch, "load", must_not_load)
+    with pytest.raises(CheckpointError, match=r"references posix\.system.*refusing to unpickle it"):
+        checkpoint.read_classic(bad)
+
+
+def test_stand_ins_cannot_run():
+    raw = checkpoint.read_classic(FIXTURES / "tiny_ca_fork.pt")
+    with pytest.raises(RuntimeError, match="cannot run"):
+        raw["model"](torch.zeros(1, 3, 64, 64))
+
+
+# ------------------------------------------------------------ other YOLOv5 versions, written in their file format
+def _tiny(d: dict):
+    torch.manual_seed(0)
+    model = DetectionModel(d, verbose=False).eval()
+    for m in model.modules():  # non-trivial BatchNorm statistics, so a wrong mapping would show in the outputs
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.1, 0.1)
+            m.running_var.uniform_(0.5, 1.5)
+    return model
+
+
+V5_0_YAML = {  # YOLOv5 v5.0's layout: Focus stem, BottleneckCSP stages, SPP (tiny widths)
+    "nc": 2,
+    "depth_multiple": 0.33,
+    "width_multiple": 0.125,
+    "anchors": [[10, 13, 16, 30, 33, 23], [30, 61, 62, 45, 59, 119], [116, 90, 156, 198, 373, 326]],
+    "backbone": [
+        [-1, 1, "Focus", [64, 3]],
+        [-1, 1, "Conv", [128, 3, 2]],
+        [-1, 3, "BottleneckCSP", [128]],
+        [-1, 1, "Conv", [256, 3, 2]],
+        [-1, 1, "Conv", [512, 3, 2]],
+        [-1, 1, "Conv", [1024, 3, 2]],
+        [-1, 1, "SPP", [1024, [5, 9, 13]]],
+    ],
+    "head": [[[3, 4, 6], 1, "Detect", ["nc", "anchors"]]],
+}
+
+
+def test_activations_built_into_old_convs_are_taken_from_the_file(tmp_path):
+    # YOLOv5 v3.x built LeakyReLU(0.1) into Conv without an `activation:` YAML key
+    source = _tiny(V5_0_YAML)
+    for m in source.modules():
+        if hasattr(m, "act") and isinstance(m.act, torch.nn.SiLU):
+            m.act = torch.nn.LeakyReLU(0.1)
+    path = write_classic_checkpoint(source, tmp_path / "v3.pt", V5_0_YAML)
+    loaded = YOLO(str(path)).model.eval()
+    assert isinstance(loaded.model[1].act, torch.nn.LeakyReLU) and loaded.model[1].act.negative_slope == 0.1
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(loaded(x)[0], source.half().float()(x)[0], atol=1e-4)
+
+
+def test_a_coordatt_built_with_another_reduction_is_rebuilt_from_the_weights(tmp_path):
+    # A YOLOv5 fork that scales CoordAtt like Conv builds [512, 512] as reduction 512 (hidden width 8), where AttnYOLO
+    # reads [inp, oup] (hidden width 512 // 32 = 16): the weights decide.
+    d = {
+        "nc": 2,
+        "depth_multiple": 1.0,
+        "width_multiple": 1.0,
+        "anchors": [[10, 13], [30, 61], [116, 90]],
+        "backbone": [
+            [-1, 1, "Conv", [32, 3, 2]],
+            [-1, 1, "Conv", [32, 3, 2]],
+            [-1, 1, "Conv", [32, 3, 2]],
+            [-1, 1, "Conv", [512, 3, 2]],
+            [-1, 1, "CoordAtt", [512, 16]],  # built as the fork did: hidden width max(8, 512 // 512) = 8 ...
+            [-1, 1, "Conv", [32, 3, 2]],
+        ],
+        "head": [[[2, 4, 5], 1, "Detect", ["nc", "anchors"]]],
+    }
+    source = _tiny(d)
+    source.model[4].__init__(512, 512)  # ... i.e. CoordAtt(512, reduction=512)
+    source.model[4].i, source.model[4].f, source.model[4].type = 4, -1, "CoordAtt"
+    assert source.model[4].mip == 8
+    fork_yaml = {**d, "backbone": [*d["backbone"][:4], [-1, 1, "CoordAtt", [512, 512]], d["backbone"][5]]}
+    path = write_classic_checkpoint(source.eval(), tmp_path / "fork.pt", fork_yaml)
+    ckpt, report = checkpoint.load(path)
+    assert ckpt["model"].model[4].mip == 8 and "1 layers rebuilt" in report["coordatt"]
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(ckpt["model"].float().eval()(x)[0], source.half().float()(x)[0], atol=1e-4)
+
+
+def test_a_file_whose_weights_do_not_fit_its_yaml_says_so(tmp_path):
+    source = _tiny(V5_0_YAML)
+    wrong = {**V5_0_YAML, "width_multiple": 0.25}
+    path = write_classic_checkpoint(source, tmp_path / "mismatch.pt", wrong)
+    with pytest.raises(CheckpointError, match=r"do not fit the model its YAML builds .*of another shape"):
+        checkpoint.load(path)
+
+
+@pytest.mark.slow
+def test_a_fresh_process_without_a_models_package_loads_predicts_and_never_imports_models(tmp_path):
+    code = (
+        "import sys\n"
+        "import attnyolo\n"
+        "from ultralytics import YOLO\n"
+        "import numpy as np\n"
+        f"m = YOLO({str(FIXTURES / 'tiny_ca_fork.pt')!r})\n"
+        "r = m.predict(np.zeros((96, 128, 3), np.uint8), imgsz=128, conf=0.0, verbose=False)\n"
+        "print(type(m.model.model[-1]).__name__, m.names[0], len(r[0].boxes) > 0, 'models' in sys.modules)\n"
+    )
+    env = {**os.environ, "ATTNYOLO_FUSED_KERNELS": "0"}  # loading is under test, not the kernels' first compile
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "YOLOv5Detect cat True False"
+    assert "AutoInstall" not in out.stderr and "NOT forwards compatible" not in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("version", "classes"),
+    [("v5.0", {"models.yolo.Model", "models.common.Focus", "models.common.SPP"}), ("v6.2", {"models.common.SPPF"})],
+)
+def test_checkpoints_of_older_yolov5_releases_load_with_the_real_outputs(version, classes):
+    import numpy as np
+
+    path = FIXTURES / f"tiny_yolov5s_{version}.pt"  # written by that release's own code (tests/fixtures/README.md)
+    assert classes <= checkpoint.pickle_globals(checkpoint._pickle_record(path))
+    raw = checkpoint.read_classic(path)
+    assert isinstance(raw["model"].names, list)  # releases before v7.0 store a list
+    assert ("model.24.anchor_grid" in raw["model"].state_dict()) is (version == "v5.0")  # v5.0's buffer
+    yolo = YOLO(str(path))
+    assert yolo.names == {0: "circle", 1: "square"}
+    arrays = np.load(FIXTURES / f"tiny_yolov5s_{version}.npz")
+    x = torch.from_numpy(arrays["input_u8"]).float() / 255
+    with torch.no_grad():
+        _, raw_out = yolo.model.eval()(x)
+        z = yolo.model.model[-1].decode(raw_out["raw"]).numpy()
+    ref = arrays["z"]
+    assert np.abs(z[..., :4] - ref[..., :4]).max() < 0.02 and np.abs(z[..., 4:] - ref[..., 4:]).max() < 1e-4
+
+
+def test_reading_a_classic_file_leaves_the_process_allowlist_as_it_was(tmp_path):
+    native = tmp_path / "native.pt"
+    torch.save({"model": DetectionModel("yolov5n-classic.yaml", nc=2, verbose=False), "train_args": {}}, native)
+    YOLO(str(native))  # the safe reader registers the torch.nn layers it allows, for the whole process
+    before = checkpoint._registered_names()
+    checkpoint.read_classic(FIXTURES / "tiny_ca_fork.pt")
+    assert checkpoint._registered_names() == before  # nothing removed, no stand-in left behind
+    assert not any(name.startswith("models.") for name in before)
+    YOLO(str(native))  # still loads safely
+    assert isinstance(YOLO(str(FIXTURES / "tiny_ca_fork.pt")).model.model[-1], YOLOv5Detect)

@@ -44,3 +44,30 @@ def malicious_checkpoint(tmp_path):
         return write_malicious_checkpoint(tmp_path / name, marker, how), marker
 
     return make
+
+
+# ------------------------------------------------------------------------------------------------ commands in-process
+@pytest.fixture
+def run_command(capsys, monkeypatch):
+    """``run(name, *args, cwd=None)``: ``attnyolo <name> args`` in this process, as ``tools/<name>.py`` runs it.
+
+    Returns a ``subprocess.CompletedProcess`` (``returncode``, ``stdout``, ``stderr``), so a test reads the same way
+    whether the command ran here or in a fresh interpreter. Starting an interpreter costs about two seconds (torch and
+    Ultralytics imports), so tests of error messages run here; each tool keeps end-to-end subprocess tests too.
+    """
+    import subprocess
+
+    from attnyolo.commands import run as run_in_process
+
+    def run(name, *args, cwd=None):
+        if cwd is not None:
+            monkeypatch.chdir(cwd)
+        capsys.readouterr()  # drop what earlier calls printed
+        try:
+            code = run_in_process(name, [str(a) for a in args])
+        except SystemExit as stop:
+            code = stop.code if isinstance(stop.code, int) else 1
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess([name, *map(str, args)], code, out, err)
+
+    return run

@@ -150,17 +150,13 @@ def test_model_benchmark_rejects_unknown_baseline():
         benchmark_models(["yolov8n.yaml"], imgsz=64, batch=1, repeats=1, warmup=0, baseline="nope.yaml")
 
 
-def test_benchmark_tool_models_none_without_layers_has_nothing_to_do():
-    r = subprocess.run(
-        [sys.executable, str(REPO / "tools" / "benchmark.py"), "models=none", "layers=False"],
-        capture_output=True,
-        text=True,
-    )
-    assert r.returncode == 1 and "nothing to do" in r.stderr and "Traceback" not in r.stderr
+def test_benchmark_tool_models_none_without_layers_has_nothing_to_do(run_command):
+    r = run_command("benchmark", "models=none", "layers=False")
+    assert r.returncode == 1 and "nothing to do" in r.stderr
 
 
-def test_benchmark_tool_rejects_unknown_key():
-    r = subprocess.run(
-        [sys.executable, str(REPO / "tools" / "benchmark.py"), "modles=yolov8n.yaml"], capture_output=True, text=True
-    )
+def test_benchmark_tool_rejects_unknown_key_and_kind(run_command):
+    r = run_command("benchmark", "modles=yolov8n.yaml")
     assert r.returncode == 2 and "Did you mean models?" in r.stderr
+    r = run_command("benchmark", "kinds=ELA-Q", "models=none")
+    assert r.returncode == 1 and "kinds=ELA-Q: unknown attention kind 'ELA-Q'. Did you mean ELA-T" in r.stderr

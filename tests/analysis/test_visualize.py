@@ -186,9 +186,9 @@ def test_visualize_tool_writes_named_pngs(checkpoint, image_path, tmp_path):
     assert all(ln.startswith("wrote ") or "blank" in ln for ln in lines)  # other lines explain a blank Grad-CAM
 
 
-def test_visualize_tool_missing_model_is_one_line(tmp_path):
-    r = tool(f"model={tmp_path / 'nope.pt'}", "source=x.jpg", f"project={tmp_path}")
-    assert r.returncode == 1 and "Traceback" not in r.stderr and "nope.pt does not exist" in r.stderr
+def test_visualize_tool_missing_model_is_one_line(tmp_path, run_command):
+    r = run_command("visualize", f"model={tmp_path / 'nope.pt'}", "source=x.jpg", f"project={tmp_path}")
+    assert r.returncode == 1 and "nope.pt does not exist" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
 def test_unreadable_image_is_refused(tmp_path):

@@ -204,32 +204,32 @@ def test_resume_after_kill_mid_epoch(data_with_video, tmp_path):
         (["modle=x.pt"], "model?"),
     ],
 )
-def test_predict_bad_input_one_line(args, expected, tmp_path):
-    r = tool("predict", *args, cwd=tmp_path)
+def test_predict_bad_input_one_line(args, expected, tmp_path, run_command):
+    r = run_command("predict", *args, cwd=tmp_path)
     assert r.returncode != 0
     assert expected in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]
 
 
-def test_predict_unreadable_video_and_non_checkpoint(tmp_path):
+def test_predict_unreadable_video_and_non_checkpoint(tmp_path, run_command):
     bad_video = tmp_path / "broken.mp4"
     bad_video.write_bytes(b"this is not a video")
     fake_pt = tmp_path / "weights.pt"
     fake_pt.write_text("not a checkpoint")
-    r = tool("predict", f"model={fake_pt}", f"source={bad_video}")
+    r = run_command("predict", f"model={fake_pt}", f"source={bad_video}")
     assert r.returncode != 0 and "cannot be opened" in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]
     img = tmp_path / "a.jpg"
     import cv2
     import numpy as np
 
     cv2.imwrite(str(img), np.zeros((32, 32, 3), np.uint8))
-    r = tool("predict", f"model={fake_pt}", f"source={img}")
+    r = run_command("predict", f"model={fake_pt}", f"source={img}")
     assert r.returncode != 0 and "not a loadable checkpoint" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_predict_corrupt_image_is_refused(tmp_path):
+def test_predict_corrupt_image_is_refused(tmp_path, run_command):
     bad = tmp_path / "corrupt.jpg"
     bad.write_bytes(b"garbage, not a jpeg")
-    r = tool("predict", f"model={tmp_path / 'any.pt'}", f"source={bad}")
+    r = run_command("predict", f"model={tmp_path / 'any.pt'}", f"source={bad}")
     assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr[-2000:]
     assert f"image {bad} cannot be read" in r.stderr
 
@@ -246,17 +246,17 @@ def test_predict_folder_of_unreadable_images_is_an_error(trained, tmp_path):
     assert "gave no readable image or frame" in r.stderr
 
 
-def test_train_bad_inputs_one_line(tmp_path):
-    r = tool("train", "model=yolov8n-CoordAttn.yaml", f"data={tmp_path / 'nope.yaml'}", "epochs=1")
+def test_train_bad_inputs_one_line(tmp_path, run_command):
+    r = run_command("train", "model=yolov8n-CoordAttn.yaml", f"data={tmp_path / 'nope.yaml'}", "epochs=1")
     assert r.returncode != 0 and "Traceback" not in r.stderr
     assert "yolov8n-CoordAttn.yaml is neither a file nor a model name" in r.stderr
     assert "Did you mean yolov8n-CoordAtt.yaml" in r.stderr
-    r = tool("train", "model=yolov8n.yaml", f"data={tmp_path / 'nope.yaml'}", "epochs=1")
+    r = run_command("train", "model=yolov8n.yaml", f"data={tmp_path / 'nope.yaml'}", "epochs=1")
     assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr[-2000:]
     assert f"data={tmp_path / 'nope.yaml'} does not exist, and Ultralytics has no dataset" in r.stderr
-    r = tool("train", "resume=True", f"project={tmp_path}")
+    r = run_command("train", "resume=True", f"project={tmp_path}")
     assert r.returncode != 0 and "found no weights/last.pt" in r.stderr and "Traceback" not in r.stderr
-    r = tool("train", "epoch=3")
+    r = run_command("train", "epoch=3")
     assert r.returncode == 2 and "Did you mean epochs" in r.stderr
 
 

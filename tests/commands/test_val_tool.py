@@ -137,18 +137,26 @@ def _text_file_renamed_pt(tmp_path, data, predictions):
     ],
     ids=lambda f: f.__name__.strip("_"),
 )
-def test_bad_input_gives_one_line_error(case, sample_data, perfect_predictions, tmp_path):
+def test_bad_input_gives_one_line_error(case, sample_data, perfect_predictions, tmp_path, run_command):
     args, expected = case(tmp_path, sample_data, perfect_predictions)
-    proc = run_val(*args, f"project={tmp_path / 'runs'}", cwd=tmp_path)
-    assert proc.returncode != 0
+    proc = run_command("val", *args, f"project={tmp_path / 'runs'}", cwd=tmp_path)
+    assert proc.returncode == 1
     message = proc.stderr.strip()
     assert len(message.splitlines()) == 1, message
     assert message.startswith("error: ") and expected in message, message
     assert not (tmp_path / "runs").exists()  # nothing half-written
 
 
-def test_unknown_key_is_rejected_with_a_suggestion(sample_data, tmp_path):
-    proc = run_val(f"data={sample_data}", "model=x.pt", "imgsx=64", cwd=tmp_path)
+def test_bad_input_in_a_fresh_process_is_one_line_on_stderr(sample_data, perfect_predictions, tmp_path):
+    # The same as above through the script, where any warning or log line would also land on stderr.
+    args, expected = _malformed_entry(tmp_path, sample_data, perfect_predictions)
+    proc = run_val(*args, f"project={tmp_path / 'runs'}", cwd=tmp_path)
+    assert proc.returncode == 1 and proc.stderr.strip().splitlines() == [proc.stderr.strip()], proc.stderr
+    assert proc.stderr.startswith("error: ") and expected in proc.stderr
+
+
+def test_unknown_key_is_rejected_with_a_suggestion(sample_data, tmp_path, run_command):
+    proc = run_command("val", f"data={sample_data}", "model=x.pt", "imgsx=64", cwd=tmp_path)
     assert proc.returncode == 2
     assert "unknown argument 'imgsx'" in proc.stderr and "imgsz" in proc.stderr
 

@@ -17,7 +17,7 @@ from attnyolo.integration import names
 from attnyolo.layers.registry import kind_names, layer_classes
 from attnyolo.yolox import DWSepConv, YOLOXDetect
 
-# Official YOLOX table (REFERENCE.md, YOLOX README): name -> (params in M, GFLOPs, test size, width).
+# Official YOLOX table (github Megvii-BaseDetection/YOLOX, README.md): name -> (params in M, GFLOPs, test size, width).
 OFFICIAL = {
     "nano": (0.91, 1.08, 416, 0.25),
     "tiny": (5.06, 6.45, 416, 0.375),

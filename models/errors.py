@@ -13,3 +13,15 @@ class UnsupportedUltralyticsError(RuntimeError):
 
 class CheckpointError(ValueError):
     """A checkpoint file that cannot be read or mapped; the message names the file, the problem and the fix."""
+
+
+def first_line(error: BaseException) -> str:
+    """An exception's message reduced to its first line, without the emoji and ANSI colours Ultralytics adds.
+
+    Used wherever an error from torch, pickle or Ultralytics is restated in one of AttnYOLO's one-line messages.
+    """
+    import re
+
+    text = str(error.args[0] if isinstance(error, KeyError) and error.args else error).strip().strip("'\"")
+    text = re.sub(r"\x1b\[[0-9;]*m", "", text or type(error).__name__)
+    return text.splitlines()[0].replace("❌️", "").replace("❌", "").replace("⚠️", "").strip()

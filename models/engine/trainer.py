@@ -186,7 +186,7 @@ def check_data_splits(path: str | Path, data: str | Path | None = None) -> None:
     import yaml
     from ultralytics.data.utils import check_det_dataset
 
-    from ..evaluation.ground_truth import first_line
+    from ..errors import first_line
 
     data = data or path
     try:

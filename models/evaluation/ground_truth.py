@@ -50,6 +50,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from ..errors import first_line
 from .coco import build_coco_ground_truth, read_coco_json, yolo_image_id
 from .voc import read_voc_xml
 
@@ -104,12 +105,6 @@ class SplitGroundTruth:
         voc = {k: v for k, v in self.voc.items() if k in ids} if self.voc is not None else None
         extra = [{"image": str(p), "id": yolo_image_id(p), "reason": reason} for p in lost]
         return replace(self, images=kept, coco=coco, voc=voc, dropped=[*self.dropped, *extra])
-
-
-def first_line(error: BaseException) -> str:
-    """An Ultralytics exception message reduced to its first line, without its emoji."""
-    text = str(error).strip().strip("'\"") or type(error).__name__
-    return text.splitlines()[0].replace("❌", "").replace("⚠️", "").strip()
 
 
 def _read_data(data: str | Path, split: str) -> dict[str, Any]:

@@ -33,17 +33,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, first_line
 from ..utils.atomic import atomic_path, remove_stale_temporaries, replace_atomically, temporary_sibling
 
 TRUST_ENV = "ATTNYOLO_TRUST_CHECKPOINTS"  # "1": read every checkpoint with full unpickling (the user vouches for it)
 TRUST_HINT = f"If you trust this file, pass trust_checkpoint=True (or set {TRUST_ENV}=1)."
-
-
-def _first_line(error: BaseException) -> str:
-    """An exception message reduced to its first line, without Ultralytics' emoji."""
-    text = str(error).strip().strip("'\"") or type(error).__name__
-    return text.splitlines()[0].replace("❌️", "").replace("❌", "").replace("⚠️", "").strip()
 
 
 # ------------------------------------------------------------------------------------------------ safe loading
@@ -231,7 +225,7 @@ def _allow(names: list[str], label: str) -> None:
 
 def _damaged(label: str, error: BaseException) -> CheckpointError:
     """The one-line error for a file torch cannot read at all."""
-    reason = _first_line(error).split(". ")[0].rstrip(".")
+    reason = first_line(error).split(". ")[0].rstrip(".")
     if "TorchScript" in reason:
         return CheckpointError(
             f"{label} is a TorchScript archive, not an Ultralytics checkpoint. Fix: pass the .pt file written by "
@@ -256,7 +250,7 @@ def _weights_only_reason(error: BaseException) -> str:
     """The reason in torch's weights-only error, without its advice to load with full unpickling."""
     text = str(error)
     reason = text.split("WeightsUnpickler error:", 1)[-1].split("Check the documentation", 1)[0]
-    reason = " ".join(reason.split()) or _first_line(error)
+    reason = " ".join(reason.split()) or first_line(error)
     return reason.split(". Please use", 1)[0].rstrip(".")
 
 
@@ -446,7 +440,7 @@ def load_model(path: str | Path, key: str = "model"):
     except CheckpointError:
         raise
     except Exception as error:  # torch, pickle and Ultralytics raise many types for a file that is not a checkpoint
-        reason = _first_line(error)
+        reason = first_line(error)
         reason = reason.split("—", 1)[1].strip() if "—" in reason else reason  # drop Ultralytics' "<file> is ..."
         raise CheckpointError(
             f"{key}={path} is not a loadable checkpoint: {reason.rstrip('.')}. Fix: pass a .pt file written by "

@@ -8,6 +8,10 @@ Ultralytics pickles whole models, so the import paths of AttnYOLO's classes are 
   classes, Ultralytics' argument namespace, numpy scalars, paths). A file that references anything else is refused
   with one line naming the first such global, unless the user vouches for it (:func:`checkpoints_trusted`).
   ``YOLO(path)`` reads through it too, once ``attnyolo`` is imported (:func:`wrap_torch_safe_load`);
+* gives the readers of other projects' files (:mod:`attnyolo.yolov5.checkpoint`) the same pieces: the globals a file
+  references, listed without unpickling it (:func:`referenced_globals`, :func:`pickle_globals`), the data types
+  checkpoints hold (:func:`data_globals`), and the one registry of torch's weights-only allowlist, permanent
+  (:func:`allow_globals`) or for one load (:func:`scoped_globals`), safe with concurrent loads;
 * checks a checkpoint argument once for every tool (:func:`check_checkpoint_file`) and opens it with one-line errors
   (:func:`load_model`);
 * makes the trainer's checkpoint writes atomic (:func:`save_model_atomically`), and the optimizer strip that
@@ -26,9 +30,10 @@ import os
 import pickle
 import re
 import threading
+import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 from torch import nn
@@ -108,30 +113,49 @@ def _checkpoint_getattr(obj: Any, name: str) -> Any:
 
 
 @functools.lru_cache(maxsize=1)
-def _fixed_globals() -> dict[str, Any]:
-    """Non-layer globals found in Ultralytics and AttnYOLO checkpoints, by the name pickle records them under."""
-    import types
+def data_globals() -> dict[str, Any]:
+    """The data types checkpoints hold besides tensors, by the name pickle records them under.
+
+    numpy scalars (Ultralytics' ``best_fitness``, the momentum values in YOLOv5's optimizer state), dtypes and arrays
+    (YOLOv5's ``best_fitness`` may be an array), and paths (``save_dir`` of Ultralytics < 8.1, ``opt`` of YOLOv5
+    forks). numpy 1.x records ``numpy.core.multiarray``, numpy 2.x ``numpy._core.multiarray``; Python 3.13 records
+    paths under ``pathlib._local``. A path saved on the other OS loads as this OS's path, as Ultralytics maps it.
+    """
+    import pathlib
 
     import numpy as np
+
+    scalar = np.float64(0).__reduce__()[0]  # numpy's scalar reconstructor
+    reconstruct = np.zeros(1).__reduce__()[0]  # numpy's array reconstructor
+    local_path = type(Path())
+    found: dict[str, Any] = {"numpy.dtype": np.dtype, "numpy.ndarray": np.ndarray}
+    for core in ("numpy.core.multiarray", "numpy._core.multiarray"):
+        found[f"{core}.scalar"] = scalar
+        found[f"{core}._reconstruct"] = reconstruct
+    for dtype in {type(np.dtype(t)) for t in (np.float16, np.float32, np.float64, np.int32, np.int64, np.bool_)}:
+        found[f"{dtype.__module__}.{dtype.__qualname__}"] = dtype  # numpy >= 1.25 pickles dtypes by their class
+    for module in ("pathlib", "pathlib._local"):
+        for cls in ("Path", "PosixPath", "WindowsPath"):
+            found[f"{module}.{cls}"] = local_path
+        found[f"{module}.PurePosixPath"] = pathlib.PurePosixPath
+        found[f"{module}.PureWindowsPath"] = pathlib.PureWindowsPath
+    return found
+
+
+@functools.lru_cache(maxsize=1)
+def _fixed_globals() -> dict[str, Any]:
+    """Non-layer globals of Ultralytics and AttnYOLO checkpoints: :func:`data_globals`, argument namespaces, getattr."""
+    import types
+
     from ultralytics.utils import IterableSimpleNamespace
 
-    scalar = np.float64(0).__reduce__()[0]  # numpy's scalar reconstructor: numpy._core (2.x) or numpy.core (1.x)
-    local_path = type(Path())
-    fixed: dict[str, Any] = {
-        "numpy.core.multiarray.scalar": scalar,  # e.g. best_fitness as np.float64 (older Ultralytics)
-        "numpy._core.multiarray.scalar": scalar,
-        "numpy.dtype": np.dtype,
+    return {
+        **data_globals(),
         "ultralytics.utils.IterableSimpleNamespace": IterableSimpleNamespace,  # model.args of resumable checkpoints
         "ultralytics.yolo.utils.IterableSimpleNamespace": IterableSimpleNamespace,  # Ultralytics < 8.0.44
         "types.SimpleNamespace": types.SimpleNamespace,
         "builtins.getattr": _checkpoint_getattr,
     }
-    for dtype in {type(np.dtype(t)) for t in (np.float16, np.float32, np.float64, np.int32, np.int64, np.bool_)}:
-        fixed[f"{dtype.__module__}.{dtype.__qualname__}"] = dtype  # numpy >= 1.25 pickles dtypes by their class
-    for module in ("pathlib", "pathlib._local"):  # Python 3.13 pickles paths under pathlib._local
-        for cls in ("Path", "PosixPath", "WindowsPath"):
-            fixed[f"{module}.{cls}"] = local_path  # a path saved on the other OS loads as this OS's path
-    return fixed
 
 
 def _transforms_global(name: str) -> Any | None:
@@ -204,25 +228,6 @@ def _refused(label: str, names: list[str]) -> CheckpointError:
     )
 
 
-def _allow(names: list[str], label: str) -> None:
-    """Register each global of ``names`` with torch's weights-only unpickler, or raise naming the refused ones.
-
-    Registration is process-wide and permanent (``torch.serialization.add_safe_globals``): the scoped context manager
-    would remove entries from under a concurrent load in another thread. Only what a checkpoint references is added,
-    since torch rebuilds its lookup table from the whole registered set at every pickle opcode that needs it.
-    """
-    if "numpy.dtype" in names:  # dtype(...) builds an instance of its class (numpy.dtypes.Float64DType), unnamed
-        names = [*names, *(name for name in _fixed_globals() if name.startswith("numpy.dtypes."))]
-    with _lock:
-        wanted = {name: allowed_global(name) for name in names if name not in _registered}
-        refused = [name for name, obj in wanted.items() if obj is None]
-        if refused:
-            raise _refused(label, refused)
-        if wanted:
-            _registered.update(wanted)
-            torch.serialization.add_safe_globals([(obj, name) for name, obj in wanted.items()])
-
-
 def _damaged(label: str, error: BaseException) -> CheckpointError:
     """The one-line error for a file torch cannot read at all."""
     reason = first_line(error).split(". ")[0].rstrip(".")
@@ -236,6 +241,270 @@ def _damaged(label: str, error: BaseException) -> CheckpointError:
         f"({type(error).__name__}: {reason[:160]}). Fix: pass a .pt file written by training, e.g. "
         "runs/train/exp/weights/best.pt."
     )
+
+
+# --------------------------------------------------------------- what a file references, listed without unpickling
+# torch.save writes a zip archive whose data.pkl holds the object (torch >= 1.6) or, in the older format, a sequence of
+# pickles before the tensor bytes: magic number, protocol version, system information, the object
+# (torch/serialization.py, _legacy_save).
+_LEGACY_PICKLES = 4
+_STRING_OPCODES = frozenset(
+    {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "SHORT_BINSTRING", "BINSTRING", "STRING"}
+)
+_MEMO_OPCODES = frozenset({"MEMOIZE", "PUT", "BINPUT", "LONG_BINPUT"})  # store the top of the stack, change nothing
+_GET_OPCODES = frozenset({"GET", "BINGET", "LONG_BINGET"})
+
+
+def torch_save_format(path: str | Path) -> str | None:
+    """Which of torch.save's formats ``path`` is in, by its first bytes.
+
+    Returns:
+        ``"zip"`` (a zip archive, torch >= 1.6), ``"pickle"`` (the older format: a pickle, protocol 2 or later, starts
+        with the PROTO opcode 0x80), or None: neither, so not a checkpoint at all.
+    """
+    with open(path, "rb") as f:
+        head = f.read(2)
+    if head.startswith(b"PK"):
+        return "zip"
+    return "pickle" if head[:1] == b"\x80" else None
+
+
+def _py3_global(module: str, name: str) -> str:
+    """A GLOBAL opcode's ``module name`` as pickle and torch's weights-only unpickler resolve it (Python 2 names)."""
+    import _compat_pickle
+
+    if (module, name) in _compat_pickle.NAME_MAPPING:
+        module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+    else:
+        module = _compat_pickle.IMPORT_MAPPING.get(module, module)
+    return f"{module}.{name}"
+
+
+def _one_pickle_globals(stream: BinaryIO) -> Iterator[str]:
+    """The globals one pickle references, read from ``stream`` up to its STOP opcode."""
+    import pickletools
+
+    memo: dict[Any, Any] = {}
+    pushed: list[Any] = []  # what the opcodes since the last other opcode pushed (a string, or None for anything else)
+    for opcode, arg, _ in pickletools.genops(stream):
+        name = opcode.name
+        if name == "GLOBAL":
+            module, _, attr = str(arg).partition(" ")
+            yield _py3_global(module, attr)
+            pushed = [None]
+        elif name == "STACK_GLOBAL":
+            # Its module and name are the two values pushed just before (strings, or strings fetched from the memo);
+            # anything computed at load time cannot be named here, so it is listed as the opcode and refused.
+            ok = len(pushed) >= 2 and all(isinstance(s, str) for s in pushed[-2:])
+            yield f"{pushed[-2]}.{pushed[-1]}" if ok else "<pickle opcode STACK_GLOBAL>"
+            pushed = [None]
+        elif name in {"INST", "OBJ"}:  # protocols 0-1 class instantiation: torch neither writes nor loads it
+            yield f"<pickle opcode {name}>"
+            pushed = [None]
+        elif name in _STRING_OPCODES:
+            pushed = [*pushed, str(arg)]
+        elif name in _MEMO_OPCODES:
+            memo[len(memo) if name == "MEMOIZE" else arg] = pushed[-1] if pushed else None
+        elif name in _GET_OPCODES:
+            pushed = [*pushed, memo.get(arg)]
+        else:
+            pushed = [None]
+
+
+def pickle_globals(source: bytes | BinaryIO, pickles: int = 1, partial: bool = False) -> list[str]:
+    """The ``module.name`` of every global ``pickles`` consecutive pickles reference, in order of first use.
+
+    The pickles are disassembled with :mod:`pickletools`, never loaded. ``GLOBAL`` (protocols 0-3) names are mapped
+    from Python 2's module names as pickle maps them on loading (``__builtin__.set`` -> ``builtins.set``);
+    ``STACK_GLOBAL`` (protocol 4+) takes its module and name from the two strings pushed just before it. ``INST`` and
+    ``OBJ`` (protocols 0-1) are listed as ``<pickle opcode INST>``: torch.save never writes them and torch's
+    weights-only unpickler does not support them, so a check refuses them by that name.
+
+    Args:
+        source: The pickle bytes, or a binary file positioned at the first pickle.
+        pickles: How many pickles follow each other (torch's pre-1.6 format writes 4 before its tensor bytes).
+        partial: Return the names found so far when the data ends or breaks off early, instead of raising.
+
+    Returns:
+        The names, each once.
+
+    Raises:
+        ValueError: Damaged pickle data (unless ``partial``).
+    """
+    import io
+
+    stream = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
+    found: dict[str, None] = {}
+    try:
+        for _ in range(pickles):
+            for name in _one_pickle_globals(stream):
+                found.setdefault(name)  # kept when the data breaks off later
+    except Exception as error:  # pickletools raises ValueError and others on truncated or corrupt data
+        if not partial:
+            raise ValueError(f"damaged pickle data ({first_line(error)})") from None
+    return list(found)
+
+
+def zip_pickle_record(path: str | Path) -> bytes | None:
+    """The pickle (``data.pkl``) of a torch.save zip archive, or None when ``path`` is no readable such archive."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            record = next((n for n in archive.namelist() if n.rpartition("/")[2] == "data.pkl"), None)
+            return archive.read(record) if record else None
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
+        return None
+
+
+def torch_default_globals() -> frozenset[str] | None:
+    """The globals torch's weights-only unpickler allows by itself (tensors, storages, OrderedDict, ...).
+
+    The table is private in torch (``torch._weights_only_unpickler._get_allowed_globals``, torch 2.4 to 2.14 at
+    least); None on a torch without it.
+    """
+    table = getattr(getattr(torch, "_weights_only_unpickler", None), "_get_allowed_globals", None)
+    try:
+        return frozenset(table()) if callable(table) else None
+    except Exception:  # a changed private signature: treated like its absence
+        return None
+
+
+def _torch_registered_names() -> set[str]:
+    """Names of the globals in torch's process-wide weights-only allowlist (public ``get_safe_globals``)."""
+    names = set()
+    for entry in torch.serialization.get_safe_globals():
+        obj, name = entry if isinstance(entry, tuple) else (entry, None)
+        names.add(name or f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', '')}")
+    return names
+
+
+def referenced_globals(path: str | Path, label: str | None = None) -> tuple[list[str], bool]:
+    """The globals a torch.save file references beyond those torch's weights-only unpickler allows by itself.
+
+    Listed by disassembling the file's pickles (:func:`pickle_globals`); nothing is unpickled. The answer does not
+    depend on what is registered with torch at the moment, unlike torch's ``get_unsafe_globals_in_checkpoint``, which
+    leaves out whatever a concurrent load has registered (e.g. the stand-ins of a classic YOLOv5 read).
+
+    Args:
+        path: The file.
+        label: How messages name the file (default: the path).
+
+    Returns:
+        ``(names, legacy)``: the names in order of first use, and whether the file is in torch's pre-1.6 format.
+
+    Raises:
+        CheckpointError: A TorchScript archive, a damaged file, or not a torch.save file at all.
+    """
+    path = Path(path)
+    label = label or str(path)
+    fmt = torch_save_format(path)
+    if fmt is None:
+        raise _damaged(label, ValueError("not a zip archive or a pickle"))
+    if fmt == "pickle":
+        with open(path, "rb") as f:  # the tensor bytes follow the pickles; a truncated file: the load reports it
+            names = pickle_globals(f, pickles=_LEGACY_PICKLES, partial=True)
+    else:
+        try:
+            with zipfile.ZipFile(path) as archive:
+                members = [n.rpartition("/")[2] for n in archive.namelist()]
+                record = next((n for n in archive.namelist() if n.rpartition("/")[2] == "data.pkl"), None)
+                data = archive.read(record) if record and "constants.pkl" not in members else None
+        except Exception as error:  # zipfile raises BadZipFile, OSError, EOFError, ... for a damaged archive
+            raise _damaged(label, error) from None
+        if "constants.pkl" in members:  # TorchScript archives keep their constants there (torch.jit.save)
+            raise _damaged(label, RuntimeError("TorchScript archive"))
+        if data is None:
+            raise _damaged(label, ValueError("a zip archive without data.pkl"))
+        try:
+            names = pickle_globals(data)
+        except ValueError as error:
+            raise _damaged(label, error) from None
+    default = torch_default_globals()
+    if default is None and fmt == "zip":
+        # Without torch's table: its public scan answers "not allowed by torch or by a registration"; what is
+        # registered is known here (under the lock no registration of this module changes).
+        with _lock:
+            unsafe = set(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
+            default = frozenset(set(names) - unsafe - _torch_registered_names())
+    return [name for name in names if name not in (default or ())], fmt == "pickle"
+
+
+# ------------------------------------------------------------------- the one registry of torch's weights-only allowlist
+# torch.serialization.add_safe_globals registers for the whole process; its safe_globals context manager removes its
+# entries again on exit, also those another load registered in the meantime. Every registration of the package goes
+# through here instead, under one lock: permanent entries (allow_globals) are never removed, and an entry for one load
+# (scoped_globals) is added only if nothing registered it already, shared by concurrent scopes, and removed only when
+# the last of them ends and nothing has made it permanent meanwhile.
+_scoped: dict[str, list] = {}  # name -> [object, open scopes, torch's context that added it]
+
+
+def allow_globals(names: list[str], label: str) -> None:
+    """Register each global of ``names`` with torch's weights-only unpickler for the process, or refuse the file.
+
+    Each name is checked by :func:`allowed_global`. Registration is for the process (torch's ``add_safe_globals``):
+    a scoped entry would be removed from under a concurrent load in another thread. Only what a file references is
+    added, since torch rebuilds its lookup table from the whole registered set at every pickle opcode that needs it.
+
+    Args:
+        names: Globals a file references (:func:`referenced_globals`).
+        label: How the refusal names the file.
+
+    Raises:
+        CheckpointError: Naming the first global checkpoints never hold.
+    """
+    if "numpy.dtype" in names:  # dtype(...) builds an instance of its class (numpy.dtypes.Float64DType), unnamed
+        names = [*names, *(name for name in _fixed_globals() if name.startswith("numpy.dtypes."))]
+    with _lock:
+        wanted = {name: allowed_global(name) for name in names if name not in _registered}
+        refused = [name for name, obj in wanted.items() if obj is None]
+        if refused:
+            raise _refused(label, refused)
+        new = {name: obj for name, obj in wanted.items() if name not in _scoped or _scoped[name][0] is not obj}
+        _registered.update(wanted)  # a name open in a scope with this object is in torch's set: it now stays there
+        if new:
+            torch.serialization.add_safe_globals([(obj, name) for name, obj in new.items()])
+
+
+@contextlib.contextmanager
+def scoped_globals(entries: dict[str, Any]) -> Iterator[None]:
+    """Allow ``entries`` (name -> object) for torch's weights-only unpickler inside the block only.
+
+    For objects no other load may see, e.g. the code-free stand-ins a classic YOLOv5 checkpoint is read with. An entry
+    already registered for the process stays as it is; one open in a concurrent scope is shared; on exit only entries
+    this call added, and that no other open scope or permanent registration uses, are removed.
+
+    Args:
+        entries: The globals, by the name pickle records them under.
+
+    Raises:
+        ValueError: A name already registered for another object.
+    """
+    opened = []
+    with _lock:
+        present = _torch_registered_names()
+        for name, obj in entries.items():
+            current = _registered.get(name, _scoped.get(name, [None])[0])
+            if current is not None and current is not obj:
+                raise ValueError(f"{name} is already allowed as {current!r}, not {obj!r}")
+            if name in _registered or (name not in _scoped and name in present):
+                continue  # registered for the process (by this module or by other code): left alone
+            if name in _scoped:
+                _scoped[name][1] += 1
+            else:
+                context = torch.serialization.safe_globals([(obj, name)])
+                context.__enter__()
+                _scoped[name] = [obj, 1, context]
+            opened.append(name)
+    try:
+        yield
+    finally:
+        with _lock:
+            for name in opened:
+                entry = _scoped[name]
+                entry[1] -= 1
+                if entry[1] == 0:
+                    del _scoped[name]
+                    if name not in _registered:
+                        entry[2].__exit__(None, None, None)  # removes exactly this entry from torch's set
 
 
 def _foreign(path: Path) -> dict[str, Any] | None:
@@ -252,34 +521,6 @@ def _weights_only_reason(error: BaseException) -> str:
     reason = text.split("WeightsUnpickler error:", 1)[-1].split("Check the documentation", 1)[0]
     reason = " ".join(reason.split()) or first_line(error)
     return reason.split(". Please use", 1)[0].rstrip(".")
-
-
-def _legacy_globals(path: Path) -> list[str] | None:
-    """The globals of a file in torch's pre-zip format, in order, by disassembling its pickles (nothing is run).
-
-    Returns None when the file does not start like a pickle: it is not a checkpoint at all.
-    """
-    import pickletools
-
-    names: list[str] = []
-    with open(path, "rb") as f:
-        if f.read(1) != b"\x80":
-            return None
-        f.seek(0)
-        try:
-            for _ in range(4):  # magic number, protocol, system info, then the object itself
-                for opcode, arg, _pos in pickletools.genops(f):
-                    if opcode.name == "GLOBAL" and isinstance(arg, str):
-                        module, _, name = arg.partition(" ")
-                        names.append(f"{module.replace('__builtin__', 'builtins')}.{name}")
-                    elif opcode.name in {"STACK_GLOBAL", "INST", "OBJ"}:
-                        names.append(f"<pickle opcode {opcode.name}>")
-        except (ValueError, EOFError):
-            pass  # the tensor bytes that follow the pickles, or a truncated file: the load below reports it
-    # What torch's weights-only unpickler allows by itself (tensors, storages, dtypes, OrderedDict, ...); private
-    # in torch, so a torch without it leaves every name to the allowlist, which then refuses more, never less.
-    default = getattr(torch._weights_only_unpickler, "_get_allowed_globals", dict)()
-    return [name for name in dict.fromkeys(names) if name not in default]
 
 
 def read_checkpoint(path: str | Path, trust: bool = False, label: str | None = None, mmap: bool = False) -> Any:
@@ -313,19 +554,9 @@ def read_checkpoint(path: str | Path, trust: bool = False, label: str | None = N
             f"{label}: reading a checkpoint without running code from it needs torch >= 2.6 (installed: "
             f"{torch.__version__}). Fix: pip install 'torch>=2.6'. {TRUST_HINT}"
         )
-    legacy = False
+    names, legacy = referenced_globals(path, label)
     try:
-        names = sorted(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))  # a set: sorted, stable
-    except ValueError as error:  # not a zip archive: torch's pre-1.6 format, TorchScript, or no checkpoint at all
-        if "torchscript" in str(error).lower():
-            raise _damaged(label, RuntimeError("TorchScript archive")) from None
-        names, legacy = _legacy_globals(path), True
-        if names is None:
-            raise _damaged(label, ValueError("not a zip archive or a pickle")) from None
-    except (RuntimeError, EOFError, pickle.UnpicklingError) as error:
-        raise _damaged(label, error) from None
-    try:
-        _allow(names, label)
+        allow_globals(names, label)
     except CheckpointError:
         foreign = _foreign(path)
         if foreign is not None:

@@ -69,16 +69,14 @@ LOSS_KEYS: dict[str, Any] = {
 # 25 epochs without mosaic 0.54, in about 3 minutes.
 SAMPLE_RECIPE: dict[str, Any] = {"epochs": 25, "mosaic": 0.0}
 
-# The loss's hyperparameters before train.py's scaling (what the loss uses outside a trainer).
+# The loss's hyperparameters before train.py's scaling (what the loss uses outside a trainer): hyp.scratch-low's gains
+# and loss keys, under the names YOLOv5Loss reads (YOLOv5's `cls_pw` is `cls_pos_weight` here, see LOSS_KEYS).
 SCRATCH_LOW_LOSS: dict[str, float] = {
-    "box": 0.05,
-    "obj": 1.0,
-    "cls": 0.5,
-    "cls_pw": 1.0,
-    "obj_pw": 1.0,
-    "anchor_t": 4.0,
-    "fl_gamma": 0.0,
-    "label_smoothing": 0.0,
+    "box": ULTRALYTICS_DEFAULTS["box"],
+    "obj": LOSS_KEYS["obj"],
+    "cls": ULTRALYTICS_DEFAULTS["cls"],
+    "cls_pw": LOSS_KEYS["cls_pos_weight"],
+    **{key: LOSS_KEYS[key] for key in ("obj_pw", "anchor_t", "fl_gamma", "label_smoothing")},
 }
 
 

@@ -83,6 +83,11 @@ READS: tuple[tuple[str, str], ...] = (
         "integration/parser.py: the probe pass and the width scaling of channel arguments",
     ),
     ("ultralytics.utils.ops.make_divisible", "integration/parser.py: Conv's channel rounding"),
+    (
+        "parse_model builds every Conv with the class attribute Conv.default_act, which it sets from d['activation'] "
+        "(with eval) and restores before returning",
+        "integration/parser.py: the parsed activation is set there and the key removed, so nothing is evaluated",
+    ),
     ("ultralytics.utils.USER_CONFIG_DIR", "integration/names.py: where generated variant YAMLs are written"),
     ("ultralytics.utils.downloads.GITHUB_ASSETS_NAMES", "integration/names.py: stock weights stay downloadable"),
     ("BaseTrainer.save_model writes to BaseTrainer.last / .best", "integration/checkpoints.py: atomic writes"),

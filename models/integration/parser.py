@@ -23,11 +23,13 @@ More things happen here, each in its own function:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import difflib
 import functools
 import importlib
 import logging
+from collections.abc import Iterator
 
 import torch
 from torch import nn
@@ -89,9 +91,10 @@ def _module_exists(name: str, tasks) -> bool:
     return isinstance(found, type) and issubclass(found, nn.Module)
 
 
-# NOTE: not in Ultralytics: its parse_model runs `eval()` on the top-level `activation:` string of every model YAML.
-# Here the string is parsed (never run) and must be a torch.nn activation class called with literal arguments, the
-# form Ultralytics documents (e.g. `activation: nn.ReLU()`); only then does the original parser see it.
+# NOTE: not in Ultralytics: its parse_model runs `eval()` on the top-level `activation:` string of every model YAML
+# (unless its opt-in restricted loading is on). Here the string is parsed (never run) and must be a torch.nn activation
+# class called with literal arguments, the form Ultralytics documents (e.g. `activation: nn.ReLU()`); the original
+# parser then gets the model dict without the key, and the activation is set the way it sets it (_default_activation).
 _ACTIVATION_EXAMPLES = "nn.SiLU(), nn.ReLU(), nn.LeakyReLU(0.1), nn.Hardswish(), nn.Mish(), nn.GELU() or nn.Identity()"
 
 
@@ -152,20 +155,51 @@ def parse_activation(text: str) -> nn.Module:
         raise ValueError(f"{parts[-1]} rejects these arguments ({error})") from None
 
 
-def _check_activation(d: dict) -> None:
-    """Refuse an ``activation:`` value that is not a plain torch.nn activation call, before Ultralytics evaluates it."""
+def _read_activation(d: dict) -> nn.Module | None:
+    """The module a model dict's ``activation:`` names (None without one), parsed by :func:`parse_activation`.
+
+    Raises:
+        ModelConfigError: A value that is not a plain torch.nn activation call, naming the file and the value.
+    """
     act = d.get("activation")
     if not act:
-        return
+        return None
     try:
         if not isinstance(act, str):
             raise ValueError(f"it is a {type(act).__name__}, not text")
-        parse_activation(act)
+        return parse_activation(act)
     except ValueError as error:
         raise ModelConfigError(
             f"{_yaml_label(d)}: `activation: {act}` was refused ({error}); the value is read as data, never run. "
             f"Fix: write a torch.nn activation with literal arguments, e.g. {_ACTIVATION_EXAMPLES}."
         ) from None
+
+
+@contextlib.contextmanager
+def _default_activation(d: dict, verbose: bool) -> Iterator[dict]:
+    """Yield the model dict for the original parser, without ``activation:``, with the activation already set.
+
+    Ultralytics' parse_model sets ``Conv.default_act`` to its evaluation of the string (every Conv built after it
+    takes that activation; legacy SPPF rows too), logs ``activation: <value>`` and restores the class attribute before
+    returning. The same happens here with the parsed module (:func:`_read_activation`), so the string reaches no
+    ``eval``; the model keeps its ``yaml`` with the key, so a checkpoint rebuilds the same way.
+    """
+    act = _read_activation(d)
+    if act is None:
+        yield d
+        return
+    conv = _tasks().Conv
+    before = conv.default_act
+    conv.default_act = act
+    if verbose:
+        from ultralytics.utils import LOGGER as ULTRALYTICS_LOGGER
+        from ultralytics.utils import colorstr
+
+        ULTRALYTICS_LOGGER.info(f"{colorstr('activation:')} {d['activation']}")
+    try:
+        yield {k: v for k, v in d.items() if k != "activation"}
+    finally:
+        conv.default_act = before
 
 
 def known_module_names() -> list[str]:
@@ -539,50 +573,54 @@ def wrap_parse_model(original):
     @functools.wraps(original)
     def parse_model(d, ch, verbose=True):
         """Build a model dict like Ultralytics' parse_model, with AttnYOLO layers given their input channels."""
-        d = _with_fork_rows(with_yolox_scale(d))
-        _check_activation(d)
-        rows = _apply_attention_kind(d, _check_rows(d))
-        ours = [i for i, row in enumerate(rows) if row[2] in layer_classes()]
-        head = _head_row(d, rows)
-        depthwise = _wants_depthwise(d)
-        if not ours and head is None and not depthwise:
-            return original(d, ch, verbose)  # stock models: untouched
-
-        n_backbone = len(d.get("backbone") or [])
-
-        def with_rows(new_rows):
-            out = copy.deepcopy(d)
-            out["backbone"], out["head"] = new_rows[:n_backbone], new_rows[n_backbone:]
-            return out
-
-        if ours or head is not None:
-            probe_rows = copy.deepcopy(rows)
-            for i in ours:
-                probe_rows[i][2], probe_rows[i][3] = PROBE_NAME, []
-            if head is not None:  # the parser cannot build an unknown module from several rows: probe the inputs
-                probe_rows[head] = [-1, 1, PROBE_NAME, []]
-            probe_seq, _ = original(with_rows(probe_rows), ch, False)
-            c_out = _probe_output_channels(probe_seq, ch, max(ours + ([head - 1] if head is not None else [])))
-            c_in = {i: (probe_seq[i][0] if isinstance(probe_seq[i], nn.Sequential) else probe_seq[i]).c1 for i in ours}
-            del probe_seq
-            for i in ours:
-                rows[i][3] = _resolve_args(d, i, rows[i], c_in[i])
-        head_from = None
-        if head is not None:
-            head_from = rows[head][0]
-            channels = [c_out[j % head] for j in head_from]
-            rows[head] = [-1, 1, rows[head][2], _resolve_head_args(d, head, rows[head], channels)]
-
-        seq, save = original(with_rows(rows), ch, verbose)
-        if head is not None:
-            seq, save = _rewire_head(seq, save, head, head_from)
-            if verbose:
-                from ultralytics.utils import LOGGER as ULTRALYTICS_LOGGER
-
-                ULTRALYTICS_LOGGER.info(f"{head:>3}{head_from!s:>20}  {rows[head][2]} reads these rows (-1 above)")
-        if depthwise:
-            _apply_depthwise(seq, verbose)
-        return seq, save
+        with _default_activation(_with_fork_rows(with_yolox_scale(d)), verbose) as d:
+            return _parse_model(original, d, ch, verbose)
 
     parse_model._attnyolo_original = original
     return parse_model
+
+
+def _parse_model(original, d: dict, ch: int, verbose: bool):
+    """The body of the wrapped parse_model (:func:`wrap_parse_model`), for a dict whose activation is already set."""
+    rows = _apply_attention_kind(d, _check_rows(d))
+    ours = [i for i, row in enumerate(rows) if row[2] in layer_classes()]
+    head = _head_row(d, rows)
+    depthwise = _wants_depthwise(d)
+    if not ours and head is None and not depthwise:
+        return original(d, ch, verbose)  # stock models: untouched
+
+    n_backbone = len(d.get("backbone") or [])
+
+    def with_rows(new_rows):
+        out = copy.deepcopy(d)
+        out["backbone"], out["head"] = new_rows[:n_backbone], new_rows[n_backbone:]
+        return out
+
+    if ours or head is not None:
+        probe_rows = copy.deepcopy(rows)
+        for i in ours:
+            probe_rows[i][2], probe_rows[i][3] = PROBE_NAME, []
+        if head is not None:  # the parser cannot build an unknown module from several rows: probe the inputs
+            probe_rows[head] = [-1, 1, PROBE_NAME, []]
+        probe_seq, _ = original(with_rows(probe_rows), ch, False)
+        c_out = _probe_output_channels(probe_seq, ch, max(ours + ([head - 1] if head is not None else [])))
+        c_in = {i: (probe_seq[i][0] if isinstance(probe_seq[i], nn.Sequential) else probe_seq[i]).c1 for i in ours}
+        del probe_seq
+        for i in ours:
+            rows[i][3] = _resolve_args(d, i, rows[i], c_in[i])
+    head_from = None
+    if head is not None:
+        head_from = rows[head][0]
+        channels = [c_out[j % head] for j in head_from]
+        rows[head] = [-1, 1, rows[head][2], _resolve_head_args(d, head, rows[head], channels)]
+
+    seq, save = original(with_rows(rows), ch, verbose)
+    if head is not None:
+        seq, save = _rewire_head(seq, save, head, head_from)
+        if verbose:
+            from ultralytics.utils import LOGGER as ULTRALYTICS_LOGGER
+
+            ULTRALYTICS_LOGGER.info(f"{head:>3}{head_from!s:>20}  {rows[head][2]} reads these rows (-1 above)")
+    if depthwise:
+        _apply_depthwise(seq, verbose)
+    return seq, save

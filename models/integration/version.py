@@ -96,6 +96,18 @@ _CLASSIC_CFG = {
 }
 
 
+def _check_activation() -> None:
+    from ultralytics.nn.tasks import Conv, DetectionModel
+
+    before = Conv.default_act
+    model = DetectionModel({**_LAYERS_CFG, "activation": "nn.LeakyReLU(0.1)"}, ch=3, verbose=False)
+    acts = {repr(m.act) for m in model.modules() if isinstance(m, Conv)}
+    if acts != {repr(torch.nn.LeakyReLU(0.1))}:
+        raise AssertionError(f"with Conv.default_act set during parse_model, the convs got {sorted(acts)}")
+    if Conv.default_act is not before:
+        raise AssertionError("Conv.default_act was not restored after parse_model")
+
+
 def _check_classic_head() -> None:
     from ultralytics.nn.tasks import DetectionModel
 
@@ -276,6 +288,10 @@ SELF_CHECKS: dict[str, tuple[str, Callable[[], None]]] = {
     "parser": ("ultralytics.nn.tasks.parse_model (channel inference for attention rows)", _check_parser),
     "yolox_head": ("ultralytics.nn.tasks.parse_model (multi-row YOLOX head, depthwise)", _check_yolox_head),
     "names": ("ultralytics.nn.tasks.check_yaml / yaml_model_load (model names)", _check_names),
+    "activation": (
+        "ultralytics.nn.tasks.parse_model (Conv.default_act is the activation of every Conv it builds)",
+        _check_activation,
+    ),
     "fuse": ("ultralytics.nn.tasks.BaseModel.fuse", _check_fuse),
     "criterion": ("ultralytics.nn.tasks.DetectionModel.init_criterion", _check_criterion),
     "classic_head": (

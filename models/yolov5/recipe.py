@@ -221,6 +221,7 @@ def before_training(trainer: Any) -> None:
     from ultralytics.utils import RANK
     from ultralytics.utils.torch_utils import unwrap_model
 
+    from ..integration.datasets import training_labels
     from .autoanchor import check_anchors
 
     model = unwrap_model(trainer.model)
@@ -239,7 +240,7 @@ def before_training(trainer: Any) -> None:
         return
     imgsz = trainer.args.imgsz if isinstance(trainer.args.imgsz, int) else max(trainer.args.imgsz)
     seed = int(getattr(trainer.args, "seed", 0) or 0)
-    report = check_anchors(head, trainer.train_loader.dataset.labels, imgsz, model.yolov5_hyp["anchor_t"], seed)
+    report = check_anchors(head, training_labels(trainer), imgsz, model.yolov5_hyp["anchor_t"], seed)
     if RANK in {-1, 0}:
         ULTRALYTICS_LOGGER.info(report.summary())
     trainer.autoanchor_report = report

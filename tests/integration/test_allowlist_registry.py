@@ -15,7 +15,7 @@ import torch
 from ultralytics.nn.tasks import DetectionModel
 
 import attnyolo  # noqa: F401  (registers the layers and the safe loader)
-from attnyolo.integration import checkpoints, version
+from attnyolo.integration import checkpoints, self_checks
 from attnyolo.integration.checkpoints import (
     TRUST_ENV,
     allow_globals,
@@ -46,7 +46,7 @@ def empty_allowlist(monkeypatch):
 @pytest.fixture
 def native(tmp_path):
     path = tmp_path / "native.pt"
-    torch.save({"model": DetectionModel(dict(version._LAYERS_CFG), verbose=False), "epoch": -1}, path)
+    torch.save({"model": DetectionModel(dict(self_checks._LAYERS_CFG), verbose=False), "epoch": -1}, path)
     return path
 
 

@@ -9,63 +9,50 @@ Ultralytics pickles whole models, so the import paths of AttnYOLO's classes are 
   with one line naming the first such global, unless the user vouches for it (:func:`checkpoints_trusted`).
   ``YOLO(path)`` reads through it too, once ``attnyolo`` is imported (:func:`wrap_torch_safe_load`);
 * gives the readers of other projects' files (:mod:`attnyolo.yolov5.checkpoint`) the same pieces: the globals a file
-  references, listed without unpickling it (:func:`referenced_globals`, :func:`pickle_globals`), the data types
-  checkpoints hold (:func:`data_globals`), and the one registry of torch's weights-only allowlist, permanent
-  (:func:`allow_globals`) or for one load (:func:`scoped_globals`), safe with concurrent loads;
+  references, listed without unpickling it (:func:`referenced_globals`, :func:`~.pickles.pickle_globals`), the data
+  types checkpoints hold (:func:`~.allowlist.data_globals`), and the one registry of torch's weights-only
+  allowlist, permanent (:func:`allow_globals`) or for one load (:func:`scoped_globals`), safe with concurrent loads;
 * checks a checkpoint argument once for every tool (:func:`check_checkpoint_file`) and opens it with one-line errors
   (:func:`load_model`);
 * makes the trainer's checkpoint writes atomic (:func:`save_model_atomically`), and the optimizer strip that
   Ultralytics' ``final_eval`` runs over ``last.pt``/``best.pt`` too (:func:`wrap_strip_optimizer`): a crash mid-write
   never leaves a truncated checkpoint where a complete one was.
+
+What may be unpickled is :mod:`attnyolo.integration.allowlist`; how a file's globals are listed,
+:mod:`attnyolo.integration.pickles` (both re-exported here). Slightly over the project's ~400 lines on purpose: every
+way a checkpoint is validated, opened and registered with torch stays in this one module.
 """
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
-import enum
 import functools
-import importlib
 import os
 import pickle
-import re
 import threading
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import torch
-from torch import nn
 
 from ..errors import CheckpointError, first_line
 from ..utils.atomic import atomic_path, remove_stale_temporaries, replace_atomically, temporary_sibling
+from .allowlist import _checkpoint_getattr, _fixed_globals, allowed_global, data_globals  # noqa: F401  (re-exported)
+from .pickles import (  # noqa: F401  (re-exported: the listing every reader uses)
+    _LEGACY_PICKLES,
+    pickle_globals,
+    torch_default_globals,
+    torch_save_format,
+    zip_pickle_record,
+)
 
 TRUST_ENV = "ATTNYOLO_TRUST_CHECKPOINTS"  # "1": read every checkpoint with full unpickling (the user vouches for it)
 TRUST_HINT = f"If you trust this file, pass trust_checkpoint=True (or set {TRUST_ENV}=1)."
 
 
-# ------------------------------------------------------------------------------------------------ safe loading
-# Where checkpoints' model classes live. A pickled class is allowed when it is an nn.Module subclass found under one of
-# these module paths: the layers, heads and model classes Ultralytics and AttnYOLO build networks from.
-_MODEL_MODULES = ("torch.nn.modules.", "ultralytics.nn.modules.", "ultralytics.nn.tasks", "attnyolo.")
-# Training-state classes older checkpoints pickled with the model (the loss criterion and its assigner); allowed when
-# the class is defined in exactly that module.
-_CRITERION_MODULES = ("ultralytics.utils.loss", "ultralytics.utils.tal", "attnyolo.yolox.loss", "attnyolo.yolox.simota")
-# Module paths renamed by Ultralytics releases: the renames Ultralytics' own torch_safe_load applies while unpickling
-# (ultralytics/nn/tasks.py, temporary_modules(...) in torch_safe_load, Ultralytics 8.4.180 and 8.4.190).
-_RENAMED_MODULES = {
-    "ultralytics.yolo.utils": "ultralytics.utils",
-    "ultralytics.yolo.v8": "ultralytics.models.yolo",
-    "ultralytics.yolo.data": "ultralytics.data",
-}
-# Classes renamed or removed by Ultralytics releases -> what their checkpoints load as (as Ultralytics maps them).
-_RENAMED_CLASSES = {
-    "ultralytics.nn.modules.block.Silence": "torch.nn.modules.linear.Identity",  # YOLOv9e
-    "ultralytics.nn.tasks.YOLOv10DetectionModel": "ultralytics.nn.tasks.DetectionModel",
-    "ultralytics.utils.loss.v10DetectLoss": "ultralytics.utils.loss.E2EDetectLoss",
-}
-_DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
 _registered: dict[str, Any] = {}  # name -> object already given to torch.serialization.add_safe_globals
 _lock = threading.Lock()
 _label: contextvars.ContextVar[str | None] = contextvars.ContextVar("attnyolo_checkpoint_label", default=None)
@@ -91,134 +78,6 @@ def trust_checkpoints(enabled: bool = True) -> None:
         os.environ.pop(TRUST_ENV, None)
 
 
-# The methods checkpoints hold references to: Ultralytics pickles a layer's `forward`/`forward_fuse` (stock YOLOv8 and
-# YOLO11 checkpoints of some tasks), and YOLOX models of attnyolo <= 0.2 a Conv's `type` method. Calling any other
-# method during unpickling could have effects (Ultralytics' `predict(visualize=...)` writes files), so none is served.
-_CHECKPOINT_METHODS = frozenset({"forward", "forward_fuse", "type"})
-
-
-def _checkpoint_getattr(obj: Any, name: str) -> Any:
-    """``getattr`` restricted to what checkpoints use it for: a few layer methods and enum members.
-
-    Pickle stores a bound method as ``getattr(instance, name)`` and an enum member or a function defined on a class as
-    ``getattr(class, name)``. Anything else is refused: an unrestricted getattr reaches any object's globals.
-    """
-    if isinstance(obj, nn.Module) and name in _CHECKPOINT_METHODS and callable(getattr(type(obj), name, None)):
-        return getattr(obj, name)
-    if isinstance(obj, type) and issubclass(obj, nn.Module) and name in _CHECKPOINT_METHODS - {"type"}:
-        return getattr(obj, name)
-    if isinstance(obj, type) and issubclass(obj, enum.Enum) and name in obj.__members__:
-        return obj[name]
-    raise pickle.UnpicklingError(f"getattr({type(obj).__name__}, {name!r}) is not a model layer's method or member")
-
-
-@functools.lru_cache(maxsize=1)
-def data_globals() -> dict[str, Any]:
-    """The data types checkpoints hold besides tensors, by the name pickle records them under.
-
-    numpy scalars (Ultralytics' ``best_fitness``, the momentum values in YOLOv5's optimizer state), dtypes and arrays
-    (YOLOv5's ``best_fitness`` may be an array), and paths (``save_dir`` of Ultralytics < 8.1, ``opt`` of YOLOv5
-    forks). numpy 1.x records ``numpy.core.multiarray``, numpy 2.x ``numpy._core.multiarray``; Python 3.13 records
-    paths under ``pathlib._local``. A path saved on the other OS loads as this OS's path, as Ultralytics maps it.
-    """
-    import pathlib
-
-    import numpy as np
-
-    scalar = np.float64(0).__reduce__()[0]  # numpy's scalar reconstructor
-    reconstruct = np.zeros(1).__reduce__()[0]  # numpy's array reconstructor
-    local_path = type(Path())
-    found: dict[str, Any] = {"numpy.dtype": np.dtype, "numpy.ndarray": np.ndarray}
-    for core in ("numpy.core.multiarray", "numpy._core.multiarray"):
-        found[f"{core}.scalar"] = scalar
-        found[f"{core}._reconstruct"] = reconstruct
-    for dtype in {type(np.dtype(t)) for t in (np.float16, np.float32, np.float64, np.int32, np.int64, np.bool_)}:
-        found[f"{dtype.__module__}.{dtype.__qualname__}"] = dtype  # numpy >= 1.25 pickles dtypes by their class
-    for module in ("pathlib", "pathlib._local"):
-        for cls in ("Path", "PosixPath", "WindowsPath"):
-            found[f"{module}.{cls}"] = local_path
-        found[f"{module}.PurePosixPath"] = pathlib.PurePosixPath
-        found[f"{module}.PureWindowsPath"] = pathlib.PureWindowsPath
-    return found
-
-
-@functools.lru_cache(maxsize=1)
-def _fixed_globals() -> dict[str, Any]:
-    """Non-layer globals of Ultralytics and AttnYOLO checkpoints: :func:`data_globals`, argument namespaces, getattr."""
-    import types
-
-    from ultralytics.utils import IterableSimpleNamespace
-
-    return {
-        **data_globals(),
-        "ultralytics.utils.IterableSimpleNamespace": IterableSimpleNamespace,  # model.args of resumable checkpoints
-        "ultralytics.yolo.utils.IterableSimpleNamespace": IterableSimpleNamespace,  # Ultralytics < 8.0.44
-        "types.SimpleNamespace": types.SimpleNamespace,
-        "builtins.getattr": _checkpoint_getattr,
-    }
-
-
-def _transforms_global(name: str) -> Any | None:
-    """The torchvision preprocessing classes Ultralytics' classification checkpoints pickle, or None."""
-    if not name.startswith("torchvision.transforms."):
-        return None
-    import torchvision.transforms.transforms as tvt
-    from torchvision.transforms.functional import InterpolationMode
-
-    known = (tvt.Compose, tvt.Normalize, tvt.Resize, tvt.CenterCrop, tvt.ToTensor, InterpolationMode)
-    return next((cls for cls in known if f"{cls.__module__}.{cls.__qualname__}" == name), None)
-
-
-def _import_attribute(module: str, attr: str) -> Any | None:
-    """``module.attr`` from an installed, trusted package, or None when it does not exist."""
-    if not _DOTTED.match(f"{module}.{attr}"):
-        return None
-    try:
-        return getattr(importlib.import_module(module), attr, None)
-    except ImportError:
-        return None
-
-
-def allowed_global(name: str) -> Any | None:
-    """The object a checkpoint may reference as ``name`` (``module.Name``), or None when checkpoints never hold it.
-
-    Allowed: nn.Module subclasses under the module paths of torch.nn, Ultralytics' layers and models, and AttnYOLO
-    (including attnyolo 0.1's flat paths, :data:`attnyolo.LEGACY_MODULES`); loss and assigner classes of older
-    checkpoints; Ultralytics' renamed classes and modules; numpy scalars and dtypes; paths; Ultralytics' argument
-    namespace; torchvision's preprocessing classes; a restricted ``getattr``.
-
-    Args:
-        name: The global as ``torch.serialization.get_unsafe_globals_in_checkpoint`` reports it.
-
-    Returns:
-        The object to unpickle it as, or None.
-    """
-    fixed = _fixed_globals()
-    if name in fixed:
-        return fixed[name]
-    if name in _RENAMED_CLASSES:
-        return allowed_global(_RENAMED_CLASSES[name])
-    for old, new in _RENAMED_MODULES.items():
-        if name.startswith(old + "."):
-            return allowed_global(new + name[len(old) :])
-    transform = _transforms_global(name)
-    if transform is not None:
-        return transform
-    module, _, attr = name.rpartition(".")
-    import attnyolo
-
-    if module in attnyolo.LEGACY_MODULES:  # attnyolo 0.1's flat layout: the same classes under their old paths
-        obj = getattr(attnyolo.LEGACY_MODULES[module], attr, None)
-        return obj if isinstance(obj, type) and issubclass(obj, nn.Module) else None
-    if any(module == root or module.startswith(root + ".") for root in (p.rstrip(".") for p in _MODEL_MODULES)):
-        obj = _import_attribute(module, attr)
-        return obj if isinstance(obj, type) and issubclass(obj, nn.Module) else None
-    if module in _CRITERION_MODULES:
-        obj = _import_attribute(module, attr)
-        return obj if isinstance(obj, type) and obj.__module__ == module else None
-    return None
-
-
 def _refused(label: str, names: list[str]) -> CheckpointError:
     """The one-line refusal naming the first disallowed global (and how many more there are) and the opt-in."""
     more = f" (and {len(names) - 1} more disallowed)" if len(names) > 1 else ""
@@ -241,131 +100,6 @@ def _damaged(label: str, error: BaseException) -> CheckpointError:
         f"({type(error).__name__}: {reason[:160]}). Fix: pass a .pt file written by training, e.g. "
         "runs/train/exp/weights/best.pt."
     )
-
-
-# --------------------------------------------------------------- what a file references, listed without unpickling
-# torch.save writes a zip archive whose data.pkl holds the object (torch >= 1.6) or, in the older format, a sequence of
-# pickles before the tensor bytes: magic number, protocol version, system information, the object
-# (torch/serialization.py, _legacy_save).
-_LEGACY_PICKLES = 4
-_STRING_OPCODES = frozenset(
-    {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "SHORT_BINSTRING", "BINSTRING", "STRING"}
-)
-_MEMO_OPCODES = frozenset({"MEMOIZE", "PUT", "BINPUT", "LONG_BINPUT"})  # store the top of the stack, change nothing
-_GET_OPCODES = frozenset({"GET", "BINGET", "LONG_BINGET"})
-
-
-def torch_save_format(path: str | Path) -> str | None:
-    """Which of torch.save's formats ``path`` is in, by its first bytes.
-
-    Returns:
-        ``"zip"`` (a zip archive, torch >= 1.6), ``"pickle"`` (the older format: a pickle, protocol 2 or later, starts
-        with the PROTO opcode 0x80), or None: neither, so not a checkpoint at all.
-    """
-    with open(path, "rb") as f:
-        head = f.read(2)
-    if head.startswith(b"PK"):
-        return "zip"
-    return "pickle" if head[:1] == b"\x80" else None
-
-
-def _py3_global(module: str, name: str) -> str:
-    """A GLOBAL opcode's ``module name`` as pickle and torch's weights-only unpickler resolve it (Python 2 names)."""
-    import _compat_pickle
-
-    if (module, name) in _compat_pickle.NAME_MAPPING:
-        module, name = _compat_pickle.NAME_MAPPING[(module, name)]
-    else:
-        module = _compat_pickle.IMPORT_MAPPING.get(module, module)
-    return f"{module}.{name}"
-
-
-def _one_pickle_globals(stream: BinaryIO) -> Iterator[str]:
-    """The globals one pickle references, read from ``stream`` up to its STOP opcode."""
-    import pickletools
-
-    memo: dict[Any, Any] = {}
-    pushed: list[Any] = []  # what the opcodes since the last other opcode pushed (a string, or None for anything else)
-    for opcode, arg, _ in pickletools.genops(stream):
-        name = opcode.name
-        if name == "GLOBAL":
-            module, _, attr = str(arg).partition(" ")
-            yield _py3_global(module, attr)
-            pushed = [None]
-        elif name == "STACK_GLOBAL":
-            # Its module and name are the two values pushed just before (strings, or strings fetched from the memo);
-            # anything computed at load time cannot be named here, so it is listed as the opcode and refused.
-            ok = len(pushed) >= 2 and all(isinstance(s, str) for s in pushed[-2:])
-            yield f"{pushed[-2]}.{pushed[-1]}" if ok else "<pickle opcode STACK_GLOBAL>"
-            pushed = [None]
-        elif name in {"INST", "OBJ"}:  # protocols 0-1 class instantiation: torch neither writes nor loads it
-            yield f"<pickle opcode {name}>"
-            pushed = [None]
-        elif name in _STRING_OPCODES:
-            pushed = [*pushed, str(arg)]
-        elif name in _MEMO_OPCODES:
-            memo[len(memo) if name == "MEMOIZE" else arg] = pushed[-1] if pushed else None
-        elif name in _GET_OPCODES:
-            pushed = [*pushed, memo.get(arg)]
-        else:
-            pushed = [None]
-
-
-def pickle_globals(source: bytes | BinaryIO, pickles: int = 1, partial: bool = False) -> list[str]:
-    """The ``module.name`` of every global ``pickles`` consecutive pickles reference, in order of first use.
-
-    The pickles are disassembled with :mod:`pickletools`, never loaded. ``GLOBAL`` (protocols 0-3) names are mapped
-    from Python 2's module names as pickle maps them on loading (``__builtin__.set`` -> ``builtins.set``);
-    ``STACK_GLOBAL`` (protocol 4+) takes its module and name from the two strings pushed just before it. ``INST`` and
-    ``OBJ`` (protocols 0-1) are listed as ``<pickle opcode INST>``: torch.save never writes them and torch's
-    weights-only unpickler does not support them, so a check refuses them by that name.
-
-    Args:
-        source: The pickle bytes, or a binary file positioned at the first pickle.
-        pickles: How many pickles follow each other (torch's pre-1.6 format writes 4 before its tensor bytes).
-        partial: Return the names found so far when the data ends or breaks off early, instead of raising.
-
-    Returns:
-        The names, each once.
-
-    Raises:
-        ValueError: Damaged pickle data (unless ``partial``).
-    """
-    import io
-
-    stream = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
-    found: dict[str, None] = {}
-    try:
-        for _ in range(pickles):
-            for name in _one_pickle_globals(stream):
-                found.setdefault(name)  # kept when the data breaks off later
-    except Exception as error:  # pickletools raises ValueError and others on truncated or corrupt data
-        if not partial:
-            raise ValueError(f"damaged pickle data ({first_line(error)})") from None
-    return list(found)
-
-
-def zip_pickle_record(path: str | Path) -> bytes | None:
-    """The pickle (``data.pkl``) of a torch.save zip archive, or None when ``path`` is no readable such archive."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            record = next((n for n in archive.namelist() if n.rpartition("/")[2] == "data.pkl"), None)
-            return archive.read(record) if record else None
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
-        return None
-
-
-def torch_default_globals() -> frozenset[str] | None:
-    """The globals torch's weights-only unpickler allows by itself (tensors, storages, OrderedDict, ...).
-
-    The table is private in torch (``torch._weights_only_unpickler._get_allowed_globals``, torch 2.4 to 2.14 at
-    least); None on a torch without it.
-    """
-    table = getattr(getattr(torch, "_weights_only_unpickler", None), "_get_allowed_globals", None)
-    try:
-        return frozenset(table()) if callable(table) else None
-    except Exception:  # a changed private signature: treated like its absence
-        return None
 
 
 def _torch_registered_names() -> set[str]:

@@ -112,7 +112,7 @@ READS: tuple[Read, ...] = (
     Read(
         "parse_model builds every Conv with the class attribute Conv.default_act, which it sets from d['activation'] "
         "(with eval) and restores before returning",
-        "integration/parser.py: the parsed activation is set there and the key removed, so nothing is evaluated",
+        "integration/activation.py: the parsed activation is set there and the key removed, so nothing is evaluated",
         "activation",
     ),
     Read(

@@ -58,6 +58,11 @@ def _tasks():
     return importlib.import_module("ultralytics.nn.tasks")
 
 
+def yaml_label(d: dict) -> str:
+    """Name a model dict for error messages: its YAML file when Ultralytics recorded one."""
+    return str(d.get("yaml_file") or "<model dict>")
+
+
 def yolox_name(name: str | Path) -> tuple[str, str | None] | None:
     """Parse a YOLOX model name: 'yolox-nano-ELA-S.yaml' -> ('n', 'ELA-S'), 'yolox_s.yaml' -> ('s', None)."""
     m = _YOLOX_NAME.match(Path(str(name)).stem)

@@ -323,6 +323,7 @@ def _parse_model(original, d: dict, ch: int, verbose: bool):
     n_backbone = len(d.get("backbone") or [])
 
     def with_rows(new_rows):
+        """A copy of the model dict with ``new_rows`` as its backbone and head."""
         out = copy.deepcopy(d)
         out["backbone"], out["head"] = new_rows[:n_backbone], new_rows[n_backbone:]
         return out

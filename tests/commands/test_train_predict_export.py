@@ -135,6 +135,30 @@ def test_export_onnx_matches_pytorch(trained, tmp_path):
     assert "-> OK" in r.stdout
 
 
+def test_onnx_check_sizes_follow_the_exporters_size_rules():
+    from attnyolo.engine.export import verification_sizes
+
+    # one number, or a list of one or two (Ultralytics' check_imgsz), rounded up to the largest stride
+    assert verification_sizes(640, 32) == verification_sizes([640], 32) == [(640, 640)]
+    assert verification_sizes([480, 640], 32) == [(480, 640)]
+    assert verification_sizes([70], 32) == [(96, 96)]
+    import torch
+
+    assert verification_sizes([64], torch.tensor([8.0, 16.0, 32.0]), dynamic=True) == [(64, 64), (96, 32)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("imgsz", ["[64]", "70"])
+def test_export_checks_one_element_and_off_stride_sizes(imgsz, tiny_checkpoint, tmp_path, run_command):
+    import shutil
+
+    model = shutil.copy(tiny_checkpoint, tmp_path / "tiny.pt")  # the export is written beside the checkpoint
+    r = run_command("export", f"model={model}", "format=onnx", f"imgsz={imgsz}", "device=cpu")
+    assert r.returncode == 0, r.stderr[-3000:]
+    size = 64 if imgsz == "[64]" else 72  # the tiny model's largest stride is 4: 70 is exported at 72
+    assert f"on {size}x{size} inputs:" in r.stdout and r.stdout.rstrip().endswith("-> OK"), r.stdout[-2000:]
+
+
 @pytest.mark.slow
 def test_pretrained_transfer_reports_counts(data_with_video, tmp_path):
     from ultralytics import YOLO

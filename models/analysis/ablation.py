@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..engine.runs import FINISHED, run_epoch
 from ..engine.trainer import base_recipe, check_data_source, ensure_sample_data, train
 from ..evaluation.validator import validate_model
 from ..integration.names import check_model_source
@@ -89,13 +90,10 @@ def _interrupted_run(run_dir: Path) -> tuple[str, Path] | None:
     last, best = run_dir / "weights" / "last.pt", run_dir / "weights" / "best.pt"
     if not last.is_file():
         return None
-    from ..integration.checkpoints import read_checkpoint
-
-    try:
-        ckpt = read_checkpoint(last)  # never unpickled in full: the folder may hold files someone else put there
-    except Exception:  # a damaged or refused checkpoint means starting this run over, not failing the ablation
+    epoch = run_epoch(last)  # read without running code: the folder may hold files someone else put there
+    if epoch is None:  # a damaged or refused checkpoint means starting this run over, not failing the ablation
         return None
-    if isinstance(ckpt, dict) and ckpt.get("epoch", -1) >= 0 and ckpt.get("optimizer") is not None:
+    if epoch != FINISHED:
         return "resume", last
     return ("evaluate", best) if best.is_file() else None
 

@@ -107,29 +107,68 @@ class SplitGroundTruth:
         return replace(self, images=kept, coco=coco, voc=voc, dropped=[*self.dropped, *extra])
 
 
-def _read_data(data: str | Path, split: str) -> dict[str, Any]:
-    """Read and resolve a data YAML as Ultralytics does, with one-line errors for the common mistakes."""
-    from ultralytics.data.utils import check_det_dataset
+def read_data_yaml(path: str | Path, data: str | Path | None = None) -> dict[str, Any]:
+    """A data YAML's own mapping (before Ultralytics resolves it), with one-line errors.
 
-    path = Path(data)
+    Shared by the trainer's start-up check and the evaluators.
+
+    Args:
+        path: The local data YAML.
+        data: The value the user gave, for messages (default: ``path``).
+
+    Raises:
+        FileNotFoundError: No such file.
+        ValueError: Not a readable YAML file, or not a mapping.
+    """
+    data = data or path
+    path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"data={data}: no such file. Fix: pass the path of a data YAML (e.g. data.yaml).")
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as error:
+    except (OSError, yaml.YAMLError, UnicodeDecodeError) as error:
         raise ValueError(f"data={data}: not a readable YAML file ({first_line(error)}).") from None
     if not isinstance(raw, dict):
         raise ValueError(f"data={data}: expected a YAML mapping with path, train, val and names.")
+    return raw
+
+
+def resolve_data_yaml(path: str | Path, data: str | Path | None = None, split: str = "") -> dict[str, Any]:
+    """A data YAML resolved as Ultralytics resolves it (``check_det_dataset``), with one-line errors.
+
+    Nothing is downloaded (``autodownload=False``): a check must not start a multi-GB download because a path is
+    misspelt.
+
+    Args:
+        path: The local data YAML.
+        data: The value the user gave, for messages (default: ``path``).
+        split: A split that must be present (``val``), or "" for none.
+
+    Raises:
+        FileNotFoundError: Images the YAML names are missing.
+        ValueError: A malformed data YAML.
+    """
+    from ultralytics.data.utils import check_det_dataset
+
+    data = data or path
+    try:
+        return check_det_dataset(str(path), autodownload=False, split=split)
+    except FileNotFoundError as error:
+        raise FileNotFoundError(
+            f"data={data}: {first_line(error).rstrip('.')}. Fix: correct the path in {path} or add the images."
+        ) from None
+    except (SyntaxError, TypeError, ValueError, AssertionError, KeyError) as error:
+        raise ValueError(f"data={data}: {first_line(error)}") from None
+
+
+def _read_data(data: str | Path, split: str) -> dict[str, Any]:
+    """Read and resolve a data YAML for evaluating ``split``; class names must be given."""
+    path = Path(data)
+    raw = read_data_yaml(path, data)
     if raw.get("names") is None:
         # Ultralytics would invent class_0, class_1, ...; per-class results and VOC's object names need real ones.
         raise ValueError(f"data={data}: no 'names' key. Fix: add the class names, e.g. names: {{0: cat, 1: dog}}.")
-    try:
-        # autodownload=False: an evaluator must not start a multi-GB download because a path is misspelt.
-        resolved = check_det_dataset(str(path), autodownload=False, split=split)
-    except FileNotFoundError as error:
-        raise FileNotFoundError(f"data={data}: {first_line(error)}.") from None
-    except (SyntaxError, TypeError, ValueError, AssertionError, KeyError) as error:
-        raise ValueError(f"data={data}: {first_line(error)}") from None
+    resolved = resolve_data_yaml(path, data, split)
     if not resolved.get(split):
         raise ValueError(f"data={data}: no '{split}' split. Fix: add '{split}: images/{split}' or pass split=.")
     names = resolved["names"]

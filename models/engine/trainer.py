@@ -292,7 +292,9 @@ def train(
         evaluate: Score ``best.pt`` with pycocotools and the VOC protocol afterwards and write ``metrics.json``.
         recipe: ``ultralytics`` (Ultralytics' training recipe), or ``yolox`` / ``yolox-0.3.0`` for YOLOX's own
             schedule (YOLOX models only; :mod:`attnyolo.yolox.recipe`). A resumed run keeps its recipe.
-        **kw: Any Ultralytics training setting (epochs, imgsz, batch, device, project, name, ...).
+        **kw: Any Ultralytics training setting (epochs, imgsz, batch, device, project, name, ...). These win over
+            the sample recipe (:func:`base_recipe`) and every per-model default; the defaults of classic YOLOv5 models
+            (the sample recipe's overlay, hyp.scratch-low) apply only to keys not given here.
 
     Returns:
         ``(metrics, run_dir, transfer)``: metrics is None when ``evaluate`` is False; transfer is the

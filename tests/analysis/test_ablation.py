@@ -83,7 +83,7 @@ def no_model_summary(request, monkeypatch):
 
 
 def _fake_train(calls, fail_on=None):
-    """Stand-in for attnyolo.training.train: records the call and leaves a run directory with a best.pt."""
+    """Stand-in for attnyolo.engine.trainer.train: records the call and leaves a run directory with a best.pt."""
 
     def train(model=None, data=None, resume=False, project=None, name=None, **kw):
         calls.append({"model": model, "resume": resume, "name": name, **kw})
@@ -186,3 +186,24 @@ def test_new_ablation_recipe_starts_from_the_sample_recipe_only_on_sample_data(t
     elsewhere = initial_recipe(tmp_path / "voc.yaml", {"imgsz": 640})
     assert elsewhere == {**ABLATION_DEFAULTS, "imgsz": 640}
     assert "epochs" not in elsewhere and "lr0" not in elsewhere  # Ultralytics' defaults apply there
+
+
+@pytest.mark.slow
+def test_the_recipe_wins_and_each_models_own_defaults_are_recorded(tmp_path, monkeypatch):
+    import yaml
+
+    monkeypatch.chdir(tmp_path)  # the sample dataset lives in data/sample under the working directory
+    make_sample_dataset(tmp_path / "data" / "sample", n_train=8, n_val=4, imgsz=64, video=False)
+    out = tmp_path / "abl"
+    models = ["yolov5n-classic.yaml", "yolov8n.yaml"]
+    run_ablation(models, out_dir=out, latency_repeats=0, log=lambda s: None, epochs=1, imgsz=64, batch=4, workers=0)
+    state = load_state(out)
+    for name, run in state["finished"].items():
+        args = yaml.safe_load((Path(run["run_dir"]) / "args.yaml").read_text())
+        # every recorded key is what the run trained with: epochs=1, not attnyolo train's 25 for classic models
+        assert {k: args[k] for k in state["recipe"]} == state["recipe"], name
+    # Keys the recipe leaves open: YOLOv5's hyp.scratch-low box gain (Ultralytics: 7.5) and, on the sample data, no
+    # mosaic (Ultralytics: 1.0) for the classic model; its other hyp.scratch-low values equal Ultralytics' defaults.
+    assert state["finished"]["yolov5n-classic"]["settings"] == {"box": 0.05, "mosaic": 0.0}
+    assert state["finished"]["yolov8n"]["settings"] == {}
+    assert "- yolov5n-classic.yaml: box=0.05, mosaic=0.0" in (out / "ablation.md").read_text()

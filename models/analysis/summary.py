@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 from torch import nn
 
@@ -46,6 +47,28 @@ def attention_placements(model: nn.Module, imgsz: int = 64) -> list[dict]:
     return out
 
 
+def open_model(name: str | Path, key: str = "model"):
+    """An Ultralytics ``YOLO`` model from a model YAML or a checkpoint, with one-line errors naming ``key``.
+
+    A checkpoint file is opened by :func:`attnyolo.integration.checkpoints.load_model` (read without running code
+    from it; a damaged file or a model for another task is refused in one line); a YAML, or the name of an
+    Ultralytics stock weight that is not on disk (Ultralytics downloads it), by ``YOLO``.
+
+    Raises:
+        FileNotFoundError: Nothing of that name, with close matches.
+        CheckpointError: A checkpoint that cannot be read or is not a detection model.
+    """
+    from ultralytics import YOLO
+
+    from ..integration.checkpoints import load_model
+    from ..integration.names import check_model_source
+
+    check_model_source(name, key)  # errors name the file the user typed, not Ultralytics' fallback name
+    if str(name).endswith(".pt") and Path(str(name)).is_file():
+        return load_model(name, key)
+    return YOLO(str(name))
+
+
 def model_summary(model_name: str, imgsz: int = 640) -> dict:
     """Build a model from a YAML name or path and measure it.
 
@@ -56,13 +79,9 @@ def model_summary(model_name: str, imgsz: int = 640) -> dict:
     Returns:
         ``{"model", "layers", "params", "gflops", "imgsz", "attention": attention_placements(...)}``.
     """
-    from ultralytics import YOLO
     from ultralytics.utils.torch_utils import get_flops
 
-    from ..integration.names import check_model_source
-
-    check_model_source(model_name)  # errors name the file the user typed, not Ultralytics' fallback name
-    model = YOLO(model_name).model
+    model = open_model(model_name).model
     return {
         "model": model_name,
         "layers": len(list(model.modules())),

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from torch import nn
 
+from ..integration.names import SCALED_FAMILIES, YOLOX_SIZE_NAMES, scaled_stem
 from ..layers.registry import kind_names, layer_classes
 
 # Stride of each pyramid level, for naming where a layer sits (P3/8 ... P5/32).
@@ -92,16 +93,16 @@ def model_summary(model_name: str, imgsz: int = 640) -> dict:
     }
 
 
-# Families of the zoo table, in its order (names as in attnyolo.integration.names.SCALED_FAMILIES: "yolov5" is
-# Ultralytics' anchor-free YOLOv5u, "yolov5-classic" the anchor-based original); YOLOX sizes use YOLOX's own names.
-ZOO_FAMILIES: tuple[str, ...] = ("yolov5", "yolov5-classic", "yolov8", "yolo11")
-YOLOX_SIZE_NAMES: tuple[str, ...] = ("nano", "tiny", "s", "m", "l", "x")
+def zoo_names(families: Sequence[str] | None = None, scales: str = "nsmlx", yolox: bool = True) -> list[str]:
+    """Every model name of the zoo: each family and scale, its stock baseline first, then every attention kind.
 
-
-def zoo_names(families: Sequence[str] = ZOO_FAMILIES, scales: str = "nsmlx", yolox: bool = True) -> list[str]:
-    """Every model name of the zoo: each family and scale, its stock baseline first, then every attention kind."""
-    from ..integration.names import scaled_stem
-
+    Args:
+        families: Families of :data:`attnyolo.integration.names.SCALED_FAMILIES` (default: all, in the zoo's order;
+            "yolov5" is Ultralytics' anchor-free YOLOv5u, "yolov5-classic" the anchor-based original).
+        scales: Scale letters.
+        yolox: Also every YOLOX size, by YOLOX's own size names.
+    """
+    families = tuple(SCALED_FAMILIES) if families is None else families
     names = [
         f"{scaled_stem(family, scale)}{'-' + kind if kind else ''}.yaml"
         for family in families

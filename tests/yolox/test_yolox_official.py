@@ -109,6 +109,13 @@ def test_a_model_that_is_not_yoloxs_network_is_refused_naming_the_row():
 
 
 # ------------------------------------------------------------------------------------------------ size inference
+def test_the_official_sizes_are_the_names_models_are_built_by():
+    from attnyolo.integration.names import YOLOX_SIZE_NAMES, yolox_name
+
+    assert list(OFFICIAL_SIZES) == list(YOLOX_SIZE_NAMES)  # the model zoo's six, in its order
+    assert [yolox_name(s.model_yaml) for s in OFFICIAL_SIZES.values()] == [(v, None) for v in YOLOX_SIZE_NAMES.values()]
+
+
 @pytest.mark.parametrize("size", list(OFFICIAL_SIZES))
 def test_size_is_inferred_from_the_shapes(size):
     assert infer_size(official_shapes(size)).name == size

@@ -37,7 +37,27 @@ from .layers import (  # noqa: E402
     layer_classes,
 )
 
-__version__ = "0.2.0"
+
+def _version() -> str:
+    """The installed distribution's version (pyproject.toml is its one source); else that of the source tree.
+
+    A checkout used without ``pip install`` has no distribution metadata, so its ``pyproject.toml`` (beside
+    ``models/``) is read instead; "0+unknown" when neither exists.
+    """
+    import re
+    from importlib.metadata import PackageNotFoundError, version
+    from pathlib import Path
+
+    try:
+        return version("attnyolo")
+    except PackageNotFoundError:
+        pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+        text = pyproject.read_text(encoding="utf-8") if pyproject.is_file() else ""
+        found = re.search(r'^version\s*=\s*"([^"]+)"', text, re.M)  # [project]'s; no other key is named version
+        return found[1] if found else "0+unknown"
+
+
+__version__ = _version()
 
 # Module paths of attnyolo 0.1 (flat layout) -> where those classes live now. Checkpoints saved by 0.1 name the old
 # paths; registering the aliases lets unpickling find the same classes.

@@ -41,7 +41,7 @@ import torch
 from torch import nn
 
 from ..engine.importing import ForeignFormat, native_checkpoint
-from ..errors import CheckpointError
+from ..errors import CheckpointError, first_line
 
 OFFICIAL_COMMIT = "6ddff4824372906469a7fae2dc3206c7aa4bbaee"  # the YOLOX commit the key map and tests follow
 STEM_KEY = "backbone.backbone.stem.conv.conv.weight"
@@ -349,8 +349,7 @@ def read_official(path: str | Path) -> tuple[dict[str, torch.Tensor], list[str]]
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as error:  # torch raises many types for files it cannot read
-            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            _cache.update(key=key, result=None, reason=reason)
+            _cache.update(key=key, result=None, reason=first_line(error))
         else:
             _cache.update(key=key, result=_state_of(obj), reason="it holds no YOLOX state dict")
     if _cache["result"] is None:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
@@ -17,7 +15,6 @@ from attnyolo.analysis.ablation import STATE_FILE, load_state, run_ablation
 from attnyolo.data.sample import make_sample_dataset
 from attnyolo.errors import ModelConfigError
 
-REPO = Path(__file__).resolve().parents[2]
 MODELS = "yolov8n.yaml,yolov8n-CoordAtt.yaml"
 RECIPE = {"epochs": 1, "imgsz": 64, "batch": 4, "workers": 0, "seed": 0}
 
@@ -27,17 +24,12 @@ def data(tmp_path_factory):
     return make_sample_dataset(tmp_path_factory.mktemp("ablation-data"), n_train=8, n_val=4, imgsz=64, video=False)
 
 
-def ablate(*args):
-    command = [sys.executable, str(REPO / "tools" / "ablate.py"), *map(str, args)]
-    return subprocess.run(command, capture_output=True, text=True, timeout=600)
-
-
 @pytest.fixture(scope="module")
-def finished(data, tmp_path_factory):
+def finished(data, tmp_path_factory, tool):
     project = tmp_path_factory.mktemp("ablations")
     args = [f"models={MODELS}", f"data={data}", *(f"{k}={v}" for k, v in RECIPE.items())]
     args += [f"project={project}", "name=abl", "latency_repeats=2"]
-    r = ablate(*args)
+    r = tool("ablate", *args)
     assert r.returncode == 0, r.stderr[-4000:]
     return project / "abl", args, r
 
@@ -66,10 +58,10 @@ def test_ablation_tool_writes_table_figure_and_state(finished):
 
 
 @pytest.mark.slow
-def test_rerun_skips_finished_runs(finished):
+def test_rerun_skips_finished_runs(finished, tool):
     out, args, _ = finished
     before = (out / STATE_FILE).read_text()
-    r = ablate(*args)
+    r = tool("ablate", *args)
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.count("finished earlier, skipped") == 2 and "Epoch" not in r.stdout
     assert (out / STATE_FILE).read_text() == before

@@ -16,23 +16,13 @@ REPO = Path(__file__).resolve().parents[2]
 TINY = ["imgsz=64", "batch=4", "workers=0", "device=cpu", "plots=False"]
 
 
-def tool(name, *args, timeout=600, cwd=None):
-    return subprocess.run(
-        [sys.executable, str(REPO / "tools" / f"{name}.py"), *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=cwd,
-    )
-
-
 @pytest.fixture(scope="module")
 def data_with_video(tmp_path_factory):
     return make_sample_dataset(tmp_path_factory.mktemp("sample-video"), n_train=8, n_val=4, imgsz=96, video=True)
 
 
 @pytest.fixture(scope="module")
-def trained(data_with_video, tmp_path_factory):
+def trained(data_with_video, tmp_path_factory, tool):
     project = tmp_path_factory.mktemp("runs")
     r = tool("train", "model=yolov8n-CoordAtt.yaml", f"data={data_with_video}", "epochs=2", *TINY, f"project={project}")
     assert r.returncode == 0, r.stderr[-4000:]
@@ -58,7 +48,7 @@ def test_train_writes_checkpoints_metrics_and_prints_table(trained):
 
 
 @pytest.mark.slow
-def test_val_both_forms_agree_on_the_same_predictions(trained, data_with_video, tmp_path):
+def test_val_both_forms_agree_on_the_same_predictions(trained, data_with_video, tmp_path, tool):
     project, _ = trained
     best = next(project.glob("*/weights/best.pt"))
     r = tool("val", f"model={best}", f"data={data_with_video}", *TINY, f"project={tmp_path}", "name=withmodel")
@@ -77,7 +67,7 @@ def test_val_both_forms_agree_on_the_same_predictions(trained, data_with_video, 
 
 
 @pytest.mark.slow
-def test_predict_images_and_video_keep_resolution_and_fps(trained, data_with_video, tmp_path):
+def test_predict_images_and_video_keep_resolution_and_fps(trained, data_with_video, tmp_path, tool):
     import cv2
 
     project, _ = trained
@@ -112,7 +102,7 @@ def test_predict_images_and_video_keep_resolution_and_fps(trained, data_with_vid
 
 
 @pytest.mark.slow
-def test_export_onnx_matches_pytorch(trained, tmp_path):
+def test_export_onnx_matches_pytorch(trained, tmp_path, tool):
     project, _ = trained
     best = next(project.glob("*/weights/best.pt"))
     r = tool("export", f"model={best}", "format=onnx", "imgsz=64", "dynamic=True", "device=cpu")
@@ -160,7 +150,7 @@ def test_export_checks_one_element_and_off_stride_sizes(imgsz, tiny_checkpoint, 
 
 
 @pytest.mark.slow
-def test_pretrained_transfer_reports_counts(data_with_video, tmp_path):
+def test_pretrained_transfer_reports_counts(data_with_video, tmp_path, tool):
     from ultralytics import YOLO
 
     stock = tmp_path / "yolov8n-local.pt"
@@ -186,7 +176,7 @@ def test_pretrained_transfer_reports_counts(data_with_video, tmp_path):
 
 
 @pytest.mark.slow
-def test_resume_after_kill_mid_epoch(data_with_video, tmp_path):
+def test_resume_after_kill_mid_epoch(data_with_video, tmp_path, tool):
     """Kill training during epoch 2 (after epoch 1's last.pt), resume, and finish all epochs."""
     args = [
         sys.executable,
@@ -259,7 +249,7 @@ def test_predict_corrupt_image_is_refused(tmp_path, run_command):
 
 
 @pytest.mark.slow
-def test_predict_folder_of_unreadable_images_is_an_error(trained, tmp_path):
+def test_predict_folder_of_unreadable_images_is_an_error(trained, tmp_path, tool):
     project, _ = trained
     best = next(project.glob("*/weights/best.pt"))
     folder = tmp_path / "imgs"

@@ -6,9 +6,12 @@ Importing the package registers the layers with Ultralytics' model parser (:mod:
 * ``layers/`` — one file per attention layer, ``registry.py`` (the table of kinds), ``reference.py`` (the papers'
   equations), ``fast/`` (the optional inference fast path and fused CPU kernels);
 * ``integration/`` — the seam into Ultralytics, and the list of every internal it touches;
-* ``yolox/`` — YOLOX's head, loss and SimOTA; ``engine/`` — training, transfer, prediction, export;
+* ``yolox/`` — YOLOX's head, loss, SimOTA, training recipe and official checkpoints;
+* ``yolov5/`` — classic (anchor-based) YOLOv5: head, loss, AutoAnchor, recipe, YOLOv5 checkpoints;
+* ``engine/`` — training, resume, transfer, foreign checkpoint formats, prediction, export;
 * ``evaluation/`` — COCO (pycocotools) and PASCAL VOC scoring; ``data/`` — converters and the sample dataset;
-* ``analysis/`` — benchmarks, ablation, visualisation; ``commands/`` — the ``attnyolo`` command and tools/.
+* ``analysis/`` — benchmarks, ablation, visualisation; ``commands/`` — the ``attnyolo`` command and tools/;
+* ``utils/`` — the ``key=value`` command line, crash-safe writes, where files live; ``errors.py`` — the exceptions.
 
 Class import paths are part of the checkpoint format (Ultralytics pickles whole models): the module paths of earlier
 releases stay importable through :data:`LEGACY_MODULES`.

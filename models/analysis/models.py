@@ -40,7 +40,7 @@ def model_kind(name: str) -> str:
 
 
 def placements_text(placements: Sequence[dict]) -> str:
-    """Compact text of :func:`.summary.attention_placements`: ``CoordAtt @ 5:P3(128) 8:P4(256) ...``."""
+    """Compact text of :func:`attnyolo.analysis.summary.attention_placements`: ``CoordAtt @ 5:P3(128) ...``."""
     if not placements:
         return "none"
     layers = sorted({p["layer"] for p in placements})

@@ -177,7 +177,7 @@ def check_data_splits(path: str | Path, data: str | Path | None = None) -> None:
         path: The local data YAML.
         data: The value the user gave, for messages (default: ``path``).
     """
-    from ..evaluation.ground_truth import read_data_yaml, resolve_data_yaml
+    from ..data.data_yaml import read_data_yaml, resolve_data_yaml
 
     data = data or path
     if read_data_yaml(path, data).get("download"):

@@ -48,9 +48,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
-from ..errors import first_line
+from ..data.data_yaml import read_data_yaml, resolve_data_yaml
 from .coco import build_coco_ground_truth, read_coco_json, yolo_image_id
 from .voc import read_voc_xml
 
@@ -105,60 +104,6 @@ class SplitGroundTruth:
         voc = {k: v for k, v in self.voc.items() if k in ids} if self.voc is not None else None
         extra = [{"image": str(p), "id": yolo_image_id(p), "reason": reason} for p in lost]
         return replace(self, images=kept, coco=coco, voc=voc, dropped=[*self.dropped, *extra])
-
-
-def read_data_yaml(path: str | Path, data: str | Path | None = None) -> dict[str, Any]:
-    """A data YAML's own mapping (before Ultralytics resolves it), with one-line errors.
-
-    Shared by the trainer's start-up check and the evaluators.
-
-    Args:
-        path: The local data YAML.
-        data: The value the user gave, for messages (default: ``path``).
-
-    Raises:
-        FileNotFoundError: No such file.
-        ValueError: Not a readable YAML file, or not a mapping.
-    """
-    data = data or path
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"data={data}: no such file. Fix: pass the path of a data YAML (e.g. data.yaml).")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError, UnicodeDecodeError) as error:
-        raise ValueError(f"data={data}: not a readable YAML file ({first_line(error)}).") from None
-    if not isinstance(raw, dict):
-        raise ValueError(f"data={data}: expected a YAML mapping with path, train, val and names.")
-    return raw
-
-
-def resolve_data_yaml(path: str | Path, data: str | Path | None = None, split: str = "") -> dict[str, Any]:
-    """A data YAML resolved as Ultralytics resolves it (``check_det_dataset``), with one-line errors.
-
-    Nothing is downloaded (``autodownload=False``): a check must not start a multi-GB download because a path is
-    misspelt.
-
-    Args:
-        path: The local data YAML.
-        data: The value the user gave, for messages (default: ``path``).
-        split: A split that must be present (``val``), or "" for none.
-
-    Raises:
-        FileNotFoundError: Images the YAML names are missing.
-        ValueError: A malformed data YAML.
-    """
-    from ultralytics.data.utils import check_det_dataset
-
-    data = data or path
-    try:
-        return check_det_dataset(str(path), autodownload=False, split=split)
-    except FileNotFoundError as error:
-        raise FileNotFoundError(
-            f"data={data}: {first_line(error).rstrip('.')}. Fix: correct the path in {path} or add the images."
-        ) from None
-    except (SyntaxError, TypeError, ValueError, AssertionError, KeyError) as error:
-        raise ValueError(f"data={data}: {first_line(error)}") from None
 
 
 def _read_data(data: str | Path, split: str) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from ultralytics.utils import LOGGER
 from ..integration.checkpoints import load_model
 from ..utils.atomic import write_text_atomic
 from ..utils.paths import runs_dir
-from .trainer import latest_checkpoint
+from .runs import latest_checkpoint
 
 
 def _is_stream(source: str) -> bool:

@@ -6,9 +6,12 @@ Importing the package registers the layers with Ultralytics' model parser (:mod:
 * ``layers/`` — one file per attention layer, ``registry.py`` (the table of kinds), ``reference.py`` (the papers'
   equations), ``fast/`` (the optional inference fast path and fused CPU kernels);
 * ``integration/`` — the seam into Ultralytics, and the list of every internal it touches;
-* ``yolox/`` — YOLOX's head, loss and SimOTA; ``engine/`` — training, transfer, prediction, export;
+* ``yolox/`` — YOLOX's head, loss, SimOTA, training recipe and official checkpoints;
+* ``yolov5/`` — classic (anchor-based) YOLOv5: head, loss, AutoAnchor, recipe, YOLOv5 checkpoints;
+* ``engine/`` — training, resume, transfer, foreign checkpoint formats, prediction, export;
 * ``evaluation/`` — COCO (pycocotools) and PASCAL VOC scoring; ``data/`` — converters and the sample dataset;
-* ``analysis/`` — benchmarks, ablation, visualisation; ``commands/`` — the ``attnyolo`` command and tools/.
+* ``analysis/`` — benchmarks, ablation, visualisation; ``commands/`` — the ``attnyolo`` command and tools/;
+* ``utils/`` — the ``key=value`` command line, crash-safe writes, where files live; ``errors.py`` — the exceptions.
 
 Class import paths are part of the checkpoint format (Ultralytics pickles whole models): the module paths of earlier
 releases stay importable through :data:`LEGACY_MODULES`.
@@ -37,7 +40,27 @@ from .layers import (  # noqa: E402
     layer_classes,
 )
 
-__version__ = "0.2.0"
+
+def _version() -> str:
+    """The installed distribution's version (pyproject.toml is its one source); else that of the source tree.
+
+    A checkout used without ``pip install`` has no distribution metadata, so its ``pyproject.toml`` (beside
+    ``models/``) is read instead; "0+unknown" when neither exists.
+    """
+    import re
+    from importlib.metadata import PackageNotFoundError, version
+    from pathlib import Path
+
+    try:
+        return version("attnyolo")
+    except PackageNotFoundError:
+        pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+        text = pyproject.read_text(encoding="utf-8") if pyproject.is_file() else ""
+        found = re.search(r'^version\s*=\s*"([^"]+)"', text, re.M)  # [project]'s; no other key is named version
+        return found[1] if found else "0+unknown"
+
+
+__version__ = _version()
 
 # Module paths of attnyolo 0.1 (flat layout) -> where those classes live now. Checkpoints saved by 0.1 name the old
 # paths; registering the aliases lets unpickling find the same classes.

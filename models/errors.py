@@ -22,6 +22,8 @@ def first_line(error: BaseException) -> str:
     """
     import re
 
-    text = str(error.args[0] if isinstance(error, KeyError) and error.args else error).strip().strip("'\"")
+    text = str(error.args[0] if isinstance(error, KeyError) and error.args else error).strip()
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":  # a quoted message; "'utf-8' codec ..." is not
+        text = text[1:-1]
     text = re.sub(r"\x1b\[[0-9;]*m", "", text or type(error).__name__)
     return text.splitlines()[0].replace("❌️", "").replace("❌", "").replace("⚠️", "").strip()

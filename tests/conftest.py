@@ -1,7 +1,9 @@
 """Test-wide settings: Ultralytics must never reach for the network or pip from a test run."""
 
 import os
+import sys
 import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -69,5 +71,30 @@ def run_command(capsys, monkeypatch):
             code = stop.code if isinstance(stop.code, int) else 1
         out, err = capsys.readouterr()
         return subprocess.CompletedProcess([name, *map(str, args)], code, out, err)
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def tool():
+    """``tool(name, *args, cwd=None, env=None, timeout=600)``: ``python tools/<name>.py args`` in a fresh interpreter.
+
+    For the end-to-end tests of what a user runs: the script's own imports, exit status and output. ``env`` adds
+    variables to this process's environment (which carries the settings above), e.g. ``{"YOLO_VERBOSE": "true"}``
+    for Ultralytics' log. Returns the ``subprocess.CompletedProcess`` (text ``stdout`` and ``stderr``).
+    """
+    import subprocess
+
+    tools = Path(__file__).resolve().parents[1] / "tools"
+
+    def run(name, *args, cwd=None, env=None, timeout=600):
+        return subprocess.run(
+            [sys.executable, str(tools / f"{name}.py"), *map(str, args)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=cwd,
+            env={**os.environ, **env} if env else None,
+        )
 
     return run

@@ -23,6 +23,21 @@ def test_pyproject_lists_every_package_folder():
     assert config["package-dir"] == {"attnyolo": "models", "attnyolo.cfg": "cfg"}
 
 
+def test_the_version_is_pyprojects_installed_or_not(monkeypatch):
+    import importlib.metadata
+
+    import attnyolo
+
+    expected = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    assert attnyolo.__version__ == expected
+
+    def not_installed(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", not_installed)  # a source tree used without pip install
+    assert attnyolo._version() == expected
+
+
 def test_console_command_lists_the_tools():
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts == {"attnyolo": "attnyolo.commands:main"}
@@ -75,6 +90,7 @@ def test_wheel_installs_and_builds_shipped_names_from_any_directory(tmp_path):
         "from pathlib import Path\n"
         "from ultralytics import YOLO\n"
         "assert Path(attnyolo.__file__).is_relative_to(Path(sys.argv[1])), attnyolo.__file__\n"
+        "print('version', attnyolo.__version__)\n"
         "for name in ('yolov5s_Coordinate_attention.yaml', 'yolov8n-ELA-S.yaml', 'yolox-nano.yaml'):\n"
         "    model = YOLO(name).model\n"
         "    print(name, sum(p.numel() for p in model.parameters()))\n"
@@ -84,9 +100,16 @@ def test_wheel_installs_and_builds_shipped_names_from_any_directory(tmp_path):
         [sys.executable, "-c", code, str(target)], capture_output=True, text=True, timeout=600, cwd=elsewhere, env=env
     )
     assert run.returncode == 0, run.stderr[-3000:]
-    counts = dict(line.split() for line in run.stdout.strip().splitlines()[-3:])
+    counts = dict(line.split() for line in run.stdout.strip().splitlines()[-4:])
+    # the wheel's metadata carries pyproject.toml's version, which the installed package reports
+    assert counts["version"] == tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
     assert int(counts["yolox-nano.yaml"]) == 912_159  # YOLOX-Nano, official count (80 classes)
-    assert int(counts["yolov8n-ELA-S.yaml"]) > 3_157_200 and int(counts["yolov5s_Coordinate_attention.yaml"]) > 0
+    # YOLOv8n as Ultralytics' yolov8.yaml states it (3,157,200 parameters) plus three ELA-S layers of 42·C parameters
+    # each (8·k·C conv weights with k=5, 2·C GroupNorm affine) at the P3/P4/P5 widths 64, 128, 256; docs/zoo.md 3.176M
+    assert int(counts["yolov8n-ELA-S.yaml"]) == 3_157_200 + 42 * (64 + 128 + 256) == 3_176_016
+    # classic YOLOv5s as YOLOv5 v7.0 states it (7,235,389) plus three CoordAtt layers (reduction 32, hidden width
+    # max(8, C/32)) at C = 128, 256, 512: 3,352 + 6,680 + 25,648; docs/models.md 7,271,069
+    assert int(counts["yolov5s_Coordinate_attention.yaml"]) == 7_235_389 + 35_680 == 7_271_069
     assert not (elsewhere / "runs").exists()  # building writes no run folders
 
     command = subprocess.run(

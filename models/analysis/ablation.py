@@ -1,7 +1,7 @@
 """Ablation runner: several model YAMLs, one recipe, one seed, one dataset, compared the way the papers compare.
 
-Every model is trained with :func:`attnyolo.training.train` (the same trainer and evaluator as tools/train.py) and
-scored with pycocotools and the VOC devkit. The comparison is a table (COCO AP, AP50, AP75, APs/m/l, VOC mAP50,
+Every model is trained with :func:`attnyolo.engine.trainer.train` (the same trainer and evaluator as tools/train.py)
+and scored with pycocotools and the VOC devkit. The comparison is a table (COCO AP, AP50, AP75, APs/m/l, VOC mAP50,
 params, GFLOPs, CPU latency) and a figure in the manner of the CA paper's Figure 1: AP against parameters and against
 latency, one point per attention kind.
 
@@ -9,8 +9,15 @@ Resumability: the ablation directory holds ``ablation_state.json``, rewritten at
 listing the finished runs with their metrics and the recipe they were trained with. Running the same command again
 skips the finished runs; a run that was killed mid-training continues from its own ``last.pt`` (Ultralytics resume)
 when that checkpoint can be resumed, and starts over otherwise. Latency is measured at the end of every invocation
-for all trained models together, in one interleaved run (:func:`attnyolo.benchmark.benchmark_models`), so the numbers
-in one table come from one machine state.
+for all trained models together, in one interleaved run (:func:`attnyolo.analysis.models.benchmark_models`), so the
+numbers in one table come from one machine state.
+
+One recipe: every run is given every key of the recorded recipe, and those keys win over any per-model default
+(on the sample dataset, a classic YOLOv5 model trains the recipe's 15 epochs, not ``attnyolo train``'s 25). Keys the
+recipe leaves unset take each model's own defaults, as in ``attnyolo train``: for classic YOLOv5 models YOLOv5's
+hyp.scratch-low (``box=0.05``, ...) and, on the sample dataset, ``mosaic=0.0``
+(:data:`attnyolo.yolov5.recipe.SAMPLE_RECIPE`). The state records them per run (``settings``, read from the run's
+``args.yaml``) and the table lists them under the recipe.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..engine.runs import FINISHED, run_epoch
 from ..engine.trainer import base_recipe, check_data_source, ensure_sample_data, train
 from ..evaluation.validator import validate_model
 from ..integration.names import check_model_source
@@ -33,12 +41,15 @@ from .timing import machine_line
 STATE_FILE = "ablation_state.json"
 RESULTS_FILE = "ablation.json"
 # Settings every ablation fixes unless told otherwise: one seed, deterministic training, no plots (they need a font
-# download). On the sample dataset the ablation starts from tools/train.py's sample recipe (training.base_recipe), on
-# other data from Ultralytics' defaults; any Ultralytics training setting given on top applies to every run.
+# download). On the sample dataset the ablation starts from tools/train.py's sample recipe
+# (attnyolo.engine.trainer.base_recipe), on other data from Ultralytics' defaults; any Ultralytics training setting
+# given on top applies to every run.
 ABLATION_DEFAULTS = {"seed": 0, "deterministic": True, "plots": False}
 DEFAULT_IMGSZ = 640  # Ultralytics' default input size, for the latency column when imgsz= is not given
 # Ultralytics settings that do not change what is trained, so a resumed ablation may change them freely.
 _NOT_RECIPE = {"workers", "device", "plots", "verbose", "exist_ok", "cache"}
+# Entries of a run's args.yaml that say which run it is, not how it trained.
+_RUN_KEYS = {"model", "data", "project", "name", "save_dir", "resume", "mode", "task"}
 COLUMNS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 
 
@@ -89,15 +100,39 @@ def _interrupted_run(run_dir: Path) -> tuple[str, Path] | None:
     last, best = run_dir / "weights" / "last.pt", run_dir / "weights" / "best.pt"
     if not last.is_file():
         return None
-    from ..integration.checkpoints import read_checkpoint
-
-    try:
-        ckpt = read_checkpoint(last)  # never unpickled in full: the folder may hold files someone else put there
-    except Exception:  # a damaged or refused checkpoint means starting this run over, not failing the ablation
+    epoch = run_epoch(last)  # read without running code: the folder may hold files someone else put there
+    if epoch is None:  # a damaged or refused checkpoint means starting this run over, not failing the ablation
         return None
-    if isinstance(ckpt, dict) and ckpt.get("epoch", -1) >= 0 and ckpt.get("optimizer") is not None:
+    if epoch != FINISHED:
         return "resume", last
     return ("evaluate", best) if best.is_file() else None
+
+
+def model_settings(run_dir: str | Path, recipe: dict[str, Any]) -> dict[str, Any]:
+    """The settings a run trained with that the ablation's recipe leaves open: its model's own defaults.
+
+    Read from the run's ``args.yaml`` (the arguments it trained with; the trainer rewrites it after applying YOLOv5's
+    defaults to a classic model): every key outside the recipe whose value is not Ultralytics' default, e.g.
+    ``{"box": 0.05, "mosaic": 0.0, ...}`` for a classic YOLOv5 model on the sample dataset, ``{}`` for the others.
+
+    Args:
+        run_dir: The run's directory.
+        recipe: The ablation's recipe.
+
+    Returns:
+        Those settings, sorted by key; ``{}`` when the run has no ``args.yaml``.
+    """
+    import yaml
+    from ultralytics.cfg import DEFAULT_CFG_DICT
+
+    path = Path(run_dir) / "args.yaml"
+    if not path.is_file():
+        return {}
+    args = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    skip = set(recipe) | _NOT_RECIPE | _RUN_KEYS
+    return {
+        k: v for k, v in sorted(args.items()) if k not in skip and k in DEFAULT_CFG_DICT and DEFAULT_CFG_DICT[k] != v
+    }
 
 
 def _progress(i: int, total: int, model: str, done: int, durations: Sequence[float], started: float) -> str:
@@ -135,7 +170,9 @@ def run_ablation(
         latency_repeats: Interleaved timing rounds for the latency column (0 skips latency).
         log: Where progress lines go.
         **recipe: Ultralytics training settings shared by every run (epochs, imgsz, batch, seed, lr0, ...), on top
-            of :data:`ABLATION_DEFAULTS` (and, on the sample dataset, tools/train.py's sample recipe).
+            of :data:`ABLATION_DEFAULTS` (and, on the sample dataset, tools/train.py's sample recipe). Every run gets
+            all of them; keys left unset take each model's own defaults (classic YOLOv5: hyp.scratch-low and, on the
+            sample dataset, ``mosaic=0.0``), recorded per row as ``settings`` (:func:`model_settings`).
 
     Returns:
         ``{"rows", "recipe", "data", "machine", "files"}``: one row per model in the order given.
@@ -196,6 +233,7 @@ def run_ablation(
             "coco": {k: metrics["coco"].get(k) for k in (*COLUMNS, "AR100")},
             "voc": {k: metrics.get("voc", {}).get(k) for k in ("mAP50_11point", "mAP50_area")},
             "train_seconds": round(durations[-1], 1),
+            "settings": model_settings(run_dir, recipe),
         }
         write_json_atomic(state_path, state)  # a kill after this line loses nothing
         log(f"[{i}/{len(models)}] {model}: AP {metrics['coco']['AP']:.4f}, run {run_dir}")
@@ -253,6 +291,10 @@ def format_ablation_table(result: dict[str, Any]) -> str:
         if has_latency:
             line += f" {r['latency_ms']:.2f} ({r['overhead']:.3f}×) |"
         lines.append(line)
+    own = [(r["model"], r.get("settings")) for r in result["rows"] if r.get("settings")]
+    if own:
+        lines += ["", "Settings the recipe leaves open, where a model's own defaults differ from Ultralytics':"]
+        lines += [f"- {model}: {', '.join(f'{k}={v}' for k, v in settings.items())}" for model, settings in own]
     if result.get("machine"):
         lines += ["", f"Latency machine: {machine_line(result['machine'])}."]
     return "\n".join(lines)

@@ -40,7 +40,7 @@ def model_kind(name: str) -> str:
 
 
 def placements_text(placements: Sequence[dict]) -> str:
-    """Compact text of :func:`attnyolo.summary.attention_placements`: ``CoordAtt @ 5:P3(128) 8:P4(256) ...``."""
+    """Compact text of :func:`attnyolo.analysis.summary.attention_placements`: ``CoordAtt @ 5:P3(128) ...``."""
     if not placements:
         return "none"
     layers = sorted({p["layer"] for p in placements})
@@ -49,12 +49,9 @@ def placements_text(placements: Sequence[dict]) -> str:
 
 def _load_model(name: str | Path, device: torch.device) -> nn.Module:
     """A model YAML (built with nc=80 weights at random) or a checkpoint, as an eval-mode float module."""
-    from ultralytics import YOLO
+    from .summary import open_model
 
-    from ..integration.names import check_model_source
-
-    check_model_source(name, "models")  # errors name the file the user typed, not Ultralytics' fallback name
-    return YOLO(str(name)).model.float().to(device).eval()
+    return open_model(name, "models").model.float().to(device).eval()
 
 
 def benchmark_models(

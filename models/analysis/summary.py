@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 from torch import nn
 
+from ..integration.names import SCALED_FAMILIES, YOLOX_SIZE_NAMES, scaled_stem
 from ..layers.registry import kind_names, layer_classes
 
 # Stride of each pyramid level, for naming where a layer sits (P3/8 ... P5/32).
@@ -46,6 +48,28 @@ def attention_placements(model: nn.Module, imgsz: int = 64) -> list[dict]:
     return out
 
 
+def open_model(name: str | Path, key: str = "model"):
+    """An Ultralytics ``YOLO`` model from a model YAML or a checkpoint, with one-line errors naming ``key``.
+
+    A checkpoint file is opened by :func:`attnyolo.integration.checkpoints.load_model` (read without running code
+    from it; a damaged file or a model for another task is refused in one line); a YAML, or the name of an
+    Ultralytics stock weight that is not on disk (Ultralytics downloads it), by ``YOLO``.
+
+    Raises:
+        FileNotFoundError: Nothing of that name, with close matches.
+        CheckpointError: A checkpoint that cannot be read or is not a detection model.
+    """
+    from ultralytics import YOLO
+
+    from ..integration.checkpoints import load_model
+    from ..integration.names import check_model_source
+
+    check_model_source(name, key)  # errors name the file the user typed, not Ultralytics' fallback name
+    if str(name).endswith(".pt") and Path(str(name)).is_file():
+        return load_model(name, key)
+    return YOLO(str(name))
+
+
 def model_summary(model_name: str, imgsz: int = 640) -> dict:
     """Build a model from a YAML name or path and measure it.
 
@@ -56,13 +80,9 @@ def model_summary(model_name: str, imgsz: int = 640) -> dict:
     Returns:
         ``{"model", "layers", "params", "gflops", "imgsz", "attention": attention_placements(...)}``.
     """
-    from ultralytics import YOLO
     from ultralytics.utils.torch_utils import get_flops
 
-    from ..integration.names import check_model_source
-
-    check_model_source(model_name)  # errors name the file the user typed, not Ultralytics' fallback name
-    model = YOLO(model_name).model
+    model = open_model(model_name).model
     return {
         "model": model_name,
         "layers": len(list(model.modules())),
@@ -73,16 +93,16 @@ def model_summary(model_name: str, imgsz: int = 640) -> dict:
     }
 
 
-# Families of the zoo table, in its order (names as in attnyolo.integration.names.SCALED_FAMILIES: "yolov5" is
-# Ultralytics' anchor-free YOLOv5u, "yolov5-classic" the anchor-based original); YOLOX sizes use YOLOX's own names.
-ZOO_FAMILIES: tuple[str, ...] = ("yolov5", "yolov5-classic", "yolov8", "yolo11")
-YOLOX_SIZE_NAMES: tuple[str, ...] = ("nano", "tiny", "s", "m", "l", "x")
+def zoo_names(families: Sequence[str] | None = None, scales: str = "nsmlx", yolox: bool = True) -> list[str]:
+    """Every model name of the zoo: each family and scale, its stock baseline first, then every attention kind.
 
-
-def zoo_names(families: Sequence[str] = ZOO_FAMILIES, scales: str = "nsmlx", yolox: bool = True) -> list[str]:
-    """Every model name of the zoo: each family and scale, its stock baseline first, then every attention kind."""
-    from ..integration.names import scaled_stem
-
+    Args:
+        families: Families of :data:`attnyolo.integration.names.SCALED_FAMILIES` (default: all, in the zoo's order;
+            "yolov5" is Ultralytics' anchor-free YOLOv5u, "yolov5-classic" the anchor-based original).
+        scales: Scale letters.
+        yolox: Also every YOLOX size, by YOLOX's own size names.
+    """
+    families = tuple(SCALED_FAMILIES) if families is None else families
     names = [
         f"{scaled_stem(family, scale)}{'-' + kind if kind else ''}.yaml"
         for family in families

@@ -20,7 +20,7 @@ from ..data.sample import (
 from ..utils.cli import fail, parse_kv_args
 
 DEFAULTS = {
-    "out": "data/sample",
+    "out": None,  # data/sample under the working directory (attnyolo.utils.paths.sample_data_dir)
     "seed": 0,
     "n_train": DEFAULT_N_TRAIN,
     "n_val": DEFAULT_N_VAL,
@@ -37,7 +37,12 @@ def main(argv):
             fail(f"{key}={args[key]!r} must be an integer.")
     try:
         data_yaml = make_sample_dataset(
-            str(args["out"]), args["n_train"], args["n_val"], args["imgsz"], args["seed"], bool(args["video"])
+            None if args["out"] is None else str(args["out"]),
+            args["n_train"],
+            args["n_val"],
+            args["imgsz"],
+            args["seed"],
+            bool(args["video"]),
         )
     except ValueError as error:
         fail(str(error))  # a bad count or size is a usage error: exit 2

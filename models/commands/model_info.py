@@ -11,12 +11,13 @@ yolov5-classic (anchor-based YOLOv5), yolov8, yolo11), scales (for families; def
 trust_checkpoint=True reads .pt files you vouch for with full unpickling (docs/security.md).
 """
 
-from ..analysis.summary import ZOO_FAMILIES, model_summary, zoo_markdown, zoo_names
+from ..analysis.summary import model_summary, zoo_markdown, zoo_names
+from ..integration.names import SCALED_FAMILIES
 from ..layers.registry import kinds_markdown
 from ..utils.cli import TRUST_KEY, apply_trust_checkpoint, fail, parse_kv_args
 
 DEFAULTS = {"model": None, "imgsz": 640, "table": None, "scales": "nsmlx", TRUST_KEY: False}
-TABLES = ("zoo", "layers", "yolox", *ZOO_FAMILIES)
+TABLES = ("zoo", "layers", "yolox", *SCALED_FAMILIES)
 
 
 def main(argv):
@@ -30,7 +31,7 @@ def main(argv):
         if table == "layers":
             print(kinds_markdown())
             return 0
-        families = ZOO_FAMILIES if table == "zoo" else () if table == "yolox" else (table,)
+        families = tuple(SCALED_FAMILIES) if table == "zoo" else () if table == "yolox" else (table,)
         names = zoo_names(families, str(args["scales"]), yolox=table in {"zoo", "yolox"})
         for line in zoo_markdown(names, args["imgsz"]):
             print(line, flush=True)

@@ -2,7 +2,7 @@
 
 They run from the ``download:`` block of data/coco.yaml and data/VOC.yaml the first time Ultralytics does not find
 the images. Both end in the same place as ``tools/convert.py``: the archives are unpacked and handed to
-:func:`attnyolo.datasets.convert_dataset`, which writes YOLO labels and keeps the original annotations (COCO
+:func:`attnyolo.data.convert.convert_dataset`, which writes YOLO labels and keeps the original annotations (COCO
 instances JSON; VOC XML with ``difficult`` flags) for the evaluators. Nothing here runs in tests: the machines that
 run them have no internet; the conversion itself is tested on small generated folders.
 """

@@ -32,8 +32,8 @@ Image names are numeric (``000001.jpg``) and unique across splits, so Ultralytic
 integer ``image_id`` that the COCO JSON uses.
 
 Examples:
-    >>> from attnyolo.sample_data import make_sample_dataset
-    >>> data_yaml = make_sample_dataset("data/sample")  # doctest: +SKIP
+    >>> from attnyolo.data.sample import make_sample_dataset
+    >>> data_yaml = make_sample_dataset()  # data/sample under the working directory  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ from ..utils.atomic import (
     write_image_atomic,
     write_text_atomic,
 )
+from ..utils.paths import sample_data_dir
 
 CLASS_NAMES = ("circle", "rectangle", "triangle")
 
@@ -412,7 +413,7 @@ def _write_frames(path: Path, background: np.ndarray, sprites: list, width: int,
 
 
 def make_sample_dataset(
-    out_dir: str | Path = "data/sample",
+    out_dir: str | Path | None = None,
     n_train: int = DEFAULT_N_TRAIN,
     n_val: int = DEFAULT_N_VAL,
     imgsz: int = DEFAULT_IMGSZ,
@@ -425,7 +426,8 @@ def make_sample_dataset(
     replaced (only the files this function writes), so a regenerated dataset never mixes with a stale one.
 
     Args:
-        out_dir (str | Path): output folder.
+        out_dir (str | Path | None): output folder; None means ``data/sample`` under the working directory
+            (:func:`attnyolo.utils.paths.sample_data_dir`, where the tools look for it).
         n_train (int): number of training images.
         n_val (int): number of validation images.
         imgsz (int): longer image side in pixels; the shorter side is 75-100% of it.
@@ -445,7 +447,7 @@ def make_sample_dataset(
         raise ValueError(f"n_train={n_train} and n_val={n_val} must both be >= 1.")
     if imgsz < 32:
         raise ValueError(f"imgsz={imgsz} is too small for shapes to be recognisable; use 32 or more.")
-    out = Path(out_dir).resolve()
+    out = Path(out_dir if out_dir is not None else sample_data_dir()).resolve()
     for sub in ("images", "labels", "Annotations", "annotations"):
         shutil.rmtree(out / sub, ignore_errors=True)  # also drops Ultralytics' labels/*.cache of an older dataset
     photos = load_backgrounds()

@@ -43,6 +43,31 @@ def verify_onnx(pt_path: str | Path, onnx_path: str | Path, sizes=((640, 640),),
     return {"ok": worst <= rtol * max(scale, 1.0), "max_abs_diff": worst, "max_abs_output": scale, "inputs": inputs}
 
 
+def verification_sizes(imgsz, stride, dynamic: bool = False) -> list[tuple[int, int]]:
+    """The (height, width) inputs an ONNX export is checked at: its export size, and a second size when dynamic.
+
+    The export size is the one Ultralytics' exporter uses for ``imgsz``: one number or a list of one or two, rounded
+    up to a multiple of the model's largest stride (``ultralytics.utils.checks.check_imgsz``, as the exporter calls
+    it). A static ONNX file accepts only that size.
+
+    Args:
+        imgsz: The ``imgsz`` export setting: ``640``, ``[640]`` or ``[480, 640]``.
+        stride: The model's strides (a tensor) or its largest stride.
+        dynamic: Whether the export has dynamic axes; then one stride taller and one stride narrower is checked too.
+
+    Examples:
+        >>> verification_sizes([640], 32)
+        [(640, 640)]
+        >>> verification_sizes([100, 64], 32, dynamic=True)
+        [(128, 64), (160, 32)]
+    """
+    from ultralytics.utils.checks import check_imgsz
+
+    step = int(stride.max() if isinstance(stride, torch.Tensor) else stride)
+    h, w = check_imgsz(imgsz, stride=step, min_dim=2)
+    return [(h, w)] + ([(h + step, max(step, w - step))] if dynamic else [])
+
+
 def export_model(model: str | Path | None = None, format: str = "onnx", verify: bool = True, **kw):
     """Export a checkpoint; for ONNX also verify the file against PyTorch.
 
@@ -62,7 +87,5 @@ def export_model(model: str | Path | None = None, format: str = "onnx", verify: 
     if format != "onnx" or not verify or kw.get("nms"):
         # With nms=True the graph ends in NMS and returns final boxes, not the raw head output compared below.
         return path, None
-    imgsz = kw.get("imgsz", 640)
-    h, w = (imgsz, imgsz) if isinstance(imgsz, int) else tuple(imgsz)
-    sizes = [(h, w)] + ([(h + 32, max(32, w - 32))] if kw.get("dynamic") else [])
+    sizes = verification_sizes(kw.get("imgsz", 640), yolo.model.stride, bool(kw.get("dynamic")))
     return path, verify_onnx(model, path, sizes)

@@ -17,7 +17,7 @@ from ..integration.checkpoints import load_model
 from ..integration.datasets import predictor_frame_counts
 from ..utils.atomic import write_text_atomic
 from ..utils.paths import runs_dir
-from .trainer import latest_checkpoint
+from .runs import latest_checkpoint
 
 
 def _is_stream(source: str) -> bool:

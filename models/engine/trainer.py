@@ -23,20 +23,14 @@ from ultralytics.models.yolo.detect import DetectionTrainer
 from ultralytics.utils import DEFAULT_CFG, LOGGER, RANK
 from ultralytics.utils.torch_utils import unwrap_model
 
-from ..errors import CheckpointError
-from ..integration.checkpoints import (
-    check_checkpoint_file,
-    checkpoint_label,
-    load_model,
-    read_checkpoint,
-    save_model_atomically,
-)
+from ..integration.checkpoints import check_checkpoint_file, checkpoint_label, load_model, save_model_atomically
 from ..integration.names import check_model_source
 from ..integration.training import drop_unsaved_epochs
 from ..utils.cli import set_interrupt_advice
 from ..utils.paths import runs_dir, sample_data_dir
 from ..yolov5 import recipe as yolov5_recipe
 from ..yolox.head import YOLOXDetect
+from .runs import interrupt_advice, latest_interrupted_checkpoint, resumable_epoch
 from .transfer import transfer_by_rows
 
 
@@ -177,28 +171,12 @@ def check_data_splits(path: str | Path, data: str | Path | None = None) -> None:
         path: The local data YAML.
         data: The value the user gave, for messages (default: ``path``).
     """
-    import yaml
-    from ultralytics.data.utils import check_det_dataset
-
-    from ..errors import first_line
+    from ..data.data_yaml import read_data_yaml, resolve_data_yaml
 
     data = data or path
-    try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError, UnicodeDecodeError) as error:
-        raise ValueError(f"data={data}: not a readable YAML file ({first_line(error)}).") from None
-    if not isinstance(raw, dict):
-        raise ValueError(f"data={data}: expected a YAML mapping with path, train, val and names.")
-    if raw.get("download"):
+    if read_data_yaml(path, data).get("download"):
         return
-    try:
-        resolved = check_det_dataset(str(path), autodownload=False)
-    except FileNotFoundError as error:
-        raise FileNotFoundError(
-            f"data={data}: {first_line(error).rstrip('.')}. Fix: correct the path in {path} or add the images."
-        ) from None
-    except (SyntaxError, TypeError, ValueError, AssertionError, KeyError) as error:
-        raise ValueError(f"data={data}: {first_line(error)}") from None
+    resolved = resolve_data_yaml(path, data)
     train = resolved.get("train")
     missing = [p for p in (train if isinstance(train, list) else [train]) if p and not Path(p).exists()]
     if not train or missing:
@@ -218,13 +196,6 @@ def ensure_sample_data(data_dir: str | Path | None = None) -> Path:
         LOGGER.info(f"Generating the sample dataset in {data_dir} (no download needed)...")
         data_yaml = Path(make_sample_dataset(data_dir))
     return data_yaml
-
-
-def latest_checkpoint(project: str | Path | None = None, name: str = "last.pt") -> Path | None:
-    """The most recently written ``weights/<name>`` under ``project`` (default ``runs/train``), or None."""
-    project = Path(project) if project is not None else runs_dir("train")
-    found = sorted(project.glob(f"*/weights/{name}"), key=lambda p: p.stat().st_mtime)
-    return found[-1] if found else None
 
 
 def set_yolov5_loss_keys(yolo, keys: dict, name: str) -> None:
@@ -254,57 +225,6 @@ def set_yolov5_loss_keys(yolo, keys: dict, name: str) -> None:
         trainer.yolov5_loss_keys = dict(keys)
 
     yolo.add_callback("on_pretrain_routine_start", hand_over)
-
-
-def resumable_epoch(last: str | Path) -> int | None:
-    """The epoch after which the run of ``last`` (a ``last.pt``) stopped, or None when it cannot be resumed.
-
-    A run that finished has a stripped ``last.pt`` (Ultralytics' final step removes the optimizer and sets epoch -1);
-    a damaged or refused file cannot be resumed either. Read without running code from the file.
-    """
-    try:
-        ckpt = read_checkpoint(last, mmap=True)
-    except (CheckpointError, OSError):
-        return None
-    if not isinstance(ckpt, dict) or ckpt.get("epoch", -1) < 0 or ckpt.get("optimizer") is None:
-        return None
-    return int(ckpt["epoch"])
-
-
-def latest_interrupted_checkpoint(project: str | Path | None = None) -> Path:
-    """The ``last.pt`` of the newest run under ``project`` (default ``runs/train``) that did not finish.
-
-    Raises:
-        FileNotFoundError: No ``weights/last.pt`` at all, or every run finished; the message says which and the fix.
-    """
-    project = Path(project) if project is not None else runs_dir("train")
-    found = sorted(project.glob("*/weights/last.pt"), key=lambda p: p.stat().st_mtime, reverse=True)
-    if not found:
-        raise FileNotFoundError(
-            f"resume=True found no weights/last.pt under {project}. Fix: pass resume=path/to/last.pt."
-        )
-    for last in found:
-        if resumable_epoch(last) is not None:
-            return last
-    raise FileNotFoundError(
-        f"resume=True found no interrupted run under {project}: all {len(found)} runs there finished (newest: "
-        f"{found[0]}). Fix: start a new run, or fine-tune a finished one with model=<its best.pt>."
-    )
-
-
-def _interrupt_advice(state: dict) -> str | None:
-    """What works after Ctrl-C, judged by the files the run left (see :func:`train`)."""
-    trainer = getattr(state.get("yolo"), "trainer", None)
-    if trainer is None:
-        return "nothing was saved yet; start the run again"
-    last, best = Path(trainer.last), Path(trainer.best)
-    if last.is_file() and resumable_epoch(last) is not None:
-        return f"continue the run with: attnyolo train resume={last}"
-    if best.is_file() or last.is_file():
-        weights = best if best.is_file() else last
-        data = state.get("data") or trainer.args.data
-        return f"training had finished; score it with: attnyolo val model={weights} data={data}"
-    return "no checkpoint was written yet; start the run again"
 
 
 def import_foreign_pretrained(pretrained: str | Path, folder: str | Path) -> str | Path:
@@ -366,7 +286,9 @@ def train(
         evaluate: Score ``best.pt`` with pycocotools and the VOC protocol afterwards and write ``metrics.json``.
         recipe: ``ultralytics`` (Ultralytics' training recipe), or ``yolox`` / ``yolox-0.3.0`` for YOLOX's own
             schedule (YOLOX models only; :mod:`attnyolo.yolox.recipe`). A resumed run keeps its recipe.
-        **kw: Any Ultralytics training setting (epochs, imgsz, batch, device, project, name, ...).
+        **kw: Any Ultralytics training setting (epochs, imgsz, batch, device, project, name, ...). These win over
+            the sample recipe (:func:`base_recipe`) and every per-model default; the defaults of classic YOLOv5 models
+            (the sample recipe's overlay, hyp.scratch-low) apply only to keys not given here.
 
     Returns:
         ``(metrics, run_dir, transfer)``: metrics is None when ``evaluate`` is False; transfer is the
@@ -376,18 +298,19 @@ def train(
 
     project = kw.get("project") or runs_dir("train")
     state: dict = {"data": data}  # what the Ctrl-C message looks at: the run's files decide what will work
-    set_interrupt_advice(lambda: _interrupt_advice(state))
+    set_interrupt_advice(lambda: interrupt_advice(state))
     if resume:
         last = latest_interrupted_checkpoint(project) if resume is True else Path(resume)
         check_checkpoint_file(last, "resume")
-        yolo = state["yolo"] = load_model(last, "resume")
-        if (yolo.ckpt or {}).get("epoch", -1) < 0 or (yolo.ckpt or {}).get("optimizer") is None:
+        yolo = state["yolo"] = load_model(last, "resume")  # a damaged file fails here, with its own message
+        epoch = resumable_epoch(last)
+        if epoch is None:
             raise ValueError(
                 f"resume={last} is from a finished run (no optimizer state): nothing to resume. Fix: start a new run, "
                 "or fine-tune it with model=<its best.pt>."
             )
         which = f" (the newest interrupted run under {project})" if resume is True else ""
-        print(f"resuming {last} after epoch {yolo.ckpt['epoch'] + 1}{which}")
+        print(f"resuming {last} after epoch {epoch + 1}{which}")
         yolo.train(resume=True, trainer=recipe_trainer_of(Path(last).parents[1]))
     else:
         check_model_source(model)

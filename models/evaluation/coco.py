@@ -25,6 +25,8 @@ import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from ..errors import first_line
+
 # Metrics reported by evaluate_coco and their positions in COCOeval.stats (see COCOeval.summarize): AP@[.5:.95],
 # AP@.5, AP@.75, AP small/medium/large, and AR with at most 100 detections per image.
 COCO_METRIC_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR100")
@@ -194,6 +196,18 @@ def _finite_numbers(value: Any, length: int, what: str) -> list[float]:
     return [float(v) for v in value]
 
 
+def read_json(path: str | Path, source: str | None = None) -> Any:
+    """A JSON file's content, or one line naming the file (``source``, default the path) and the parser's error.
+
+    Raises:
+        ValueError: Not valid UTF-8 JSON.
+    """
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{source or path}: not valid JSON ({first_line(error)}).") from None
+
+
 def read_coco_json(path: str | Path) -> dict[str, Any]:
     """Read a COCO ground-truth JSON file, failing with one line if it is not JSON or lacks a required key.
 
@@ -206,10 +220,7 @@ def read_coco_json(path: str | Path) -> dict[str, Any]:
     Raises:
         ValueError: Not valid JSON (the message gives the parser's first line), or a required key is missing.
     """
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path}: not valid JSON ({str(error).splitlines()[0]}).") from None
+    data = read_json(path)
     _check_coco_keys(data, str(path))
     return data
 
@@ -276,11 +287,7 @@ def load_results(
     """
     source = source or (str(results) if isinstance(results, (str, Path)) else "results list")
     if isinstance(results, (str, Path)):
-        try:
-            with open(results) as f:
-                results = json.load(f)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{source}: not valid JSON ({error}).") from None
+        results = read_json(results, source)
     if not isinstance(results, (list, tuple)):
         raise ValueError(f"{source}: expected a list of detections, got {type(results).__name__}.")
     coco = _load_coco(coco_gt)

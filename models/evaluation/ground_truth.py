@@ -48,9 +48,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
-from ..errors import first_line
+from ..data.data_yaml import read_data_yaml, resolve_data_yaml
 from .coco import build_coco_ground_truth, read_coco_json, yolo_image_id
 from .voc import read_voc_xml
 
@@ -108,28 +107,13 @@ class SplitGroundTruth:
 
 
 def _read_data(data: str | Path, split: str) -> dict[str, Any]:
-    """Read and resolve a data YAML as Ultralytics does, with one-line errors for the common mistakes."""
-    from ultralytics.data.utils import check_det_dataset
-
+    """Read and resolve a data YAML for evaluating ``split``; class names must be given."""
     path = Path(data)
-    if not path.is_file():
-        raise FileNotFoundError(f"data={data}: no such file. Fix: pass the path of a data YAML (e.g. data.yaml).")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as error:
-        raise ValueError(f"data={data}: not a readable YAML file ({first_line(error)}).") from None
-    if not isinstance(raw, dict):
-        raise ValueError(f"data={data}: expected a YAML mapping with path, train, val and names.")
+    raw = read_data_yaml(path, data)
     if raw.get("names") is None:
         # Ultralytics would invent class_0, class_1, ...; per-class results and VOC's object names need real ones.
         raise ValueError(f"data={data}: no 'names' key. Fix: add the class names, e.g. names: {{0: cat, 1: dog}}.")
-    try:
-        # autodownload=False: an evaluator must not start a multi-GB download because a path is misspelt.
-        resolved = check_det_dataset(str(path), autodownload=False, split=split)
-    except FileNotFoundError as error:
-        raise FileNotFoundError(f"data={data}: {first_line(error)}.") from None
-    except (SyntaxError, TypeError, ValueError, AssertionError, KeyError) as error:
-        raise ValueError(f"data={data}: {first_line(error)}") from None
+    resolved = resolve_data_yaml(path, data, split)
     if not resolved.get(split):
         raise ValueError(f"data={data}: no '{split}' split. Fix: add '{split}: images/{split}' or pass split=.")
     names = resolved["names"]

@@ -7,7 +7,6 @@ truth comes from :mod:`attnyolo.evaluation.ground_truth`, the report from :mod:`
 
 from __future__ import annotations
 
-import json
 import shutil
 import warnings
 from collections.abc import Mapping, Sequence
@@ -20,7 +19,7 @@ from ..integration.checkpoints import check_checkpoint_file, load_model
 from ..integration.datasets import evaluated_images
 from ..utils.atomic import atomic_path, write_json_atomic
 from ..utils.paths import runs_dir
-from .coco import evaluate_coco, load_results
+from .coco import evaluate_coco, load_results, read_json
 from .ground_truth import SplitGroundTruth, load_split, voc_box
 from .report import COCO_PROTOCOL, DEFAULT_NAME, VOC_PROTOCOL, save_run
 from .voc import evaluate_voc
@@ -45,10 +44,7 @@ def _without_dropped_images(gt: SplitGroundTruth, predictions: Predictions) -> t
     if not dropped:
         return predictions, source
     if source is not None:
-        try:
-            predictions = json.loads(Path(source).read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise ValueError(f"{source}: not valid JSON ({str(error).splitlines()[0]}).") from None
+        predictions = read_json(source)
     if not isinstance(predictions, (list, tuple)):
         return predictions, source  # load_results names the problem
     kept = [p for p in predictions if not (isinstance(p, Mapping) and p.get("image_id") in dropped)]

@@ -46,11 +46,13 @@ def scaled_stem(family: str, scale: str) -> str:
 
 
 # YOLOX model names: yolox-<size>.yaml and yolox-<size>-<attention kind>.yaml (also with '_', as YOLOX's exps spell
-# them). YOLOX's own size names map to the scale keys of cfg/yolox/yolox.yaml.
-YOLOX_SIZES = {"nano": "n", "tiny": "t", "n": "n", "t": "t", "s": "s", "m": "m", "l": "l", "x": "x"}
+# them). YOLOX's own size names (exps/default/yolox_<size>.py), in zoo order, -> the scale keys of cfg/yolox/yolox.yaml.
+YOLOX_SIZE_NAMES: dict[str, str] = {"nano": "n", "tiny": "t", "s": "s", "m": "m", "l": "l", "x": "x"}
+# Every size a name may give -> scale key: YOLOX's names and the scale keys themselves (yolox-n.yaml = yolox-nano.yaml).
+YOLOX_SIZES = {**YOLOX_SIZE_NAMES, **{scale: scale for scale in YOLOX_SIZE_NAMES.values()}}
 
 
-_YOLOX_NAME = re.compile(r"^yolox[-_](?P<size>nano|tiny|[ntsmlx])(?:[-_](?P<kind>.+))?$")
+_YOLOX_NAME = re.compile(rf"^yolox[-_](?P<size>{'|'.join(map(re.escape, YOLOX_SIZES))})(?:[-_](?P<kind>.+))?$")
 
 
 def _tasks():
@@ -161,7 +163,7 @@ def model_names() -> list[str]:
     """Every model name this project resolves: the cfg/ files, and <family><scale>[-<kind>].yaml for each family."""
     names = {p.name for p in cfg_dir().rglob("*.yaml")}
     scaled = [scaled_stem(family, s) for family in SCALED_FAMILIES for s in "nsmlx"]
-    scaled += [f"yolox-{s}" for s in ("nano", "tiny", "s", "m", "l", "x")]
+    scaled += [f"yolox-{s}" for s in YOLOX_SIZE_NAMES]
     names.update(f"{stem}{'-' + k if k else ''}.yaml" for stem in scaled for k in ("", *kind_names()))
     return sorted(names)
 

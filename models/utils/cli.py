@@ -1,7 +1,8 @@
 """The command-line convention shared by every script in tools/: Ultralytics-style ``key=value`` arguments.
 
-Unknown keys are rejected with close-match suggestions, ``help``/``-h`` prints the usage, and failures end in a
-one-line message and a non-zero exit status instead of a traceback.
+Unknown keys are rejected with close-match suggestions, ``help``/``-h`` prints the usage, and failures a person can
+fix end in a one-line message and a non-zero exit status instead of a traceback. ``ATTNYOLO_DEBUG=1`` in the
+environment keeps the traceback of every failure (:data:`DEBUG_ENV`).
 """
 
 from __future__ import annotations
@@ -9,16 +10,17 @@ from __future__ import annotations
 import ast
 import difflib
 import errno
+import os
 import re
 import sys
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
-
-
-class UsageError(ValueError):
-    """A command line that cannot be run as written (unknown key, malformed argument, bad value)."""
+# Set to 1 (true, yes, on) to see the full traceback of every failure run_tool would report in one line.
+DEBUG_ENV = "ATTNYOLO_DEBUG"
+# Errors that may come from a bug rather than from the input: still one line, with how to see the traceback.
+_MAYBE_BUGS = (TypeError, KeyError)
 
 
 def convert_value(text: str):
@@ -226,33 +228,71 @@ def _interrupted_message() -> str:
     return f"interrupted; {text}" if text else "interrupted"
 
 
-def run_tool(main: Callable[[list[str]], int | None], argv: Sequence[str] | None = None) -> int:
-    """Run a tool's ``main(argv)``, turning expected failures into a one-line message and exit status 1.
+def debugging() -> bool:
+    """Whether ``ATTNYOLO_DEBUG`` asks for tracebacks (any value but empty, 0, false, no, off)."""
+    return os.environ.get(DEBUG_ENV, "").strip().lower() not in {"", "0", "false", "no", "off"}
 
-    Errors that mean "the input is wrong" (missing files, bad values, bad YAML rows) are reported without a
-    traceback; anything else is a bug and keeps its traceback.
+
+def _one_line(error: BaseException) -> str:
+    """An error's whole message on one line (KeyError's str() wraps it in quotes; its first argument is the text)."""
+    message = str(error.args[0] if isinstance(error, KeyError) and error.args else error).strip()
+    message = message or type(error).__name__
+    return " ".join(message.split()) if len(message) < 2000 else message
+
+
+def failure_message(error: BaseException) -> tuple[str, int] | None:
+    """The one-line message and exit status :func:`run_tool` reports for ``error``, or None to keep its traceback.
+
+    Wrong input (missing files, bad values and YAML rows: ``FileNotFoundError``, ``ValueError`` and its subclasses
+    ``ModelConfigError``/``CheckpointError``), an unsupported Ultralytics, an OS failure a person can act on (full or
+    read-only disk, permissions, a dropped connection) and Ctrl-C get one line. ``TypeError`` and ``KeyError`` get one
+    line too, since a wrong value often ends in one, but they may also be a bug in attnyolo, so the line says how to
+    see the traceback. Anything else is a bug and keeps its traceback.
     """
-    from ..errors import ModelConfigError, UnsupportedUltralyticsError
+    from ..errors import UnsupportedUltralyticsError
 
+    if isinstance(error, KeyboardInterrupt):
+        return _interrupted_message(), 130
+    if isinstance(error, UnsupportedUltralyticsError):
+        return str(error), EXIT_FAILURE
+    if isinstance(error, (FileNotFoundError, NotADirectoryError, ValueError)):
+        return _one_line(error), EXIT_FAILURE
+    if isinstance(error, _MAYBE_BUGS):
+        hint = f"{type(error).__name__}; if the input is right, this is a bug: {DEBUG_ENV}=1 shows the traceback"
+        return f"{_one_line(error).rstrip('.')} ({hint}).", EXIT_FAILURE
+    if isinstance(error, ConnectionError):  # a camera or stream that drops
+        return " ".join(str(error).split()), EXIT_FAILURE
+    if isinstance(error, OSError) and error.errno in _OS_FAILURES:  # a full or read-only disk, permissions, ...
+        return os_failure_message(error), EXIT_FAILURE
+    return None
+
+
+def _show_hidden_causes(error: BaseException) -> None:
+    """Undo ``raise ... from None`` along the chain, so a traceback also shows the errors a message restated."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        error.__suppress_context__ = False
+        error = error.__cause__ or error.__context__
+
+
+def run_tool(main: Callable[[list[str]], int | None], argv: Sequence[str] | None = None) -> int:
+    """Run a tool's ``main(argv)``, turning failures a person can act on into one line and a non-zero exit status.
+
+    What gets one line is :func:`failure_message`'s decision; anything else is a bug and keeps its traceback. With
+    ``ATTNYOLO_DEBUG=1`` every failure keeps its traceback, including the errors that one-line messages replaced
+    (raised ``from None``), so the first cause is visible.
+    """
     warnings.formatwarning = _warning_line  # e.g. "skipping bad label line file:line" reads as one line
     set_interrupt_advice(None)
-    expected = (FileNotFoundError, NotADirectoryError, ValueError, TypeError, KeyError, ModelConfigError)
     try:
         return main(list(sys.argv[1:] if argv is None else argv)) or EXIT_OK
-    except UnsupportedUltralyticsError as e:
-        fail(str(e), EXIT_FAILURE)
-    except expected as e:
-        # KeyError's str() wraps the message in quotes; its first argument is the message itself
-        message = str(e.args[0] if isinstance(e, KeyError) and e.args else e).strip() or type(e).__name__
-        fail(" ".join(message.split()) if len(message) < 2000 else message, EXIT_FAILURE)
-    except OSError as e:  # the environment: a full or read-only disk, permissions, a camera or stream that fails
-        if isinstance(e, ConnectionError):
-            fail(" ".join(str(e).split()), EXIT_FAILURE)
-        if e.errno not in _OS_FAILURES:
-            raise  # not a failure a person can act on: a bug, keep the traceback
-        fail(os_failure_message(e), EXIT_FAILURE)
-    except KeyboardInterrupt:
-        fail(_interrupted_message(), 130)
+    except (Exception, KeyboardInterrupt) as error:
+        failure = None if debugging() else failure_message(error)
+        if failure is None:
+            _show_hidden_causes(error)
+            raise
+        fail(*failure)
     finally:
         set_interrupt_advice(None)
     return EXIT_FAILURE

@@ -57,7 +57,6 @@ YOLOX_RESIZE_EVERY = 10  # iterations between multi-scale draws (yolox/core/trai
 YOLOX_NMS_IOU = 0.65  # nmsthre
 STRIDE = 32
 
-RECIPES = ("ultralytics", "yolox", "yolox-0.3.0")
 RECIPE_FILE = "recipe.json"  # written into the run directory, so resume=True continues with the same recipe
 
 # Per size: official input size and multi-scale range in strides of 32 at that size, and the augmentation the exp
@@ -294,6 +293,7 @@ class YOLOX030RecipeTrainer(YOLOXRecipeTrainer):
 
 
 TRAINERS = {"ultralytics": AttnDetectionTrainer, "yolox": YOLOXRecipeTrainer, "yolox-0.3.0": YOLOX030RecipeTrainer}
+RECIPES = tuple(TRAINERS)  # the recipe= choices
 
 
 def resolve_recipe(recipe: str, model: nn.Module, overrides: dict[str, Any]) -> tuple[dict[str, Any], type]:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
@@ -17,7 +15,6 @@ from attnyolo.analysis.ablation import STATE_FILE, load_state, run_ablation
 from attnyolo.data.sample import make_sample_dataset
 from attnyolo.errors import ModelConfigError
 
-REPO = Path(__file__).resolve().parents[2]
 MODELS = "yolov8n.yaml,yolov8n-CoordAtt.yaml"
 RECIPE = {"epochs": 1, "imgsz": 64, "batch": 4, "workers": 0, "seed": 0}
 
@@ -27,17 +24,12 @@ def data(tmp_path_factory):
     return make_sample_dataset(tmp_path_factory.mktemp("ablation-data"), n_train=8, n_val=4, imgsz=64, video=False)
 
 
-def ablate(*args):
-    command = [sys.executable, str(REPO / "tools" / "ablate.py"), *map(str, args)]
-    return subprocess.run(command, capture_output=True, text=True, timeout=600)
-
-
 @pytest.fixture(scope="module")
-def finished(data, tmp_path_factory):
+def finished(data, tmp_path_factory, tool):
     project = tmp_path_factory.mktemp("ablations")
     args = [f"models={MODELS}", f"data={data}", *(f"{k}={v}" for k, v in RECIPE.items())]
     args += [f"project={project}", "name=abl", "latency_repeats=2"]
-    r = ablate(*args)
+    r = tool("ablate", *args)
     assert r.returncode == 0, r.stderr[-4000:]
     return project / "abl", args, r
 
@@ -66,10 +58,10 @@ def test_ablation_tool_writes_table_figure_and_state(finished):
 
 
 @pytest.mark.slow
-def test_rerun_skips_finished_runs(finished):
+def test_rerun_skips_finished_runs(finished, tool):
     out, args, _ = finished
     before = (out / STATE_FILE).read_text()
-    r = ablate(*args)
+    r = tool("ablate", *args)
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.count("finished earlier, skipped") == 2 and "Epoch" not in r.stdout
     assert (out / STATE_FILE).read_text() == before
@@ -83,7 +75,7 @@ def no_model_summary(request, monkeypatch):
 
 
 def _fake_train(calls, fail_on=None):
-    """Stand-in for attnyolo.training.train: records the call and leaves a run directory with a best.pt."""
+    """Stand-in for attnyolo.engine.trainer.train: records the call and leaves a run directory with a best.pt."""
 
     def train(model=None, data=None, resume=False, project=None, name=None, **kw):
         calls.append({"model": model, "resume": resume, "name": name, **kw})
@@ -186,3 +178,24 @@ def test_new_ablation_recipe_starts_from_the_sample_recipe_only_on_sample_data(t
     elsewhere = initial_recipe(tmp_path / "voc.yaml", {"imgsz": 640})
     assert elsewhere == {**ABLATION_DEFAULTS, "imgsz": 640}
     assert "epochs" not in elsewhere and "lr0" not in elsewhere  # Ultralytics' defaults apply there
+
+
+@pytest.mark.slow
+def test_the_recipe_wins_and_each_models_own_defaults_are_recorded(tmp_path, monkeypatch):
+    import yaml
+
+    monkeypatch.chdir(tmp_path)  # the sample dataset lives in data/sample under the working directory
+    make_sample_dataset(tmp_path / "data" / "sample", n_train=8, n_val=4, imgsz=64, video=False)
+    out = tmp_path / "abl"
+    models = ["yolov5n-classic.yaml", "yolov8n.yaml"]
+    run_ablation(models, out_dir=out, latency_repeats=0, log=lambda s: None, epochs=1, imgsz=64, batch=4, workers=0)
+    state = load_state(out)
+    for name, run in state["finished"].items():
+        args = yaml.safe_load((Path(run["run_dir"]) / "args.yaml").read_text())
+        # every recorded key is what the run trained with: epochs=1, not attnyolo train's 25 for classic models
+        assert {k: args[k] for k in state["recipe"]} == state["recipe"], name
+    # Keys the recipe leaves open: YOLOv5's hyp.scratch-low box gain (Ultralytics: 7.5) and, on the sample data, no
+    # mosaic (Ultralytics: 1.0) for the classic model; its other hyp.scratch-low values equal Ultralytics' defaults.
+    assert state["finished"]["yolov5n-classic"]["settings"] == {"box": 0.05, "mosaic": 0.0}
+    assert state["finished"]["yolov8n"]["settings"] == {}
+    assert "- yolov5n-classic.yaml: box=0.05, mosaic=0.0" in (out / "ablation.md").read_text()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -160,3 +161,21 @@ def test_benchmark_tool_rejects_unknown_key_and_kind(run_command):
     assert r.returncode == 2 and "Did you mean models?" in r.stderr
     r = run_command("benchmark", "kinds=ELA-Q", "models=none")
     assert r.returncode == 1 and "kinds=ELA-Q: unknown attention kind 'ELA-Q'. Did you mean ELA-T" in r.stderr
+
+
+def test_checkpoints_are_opened_by_the_safe_reader_with_messages_naming_the_argument(tmp_path):
+    from ultralytics import YOLO
+
+    from attnyolo.analysis.summary import model_summary
+    from attnyolo.errors import CheckpointError
+
+    damaged = tmp_path / "damaged.pt"
+    damaged.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match=f"^model={re.escape(str(damaged))} is not a loadable checkpoint"):
+        model_summary(str(damaged), 64)
+    with pytest.raises(CheckpointError, match=f"^models={re.escape(str(damaged))} is not a loadable checkpoint"):
+        benchmark_models([str(damaged)], imgsz=64, repeats=1)
+    classify = tmp_path / "classify.pt"
+    YOLO("yolov8n-cls.yaml").save(classify)  # a checkpoint of another task: the tools measure detectors only
+    with pytest.raises(CheckpointError, match="is a 'classify' model"):
+        model_summary(str(classify), 64)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
@@ -15,7 +13,6 @@ import attnyolo  # noqa: F401  (registers the layers)
 from attnyolo.analysis.visualize import anchor_stride, attention_maps, detect, grad_cam, letterbox, read_image
 from attnyolo.data.sample import make_sample_dataset
 
-REPO = Path(__file__).resolve().parents[2]
 IMGSZ = 64
 CONF = 1e-6  # untrained weights: every score is tiny, but NMS still keeps ranked boxes
 
@@ -157,16 +154,10 @@ def test_grad_cam_errors_are_actionable(net, image_path):
         grad_cam(net, lb, 99, conf=CONF)
 
 
-def tool(*args):
-    return subprocess.run(
-        [sys.executable, str(REPO / "tools" / "visualize.py"), *map(str, args)], capture_output=True, text=True
-    )
-
-
 @pytest.mark.slow
-def test_visualize_tool_writes_named_pngs(checkpoint, image_path, tmp_path):
+def test_visualize_tool_writes_named_pngs(checkpoint, image_path, tmp_path, tool):
     r = tool(
-        f"model={checkpoint}", f"source={image_path}", f"imgsz={IMGSZ}", f"conf={CONF}", "layers=5,8",
+        "visualize", f"model={checkpoint}", f"source={image_path}", f"imgsz={IMGSZ}", f"conf={CONF}", "layers=5,8",
         f"project={tmp_path}", "name=pics",
     )  # fmt: skip
     assert r.returncode == 0, r.stderr[-3000:]

@@ -263,3 +263,63 @@ def test_error_lines_carry_no_colour_codes(capsys):
         run_tool(main, [])
     assert done.value.code == 1
     assert capsys.readouterr().err == "error: val: Dataset 'x.yaml' images not found , missing path 'y'\n"
+
+
+def _failing(error):
+    def main(argv):
+        raise error
+
+    return main
+
+
+def test_type_and_key_errors_say_they_may_be_a_bug_and_how_to_see_the_traceback(capsys, monkeypatch):
+    from attnyolo.utils.cli import run_tool
+
+    monkeypatch.delenv("ATTNYOLO_DEBUG", raising=False)
+    for error, text in ((TypeError("unhashable type: 'list'"), "unhashable type: 'list'"), (KeyError("nc"), "nc")):
+        with pytest.raises(SystemExit) as done:
+            run_tool(_failing(error), [])
+        assert done.value.code == 1
+        assert capsys.readouterr().err == (
+            f"error: {text} ({type(error).__name__}; if the input is right, this is a bug: ATTNYOLO_DEBUG=1 shows the "
+            "traceback).\n"
+        )
+    # errors a person can fix read as before, without the hint
+    with pytest.raises(SystemExit):
+        run_tool(_failing(ValueError("imgsz=7 is not an image size.")), [])
+    assert capsys.readouterr().err == "error: imgsz=7 is not an image size.\n"
+
+
+@pytest.mark.parametrize("value", ["1", "true"])
+def test_debug_switch_keeps_the_traceback_of_every_failure(value, monkeypatch):
+    from attnyolo.errors import CheckpointError
+    from attnyolo.utils.cli import run_tool
+
+    monkeypatch.setenv("ATTNYOLO_DEBUG", value)
+
+    def main(argv):
+        try:
+            raise RuntimeError("invalid load key, 'x'")  # what torch says about a file that is not a checkpoint
+        except RuntimeError:
+            raise CheckpointError("model=x.pt is not a loadable checkpoint") from None
+
+    with pytest.raises(CheckpointError) as raised:
+        run_tool(main, [])
+    # the error the one-line message replaced is shown in the traceback again
+    assert not raised.value.__suppress_context__ and isinstance(raised.value.__context__, RuntimeError)
+    with pytest.raises(FileNotFoundError):
+        run_tool(_failing(FileNotFoundError("data=x.yaml does not exist")), [])
+    with pytest.raises(KeyError):
+        run_tool(_failing(KeyError("nc")), [])
+    with pytest.raises(OSError):
+        run_tool(_failing(OSError(errno.ENOSPC, "No space left on device", "out.json")), [])
+
+
+def test_debug_switch_off_values_keep_one_line_messages(capsys, monkeypatch):
+    from attnyolo.utils.cli import run_tool
+
+    for value in ("0", "false", ""):
+        monkeypatch.setenv("ATTNYOLO_DEBUG", value)
+        with pytest.raises(SystemExit):
+            run_tool(_failing(FileNotFoundError("data=x.yaml does not exist")), [])
+        assert capsys.readouterr().err == "error: data=x.yaml does not exist\n"

@@ -16,23 +16,13 @@ REPO = Path(__file__).resolve().parents[2]
 TINY = ["imgsz=64", "batch=4", "workers=0", "device=cpu", "plots=False"]
 
 
-def tool(name, *args, timeout=600, cwd=None):
-    return subprocess.run(
-        [sys.executable, str(REPO / "tools" / f"{name}.py"), *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=cwd,
-    )
-
-
 @pytest.fixture(scope="module")
 def data_with_video(tmp_path_factory):
     return make_sample_dataset(tmp_path_factory.mktemp("sample-video"), n_train=8, n_val=4, imgsz=96, video=True)
 
 
 @pytest.fixture(scope="module")
-def trained(data_with_video, tmp_path_factory):
+def trained(data_with_video, tmp_path_factory, tool):
     project = tmp_path_factory.mktemp("runs")
     r = tool("train", "model=yolov8n-CoordAtt.yaml", f"data={data_with_video}", "epochs=2", *TINY, f"project={project}")
     assert r.returncode == 0, r.stderr[-4000:]
@@ -58,7 +48,7 @@ def test_train_writes_checkpoints_metrics_and_prints_table(trained):
 
 
 @pytest.mark.slow
-def test_val_both_forms_agree_on_the_same_predictions(trained, data_with_video, tmp_path):
+def test_val_both_forms_agree_on_the_same_predictions(trained, data_with_video, tmp_path, tool):
     project, _ = trained
     best = next(project.glob("*/weights/best.pt"))
     r = tool("val", f"model={best}", f"data={data_with_video}", *TINY, f"project={tmp_path}", "name=withmodel")
@@ -77,7 +67,7 @@ def test_val_both_forms_agree_on_the_same_predictions(trained, data_with_video, 
 
 
 @pytest.mark.slow
-def test_predict_images_and_video_keep_resolution_and_fps(trained, data_with_video, tmp_path):
+def test_predict_images_and_video_keep_resolution_and_fps(trained, data_with_video, tmp_path, tool):
     import cv2
 
     project, _ = trained
@@ -112,7 +102,7 @@ def test_predict_images_and_video_keep_resolution_and_fps(trained, data_with_vid
 
 
 @pytest.mark.slow
-def test_export_onnx_matches_pytorch(trained, tmp_path):
+def test_export_onnx_matches_pytorch(trained, tmp_path, tool):
     project, _ = trained
     best = next(project.glob("*/weights/best.pt"))
     r = tool("export", f"model={best}", "format=onnx", "imgsz=64", "dynamic=True", "device=cpu")
@@ -135,8 +125,32 @@ def test_export_onnx_matches_pytorch(trained, tmp_path):
     assert "-> OK" in r.stdout
 
 
+def test_onnx_check_sizes_follow_the_exporters_size_rules():
+    from attnyolo.engine.export import verification_sizes
+
+    # one number, or a list of one or two (Ultralytics' check_imgsz), rounded up to the largest stride
+    assert verification_sizes(640, 32) == verification_sizes([640], 32) == [(640, 640)]
+    assert verification_sizes([480, 640], 32) == [(480, 640)]
+    assert verification_sizes([70], 32) == [(96, 96)]
+    import torch
+
+    assert verification_sizes([64], torch.tensor([8.0, 16.0, 32.0]), dynamic=True) == [(64, 64), (96, 32)]
+
+
 @pytest.mark.slow
-def test_pretrained_transfer_reports_counts(data_with_video, tmp_path):
+@pytest.mark.parametrize("imgsz", ["[64]", "70"])
+def test_export_checks_one_element_and_off_stride_sizes(imgsz, tiny_checkpoint, tmp_path, run_command):
+    import shutil
+
+    model = shutil.copy(tiny_checkpoint, tmp_path / "tiny.pt")  # the export is written beside the checkpoint
+    r = run_command("export", f"model={model}", "format=onnx", f"imgsz={imgsz}", "device=cpu")
+    assert r.returncode == 0, r.stderr[-3000:]
+    size = 64 if imgsz == "[64]" else 72  # the tiny model's largest stride is 4: 70 is exported at 72
+    assert f"on {size}x{size} inputs:" in r.stdout and r.stdout.rstrip().endswith("-> OK"), r.stdout[-2000:]
+
+
+@pytest.mark.slow
+def test_pretrained_transfer_reports_counts(data_with_video, tmp_path, tool):
     from ultralytics import YOLO
 
     stock = tmp_path / "yolov8n-local.pt"
@@ -162,7 +176,7 @@ def test_pretrained_transfer_reports_counts(data_with_video, tmp_path):
 
 
 @pytest.mark.slow
-def test_resume_after_kill_mid_epoch(data_with_video, tmp_path):
+def test_resume_after_kill_mid_epoch(data_with_video, tmp_path, tool):
     """Kill training during epoch 2 (after epoch 1's last.pt), resume, and finish all epochs."""
     args = [
         sys.executable,
@@ -235,7 +249,7 @@ def test_predict_corrupt_image_is_refused(tmp_path, run_command):
 
 
 @pytest.mark.slow
-def test_predict_folder_of_unreadable_images_is_an_error(trained, tmp_path):
+def test_predict_folder_of_unreadable_images_is_an_error(trained, tmp_path, tool):
     project, _ = trained
     best = next(project.glob("*/weights/best.pt"))
     folder = tmp_path / "imgs"

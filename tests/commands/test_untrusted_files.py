@@ -32,8 +32,8 @@ def tool_cases(evil, data, image, out):
         ("predict", [f"model={evil}", f"source={image}", f"project={out}"], "model"),
         ("export", [f"model={evil}"], "model"),
         ("visualize", [f"model={evil}", f"source={image}", f"project={out}"], "model"),
-        ("model_info", [f"model={evil}"], None),
-        ("benchmark", [f"models={evil}", "layers=False", f"project={out}"], None),
+        ("model_info", [f"model={evil}"], "model"),
+        ("benchmark", [f"models={evil}", "layers=False", f"project={out}"], "models"),
     ]
 
 
@@ -46,8 +46,7 @@ def test_every_tool_refuses_a_malicious_checkpoint(malicious_checkpoint, sample_
         err = capsys.readouterr().err
         errors = [line for line in err.splitlines() if line.startswith("error: ")]
         assert done.value.code == 1 and len(errors) == 1 and "Traceback" not in err, (command, err[-2000:])
-        prefix = f"{key}={evil}" if key else str(evil)
-        assert errors[0].startswith(f"error: {prefix}: refused to load: it references posix.system, which "), (
+        assert errors[0].startswith(f"error: {key}={evil}: refused to load: it references posix.system, which "), (
             command,
             errors[0],
         )

@@ -1,31 +1,13 @@
 """tools/val.py end to end, in a subprocess as a user runs it: exit status, printed output, files written."""
 
 import json
-import os
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
-TOOL = REPO / "tools" / "val.py"
 COCO_KEYS = {"AP", "AP50", "AP75", "APs", "APm", "APl", "AR100", "per_class"}
 VOC_KEYS = {"mAP50_11point", "mAP50_area", "per_class"}
-
-
-def run_val(*args, cwd, **env):
-    # The environment (YOLO_OFFLINE, YOLO_AUTOINSTALL, YOLO_CONFIG_DIR) comes from tests/conftest.py.
-    return subprocess.run(
-        [sys.executable, str(TOOL), *map(str, args)],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, **env},
-    )
 
 
 def fractions(tree):
@@ -46,9 +28,9 @@ def copy_dataset(data_yaml, dst, **changes):
     return dst / "data.yaml"
 
 
-def test_scores_a_predictions_file(sample_data, perfect_predictions, tmp_path):
-    proc = run_val(
-        f"data={sample_data}", f"predictions={perfect_predictions}", f"project={tmp_path / 'runs'}", cwd=tmp_path
+def test_scores_a_predictions_file(sample_data, perfect_predictions, tmp_path, tool):
+    proc = tool(
+        "val", f"data={sample_data}", f"predictions={perfect_predictions}", f"project={tmp_path / 'runs'}", cwd=tmp_path
     )
     assert proc.returncode == 0, proc.stderr
     run_dir = tmp_path / "runs" / "exp"
@@ -66,11 +48,11 @@ def test_scores_a_predictions_file(sample_data, perfect_predictions, tmp_path):
     assert json.loads((run_dir / "predictions.json").read_text()) == json.loads(perfect_predictions.read_text())
 
 
-def test_bad_label_line_drops_the_image_warns_and_continues(sample_data, perfect_predictions, tmp_path):
+def test_bad_label_line_drops_the_image_warns_and_continues(sample_data, perfect_predictions, tmp_path, tool):
     data_yaml = copy_dataset(sample_data, tmp_path / "data", coco_annotations=None)
     label = data_yaml.parent / "labels" / "val" / "000003.txt"
     label.write_text(label.read_text() + "9 0.5 0.5 0.1 0.1\n")
-    proc = run_val(f"data={data_yaml}", f"predictions={perfect_predictions}", f"project={tmp_path}", cwd=tmp_path)
+    proc = tool("val", f"data={data_yaml}", f"predictions={perfect_predictions}", f"project={tmp_path}", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     image = data_yaml.parent / "images" / "val" / "000003.jpg"
     assert f"warning: {image}: dropped from the evaluation, as Ultralytics' validator drops it" in proc.stderr
@@ -147,10 +129,10 @@ def test_bad_input_gives_one_line_error(case, sample_data, perfect_predictions, 
     assert not (tmp_path / "runs").exists()  # nothing half-written
 
 
-def test_bad_input_in_a_fresh_process_is_one_line_on_stderr(sample_data, perfect_predictions, tmp_path):
+def test_bad_input_in_a_fresh_process_is_one_line_on_stderr(sample_data, perfect_predictions, tmp_path, tool):
     # The same as above through the script, where any warning or log line would also land on stderr.
     args, expected = _malformed_entry(tmp_path, sample_data, perfect_predictions)
-    proc = run_val(*args, f"project={tmp_path / 'runs'}", cwd=tmp_path)
+    proc = tool("val", *args, f"project={tmp_path / 'runs'}", cwd=tmp_path)
     assert proc.returncode == 1 and proc.stderr.strip().splitlines() == [proc.stderr.strip()], proc.stderr
     assert proc.stderr.startswith("error: ") and expected in proc.stderr
 
@@ -162,7 +144,7 @@ def test_unknown_key_is_rejected_with_a_suggestion(sample_data, tmp_path, run_co
 
 
 @pytest.mark.slow
-def test_validates_a_checkpoint(sample_data, tmp_path):
+def test_validates_a_checkpoint(sample_data, tmp_path, tool):
     import torch
     from ultralytics import YOLO
 
@@ -177,7 +159,7 @@ def test_validates_a_checkpoint(sample_data, tmp_path):
     model.save(weights)
     args = ("imgsz=64", "batch=4", "workers=0", "device=cpu", f"project={tmp_path / 'runs'}", "name=tiny")
     # Verbose, so that Ultralytics' own log would show a faster-coco-eval step if one ran.
-    proc = run_val(f"model={weights}", f"data={sample_data}", *args, cwd=tmp_path, YOLO_VERBOSE="true")
+    proc = tool("val", f"model={weights}", f"data={sample_data}", *args, cwd=tmp_path, env={"YOLO_VERBOSE": "true"})
     assert proc.returncode == 0, proc.stderr
     run_dir = tmp_path / "runs" / "tiny"
     metrics = json.loads((run_dir / "metrics.json").read_text())

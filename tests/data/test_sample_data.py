@@ -164,3 +164,13 @@ def test_tool_rejects_bad_arguments(tmp_path, capsys):
     assert exit_status(main, ["seed=abc"]) == 2
     assert exit_status(main, ["help"]) == 0
     assert "Usage" in capsys.readouterr().out
+
+
+def test_tool_writes_by_default_where_the_training_tools_look(tmp_path, monkeypatch, capsys):
+    from attnyolo.commands.make_sample_data import main
+    from attnyolo.utils.paths import sample_data_dir
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["n_train=1", "n_val=1", "imgsz=64", "video=false"]) == 0
+    assert sample_data_dir() == tmp_path / "data" / "sample" and (sample_data_dir() / "data.yaml").is_file()
+    assert f"data: {sample_data_dir() / 'data.yaml'}" in capsys.readouterr().out

@@ -15,7 +15,7 @@ from ultralytics.nn.tasks import DetectionModel
 
 from attnyolo.commands import run
 from attnyolo.data.sample import make_sample_dataset
-from attnyolo.engine.trainer import latest_interrupted_checkpoint, resumable_epoch
+from attnyolo.engine.runs import FINISHED, latest_interrupted_checkpoint, resumable_epoch, run_epoch
 
 TINY = {"nc": 2, "backbone": [[-1, 1, "Conv", [8, 3, 2]]], "head": [[[0], 1, "Detect", ["nc"]]]}
 
@@ -34,11 +34,15 @@ def write_run(project, name, epoch, mtime):
 
 def test_resume_takes_the_newest_run_that_did_not_finish(tmp_path):
     older_interrupted = write_run(tmp_path, "a", epoch=4, mtime=1_000)
-    write_run(tmp_path, "b", epoch=-1, mtime=2_000)  # newer, but finished: resume=True used to take this one
+    finished = write_run(tmp_path, "b", epoch=-1, mtime=2_000)  # newer, but finished
     (tmp_path / "c" / "weights").mkdir(parents=True)
-    (tmp_path / "c" / "weights" / "last.pt").write_bytes(b"killed while writing")  # newest, damaged
+    damaged = tmp_path / "c" / "weights" / "last.pt"
+    damaged.write_bytes(b"killed while writing")  # newest, damaged
     assert latest_interrupted_checkpoint(tmp_path) == older_interrupted
-    assert resumable_epoch(older_interrupted) == 4
+    assert resumable_epoch(older_interrupted) == run_epoch(older_interrupted) == 4
+    # neither can be resumed, but a finished run is told apart from a damaged file (the ablation scores the first)
+    assert resumable_epoch(finished) is None and run_epoch(finished) == FINISHED == -1
+    assert resumable_epoch(damaged) is None and run_epoch(damaged) is None
 
 
 def test_resume_with_only_finished_runs_is_one_line(tmp_path, capsys):

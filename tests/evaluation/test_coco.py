@@ -246,3 +246,15 @@ def test_yolo_image_id():
     assert yolo_image_id("datasets/coco/images/val2017/000000000139.jpg") == 139
     assert yolo_image_id("VOC/images/test2007/2008_000002.jpg") == "2008_000002"
     assert yolo_image_id("img.png") == "img"
+
+
+def test_unreadable_json_files_fail_in_one_line_naming_the_file(tmp_path):
+    from attnyolo.evaluation.coco import read_coco_json
+
+    binary, broken = tmp_path / "predictions.json", tmp_path / "instances_val.json"
+    binary.write_bytes(b"\xff\xfe\x00binary")  # e.g. a checkpoint passed as predictions=
+    broken.write_text('{"images": [}')
+    with pytest.raises(ValueError, match=rf"^{binary}: not valid JSON \('utf-8' codec can't decode byte 0xff"):
+        load_results(binary, {"images": [], "annotations": [], "categories": []})
+    with pytest.raises(ValueError, match=rf"^{broken}: not valid JSON \(Expecting value: line 1 column 13"):
+        read_coco_json(broken)

@@ -1,4 +1,5 @@
-"""The fused CPU kernels (models/csrc/fused_attention.cpp) against eager PyTorch, and the fallback when they are absent.
+"""The fused CPU kernels (models/layers/fast/csrc/fused_attention.cpp) against eager PyTorch, and the fallback when
+they are absent.
 
 Each kernel is held to the eager operations it replaces, on shapes that exercise the vector tails (widths that are not
 multiples of 8, maps smaller than the conv kernel, 1x1 maps, batches). Products the kernels evaluate in the eager

@@ -228,8 +228,8 @@ def test_check_model_source_accepts_classic_names():
 
 
 def test_the_zoo_lists_the_classic_family():
-    from attnyolo.analysis.summary import ZOO_FAMILIES, zoo_names
+    from attnyolo.analysis.summary import zoo_names
 
-    assert "yolov5-classic" in ZOO_FAMILIES
+    assert "yolov5n-classic-CoordAtt.yaml" in zoo_names()
     names = zoo_names(("yolov5-classic",), "n", yolox=False)
     assert names == ["yolov5n-classic.yaml"] + [f"yolov5n-classic-{k}.yaml" for k in attnyolo.kind_names()]

@@ -1,11 +1,7 @@
 """Classic YOLOv5 through the tools: train with YOLOv5's recipe, fine-tune and validate a YOLOv5 best.pt, export."""
 
 import json
-import os
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
@@ -13,20 +9,8 @@ from yolov5_helpers import FIXTURES
 
 from attnyolo.data.sample import make_sample_dataset
 
-REPO = Path(__file__).resolve().parents[2]
 TINY = ["imgsz=64", "batch=4", "workers=0", "device=cpu", "plots=False"]
 pytestmark = pytest.mark.slow
-
-
-def tool(name, *args, timeout=600, verbose=False):
-    env = {**os.environ, "YOLO_VERBOSE": "true"} if verbose else None  # Ultralytics' log, where the recipe is logged
-    return subprocess.run(
-        [sys.executable, str(REPO / "tools" / f"{name}.py"), *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +19,7 @@ def data(tmp_path_factory):
     return make_sample_dataset(tmp_path_factory.mktemp("sample"), n_train=8, n_val=4, imgsz=96, video=False)
 
 
-def test_train_uses_yolov5s_recipe_autoanchor_and_a_yolov5_best_pt_as_pretrained_weights(data, tmp_path):
+def test_train_uses_yolov5s_recipe_autoanchor_and_a_yolov5_best_pt_as_pretrained_weights(data, tmp_path, tool):
     r = tool(
         "train",
         f"model={FIXTURES / 'ca_fork_tiny.yaml'}",
@@ -46,7 +30,7 @@ def test_train_uses_yolov5s_recipe_autoanchor_and_a_yolov5_best_pt_as_pretrained
         "obj=0.5",
         *TINY,
         f"project={tmp_path}",
-        verbose=True,
+        env={"YOLO_VERBOSE": "true"},  # Ultralytics' log, where the recipe is logged
     )
     assert r.returncode == 0, r.stderr[-4000:]
     log = r.stdout + r.stderr
@@ -94,7 +78,7 @@ def test_fine_tune_a_yolov5_best_pt_directly(data, tmp_path, checkpoint):
     assert model.yaml["hyp"] == {"autoanchor": False}
 
 
-def test_val_predict_and_export_accept_a_yolov5_best_pt(data, tmp_path):
+def test_val_predict_and_export_accept_a_yolov5_best_pt(data, tmp_path, tool):
     best = tmp_path / "best.pt"
     shutil.copy(FIXTURES / "tiny_ca_fork.pt", best)
     r = tool("val", f"model={best}", f"data={data}", *TINY, f"project={tmp_path}", "name=val")

@@ -119,7 +119,20 @@ def test_resuming_keeps_the_runs_arguments_and_anchors(tmp_path):
     assert (trainer.args.optimizer, trainer.args.box, trainer.args.warmup_bias_lr) == ("SGD", 0.05, 0.1)
     recipe.before_training(trainer)
     assert trainer.autoanchor_report.replaced and not torch.equal(model.model[-1].anchors, anchors)
-    assert model.yolov5_hyp == pytest.approx(recipe.loss_hyp(trainer.args, None, nc=3, nl=3))
+    # hyp.scratch-low scaled as train.py scales it for nc=3 at imgsz 64 with 3 levels: box 0.05 · 3/3,
+    # cls 0.5 · 3/80 · 3/3, obj 1.0 · (64/640)² · 3/3; the other loss keys at hyp.scratch-low's values
+    assert model.yolov5_hyp == pytest.approx(
+        {
+            "box": 0.05,
+            "cls": 0.01875,
+            "obj": 0.01,
+            "cls_pw": 1.0,
+            "obj_pw": 1.0,
+            "anchor_t": 4.0,
+            "fl_gamma": 0.0,
+            "label_smoothing": 0.0,
+        }
+    )
 
 
 def test_the_sample_recipe_has_a_classic_overlay_and_other_data_get_none(tmp_path):
@@ -128,6 +141,21 @@ def test_the_sample_recipe_has_a_classic_overlay_and_other_data_get_none(tmp_pat
 
     sample = sample_data_dir() / "data.yaml"
     classic, v8 = YOLO("yolov5n-classic-CoordAtt.yaml").model, YOLO("yolov8n.yaml").model
-    assert base_recipe(sample, classic) == {**DEFAULT_RECIPE, **recipe.SAMPLE_RECIPE}
+    # docs/yolov5.md's measured classic run: the sample recipe (AdamW lr0 0.003, batch 4 with nbs 4, 160 px, warmup
+    # 1 epoch, mosaic closed for the last 5, no per-epoch validation) with 25 epochs and no mosaic
+    settings = base_recipe(sample, classic)
+    assert (settings["epochs"], settings["mosaic"]) == (25, 0.0)
+    assert {k: settings[k] for k in ("optimizer", "lr0", "batch", "nbs", "imgsz", "warmup_epochs", "val")} == {
+        "optimizer": "AdamW",
+        "lr0": 0.003,
+        "batch": 4,
+        "nbs": 4,
+        "imgsz": 160,
+        "warmup_epochs": 1,
+        "val": False,
+    }
+    assert set(settings) == set(DEFAULT_RECIPE) | {"mosaic"}  # nothing else changes for classic models
+    # docs/results.md: the anchor-free models train 15 epochs with mosaic (Ultralytics' default) on the sample data
     assert base_recipe(sample, v8) == base_recipe(sample) == DEFAULT_RECIPE
+    assert DEFAULT_RECIPE["epochs"] == 15 and "mosaic" not in DEFAULT_RECIPE
     assert base_recipe(tmp_path / "data.yaml", classic) == {}

@@ -3,29 +3,16 @@
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from attnyolo.data.sample import make_sample_dataset
 
-REPO = Path(__file__).resolve().parents[2]
 SMALL = ["imgsz=96", "batch=4", "workers=0", "device=cpu"]
 
 
-def tool(name, *args, cwd):
-    # The environment (YOLO_OFFLINE, YOLO_AUTOINSTALL, YOLO_CONFIG_DIR) comes from tests/conftest.py.
-    return subprocess.run(
-        [sys.executable, str(REPO / "tools" / f"{name}.py"), *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=cwd,
-    )
-
-
 @pytest.mark.slow
-def test_yolox_nano_train_val_predict_export(tmp_path):
+def test_yolox_nano_train_val_predict_export(tmp_path, tool):
     data = make_sample_dataset(tmp_path / "data", n_train=16, n_val=8, imgsz=96, video=False)
     runs = tmp_path / "runs"
 

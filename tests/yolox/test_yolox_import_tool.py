@@ -6,10 +6,8 @@ and training an attention variant from the official .pth.
 
 import json
 import re
-import subprocess
 import sys
 import types
-from pathlib import Path
 
 import pytest
 import torch
@@ -20,8 +18,6 @@ from ultralytics import YOLO
 from attnyolo.commands import run
 from attnyolo.engine import importing
 from attnyolo.yolox import official
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def import_tool(capsys, *args):
@@ -160,19 +156,8 @@ def test_detection_reads_only_tensors(official_checkpoint, tmp_path, monkeypatch
 
 
 # ------------------------------------------------------------------------------------------------ end to end (slow)
-def tool(name, *args, cwd):
-    # The environment (YOLO_OFFLINE, YOLO_AUTOINSTALL, YOLO_CONFIG_DIR) comes from tests/conftest.py.
-    return subprocess.run(
-        [sys.executable, str(REPO / "tools" / f"{name}.py"), *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=cwd,
-    )
-
-
 @pytest.mark.slow
-def test_tools_run_on_a_converted_checkpoint(official_checkpoint, tmp_path):
+def test_tools_run_on_a_converted_checkpoint(official_checkpoint, tmp_path, tool):
     from attnyolo.data.sample import make_sample_dataset
 
     data = make_sample_dataset(tmp_path / "data", n_train=4, n_val=4, imgsz=96, video=False)
@@ -205,7 +190,7 @@ def test_tools_run_on_a_converted_checkpoint(official_checkpoint, tmp_path):
 
 
 @pytest.mark.slow
-def test_train_from_the_official_pth_transfers_all_but_attention_and_class_branch(official_checkpoint, tmp_path):
+def test_train_from_the_official_pth_transfers_all_but_attention_and_class_branch(official_checkpoint, tmp_path, tool):
     from attnyolo.data.sample import make_sample_dataset
 
     data = make_sample_dataset(tmp_path / "data", n_train=8, n_val=4, imgsz=96, video=False)

@@ -15,13 +15,8 @@ from ultralytics.nn.tasks import DetectionModel, yaml_model_load
 
 from attnyolo.errors import CheckpointError
 from attnyolo.integration.datasets import coco_class_names
-from attnyolo.yolox.official import (
-    OFFICIAL_SIZES,
-    fold_bgr255_into_stem,
-    infer_size,
-    load_official_weights,
-    official_key_map,
-)
+from attnyolo.yolox.official import OFFICIAL_SIZES, fold_bgr255_into_stem, infer_size, load_official_weights
+from attnyolo.yolox.official_keys import official_key_map
 
 SIZES = ["nano", "tiny", "s", *(pytest.param(size, marks=pytest.mark.slow) for size in "mlx")]  # m, l, x: 1-3 s each
 
@@ -109,6 +104,13 @@ def test_a_model_that_is_not_yoloxs_network_is_refused_naming_the_row():
 
 
 # ------------------------------------------------------------------------------------------------ size inference
+def test_the_official_sizes_are_the_names_models_are_built_by():
+    from attnyolo.integration.names import YOLOX_SIZE_NAMES, yolox_name
+
+    assert list(OFFICIAL_SIZES) == list(YOLOX_SIZE_NAMES)  # the model zoo's six, in its order
+    assert [yolox_name(s.model_yaml) for s in OFFICIAL_SIZES.values()] == [(v, None) for v in YOLOX_SIZE_NAMES.values()]
+
+
 @pytest.mark.parametrize("size", list(OFFICIAL_SIZES))
 def test_size_is_inferred_from_the_shapes(size):
     assert infer_size(official_shapes(size)).name == size

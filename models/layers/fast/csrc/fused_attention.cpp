@@ -8,8 +8,8 @@
 // output rounds exactly as eager PyTorch's does; only sums (means, the small FCs, the 7x7 conv) are added in a
 // different order (float32 rounding, ~1e-7).
 //
-// Built on first use by models/_kernels.py (the attnyolo package) with torch.utils.cpp_extension; AVX2 paths are
-// compiled only when the build machine's PyTorch reports AVX2, and every loop has a portable form.
+// Built on first use by models/layers/fast/kernels.py (attnyolo.layers.fast.kernels) with torch.utils.cpp_extension;
+// AVX2 paths are compiled only when the build machine's PyTorch reports AVX2, and every loop has a portable form.
 
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>

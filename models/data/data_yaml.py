@@ -1,0 +1,66 @@
+"""A dataset's data YAML (Ultralytics' format), read with one-line errors.
+
+Used by the trainer's start-up check (:func:`attnyolo.engine.trainer.check_data_splits`) and the evaluators
+(:mod:`attnyolo.evaluation.ground_truth`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import first_line
+
+
+def read_data_yaml(path: str | Path, data: str | Path | None = None) -> dict[str, Any]:
+    """A data YAML's own mapping (before Ultralytics resolves it), with one-line errors.
+
+    Args:
+        path: The local data YAML.
+        data: The value the user gave, for messages (default: ``path``).
+
+    Raises:
+        FileNotFoundError: No such file.
+        ValueError: Not a readable YAML file, or not a mapping.
+    """
+    data = data or path
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"data={data}: no such file. Fix: pass the path of a data YAML (e.g. data.yaml).")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError, UnicodeDecodeError) as error:
+        raise ValueError(f"data={data}: not a readable YAML file ({first_line(error)}).") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"data={data}: expected a YAML mapping with path, train, val and names.")
+    return raw
+
+
+def resolve_data_yaml(path: str | Path, data: str | Path | None = None, split: str = "") -> dict[str, Any]:
+    """A data YAML resolved as Ultralytics resolves it (``check_det_dataset``), with one-line errors.
+
+    Nothing is downloaded (``autodownload=False``): a check must not start a multi-GB download because a path is
+    misspelt.
+
+    Args:
+        path: The local data YAML.
+        data: The value the user gave, for messages (default: ``path``).
+        split: A split that must be present (``val``), or "" for none.
+
+    Raises:
+        FileNotFoundError: Images the YAML names are missing.
+        ValueError: A malformed data YAML.
+    """
+    from ultralytics.data.utils import check_det_dataset
+
+    data = data or path
+    try:
+        return check_det_dataset(str(path), autodownload=False, split=split)
+    except FileNotFoundError as error:
+        raise FileNotFoundError(
+            f"data={data}: {first_line(error).rstrip('.')}. Fix: correct the path in {path} or add the images."
+        ) from None
+    except (SyntaxError, TypeError, ValueError, AssertionError, KeyError) as error:
+        raise ValueError(f"data={data}: {first_line(error)}") from None

@@ -124,23 +124,27 @@ def import_weights(
 def describe_unreadable(path: str | Path) -> str | None:
     """Why ``path`` cannot be a PyTorch checkpoint at all, or None when it may be one.
 
-    PyTorch writes a zip archive (``torch.save`` since 1.6) or, in the legacy format, a pickle (first byte 0x80). A
-    zip without its central directory is truncated; anything else is named by what it looks like.
+    PyTorch writes a zip archive (``torch.save`` since 1.6) or, in the legacy format, a pickle
+    (:func:`~attnyolo.integration.checkpoints.torch_save_format`). A zip without its central directory is truncated;
+    anything else is named by what it looks like.
     """
     import zipfile
+
+    from ..integration.checkpoints import torch_save_format
 
     path = Path(path)
     with open(path, "rb") as f:
         head = f.read(512)
     if not head:
         return "the file is empty"
-    if head.startswith(b"PK"):
+    fmt = torch_save_format(path)
+    if fmt == "zip":
         if not zipfile.is_zipfile(path):
             return "it is a truncated or damaged zip archive (an interrupted download or copy?)"
         with zipfile.ZipFile(path) as archive:
             bad = archive.testzip()
         return f"its zip archive is damaged (member {bad} fails its checksum)" if bad else None
-    if head[0] == 0x80:  # a pickle, the legacy torch.save format
+    if fmt == "pickle":
         return None
     if b"\x00" in head:  # binary, but neither of torch's formats
         return "it is neither a zip archive nor a pickle, the two formats torch.save writes"

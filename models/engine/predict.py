@@ -14,6 +14,7 @@ from ultralytics.data.utils import IMG_FORMATS, VID_FORMATS
 from ultralytics.utils import LOGGER
 
 from ..integration.checkpoints import load_model
+from ..integration.datasets import predictor_frame_counts
 from ..utils.atomic import write_text_atomic
 from ..utils.paths import runs_dir
 from .runs import latest_checkpoint
@@ -117,13 +118,15 @@ def _quiet_opencv() -> None:
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 
 
-def _stream_stopped(dataset) -> bool:
+def _stream_stopped(counts) -> bool:
     """Whether a camera or stream loader ended on a live source (no frame count): such a source never ends by itself.
 
     A stream of known length may end normally with fewer frames processed than it has: without ``stream_buffer``
     Ultralytics skips frames that arrive while the model is busy.
+
+    Args:
+        counts: The predictor's frame counts (:func:`attnyolo.integration.datasets.predictor_frame_counts`).
     """
-    counts = getattr(dataset, "frames", None)
     return isinstance(counts, list) and any(isinstance(c, float) and math.isinf(c) for c in counts)
 
 
@@ -182,7 +185,7 @@ def predict(model=None, source=None, save_json: bool = False, progress_every: in
                         "names": [result.names[int(c)] for c in boxes.cls.tolist()],
                     }
                 )
-            total = getattr(getattr(yolo.predictor, "dataset", None), "frames", 0)
+            total = predictor_frame_counts(yolo.predictor)
             if progress_every and frames % progress_every == 0:
                 LOGGER.info(f"frame {frames}" + (f"/{total}" if isinstance(total, int) and total else ""))
     except ConnectionError as error:
@@ -201,7 +204,7 @@ def predict(model=None, source=None, save_json: bool = False, progress_every: in
         save_dir.mkdir(parents=True, exist_ok=True)
         out["json"] = write_text_atomic(save_dir / "detections.json", json.dumps(records, indent=1))
     out["warnings"] = _warn_short_videos(per_path, int(kw.get("vid_stride") or 1), save_dir)
-    if _is_stream(source) and _stream_stopped(getattr(yolo.predictor, "dataset", None)):
+    if _is_stream(source) and _stream_stopped(predictor_frame_counts(yolo.predictor)):
         raise ConnectionError(
             f"source={source}: the stream stopped after {frames} frames (connection lost or camera disconnected); "
             f"the {frames} frames were written to {save_dir}."

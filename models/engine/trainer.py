@@ -25,7 +25,7 @@ from ultralytics.utils.torch_utils import unwrap_model
 
 from ..integration.checkpoints import check_checkpoint_file, checkpoint_label, load_model, save_model_atomically
 from ..integration.names import check_model_source
-from ..utils.atomic import write_text_atomic
+from ..integration.training import drop_unsaved_epochs
 from ..utils.cli import set_interrupt_advice
 from ..utils.paths import runs_dir, sample_data_dir
 from ..yolov5 import recipe as yolov5_recipe
@@ -102,14 +102,8 @@ class AttnDetectionTrainer(DetectionTrainer):
         A run killed after logging an epoch but before its checkpoint was written would otherwise log that epoch twice.
         """
         super().resume_training(ckpt)
-        if ckpt is None or not self.resume or not Path(self.csv).is_file():
-            return
-        lines = Path(self.csv).read_text(encoding="utf-8").splitlines(keepends=True)
-        kept = lines[:1] + [
-            ln for ln in lines[1:] if ln.split(",")[0].strip().isdigit() and int(ln.split(",")[0]) <= self.start_epoch
-        ]
-        if len(kept) != len(lines):
-            write_text_atomic(self.csv, "".join(kept))
+        if ckpt is not None and self.resume:
+            drop_unsaved_epochs(self.csv, ckpt)  # self.csv: BaseTrainer's documented results.csv path
 
     def save_model(self):
         """Save checkpoints as Ultralytics does, but through temporary files renamed into place."""

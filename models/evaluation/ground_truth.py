@@ -363,7 +363,7 @@ def load_split(data: str | Path, split: str = "val", single_cls: bool = False) -
         FileNotFoundError: A missing data YAML, split folder, listed image or annotation file.
         ValueError: A malformed data YAML or annotation, or a split without one usable image.
     """
-    from ..integration.datasets import image_verdicts
+    from ..integration.datasets import image_verdicts, label_file
 
     raw = _read_data(data, split)
     yaml_file, root, names = raw["yaml_file"], Path(raw["path"]), raw["names"]
@@ -391,8 +391,6 @@ def load_split(data: str | Path, split: str = "val", single_cls: bool = False) -
         coco = _coco_from_json(json_path, images, ids)
         source, built = str(json_path), False
     else:
-        from ultralytics.data.utils import img2label_paths
-
         records = []
         for k, (verdict, image_id, (width, height)) in enumerate(zip(verdicts, ids, sizes)):
             boxes, classes = _label_boxes(verdict.labels, width, height)
@@ -411,7 +409,7 @@ def load_split(data: str | Path, split: str = "val", single_cls: bool = False) -
                 }
             )
         coco = build_coco_ground_truth(records, names)
-        label_dir = Path(img2label_paths([str(images[0])])[0]).parent
+        label_dir = label_file(images[0]).parent
         source = f"YOLO labels in {label_dir}" + (" (VOC-difficult objects as iscrowd, ignored)" if xml else "")
         built = True
 

@@ -8,59 +8,51 @@ Ultralytics pickles whole models, so the import paths of AttnYOLO's classes are 
   classes, Ultralytics' argument namespace, numpy scalars, paths). A file that references anything else is refused
   with one line naming the first such global, unless the user vouches for it (:func:`checkpoints_trusted`).
   ``YOLO(path)`` reads through it too, once ``attnyolo`` is imported (:func:`wrap_torch_safe_load`);
+* gives the readers of other projects' files (:mod:`attnyolo.yolov5.checkpoint`) the same pieces: the globals a file
+  references, listed without unpickling it (:func:`referenced_globals`, :func:`~.pickles.pickle_globals`), the data
+  types checkpoints hold (:func:`~.allowlist.data_globals`), and the one registry of torch's weights-only
+  allowlist, permanent (:func:`allow_globals`) or for one load (:func:`scoped_globals`), safe with concurrent loads;
 * checks a checkpoint argument once for every tool (:func:`check_checkpoint_file`) and opens it with one-line errors
   (:func:`load_model`);
 * makes the trainer's checkpoint writes atomic (:func:`save_model_atomically`), and the optimizer strip that
   Ultralytics' ``final_eval`` runs over ``last.pt``/``best.pt`` too (:func:`wrap_strip_optimizer`): a crash mid-write
   never leaves a truncated checkpoint where a complete one was.
+
+What may be unpickled is :mod:`attnyolo.integration.allowlist`; how a file's globals are listed,
+:mod:`attnyolo.integration.pickles` (both re-exported here). Slightly over the project's ~400 lines on purpose: every
+way a checkpoint is validated, opened and registered with torch stays in this one module.
 """
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
-import enum
 import functools
-import importlib
 import os
 import pickle
-import re
 import threading
+import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from ..errors import CheckpointError, first_line
 from ..utils.atomic import atomic_path, remove_stale_temporaries, replace_atomically, temporary_sibling
+from .allowlist import _checkpoint_getattr, _fixed_globals, allowed_global, data_globals  # noqa: F401  (re-exported)
+from .pickles import (  # noqa: F401  (re-exported: the listing every reader uses)
+    _LEGACY_PICKLES,
+    pickle_globals,
+    torch_default_globals,
+    torch_save_format,
+    zip_pickle_record,
+)
 
 TRUST_ENV = "ATTNYOLO_TRUST_CHECKPOINTS"  # "1": read every checkpoint with full unpickling (the user vouches for it)
 TRUST_HINT = f"If you trust this file, pass trust_checkpoint=True (or set {TRUST_ENV}=1)."
 
 
-# ------------------------------------------------------------------------------------------------ safe loading
-# Where checkpoints' model classes live. A pickled class is allowed when it is an nn.Module subclass found under one of
-# these module paths: the layers, heads and model classes Ultralytics and AttnYOLO build networks from.
-_MODEL_MODULES = ("torch.nn.modules.", "ultralytics.nn.modules.", "ultralytics.nn.tasks", "attnyolo.")
-# Training-state classes older checkpoints pickled with the model (the loss criterion and its assigner); allowed when
-# the class is defined in exactly that module.
-_CRITERION_MODULES = ("ultralytics.utils.loss", "ultralytics.utils.tal", "attnyolo.yolox.loss", "attnyolo.yolox.simota")
-# Module paths renamed by Ultralytics releases: the renames Ultralytics' own torch_safe_load applies while unpickling
-# (ultralytics/nn/tasks.py, temporary_modules(...) in torch_safe_load, Ultralytics 8.4.180 and 8.4.190).
-_RENAMED_MODULES = {
-    "ultralytics.yolo.utils": "ultralytics.utils",
-    "ultralytics.yolo.v8": "ultralytics.models.yolo",
-    "ultralytics.yolo.data": "ultralytics.data",
-}
-# Classes renamed or removed by Ultralytics releases -> what their checkpoints load as (as Ultralytics maps them).
-_RENAMED_CLASSES = {
-    "ultralytics.nn.modules.block.Silence": "torch.nn.modules.linear.Identity",  # YOLOv9e
-    "ultralytics.nn.tasks.YOLOv10DetectionModel": "ultralytics.nn.tasks.DetectionModel",
-    "ultralytics.utils.loss.v10DetectLoss": "ultralytics.utils.loss.E2EDetectLoss",
-}
-_DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
 _registered: dict[str, Any] = {}  # name -> object already given to torch.serialization.add_safe_globals
 _lock = threading.Lock()
 _label: contextvars.ContextVar[str | None] = contextvars.ContextVar("attnyolo_checkpoint_label", default=None)
@@ -86,115 +78,6 @@ def trust_checkpoints(enabled: bool = True) -> None:
         os.environ.pop(TRUST_ENV, None)
 
 
-# The methods checkpoints hold references to: Ultralytics pickles a layer's `forward`/`forward_fuse` (stock YOLOv8 and
-# YOLO11 checkpoints of some tasks), and YOLOX models of attnyolo <= 0.2 a Conv's `type` method. Calling any other
-# method during unpickling could have effects (Ultralytics' `predict(visualize=...)` writes files), so none is served.
-_CHECKPOINT_METHODS = frozenset({"forward", "forward_fuse", "type"})
-
-
-def _checkpoint_getattr(obj: Any, name: str) -> Any:
-    """``getattr`` restricted to what checkpoints use it for: a few layer methods and enum members.
-
-    Pickle stores a bound method as ``getattr(instance, name)`` and an enum member or a function defined on a class as
-    ``getattr(class, name)``. Anything else is refused: an unrestricted getattr reaches any object's globals.
-    """
-    if isinstance(obj, nn.Module) and name in _CHECKPOINT_METHODS and callable(getattr(type(obj), name, None)):
-        return getattr(obj, name)
-    if isinstance(obj, type) and issubclass(obj, nn.Module) and name in _CHECKPOINT_METHODS - {"type"}:
-        return getattr(obj, name)
-    if isinstance(obj, type) and issubclass(obj, enum.Enum) and name in obj.__members__:
-        return obj[name]
-    raise pickle.UnpicklingError(f"getattr({type(obj).__name__}, {name!r}) is not a model layer's method or member")
-
-
-@functools.lru_cache(maxsize=1)
-def _fixed_globals() -> dict[str, Any]:
-    """Non-layer globals found in Ultralytics and AttnYOLO checkpoints, by the name pickle records them under."""
-    import types
-
-    import numpy as np
-    from ultralytics.utils import IterableSimpleNamespace
-
-    scalar = np.float64(0).__reduce__()[0]  # numpy's scalar reconstructor: numpy._core (2.x) or numpy.core (1.x)
-    local_path = type(Path())
-    fixed: dict[str, Any] = {
-        "numpy.core.multiarray.scalar": scalar,  # e.g. best_fitness as np.float64 (older Ultralytics)
-        "numpy._core.multiarray.scalar": scalar,
-        "numpy.dtype": np.dtype,
-        "ultralytics.utils.IterableSimpleNamespace": IterableSimpleNamespace,  # model.args of resumable checkpoints
-        "ultralytics.yolo.utils.IterableSimpleNamespace": IterableSimpleNamespace,  # Ultralytics < 8.0.44
-        "types.SimpleNamespace": types.SimpleNamespace,
-        "builtins.getattr": _checkpoint_getattr,
-    }
-    for dtype in {type(np.dtype(t)) for t in (np.float16, np.float32, np.float64, np.int32, np.int64, np.bool_)}:
-        fixed[f"{dtype.__module__}.{dtype.__qualname__}"] = dtype  # numpy >= 1.25 pickles dtypes by their class
-    for module in ("pathlib", "pathlib._local"):  # Python 3.13 pickles paths under pathlib._local
-        for cls in ("Path", "PosixPath", "WindowsPath"):
-            fixed[f"{module}.{cls}"] = local_path  # a path saved on the other OS loads as this OS's path
-    return fixed
-
-
-def _transforms_global(name: str) -> Any | None:
-    """The torchvision preprocessing classes Ultralytics' classification checkpoints pickle, or None."""
-    if not name.startswith("torchvision.transforms."):
-        return None
-    import torchvision.transforms.transforms as tvt
-    from torchvision.transforms.functional import InterpolationMode
-
-    known = (tvt.Compose, tvt.Normalize, tvt.Resize, tvt.CenterCrop, tvt.ToTensor, InterpolationMode)
-    return next((cls for cls in known if f"{cls.__module__}.{cls.__qualname__}" == name), None)
-
-
-def _import_attribute(module: str, attr: str) -> Any | None:
-    """``module.attr`` from an installed, trusted package, or None when it does not exist."""
-    if not _DOTTED.match(f"{module}.{attr}"):
-        return None
-    try:
-        return getattr(importlib.import_module(module), attr, None)
-    except ImportError:
-        return None
-
-
-def allowed_global(name: str) -> Any | None:
-    """The object a checkpoint may reference as ``name`` (``module.Name``), or None when checkpoints never hold it.
-
-    Allowed: nn.Module subclasses under the module paths of torch.nn, Ultralytics' layers and models, and AttnYOLO
-    (including attnyolo 0.1's flat paths, :data:`attnyolo.LEGACY_MODULES`); loss and assigner classes of older
-    checkpoints; Ultralytics' renamed classes and modules; numpy scalars and dtypes; paths; Ultralytics' argument
-    namespace; torchvision's preprocessing classes; a restricted ``getattr``.
-
-    Args:
-        name: The global as ``torch.serialization.get_unsafe_globals_in_checkpoint`` reports it.
-
-    Returns:
-        The object to unpickle it as, or None.
-    """
-    fixed = _fixed_globals()
-    if name in fixed:
-        return fixed[name]
-    if name in _RENAMED_CLASSES:
-        return allowed_global(_RENAMED_CLASSES[name])
-    for old, new in _RENAMED_MODULES.items():
-        if name.startswith(old + "."):
-            return allowed_global(new + name[len(old) :])
-    transform = _transforms_global(name)
-    if transform is not None:
-        return transform
-    module, _, attr = name.rpartition(".")
-    import attnyolo
-
-    if module in attnyolo.LEGACY_MODULES:  # attnyolo 0.1's flat layout: the same classes under their old paths
-        obj = getattr(attnyolo.LEGACY_MODULES[module], attr, None)
-        return obj if isinstance(obj, type) and issubclass(obj, nn.Module) else None
-    if any(module == root or module.startswith(root + ".") for root in (p.rstrip(".") for p in _MODEL_MODULES)):
-        obj = _import_attribute(module, attr)
-        return obj if isinstance(obj, type) and issubclass(obj, nn.Module) else None
-    if module in _CRITERION_MODULES:
-        obj = _import_attribute(module, attr)
-        return obj if isinstance(obj, type) and obj.__module__ == module else None
-    return None
-
-
 def _refused(label: str, names: list[str]) -> CheckpointError:
     """The one-line refusal naming the first disallowed global (and how many more there are) and the opt-in."""
     more = f" (and {len(names) - 1} more disallowed)" if len(names) > 1 else ""
@@ -202,25 +85,6 @@ def _refused(label: str, names: list[str]) -> CheckpointError:
         f"{label}: refused to load: it references {names[0]}{more}, which checkpoints written by Ultralytics or "
         f"AttnYOLO never contain. {TRUST_HINT}"
     )
-
-
-def _allow(names: list[str], label: str) -> None:
-    """Register each global of ``names`` with torch's weights-only unpickler, or raise naming the refused ones.
-
-    Registration is process-wide and permanent (``torch.serialization.add_safe_globals``): the scoped context manager
-    would remove entries from under a concurrent load in another thread. Only what a checkpoint references is added,
-    since torch rebuilds its lookup table from the whole registered set at every pickle opcode that needs it.
-    """
-    if "numpy.dtype" in names:  # dtype(...) builds an instance of its class (numpy.dtypes.Float64DType), unnamed
-        names = [*names, *(name for name in _fixed_globals() if name.startswith("numpy.dtypes."))]
-    with _lock:
-        wanted = {name: allowed_global(name) for name in names if name not in _registered}
-        refused = [name for name, obj in wanted.items() if obj is None]
-        if refused:
-            raise _refused(label, refused)
-        if wanted:
-            _registered.update(wanted)
-            torch.serialization.add_safe_globals([(obj, name) for name, obj in wanted.items()])
 
 
 def _damaged(label: str, error: BaseException) -> CheckpointError:
@@ -238,6 +102,145 @@ def _damaged(label: str, error: BaseException) -> CheckpointError:
     )
 
 
+def _torch_registered_names() -> set[str]:
+    """Names of the globals in torch's process-wide weights-only allowlist (public ``get_safe_globals``)."""
+    names = set()
+    for entry in torch.serialization.get_safe_globals():
+        obj, name = entry if isinstance(entry, tuple) else (entry, None)
+        names.add(name or f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', '')}")
+    return names
+
+
+def referenced_globals(path: str | Path, label: str | None = None) -> tuple[list[str], bool]:
+    """The globals a torch.save file references beyond those torch's weights-only unpickler allows by itself.
+
+    Listed by disassembling the file's pickles (:func:`pickle_globals`); nothing is unpickled. The answer does not
+    depend on what is registered with torch at the moment, unlike torch's ``get_unsafe_globals_in_checkpoint``, which
+    leaves out whatever a concurrent load has registered (e.g. the stand-ins of a classic YOLOv5 read).
+
+    Args:
+        path: The file.
+        label: How messages name the file (default: the path).
+
+    Returns:
+        ``(names, legacy)``: the names in order of first use, and whether the file is in torch's pre-1.6 format.
+
+    Raises:
+        CheckpointError: A TorchScript archive, a damaged file, or not a torch.save file at all.
+    """
+    path = Path(path)
+    label = label or str(path)
+    fmt = torch_save_format(path)
+    if fmt is None:
+        raise _damaged(label, ValueError("not a zip archive or a pickle"))
+    if fmt == "pickle":
+        with open(path, "rb") as f:  # the tensor bytes follow the pickles; a truncated file: the load reports it
+            names = pickle_globals(f, pickles=_LEGACY_PICKLES, partial=True)
+    else:
+        try:
+            with zipfile.ZipFile(path) as archive:
+                members = [n.rpartition("/")[2] for n in archive.namelist()]
+                record = next((n for n in archive.namelist() if n.rpartition("/")[2] == "data.pkl"), None)
+                data = archive.read(record) if record and "constants.pkl" not in members else None
+        except Exception as error:  # zipfile raises BadZipFile, OSError, EOFError, ... for a damaged archive
+            raise _damaged(label, error) from None
+        if "constants.pkl" in members:  # TorchScript archives keep their constants there (torch.jit.save)
+            raise _damaged(label, RuntimeError("TorchScript archive"))
+        if data is None:
+            raise _damaged(label, ValueError("a zip archive without data.pkl"))
+        try:
+            names = pickle_globals(data)
+        except ValueError as error:
+            raise _damaged(label, error) from None
+    default = torch_default_globals()
+    if default is None and fmt == "zip":
+        # Without torch's table: its public scan answers "not allowed by torch or by a registration"; what is
+        # registered is known here (under the lock no registration of this module changes).
+        with _lock:
+            unsafe = set(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
+            default = frozenset(set(names) - unsafe - _torch_registered_names())
+    return [name for name in names if name not in (default or ())], fmt == "pickle"
+
+
+# ------------------------------------------------------------------- the one registry of torch's weights-only allowlist
+# torch.serialization.add_safe_globals registers for the whole process; its safe_globals context manager removes its
+# entries again on exit, also those another load registered in the meantime. Every registration of the package goes
+# through here instead, under one lock: permanent entries (allow_globals) are never removed, and an entry for one load
+# (scoped_globals) is added only if nothing registered it already, shared by concurrent scopes, and removed only when
+# the last of them ends and nothing has made it permanent meanwhile.
+_scoped: dict[str, list] = {}  # name -> [object, open scopes, torch's context that added it]
+
+
+def allow_globals(names: list[str], label: str) -> None:
+    """Register each global of ``names`` with torch's weights-only unpickler for the process, or refuse the file.
+
+    Each name is checked by :func:`allowed_global`. Registration is for the process (torch's ``add_safe_globals``):
+    a scoped entry would be removed from under a concurrent load in another thread. Only what a file references is
+    added, since torch rebuilds its lookup table from the whole registered set at every pickle opcode that needs it.
+
+    Args:
+        names: Globals a file references (:func:`referenced_globals`).
+        label: How the refusal names the file.
+
+    Raises:
+        CheckpointError: Naming the first global checkpoints never hold.
+    """
+    if "numpy.dtype" in names:  # dtype(...) builds an instance of its class (numpy.dtypes.Float64DType), unnamed
+        names = [*names, *(name for name in _fixed_globals() if name.startswith("numpy.dtypes."))]
+    with _lock:
+        wanted = {name: allowed_global(name) for name in names if name not in _registered}
+        refused = [name for name, obj in wanted.items() if obj is None]
+        if refused:
+            raise _refused(label, refused)
+        new = {name: obj for name, obj in wanted.items() if name not in _scoped or _scoped[name][0] is not obj}
+        _registered.update(wanted)  # a name open in a scope with this object is in torch's set: it now stays there
+        if new:
+            torch.serialization.add_safe_globals([(obj, name) for name, obj in new.items()])
+
+
+@contextlib.contextmanager
+def scoped_globals(entries: dict[str, Any]) -> Iterator[None]:
+    """Allow ``entries`` (name -> object) for torch's weights-only unpickler inside the block only.
+
+    For objects no other load may see, e.g. the code-free stand-ins a classic YOLOv5 checkpoint is read with. An entry
+    already registered for the process stays as it is; one open in a concurrent scope is shared; on exit only entries
+    this call added, and that no other open scope or permanent registration uses, are removed.
+
+    Args:
+        entries: The globals, by the name pickle records them under.
+
+    Raises:
+        ValueError: A name already registered for another object.
+    """
+    opened = []
+    with _lock:
+        present = _torch_registered_names()
+        for name, obj in entries.items():
+            current = _registered.get(name, _scoped.get(name, [None])[0])
+            if current is not None and current is not obj:
+                raise ValueError(f"{name} is already allowed as {current!r}, not {obj!r}")
+            if name in _registered or (name not in _scoped and name in present):
+                continue  # registered for the process (by this module or by other code): left alone
+            if name in _scoped:
+                _scoped[name][1] += 1
+            else:
+                context = torch.serialization.safe_globals([(obj, name)])
+                context.__enter__()
+                _scoped[name] = [obj, 1, context]
+            opened.append(name)
+    try:
+        yield
+    finally:
+        with _lock:
+            for name in opened:
+                entry = _scoped[name]
+                entry[1] -= 1
+                if entry[1] == 0:
+                    del _scoped[name]
+                    if name not in _registered:
+                        entry[2].__exit__(None, None, None)  # removes exactly this entry from torch's set
+
+
 def _foreign(path: Path) -> dict[str, Any] | None:
     """The checkpoint dict of a file in a foreign format AttnYOLO maps without unpickling code, else None."""
     from ..engine.importing import detect_format
@@ -252,34 +255,6 @@ def _weights_only_reason(error: BaseException) -> str:
     reason = text.split("WeightsUnpickler error:", 1)[-1].split("Check the documentation", 1)[0]
     reason = " ".join(reason.split()) or first_line(error)
     return reason.split(". Please use", 1)[0].rstrip(".")
-
-
-def _legacy_globals(path: Path) -> list[str] | None:
-    """The globals of a file in torch's pre-zip format, in order, by disassembling its pickles (nothing is run).
-
-    Returns None when the file does not start like a pickle: it is not a checkpoint at all.
-    """
-    import pickletools
-
-    names: list[str] = []
-    with open(path, "rb") as f:
-        if f.read(1) != b"\x80":
-            return None
-        f.seek(0)
-        try:
-            for _ in range(4):  # magic number, protocol, system info, then the object itself
-                for opcode, arg, _pos in pickletools.genops(f):
-                    if opcode.name == "GLOBAL" and isinstance(arg, str):
-                        module, _, name = arg.partition(" ")
-                        names.append(f"{module.replace('__builtin__', 'builtins')}.{name}")
-                    elif opcode.name in {"STACK_GLOBAL", "INST", "OBJ"}:
-                        names.append(f"<pickle opcode {opcode.name}>")
-        except (ValueError, EOFError):
-            pass  # the tensor bytes that follow the pickles, or a truncated file: the load below reports it
-    # What torch's weights-only unpickler allows by itself (tensors, storages, dtypes, OrderedDict, ...); private
-    # in torch, so a torch without it leaves every name to the allowlist, which then refuses more, never less.
-    default = getattr(torch._weights_only_unpickler, "_get_allowed_globals", dict)()
-    return [name for name in dict.fromkeys(names) if name not in default]
 
 
 def read_checkpoint(path: str | Path, trust: bool = False, label: str | None = None, mmap: bool = False) -> Any:
@@ -313,19 +288,9 @@ def read_checkpoint(path: str | Path, trust: bool = False, label: str | None = N
             f"{label}: reading a checkpoint without running code from it needs torch >= 2.6 (installed: "
             f"{torch.__version__}). Fix: pip install 'torch>=2.6'. {TRUST_HINT}"
         )
-    legacy = False
+    names, legacy = referenced_globals(path, label)
     try:
-        names = sorted(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))  # a set: sorted, stable
-    except ValueError as error:  # not a zip archive: torch's pre-1.6 format, TorchScript, or no checkpoint at all
-        if "torchscript" in str(error).lower():
-            raise _damaged(label, RuntimeError("TorchScript archive")) from None
-        names, legacy = _legacy_globals(path), True
-        if names is None:
-            raise _damaged(label, ValueError("not a zip archive or a pickle")) from None
-    except (RuntimeError, EOFError, pickle.UnpicklingError) as error:
-        raise _damaged(label, error) from None
-    try:
-        _allow(names, label)
+        allow_globals(names, label)
     except CheckpointError:
         foreign = _foreign(path)
         if foreign is not None:

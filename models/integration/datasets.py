@@ -9,7 +9,12 @@
   line (a class id outside the dataset's classes, a row without 5 values, coordinates outside [0, 1] beyond its 1%
   tolerance), drops the whole image; duplicate rows are removed; anything else is kept as written. AttnYOLO's
   evaluator asks the same function, so its ground truth covers the images the model is run on, with the same labels,
-  and reads back the images the validator did evaluate.
+  and reads back the images the validator did evaluate (:func:`label_file` says where a label file lives).
+* :func:`training_labels`: the label sizes of a trainer's training set, for classic YOLOv5's AutoAnchor.
+* :func:`predictor_frame_counts`: how many frames the videos or streams a predictor reads have.
+
+Each reads an Ultralytics data structure; :mod:`attnyolo.integration.version` checks their layout by behaviour
+(the ``validator_dataset``, ``dataset_layout`` and ``stream_frames`` self-checks).
 """
 
 from __future__ import annotations
@@ -70,6 +75,13 @@ def _reason(message: str, image: str) -> str:
     return " ".join(text.split())
 
 
+def label_file(image: str | Path) -> Path:
+    """The YOLO label file Ultralytics reads for ``image`` (``.../images/x.jpg`` -> ``.../labels/x.txt``)."""
+    from ultralytics.data.utils import img2label_paths
+
+    return Path(img2label_paths([str(image)])[0])
+
+
 def image_verdicts(images: list[Path], num_classes: int, single_cls: bool = False) -> list[ImageVerdict]:
     """Check every image and its YOLO label file exactly as Ultralytics' detection dataset does.
 
@@ -106,3 +118,26 @@ def image_verdicts(images: list[Path], num_classes: int, single_cls: bool = Fals
 def evaluated_images(validator) -> list[Path]:
     """The images an Ultralytics validator ran the model on (its dataset after its own checks), in order."""
     return [Path(f) for f in validator.dataloader.dataset.im_files]
+
+
+def training_labels(trainer) -> list[dict]:
+    """The labels of an Ultralytics trainer's training set: per image ``shape`` (h, w) and ``bboxes`` (m, 4).
+
+    ``bboxes`` are normalised ``x y w h``, as Ultralytics' detection dataset stores them after its checks (its
+    ``dataset.labels``, read once the dataloaders exist).
+    """
+    return [
+        {"shape": tuple(int(v) for v in label["shape"][:2]), "bboxes": np.asarray(label["bboxes"]).reshape(-1, 4)}
+        for label in trainer.train_loader.dataset.labels
+    ]
+
+
+def predictor_frame_counts(predictor) -> int | list[float] | None:
+    """How many frames what an Ultralytics predictor reads has, from its data loader.
+
+    Returns:
+        For images and video files (``LoadImagesAndVideos``) the frame count of the current video (an int); for
+        cameras and streams (``LoadStreams``) one count per source, ``inf`` for a live source; None before the
+        predictor has a loader, or for other loaders.
+    """
+    return getattr(getattr(predictor, "dataset", None), "frames", None)

@@ -3,8 +3,11 @@
 This module and its siblings in ``attnyolo.integration`` are the only code that relies on Ultralytics' internals.
 Everything else in the package uses public Ultralytics API (``YOLO``, trainers, validators, predictors, callbacks)
 or calls the functions here. :data:`PATCHES` lists what is wrapped, :data:`NAMES` what is added to the parser's
-namespace, and :data:`READS` the internal facts other modules depend on without patching anything. Outside the tested
-Ultralytics range, :mod:`attnyolo.integration.version` checks all of it by behaviour before anything builds.
+namespace, and :data:`READS` the internal facts relied on without patching anything: reads of Ultralytics' data
+structures happen in functions of this package, and subclasses elsewhere (trainers, a validator, a head) rely on the
+documented behaviour of the class they extend. Each patch and read names the self-check that proves it
+(:data:`attnyolo.integration.self_checks.SELF_CHECKS`); outside the tested Ultralytics range,
+:mod:`attnyolo.integration.version` runs them all before anything builds.
 """
 
 from __future__ import annotations
@@ -28,6 +31,15 @@ class Patch(NamedTuple):
     attribute: str
     wrap: Callable
     why: str
+    check: str  # the key of the self-check that proves the wrapped behaviour (attnyolo.integration.self_checks)
+
+
+class Read(NamedTuple):
+    """One Ultralytics internal relied on without patching it."""
+
+    fact: str  # what is relied on
+    where: str  # the module that relies on it, and why
+    check: str | None  # the key of the self-check that proves it; None: nothing can change silently (see `where`)
 
 
 PATCHES: tuple[Patch, ...] = (
@@ -37,25 +49,29 @@ PATCHES: tuple[Patch, ...] = (
         parser.wrap_parse_model,
         "unknown modules get their YAML args verbatim; our rows need their input channels (two-pass build), the "
         "`attention:` key, the multi-row YOLOX and classic YOLOv5 heads, the forks' layer names and `depthwise:`",
+        "parser",
     ),
     Patch(
         "ultralytics.nn.tasks",
         "check_yaml",
         names.wrap_check_yaml,
         "bare model names must find cfg/ and the generated <family><scale>-<kind>.yaml variants",
+        "names",
     ),
-    Patch("ultralytics.nn.tasks.BaseModel", "fuse", model_methods.wrap_fuse, "fold CoordAtt's BatchNorm"),
+    Patch("ultralytics.nn.tasks.BaseModel", "fuse", model_methods.wrap_fuse, "fold CoordAtt's BatchNorm", "fuse"),
     Patch(
         "ultralytics.nn.tasks.DetectionModel",
         "init_criterion",
         model_methods.wrap_init_criterion,
         "a YOLOX head trains with the YOLOX loss, a classic YOLOv5 head with YOLOv5's loss",
+        "criterion",
     ),
     Patch(
         "ultralytics.utils.torch_utils",
         "get_flops",
         model_methods.wrap_get_flops,
         "the probe image needs the model's input channels, not the Focus stem's 12",
+        "flops",
     ),
     Patch(
         "ultralytics.nn.tasks",
@@ -64,62 +80,126 @@ PATCHES: tuple[Patch, ...] = (
         "it unpickles checkpoints in full, running any code a file names; read with weights_only=True and an "
         "allowlist of what Ultralytics and AttnYOLO checkpoints contain unless the user trusts the file (classic "
         "YOLOv5 files, which it refuses, are mapped by their foreign format)",
+        "safe_load",
     ),
     Patch(
         "ultralytics.engine.trainer",
         "strip_optimizer",
         checkpoints.wrap_strip_optimizer,
         "final_eval saves over last.pt/best.pt; write through a temporary file",
+        "trainer_files",
     ),
 )
 
 # Names added to ultralytics.nn.tasks, where parse_model resolves a YAML row's module name.
 NAMES: dict[str, type] = {**layer_classes(), **parser.HEADS, parser.PROBE_NAME: parser.ChannelProbe}
 
-# Internal facts relied on without patching: (fact, where it is used and why).
-READS: tuple[tuple[str, str], ...] = (
-    (
+# Internal facts relied on without patching. Reads of Ultralytics data structures go through functions of this
+# package (integration/); the others are subclasses using what the class they extend does, named in `where`.
+READS: tuple[Read, ...] = (
+    Read(
         "parse_model gives unknown modules their input channels as output channels; reads d['scale'], d['scales']",
         "integration/parser.py: the probe pass and the width scaling of channel arguments",
+        "parser",
     ),
-    ("ultralytics.utils.ops.make_divisible", "integration/parser.py: Conv's channel rounding"),
-    ("ultralytics.utils.USER_CONFIG_DIR", "integration/names.py: where generated variant YAMLs are written"),
-    ("ultralytics.utils.downloads.GITHUB_ASSETS_NAMES", "integration/names.py: stock weights stay downloadable"),
-    ("BaseTrainer.save_model writes to BaseTrainer.last / .best", "integration/checkpoints.py: atomic writes"),
-    (
+    Read("ultralytics.utils.ops.make_divisible", "integration/parser.py: Conv's channel rounding", "parser"),
+    Read(
+        "BaseModel's forward routes each layer's input by its `f` attribute and keeps the outputs of the rows listed "
+        "in `save`, as parse_model returns them",
+        "integration/parser.py _rewire_head: the YOLOX and classic heads, built with from: -1, read their real rows",
+        "yolox_head",
+    ),
+    Read(
+        "parse_model builds every Conv with the class attribute Conv.default_act, which it sets from d['activation'] "
+        "(with eval) and restores before returning",
+        "integration/activation.py: the parsed activation is set there and the key removed, so nothing is evaluated",
+        "activation",
+    ),
+    Read(
+        "ultralytics.utils.USER_CONFIG_DIR",
+        "integration/names.py: where generated variant YAMLs are written",
+        "names",
+    ),
+    Read(
+        "ultralytics.utils.downloads.GITHUB_ASSETS_NAMES",
+        "integration/names.py: stock weights stay downloadable",
+        "names",
+    ),
+    Read(
+        "BaseTrainer.save_model writes to BaseTrainer.last / .best",
+        "integration/checkpoints.py: atomic writes",
+        "trainer_files",
+    ),
+    Read(
         "ultralytics.nn.modules.Detect has a class attribute `anchors`; BaseModel._apply converts the head's "
         "stride/anchors; DetectionModel calls head.bias_init() right after computing the strides",
-        "yolov5/head.py: the anchors buffer, and its conversion to grid units once the strides are known",
+        "yolov5/head.py (a Detect subclass): the anchors buffer, registered in _buffers because the class attribute "
+        "takes the name, and its conversion to grid units once the strides are known",
+        "classic_head",
     ),
-    (
-        "DetectionTrainer.set_class_weights runs after the dataloaders are built and before the EMA copy",
-        "engine/trainer.py: AutoAnchor for classic YOLOv5 models runs there, so the EMA gets the fitted anchors",
+    Read(
+        "BaseTrainer._setup_train calls set_class_weights after building the dataloaders and before the EMA copy",
+        "engine/trainer.py (a DetectionTrainer subclass): AutoAnchor for classic YOLOv5 models runs in "
+        "set_class_weights, so the EMA gets the fitted anchors",
+        "trainer_loop",
     ),
-    (
+    Read(
+        "a trainer's train_loader.dataset.labels: per image a dict with shape (h, w) and bboxes (normalised xywh)",
+        "integration/datasets.py training_labels: the label sizes classic YOLOv5's AutoAnchor fits anchors to",
+        "dataset_layout",
+    ),
+    Read(
+        "BaseTrainer.save_metrics writes results.csv (BaseTrainer.csv) with `epoch` = epoch index + 1 first",
+        "integration/training.py drop_unsaved_epochs, called by engine/trainer.py resume_training (a subclass): "
+        "epochs logged after the checkpoint are dropped when resuming",
+        "results_csv",
+    ),
+    Read(
+        "BaseTrainer._do_train runs the on_train_batch_start callbacks before its warm-up (none with warmup_epochs=0) "
+        "and calls optimizer_step every `accumulate` batches; optimizer_step steps `scaler` (documented attributes)",
+        "yolox/recipe.py (a trainer subclass): YOLOX's per-iteration learning rate, one step per batch, no clipping",
+        "trainer_loop",
+    ),
+    Read(
+        "ultralytics.data.augment.RandomPerspective accepts scale=(min, max), and the trainer's config check does",
+        "yolox/recipe.py: YOLOX's mosaic scale ranges (0.1, 2) and (0.5, 1.5)",
+        "random_perspective",
+    ),
+    Read(
         "ultralytics.data.utils.verify_image_label(im_file, lb_file, prefix, keypoint, num_cls, nkpt, ndim, "
-        "single_cls) is the dataset's verdict on each image: None for a dropped image, else its deduplicated labels",
+        "single_cls) is the dataset's verdict on each image: None for a dropped image, else its deduplicated labels; "
+        "img2label_paths gives each image's label file",
         "integration/datasets.py: the evaluator's ground truth covers the images the validator evaluates",
+        "validator_dataset",
     ),
-    (
+    Read(
         "a validator's dataloader.dataset.im_files are the images it evaluated",
         "integration/datasets.py evaluated_images: scoring is restricted to them",
+        "dataset_layout",
     ),
-    (
+    Read(
         "BaseValidator.__call__ runs finalize_metrics, then writes predictions.json in place if jdict is non-empty",
-        "evaluation/validator.py: PycocotoolsDetectionValidator takes jdict in finalize_metrics; the file is written "
-        "atomically instead",
+        "evaluation/validator.py (a DetectionValidator subclass): it takes jdict in finalize_metrics; the file is "
+        "written atomically instead",
+        "validator_dataset",
     ),
-    (
-        "a predictor's dataset.frames lists each camera/stream's frame count, inf for a live source (LoadStreams)",
-        "engine/predict.py: a live stream whose loader ends has dropped; said in one line with the frames written",
+    Read(
+        "a predictor's dataset.frames: the current video's frame count (LoadImagesAndVideos), or each camera/stream's "
+        "(LoadStreams, inf for a live source)",
+        "integration/datasets.py predictor_frame_counts, for engine/predict.py: progress, and a live stream whose "
+        "loader ends has dropped",
+        "stream_frames",
     ),
-    (
+    Read(
         "ultralytics/cfg/datasets/coco.yaml lists the 80 COCO class names under 'names'",
         "integration/datasets.py: class names of checkpoints converted from official YOLOX COCO weights",
+        "coco_names",
     ),
-    (
+    Read(
         "AutoBackend runs .pt models channels-last on x86 CPUs with oneDNN (Linux, Windows)",
-        "integration/internals.py predictor_channels_last: benchmarks time the memory order predict/val use",
+        "integration/internals.py predictor_channels_last: benchmarks time the memory order predict/val use; a "
+        "change alters timings only, never a result, so there is no self-check",
+        None,
     ),
 )
 

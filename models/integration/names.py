@@ -60,6 +60,11 @@ def _tasks():
     return importlib.import_module("ultralytics.nn.tasks")
 
 
+def yaml_label(d: dict) -> str:
+    """Name a model dict for error messages: its YAML file when Ultralytics recorded one."""
+    return str(d.get("yaml_file") or "<model dict>")
+
+
 def yolox_name(name: str | Path) -> tuple[str, str | None] | None:
     """Parse a YOLOX model name: 'yolox-nano-ELA-S.yaml' -> ('n', 'ELA-S'), 'yolox_s.yaml' -> ('s', None)."""
     m = _YOLOX_NAME.match(Path(str(name)).stem)
@@ -184,9 +189,11 @@ def check_model_source(model: str | Path, key: str = "model", build: bool = Fals
     if text.endswith(".pt"):
         from ultralytics.utils.downloads import GITHUB_ASSETS_NAMES
 
+        from .checkpoints import check_checkpoint_file
+
         # Stock weights (yolov8n.pt, ...) are Ultralytics' to download; the download path stays open for users online.
-        if not Path(text).is_file() and text not in GITHUB_ASSETS_NAMES:
-            raise FileNotFoundError(f"{key}: checkpoint {text} does not exist. Fix: pass an existing .pt file.")
+        if text not in GITHUB_ASSETS_NAMES:
+            check_checkpoint_file(text, key)
         return
     try:
         _tasks().yaml_model_load(text)

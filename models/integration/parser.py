@@ -9,10 +9,12 @@ parser's public behaviour and costs one extra build.
 
 More things happen here, each in its own function:
 
+* the top-level ``activation:`` is parsed, never evaluated, and set as Ultralytics sets it
+  (:mod:`attnyolo.integration.activation`);
 * ``Attention`` rows take the layer the top-level ``attention:`` key names (:func:`_apply_attention_kind`);
-* rows written for the YOLOv5/YOLOv7/YOLO11 forks build unchanged (:func:`_with_fork_rows`): other projects' layer
-  names (``CA``, ``CoordAttention``, ``EfficientLocalizationAttention``), CoordAtt's ``[inp, oup(, r)]`` arguments
-  (:func:`_coordatt_rest`), and YOLOv5's anchor-based ``Detect, [nc, anchors]``, which becomes
+* rows written for the YOLOv5/YOLOv7/YOLO11 forks build unchanged (:mod:`attnyolo.integration.parser_forks`): other
+  projects' layer names (``CA``, ``CoordAttention``, ``EfficientLocalizationAttention``), CoordAtt's
+  ``[inp, oup(, r)]`` arguments, and YOLOv5's anchor-based ``Detect, [nc, anchors]``, which becomes
   :class:`~attnyolo.yolov5.head.YOLOv5Detect`;
 * the ``YOLOXDetect`` and ``YOLOv5Detect`` heads read several rows, which the parser allows only for its own heads:
   the head row is built with ``from: -1`` and the input channels found by the probe pass, then rewired to its real
@@ -27,7 +29,6 @@ import copy
 import difflib
 import functools
 import importlib
-import logging
 
 import torch
 from torch import nn
@@ -38,9 +39,9 @@ from ..layers.registry import LAYER_ALIASES, get_kind, kind_names, layer_classes
 from ..yolov5.head import YOLOv5Detect
 from ..yolox.blocks import make_depthwise_separable
 from ..yolox.head import YOLOX_HEAD_WIDTH, YOLOXDetect
-from .names import with_yolox_scale
-
-LOGGER = logging.getLogger("attnyolo")
+from .activation import default_activation, parse_activation  # noqa: F401  (parse_activation: public API here)
+from .names import with_yolox_scale, yaml_label
+from .parser_forks import coordatt_rest, is_number, resolve_classic_args, with_fork_rows
 
 ATTENTION_ROW = "Attention"  # placeholder module name in placement YAMLs, replaced by the chosen kind
 
@@ -69,11 +70,6 @@ def _tasks():
     return importlib.import_module("ultralytics.nn.tasks")
 
 
-def _yaml_label(d: dict) -> str:
-    """Name a model dict for error messages: its YAML file when Ultralytics recorded one."""
-    return str(d.get("yaml_file") or "<model dict>")
-
-
 def _module_exists(name: str, tasks) -> bool:
     """Whether ``parse_model`` resolves ``name`` the way it looks names up, to a layer class.
 
@@ -89,85 +85,6 @@ def _module_exists(name: str, tasks) -> bool:
     return isinstance(found, type) and issubclass(found, nn.Module)
 
 
-# NOTE: not in Ultralytics: its parse_model runs `eval()` on the top-level `activation:` string of every model YAML.
-# Here the string is parsed (never run) and must be a torch.nn activation class called with literal arguments, the
-# form Ultralytics documents (e.g. `activation: nn.ReLU()`); only then does the original parser see it.
-_ACTIVATION_EXAMPLES = "nn.SiLU(), nn.ReLU(), nn.LeakyReLU(0.1), nn.Hardswish(), nn.Mish(), nn.GELU() or nn.Identity()"
-
-
-def activation_classes() -> dict[str, type[nn.Module]]:
-    """The torch.nn classes a model YAML's ``activation:`` may name: torch.nn's activations and ``Identity``."""
-    from torch.nn.modules import activation
-
-    found = {
-        name: cls
-        for name, cls in vars(activation).items()
-        if isinstance(cls, type) and issubclass(cls, nn.Module) and cls.__module__ == activation.__name__
-    }
-    found.pop("MultiheadAttention", None)  # a layer with weights, not an activation
-    return {**found, "Identity": nn.Identity}
-
-
-def parse_activation(text: str) -> nn.Module:
-    """Build the module an ``activation:`` value names, without evaluating it.
-
-    Accepts ``nn.<Class>(<literal args>)`` and ``torch.nn.<Class>(...)`` for the classes of :func:`activation_classes`.
-
-    Args:
-        text: The YAML value, e.g. ``"nn.LeakyReLU(0.1)"``.
-
-    Returns:
-        The activation module.
-
-    Raises:
-        ValueError: Anything else; the message says what was expected.
-    """
-    import ast
-
-    try:
-        call = ast.parse(str(text).strip(), mode="eval").body
-    except SyntaxError:
-        raise ValueError("it is not a Python expression") from None
-    if not isinstance(call, ast.Call):
-        raise ValueError("it is not a call such as nn.SiLU()")
-    parts, node = [], call.func
-    while isinstance(node, ast.Attribute):
-        parts.insert(0, node.attr)
-        node = node.value
-    if not isinstance(node, ast.Name):
-        raise ValueError("it does not call a torch.nn class")
-    parts.insert(0, node.id)
-    if parts[:-1] not in (["nn"], ["torch", "nn"]) or parts[-1] not in activation_classes():
-        raise ValueError(f"{'.'.join(parts)} is not a torch.nn activation")
-    try:
-        args = [ast.literal_eval(a) for a in call.args]
-        kwargs = {k.arg: ast.literal_eval(k.value) for k in call.keywords if k.arg is not None}
-    except ValueError:
-        raise ValueError("its arguments are not literal values") from None
-    if len(kwargs) != len(call.keywords):
-        raise ValueError("it unpacks arguments (**)")
-    try:
-        return activation_classes()[parts[-1]](*args, **kwargs)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"{parts[-1]} rejects these arguments ({error})") from None
-
-
-def _check_activation(d: dict) -> None:
-    """Refuse an ``activation:`` value that is not a plain torch.nn activation call, before Ultralytics evaluates it."""
-    act = d.get("activation")
-    if not act:
-        return
-    try:
-        if not isinstance(act, str):
-            raise ValueError(f"it is a {type(act).__name__}, not text")
-        parse_activation(act)
-    except ValueError as error:
-        raise ModelConfigError(
-            f"{_yaml_label(d)}: `activation: {act}` was refused ({error}); the value is read as data, never run. "
-            f"Fix: write a torch.nn activation with literal arguments, e.g. {_ACTIVATION_EXAMPLES}."
-        ) from None
-
-
 def known_module_names() -> list[str]:
     """All layer names a model YAML row may use: ours (and their aliases) plus every ``nn.Module`` the parser knows."""
     tasks = _tasks()
@@ -178,7 +95,7 @@ def known_module_names() -> list[str]:
 
 def _check_rows(d: dict) -> list[list]:
     """Validate the shape and module names of every row; return backbone + head rows."""
-    label = _yaml_label(d)
+    label = yaml_label(d)
     rows = list(d.get("backbone") or []) + list(d.get("head") or [])
     if not rows:
         raise ModelConfigError(
@@ -205,74 +122,6 @@ def _check_rows(d: dict) -> list[list]:
     return rows
 
 
-# The ELA authors' class ``EfficientLocalizationAttention(channel, kernel_size=7)`` (depthwise Conv1d, GroupNorm with
-# 16 groups) is ELA-B at kernel 7; kernel 5 is nearest to ELA-T, whose GroupNorm has 32 groups (arXiv 2403.01123).
-ELA_KERNEL_VARIANTS = {7: "B", 5: "T"}
-
-
-def _ela_alias_args(d: dict, i: int, row: list) -> list:
-    """ELA arguments of an ``EfficientLocalizationAttention`` row: ``[c]``, ``[c, kernel_size]`` or ``[c, phi]``."""
-    args = list(row[3])
-    if len(args) < 2:  # the authors' default kernel_size=7
-        return [args[0] if args else None, ELA_KERNEL_VARIANTS[7]]
-    second = args[1]
-    if isinstance(second, str):
-        return args  # a variant name (phi): T, B, S or L
-    if second not in ELA_KERNEL_VARIANTS:
-        raise ModelConfigError(
-            f"{_yaml_label(d)}, row {i} ({row[2]}): kernel_size {second!r} has no ELA variant. Fix: kernel_size 7 "
-            "(ELA-B, as the authors' code builds it) or 5 (ELA-T), or give the variant: [c, T|B|S|L]."
-        )
-    variant = ELA_KERNEL_VARIANTS[second]
-    if variant != "B":  # NOTE: not in the ELA authors' code, whose kernel-5 layer keeps GroupNorm(16)
-        LOGGER.warning(
-            f"{_yaml_label(d)}, row {i} ({row[2]}): kernel_size {second} is built as ELA-{variant} (kernel 5, "
-            "GroupNorm with 32 groups); the authors' EfficientLocalizationAttention with kernel 5 uses 16 groups."
-        )
-    return [args[0], variant, *args[2:]]
-
-
-def _classic_head_row(d: dict, i: int, row: list) -> list:
-    """A YOLOv5 ``Detect, [nc, anchors]`` row as a ``YOLOv5Detect`` row; other rows unchanged."""
-    name, args = row[2], row[3]
-    if not isinstance(args, (list, tuple)) or len(args) < 2:
-        return row
-    if name == "Detect":
-        return [row[0], row[1], "YOLOv5Detect", list(args)]
-    if name == "Segment" and len(args) == 4 and (args[1] == "anchors" or isinstance(args[1], list)):
-        raise ModelConfigError(
-            f"{_yaml_label(d)}, row {i} (Segment): a YOLOv5 segmentation head with anchors is not supported; AttnYOLO "
-            "builds classic YOLOv5 detection models. Fix: use Detect, [nc, anchors], or Ultralytics' yolov5-seg."
-        )
-    return row
-
-
-def _with_fork_rows(d: dict) -> dict:
-    """The model dict with other projects' layer names (:data:`LAYER_ALIASES`) and classic YOLOv5 heads renamed.
-
-    Rows the YOLOv5/YOLOv7/YOLO11 forks write: ``CA``/``CoordAttention`` for CoordAtt, the ELA authors'
-    ``EfficientLocalizationAttention`` (with a kernel size or a variant), and YOLOv5's ``Detect, [nc, anchors]``,
-    which becomes :class:`~attnyolo.yolov5.head.YOLOv5Detect` (Ultralytics' own ``Detect`` is anchor-free).
-    """
-    changed, out = False, {**d}
-    for part in ("backbone", "head"):
-        rows = []
-        for j, row in enumerate(d.get(part) or []):
-            i = j + (len(d.get("backbone") or []) if part == "head" else 0)
-            if isinstance(row, (list, tuple)) and len(row) == 4 and isinstance(row[3], (list, tuple)):
-                new = list(row)
-                if row[2] in LAYER_ALIASES:
-                    new = [row[0], row[1], LAYER_ALIASES[row[2]], list(row[3])]
-                    if row[2] == "EfficientLocalizationAttention":
-                        new[3] = _ela_alias_args(d, i, row)
-                new = _classic_head_row(d, i, new)
-                changed |= new != list(row)
-                row = new
-            rows.append(row)
-        out[part] = rows
-    return out if changed else d
-
-
 def _apply_attention_kind(d: dict, rows: list[list]) -> list[list]:
     """Replace ``Attention`` placeholder rows by the layer the top-level ``attention:`` key names."""
     if not any(row[2] == ATTENTION_ROW for row in rows):
@@ -282,7 +131,7 @@ def _apply_attention_kind(d: dict, rows: list[list]) -> list[list]:
         close = difflib.get_close_matches(str(kind), kind_names(), n=3, cutoff=0.4)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
         raise ModelConfigError(
-            f"{_yaml_label(d)}: `attention: {kind}` is not an attention kind.{hint} The file has `Attention` rows, "
+            f"{yaml_label(d)}: `attention: {kind}` is not an attention kind.{hint} The file has `Attention` rows, "
             f"so set the top-level key to one of: {', '.join(kind_names())}."
         )
     chosen = get_kind(kind)
@@ -314,56 +163,20 @@ def _resolve_args(d: dict, i: int, row: list, c_in: int) -> list:
     from ultralytics.utils.ops import make_divisible
 
     args = list(row[3])
-    if args and (args[0] is None or _is_number(args[0])):
+    if args and (args[0] is None or is_number(args[0])):
         given = args.pop(0)
         if given is not None:
             width, max_channels = _scale_params(d)
             expected = make_divisible(min(given, max_channels) * width, 8)
             if expected != c_in:
                 raise ModelConfigError(
-                    f"{_yaml_label(d)}, row {i} ({row[2]}): the YAML channel argument {given} scales to {expected} "
+                    f"{yaml_label(d)}, row {i} ({row[2]}): the YAML channel argument {given} scales to {expected} "
                     f"channels at this scale, but the layer feeding this row outputs {c_in} channels. Fix: write the "
                     f"same unscaled channel count as the row that feeds it, or write null (or omit it) to infer it."
                 )
             if layer_classes().get(row[2]) is CoordAtt:
-                args = _coordatt_rest(d, i, row, given, args)
+                args = coordatt_rest(d, i, row, given, args)
     return [c_in, *args]
-
-
-def _is_number(value) -> bool:
-    """An int or float YAML value (not a bool)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _coordatt_rest(d: dict, i: int, row: list, given: float, rest: list) -> list:
-    """Read a CoordAtt row's numbers after the channel count as the forks mean them; return ``[reduction, ...]``.
-
-    * ``[c]``, ``[c, r]`` (``r < c``) and ``[c, r, min_mip]``: channels, reduction ratio: this project's convention
-      and the YOLOv5 forks' (their parse_model scales ``c`` like Conv and passes ``CoordAtt(c1, c, r)``);
-    * ``[c, c]`` and ``[c, c, r]``: ``[inp, oup(, reduction)]``, the signature ``CoordAtt(inp, oup, reduction=32)``
-      that YOLOv7/YOLO11 fork files write out. Ambiguous, so it warns: a YOLOv5 fork that scales CoordAtt like Conv
-      reads the second number as the reduction ratio;
-    * a second number larger than the first: ``oup != inp``, which attention cannot do (its output keeps the input's
-      channels): an error naming both numbers.
-    """
-    if not rest or not _is_number(rest[0]):
-        return rest
-    second, label = rest[0], _yaml_label(d)
-    if second == given:
-        LOGGER.warning(
-            f"{label}, row {i} ({row[2]}): {row[3]!r} is read as [inp, oup{', reduction' if len(rest) > 1 else ''}] "
-            f"(CoordAtt(inp, oup, reduction=32) of the YOLOv7/YOLO11 forks), so the layer keeps {given} channels "
-            f"(scaled) with reduction {rest[1] if len(rest) > 1 else 32}. A YOLOv5 fork that scales CoordAtt like Conv "
-            f"would read {second} as the reduction ratio; write [{given}, <reduction>] if that is what you mean."
-        )
-        return rest[1:]
-    if second > given:
-        raise ModelConfigError(
-            f"{label}, row {i} ({row[2]}): {row[3]!r} reads as [inp={given}, oup={second}], but attention keeps its "
-            f"input channels, so oup must equal inp ({given} != {second}). Fix: [{given}, {given}] or just [{given}]; "
-            f"a reduction ratio must be smaller than the channel count."
-        )
-    return rest
 
 
 def _probe_output_channels(seq: nn.Sequential, ch: int, last: int) -> list[int]:
@@ -397,7 +210,7 @@ def _head_row(d: dict, rows: list[list]) -> int | None:
     heads = [i for i, row in enumerate(rows) if row[2] in HEADS]
     if not heads:
         return None
-    i, label = heads[0], _yaml_label(d)
+    i, label = heads[0], yaml_label(d)
     name = rows[i][2]
     if heads != [len(rows) - 1]:
         raise ModelConfigError(
@@ -417,58 +230,10 @@ _HEAD_EXAMPLE_ARGS = {"YOLOXDetect": "[nc, 256]", "YOLOv5Detect": "[nc, anchors]
 
 
 def _resolve_head_args(d: dict, i: int, row: list, channels: list[int]) -> list:
-    """The constructor arguments of a multi-row head: :func:`_resolve_yolox_args` or :func:`_resolve_classic_args`."""
+    """The constructor arguments of a multi-row head: :func:`_resolve_yolox_args` or :func:`resolve_classic_args`."""
     if row[2] == "YOLOv5Detect":
-        return _resolve_classic_args(d, i, row, channels)
+        return resolve_classic_args(d, i, row, channels)
     return _resolve_yolox_args(d, i, row, channels)
-
-
-def _resolve_classic_args(d: dict, i: int, row: list, channels: list[int]) -> list:
-    """Turn a classic head's YAML args ``[nc, anchors]`` into ``[nc, anchors, channels]``.
-
-    ``nc`` and ``anchors`` may name the top-level keys (as YOLOv5 YAMLs write them) or give the values. Anchors are a
-    list per level of ``w, h`` pixel pairs, or an int: that many anchors per level, fitted by AutoAnchor before
-    training (YOLOv5's convention).
-    """
-    label, name = _yaml_label(d), row[2]
-    args = list(row[3])
-    if len(args) != 2:
-        raise ModelConfigError(
-            f"{label}, row {i} ({name}): args {args!r} should be [nc, anchors], as YOLOv5 writes its Detect row."
-        )
-    nc = d.get("nc") if args[0] == "nc" else args[0]
-    if isinstance(nc, bool) or not isinstance(nc, int) or nc < 1:
-        raise ModelConfigError(f"{label}, row {i} ({name}): the class count {nc!r} must be a positive integer.")
-    anchors = d.get("anchors") if args[1] == "anchors" else args[1]
-    example = "[[10,13, 16,30, 33,23], [30,61, 62,45, 59,119], [116,90, 156,198, 373,326]]"
-    if anchors is None:
-        raise ModelConfigError(
-            f"{label}, row {i} ({name}): [nc, anchors] names the top-level `anchors:` key, which the file does not "
-            f"have. Fix: add e.g. `anchors: {example}` (YOLOv5's P3-P5 anchors, pixels) or `anchors: 3` (3 per level, "
-            "fitted by AutoAnchor)."
-        )
-    if isinstance(anchors, int) and not isinstance(anchors, bool):
-        if anchors < 1:
-            raise ModelConfigError(f"{label}, row {i} ({name}): anchors: {anchors} must be a positive anchor count.")
-        return [nc, anchors, channels]
-    ok = isinstance(anchors, (list, tuple)) and all(
-        isinstance(level, (list, tuple))
-        and level
-        and len(level) % 2 == 0
-        and all(_is_number(v) and v > 0 for v in level)
-        for level in anchors
-    )
-    if not ok or len({len(level) for level in anchors}) != 1:
-        raise ModelConfigError(
-            f"{label}, row {i} ({name}): anchors {anchors!r} should be one list of w,h pixel pairs per level, the "
-            f"same number on every level, e.g. {example}."
-        )
-    if len(anchors) != len(channels):
-        raise ModelConfigError(
-            f"{label}, row {i} ({name}): {len(anchors)} anchor levels but the head reads {len(channels)} rows "
-            f"{row[0]!r}. Fix: one anchor list per input row."
-        )
-    return [nc, [list(level) for level in anchors], channels]
 
 
 def _resolve_yolox_args(d: dict, i: int, row: list, channels: list[int]) -> list:
@@ -482,12 +247,12 @@ def _resolve_yolox_args(d: dict, i: int, row: list, channels: list[int]) -> list
     args = list(row[3])
     if not 1 <= len(args) <= 2:
         raise ModelConfigError(
-            f"{_yaml_label(d)}, row {i} ({row[2]}): args {args!r} should be [nc] or [nc, hidden width], e.g. [nc, 256]."
+            f"{yaml_label(d)}, row {i} ({row[2]}): args {args!r} should be [nc] or [nc, hidden width], e.g. [nc, 256]."
         )
     hidden = args[1] if len(args) == 2 else YOLOX_HEAD_WIDTH
     if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1:
         raise ModelConfigError(
-            f"{_yaml_label(d)}, row {i} ({row[2]}): hidden width {hidden!r} must be a positive integer, e.g. 256."
+            f"{yaml_label(d)}, row {i} ({row[2]}): hidden width {hidden!r} must be a positive integer, e.g. 256."
         )
     width, max_channels = _scale_params(d)
     return [args[0], make_divisible(min(hidden, max_channels) * width, 8), channels]
@@ -512,7 +277,7 @@ def _wants_depthwise(d: dict) -> bool:
     if isinstance(value, (list, tuple)) and all(v in scales for v in value):
         return _effective_scale(d) in value
     raise ModelConfigError(
-        f"{_yaml_label(d)}: `depthwise: {value!r}` should be true, false, or a list of scales from `scales:` "
+        f"{yaml_label(d)}: `depthwise: {value!r}` should be true, false, or a list of scales from `scales:` "
         f"({', '.join(map(str, scales)) or 'none defined'}), e.g. `depthwise: [n]` for YOLOX-Nano."
     )
 
@@ -539,50 +304,55 @@ def wrap_parse_model(original):
     @functools.wraps(original)
     def parse_model(d, ch, verbose=True):
         """Build a model dict like Ultralytics' parse_model, with AttnYOLO layers given their input channels."""
-        d = _with_fork_rows(with_yolox_scale(d))
-        _check_activation(d)
-        rows = _apply_attention_kind(d, _check_rows(d))
-        ours = [i for i, row in enumerate(rows) if row[2] in layer_classes()]
-        head = _head_row(d, rows)
-        depthwise = _wants_depthwise(d)
-        if not ours and head is None and not depthwise:
-            return original(d, ch, verbose)  # stock models: untouched
-
-        n_backbone = len(d.get("backbone") or [])
-
-        def with_rows(new_rows):
-            out = copy.deepcopy(d)
-            out["backbone"], out["head"] = new_rows[:n_backbone], new_rows[n_backbone:]
-            return out
-
-        if ours or head is not None:
-            probe_rows = copy.deepcopy(rows)
-            for i in ours:
-                probe_rows[i][2], probe_rows[i][3] = PROBE_NAME, []
-            if head is not None:  # the parser cannot build an unknown module from several rows: probe the inputs
-                probe_rows[head] = [-1, 1, PROBE_NAME, []]
-            probe_seq, _ = original(with_rows(probe_rows), ch, False)
-            c_out = _probe_output_channels(probe_seq, ch, max(ours + ([head - 1] if head is not None else [])))
-            c_in = {i: (probe_seq[i][0] if isinstance(probe_seq[i], nn.Sequential) else probe_seq[i]).c1 for i in ours}
-            del probe_seq
-            for i in ours:
-                rows[i][3] = _resolve_args(d, i, rows[i], c_in[i])
-        head_from = None
-        if head is not None:
-            head_from = rows[head][0]
-            channels = [c_out[j % head] for j in head_from]
-            rows[head] = [-1, 1, rows[head][2], _resolve_head_args(d, head, rows[head], channels)]
-
-        seq, save = original(with_rows(rows), ch, verbose)
-        if head is not None:
-            seq, save = _rewire_head(seq, save, head, head_from)
-            if verbose:
-                from ultralytics.utils import LOGGER as ULTRALYTICS_LOGGER
-
-                ULTRALYTICS_LOGGER.info(f"{head:>3}{head_from!s:>20}  {rows[head][2]} reads these rows (-1 above)")
-        if depthwise:
-            _apply_depthwise(seq, verbose)
-        return seq, save
+        with default_activation(with_fork_rows(with_yolox_scale(d)), verbose) as d:
+            return _parse_model(original, d, ch, verbose)
 
     parse_model._attnyolo_original = original
     return parse_model
+
+
+def _parse_model(original, d: dict, ch: int, verbose: bool):
+    """The body of the wrapped parse_model (:func:`wrap_parse_model`), for a dict whose activation is already set."""
+    rows = _apply_attention_kind(d, _check_rows(d))
+    ours = [i for i, row in enumerate(rows) if row[2] in layer_classes()]
+    head = _head_row(d, rows)
+    depthwise = _wants_depthwise(d)
+    if not ours and head is None and not depthwise:
+        return original(d, ch, verbose)  # stock models: untouched
+
+    n_backbone = len(d.get("backbone") or [])
+
+    def with_rows(new_rows):
+        """A copy of the model dict with ``new_rows`` as its backbone and head."""
+        out = copy.deepcopy(d)
+        out["backbone"], out["head"] = new_rows[:n_backbone], new_rows[n_backbone:]
+        return out
+
+    if ours or head is not None:
+        probe_rows = copy.deepcopy(rows)
+        for i in ours:
+            probe_rows[i][2], probe_rows[i][3] = PROBE_NAME, []
+        if head is not None:  # the parser cannot build an unknown module from several rows: probe the inputs
+            probe_rows[head] = [-1, 1, PROBE_NAME, []]
+        probe_seq, _ = original(with_rows(probe_rows), ch, False)
+        c_out = _probe_output_channels(probe_seq, ch, max(ours + ([head - 1] if head is not None else [])))
+        c_in = {i: (probe_seq[i][0] if isinstance(probe_seq[i], nn.Sequential) else probe_seq[i]).c1 for i in ours}
+        del probe_seq
+        for i in ours:
+            rows[i][3] = _resolve_args(d, i, rows[i], c_in[i])
+    head_from = None
+    if head is not None:
+        head_from = rows[head][0]
+        channels = [c_out[j % head] for j in head_from]
+        rows[head] = [-1, 1, rows[head][2], _resolve_head_args(d, head, rows[head], channels)]
+
+    seq, save = original(with_rows(rows), ch, verbose)
+    if head is not None:
+        seq, save = _rewire_head(seq, save, head, head_from)
+        if verbose:
+            from ultralytics.utils import LOGGER as ULTRALYTICS_LOGGER
+
+            ULTRALYTICS_LOGGER.info(f"{head:>3}{head_from!s:>20}  {rows[head][2]} reads these rows (-1 above)")
+    if depthwise:
+        _apply_depthwise(seq, verbose)
+    return seq, save

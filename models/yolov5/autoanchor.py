@@ -70,7 +70,8 @@ def label_sizes(labels: Sequence[dict], imgsz: int, rng: np.random.Generator | N
     """Label widths and heights (n, 2) in pixels at training size, from Ultralytics dataset labels.
 
     Args:
-        labels: ``dataset.labels``: dicts with ``shape`` (h, w) of the image and ``bboxes`` (m, 4) normalised xywh.
+        labels: Dicts with ``shape`` (h, w) of the image and ``bboxes`` (m, 4) normalised xywh, one per image
+            (:func:`attnyolo.integration.datasets.training_labels`).
         imgsz: Training image size (long side).
         rng: With a generator, each image's sizes get YOLOv5's random factor in [0.9, 1.1).
 
@@ -205,7 +206,7 @@ def check_anchors(
 
     Args:
         head: The model's classic head (anchors in grid units, strides set).
-        labels: The training dataset's labels (Ultralytics ``dataset.labels``).
+        labels: The training set's labels (:func:`attnyolo.integration.datasets.training_labels`).
         imgsz: Training image size.
         anchor_t: Anchor ratio threshold (hyp ``anchor_t``).
         seed: Seed of the random scale factors, k-means and evolution.

@@ -7,8 +7,9 @@ Such a file is a ``torch.save`` of a dict whose ``model``/``ema`` entries pickle
 
 Here nothing from the file runs:
 
-1. The pickle's GLOBAL references are listed without unpickling (:func:`pickle_globals`); a file that references
-   anything outside :func:`allowed_globals` is refused with one line naming it.
+1. The pickle's GLOBAL references are listed without unpickling
+   (:func:`~attnyolo.integration.checkpoints.referenced_globals`, the listing every checkpoint reader uses); a file
+   that references anything outside :func:`allowed_globals` is refused with one line naming it.
 2. ``torch.load(weights_only=True)`` rebuilds the file with *stand-in* classes registered under the YOLOv5 names
    (plain ``nn.Module`` subclasses without code), so ``nn.Module``'s own ``__setstate__`` restores the module tree, its
    attributes (``yaml``, ``names``, ``stride``) and tensors.
@@ -29,16 +30,20 @@ buffer is in grid units; v5.0 also stores an ``anchor_grid`` buffer; names are a
 from __future__ import annotations
 
 import copy
-import io
-import pickletools
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, first_line
+from ..integration.checkpoints import (
+    allow_globals,
+    data_globals,
+    referenced_globals,
+    scoped_globals,
+    zip_pickle_record,
+)
 from ..layers.coord_attention import CoordAtt
 
 # Classes a YOLOv5 checkpoint pickles under the `models` package, and which AttnYOLO rebuilds: the official ones of
@@ -113,94 +118,18 @@ def _stand_in(name: str) -> type:
     return _STAND_INS[name]
 
 
-def _data_globals() -> dict[str, Any]:
-    """Non-module globals training checkpoints contain: numpy scalars, dtypes and arrays, and pathlib paths.
-
-    train.py's optimizer state holds numpy float64 momentum values and ``best_fitness`` may be a numpy array; files
-    written with numpy 1.x name ``numpy.core.multiarray``, numpy 2.x ``numpy._core.multiarray``; ``opt`` of some forks
-    holds paths.
-    """
-    import pathlib
-
-    import numpy as np
-
-    scalar = np.float64(0).__reduce__()[0]
-    reconstruct = np.zeros(1).__reduce__()[0]
-    entries: dict[str, Any] = {"numpy.dtype": np.dtype, "numpy.ndarray": np.ndarray}
-    for core in ("numpy.core.multiarray", "numpy._core.multiarray"):
-        entries[f"{core}.scalar"] = scalar
-        entries[f"{core}._reconstruct"] = reconstruct
-    for dtype in (np.float64, np.float32, np.int64, np.int32, np.bool_):
-        cls = type(np.dtype(dtype))
-        entries[f"{cls.__module__}.{cls.__name__}"] = cls
-    for name in ("PosixPath", "WindowsPath", "PurePosixPath", "PureWindowsPath"):
-        entries[f"pathlib.{name}"] = pathlib.PurePosixPath if "Posix" in name else pathlib.PureWindowsPath
-    return entries
-
-
 def allowed_globals() -> dict[str, Any]:
     """Every pickle GLOBAL a classic checkpoint may reference, mapped to what unpickling builds for it.
 
-    YOLOv5 classes map to stand-ins, torch.nn classes to themselves, data types to numpy/pathlib types. torch's
-    own tensor-rebuilding globals (``torch._utils._rebuild_tensor_v2``, storages, ``collections.OrderedDict``,
-    ``__builtin__.set``, ``_codecs.encode``) are allowed by ``weights_only`` itself.
+    YOLOv5 classes map to stand-ins, torch.nn classes to themselves, data types (numpy scalars and arrays, paths) as
+    every checkpoint reader of the package maps them (:func:`~attnyolo.integration.checkpoints.data_globals`).
+    torch's own tensor-rebuilding globals (``torch._utils._rebuild_tensor_v2``, storages, ``collections.OrderedDict``,
+    ``builtins.set``, ``_codecs.encode``) are allowed by ``weights_only`` itself.
     """
     entries = {name: _stand_in(name) for name in CLASSIC_CLASSES}
     entries.update({f"{c.__module__}.{c.__qualname__}": c for c in TORCH_CLASSES})
-    entries.update(_data_globals())
+    entries.update(data_globals())
     return entries
-
-
-def _torch_builtin_globals() -> set[str]:
-    """The GLOBALs ``torch.load(weights_only=True)`` allows by itself (tensor and storage rebuilding)."""
-    from torch import _weights_only_unpickler
-
-    return set(_weights_only_unpickler._get_allowed_globals())
-
-
-def _pickle_record(path: Path) -> bytes | None:
-    """The ``data.pkl`` record of a ``torch.save`` zip file, or None if ``path`` is no such file."""
-    try:
-        with zipfile.ZipFile(path) as zf:
-            names = [n for n in zf.namelist() if n.endswith("/data.pkl") or n == "data.pkl"]
-            return zf.read(names[0]) if names else None
-    except (zipfile.BadZipFile, OSError):
-        return None
-
-
-# Module names protocol-2 pickles use for Python 2 compatibility, as pickle itself maps them when loading.
-_PY2_MODULES = {"__builtin__": "builtins", "copy_reg": "copyreg"}
-
-
-def pickle_globals(data: bytes) -> set[str]:
-    """The ``module.name`` of every GLOBAL a pickle references, found by disassembling it (nothing is run).
-
-    Handles protocol 2's ``GLOBAL`` and protocol 4's ``STACK_GLOBAL`` (whose module and name are strings pushed
-    just before, possibly fetched from the memo).
-    """
-    found, strings, memo = set(), [], {}
-    previous = None  # the string the previous opcode pushed, if it pushed one
-    for opcode, arg, _ in pickletools.genops(io.BytesIO(data)):
-        name, pushed = opcode.name, None
-        if name == "GLOBAL":
-            module, _, attr = str(arg).partition(" ")
-            found.add(f"{_PY2_MODULES.get(module, module)}.{attr}")
-        elif name in {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "SHORT_BINSTRING", "BINSTRING"}:
-            pushed = str(arg)
-        elif name == "MEMOIZE":
-            memo[len(memo)] = previous
-            pushed = previous  # memoizing leaves the stack as it was
-        elif name in {"PUT", "BINPUT", "LONG_BINPUT"}:
-            memo[arg] = previous
-            pushed = previous
-        elif name in {"GET", "BINGET", "LONG_BINGET"}:
-            pushed = memo.get(arg)
-        elif name == "STACK_GLOBAL" and len(strings) >= 2:
-            found.add(f"{strings[-2]}.{strings[-1]}")
-        if pushed is not None and name not in {"MEMOIZE", "PUT", "BINPUT", "LONG_BINPUT"}:
-            strings.append(pushed)
-        previous = pushed
-    return found
 
 
 def is_classic_checkpoint(path: str | Path) -> bool:
@@ -208,44 +137,18 @@ def is_classic_checkpoint(path: str | Path) -> bool:
     path = Path(path)
     if not path.is_file():
         return False
-    data = _pickle_record(path)
+    data = zip_pickle_record(path)
     if data is None or b"models.yolo" not in data:  # cheap test first: every .pt Ultralytics opens passes here
         return False
-    return any(g.startswith("models.yolo.") for g in _safe_globals_of(data, path))
-
-
-def _safe_globals_of(data: bytes, path: Path) -> set[str]:
-    """:func:`pickle_globals`, with an unreadable pickle reported as a damaged file."""
-    try:
-        return pickle_globals(data)
-    except Exception as error:  # pickletools raises ValueError and others on truncated or corrupt data
-        raise CheckpointError(
-            f"{path}: the checkpoint's pickle is damaged ({error}). Fix: use an intact copy."
-        ) from None
-
-
-def _registered_names() -> set[str]:
-    """Names of the globals already in torch's process-wide weights-only allowlist (``add_safe_globals``)."""
-    names = set()
-    for entry in torch.serialization.get_safe_globals():
-        obj, name = entry if isinstance(entry, tuple) else (entry, None)
-        names.add(name or f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', '')}")
-    return names
-
-
-def _new_entries(allowed: dict[str, Any]) -> list[tuple[Any, str]]:
-    """The ``(object, name)`` entries of ``allowed`` that torch's allowlist does not hold yet.
-
-    ``torch.serialization.safe_globals`` removes its entries again on exit, also entries that were registered before
-    it for the whole process (AttnYOLO's checkpoint reader registers torch.nn layers that way); only the new ones are
-    scoped to this read. The stand-ins never stay registered: other readers must keep refusing ``models.*`` classes.
-    """
-    present = _registered_names()
-    return [(obj, name) for name, obj in allowed.items() if name not in present]
+    return any(g.startswith("models.yolo.") for g in referenced_globals(path)[0])
 
 
 def read_classic(path: str | Path) -> dict:
     """Unpickle a classic YOLOv5 checkpoint with stand-ins for its classes (see the module docstring).
+
+    The torch.nn and data globals it references are registered for the process as every checkpoint reader registers
+    them (:func:`~attnyolo.integration.checkpoints.allow_globals`); the stand-ins only for this load
+    (:func:`~attnyolo.integration.checkpoints.scoped_globals`), so other readers keep refusing ``models.*`` classes.
 
     Args:
         path: The checkpoint.
@@ -258,16 +161,16 @@ def read_classic(path: str | Path) -> dict:
             message), is damaged, or torch is too old for allow-listed loading.
     """
     path = Path(path)
-    data = _pickle_record(path)
-    if data is None:
+    if zip_pickle_record(path) is None:
         raise CheckpointError(f"{path}: not a torch.save zip checkpoint, so not a YOLOv5 checkpoint AttnYOLO reads.")
     if not hasattr(torch.serialization, "safe_globals"):
         raise CheckpointError(
             f"{path}: reading YOLOv5 checkpoints safely needs torch>=2.6 (installed: {torch.__version__}). "
             "Fix: pip install -U torch."
         )
+    names, _ = referenced_globals(path)
     allowed = allowed_globals()
-    unknown = sorted(_safe_globals_of(data, path) - set(allowed) - _torch_builtin_globals())
+    unknown = sorted(set(names) - set(allowed))
     if unknown:
         ours = [g for g in unknown if g.startswith("models.")]
         if ours:
@@ -282,12 +185,13 @@ def read_classic(path: str | Path) -> dict:
             f"{path}: the checkpoint references {', '.join(unknown)}, which a YOLOv5 checkpoint does not contain; "
             "refusing to unpickle it (it could run code). Fix: load it where it was made and save the weights only."
         )
+    stand_ins = {name: allowed[name] for name in names if name in CLASSIC_CLASSES}
+    allow_globals([name for name in names if name not in stand_ins], str(path))
     try:
-        with torch.serialization.safe_globals(_new_entries(allowed)):
+        with scoped_globals(stand_ins):
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CheckpointError(f"{path}: the YOLOv5 checkpoint cannot be read ({reason}).") from None
+        raise CheckpointError(f"{path}: the YOLOv5 checkpoint cannot be read ({first_line(error)}).") from None
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("ema") or ckpt.get("model"), nn.Module):
         raise CheckpointError(f"{path}: no model in the checkpoint (expected a dict with 'model' or 'ema').")
     return ckpt

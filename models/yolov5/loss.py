@@ -23,11 +23,10 @@ The code is written for this project from those rules; tests compare it with num
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
+from ultralytics.utils.metrics import bbox_iou
 
 # Per-level objectness weights: P3, P4, P5 (and YOLOv5's values for five levels, P3-P7).
 OBJ_BALANCE = {3: (4.0, 1.0, 0.4)}
@@ -46,7 +45,8 @@ def ciou(box1: torch.Tensor, box2: torch.Tensor, eps: float = CIOU_EPS) -> torch
 
     ``CIoU = IoU - (rho^2 / c^2 + alpha * v)`` with ``rho`` the centre distance, ``c`` the diagonal of the smallest
     enclosing box, ``v = 4/pi^2 (atan(w2/h2) - atan(w1/h1))^2`` and ``alpha = v / (v - IoU + 1 + eps)`` treated as a
-    constant (no gradient). ``eps`` is added to the union and to ``c^2``.
+    constant (no gradient); ``eps`` is added to the union and to ``c^2``. Ultralytics' ``bbox_iou`` computes exactly
+    this (``xywh=True, CIoU=True``, the same eps), so it is called here rather than restated.
 
     Args:
         box1: (n, 4) predictions, xywh.
@@ -56,22 +56,7 @@ def ciou(box1: torch.Tensor, box2: torch.Tensor, eps: float = CIOU_EPS) -> torch
     Returns:
         (n,) CIoU values.
     """
-    x1, y1, w1, h1 = box1.unbind(-1)
-    x2, y2, w2, h2 = box2.unbind(-1)
-    left1, right1, top1, bottom1 = x1 - w1 / 2, x1 + w1 / 2, y1 - h1 / 2, y1 + h1 / 2
-    left2, right2, top2, bottom2 = x2 - w2 / 2, x2 + w2 / 2, y2 - h2 / 2, y2 + h2 / 2
-    overlap_w = (torch.min(right1, right2) - torch.max(left1, left2)).clamp(0)
-    overlap_h = (torch.min(bottom1, bottom2) - torch.max(top1, top2)).clamp(0)
-    inter = overlap_w * overlap_h
-    iou = inter / (w1 * h1 + w2 * h2 - inter + eps)
-    enclose_w = torch.max(right1, right2) - torch.min(left1, left2)
-    enclose_h = torch.max(bottom1, bottom2) - torch.min(top1, top2)
-    diagonal2 = enclose_w**2 + enclose_h**2 + eps
-    centre2 = ((left2 + right2 - left1 - right1) ** 2 + (top2 + bottom2 - top1 - bottom1) ** 2) / 4
-    v = (4 / math.pi**2) * (torch.atan(w2 / h2) - torch.atan(w1 / h1)) ** 2
-    with torch.no_grad():
-        alpha = v / (v - iou + (1 + eps))
-    return iou - (centre2 / diagonal2 + v * alpha)
+    return bbox_iou(box1, box2, xywh=True, CIoU=True, eps=eps).squeeze(-1)
 
 
 def batch_targets(batch: dict, device: torch.device | str | None = None) -> torch.Tensor:

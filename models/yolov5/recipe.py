@@ -69,16 +69,14 @@ LOSS_KEYS: dict[str, Any] = {
 # 25 epochs without mosaic 0.54, in about 3 minutes.
 SAMPLE_RECIPE: dict[str, Any] = {"epochs": 25, "mosaic": 0.0}
 
-# The loss's hyperparameters before train.py's scaling (what the loss uses outside a trainer).
+# The loss's hyperparameters before train.py's scaling (what the loss uses outside a trainer): hyp.scratch-low's gains
+# and loss keys, under the names YOLOv5Loss reads (YOLOv5's `cls_pw` is `cls_pos_weight` here, see LOSS_KEYS).
 SCRATCH_LOW_LOSS: dict[str, float] = {
-    "box": 0.05,
-    "obj": 1.0,
-    "cls": 0.5,
-    "cls_pw": 1.0,
-    "obj_pw": 1.0,
-    "anchor_t": 4.0,
-    "fl_gamma": 0.0,
-    "label_smoothing": 0.0,
+    "box": ULTRALYTICS_DEFAULTS["box"],
+    "obj": LOSS_KEYS["obj"],
+    "cls": ULTRALYTICS_DEFAULTS["cls"],
+    "cls_pw": LOSS_KEYS["cls_pos_weight"],
+    **{key: LOSS_KEYS[key] for key in ("obj_pw", "anchor_t", "fl_gamma", "label_smoothing")},
 }
 
 
@@ -223,6 +221,7 @@ def before_training(trainer: Any) -> None:
     from ultralytics.utils import RANK
     from ultralytics.utils.torch_utils import unwrap_model
 
+    from ..integration.datasets import training_labels
     from .autoanchor import check_anchors
 
     model = unwrap_model(trainer.model)
@@ -241,7 +240,7 @@ def before_training(trainer: Any) -> None:
         return
     imgsz = trainer.args.imgsz if isinstance(trainer.args.imgsz, int) else max(trainer.args.imgsz)
     seed = int(getattr(trainer.args, "seed", 0) or 0)
-    report = check_anchors(head, trainer.train_loader.dataset.labels, imgsz, model.yolov5_hyp["anchor_t"], seed)
+    report = check_anchors(head, training_labels(trainer), imgsz, model.yolov5_hyp["anchor_t"], seed)
     if RANK in {-1, 0}:
         ULTRALYTICS_LOGGER.info(report.summary())
     trainer.autoanchor_report = report

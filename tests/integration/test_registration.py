@@ -361,7 +361,7 @@ def test_check_model_source_accepts_every_name_the_builder_accepts(name, layer, 
         ("yolo11s-ELA-X.yaml", "Did you mean yolo11s-ELA-T.yaml"),
         ("yolov8n-Coordatt.yaml", "Did you mean yolov8n-CoordAtt.yaml"),
         ("no/such/dir/model.yaml", "is neither a file nor a model name"),
-        ("no/such/best.pt", "checkpoint no/such/best.pt does not exist"),
+        ("no/such/best.pt", "models=no/such/best.pt does not exist"),
     ],
 )
 def test_check_model_source_names_the_value_and_close_matches(name, expected):

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import tomllib
-from ultralytics.nn import tasks
 
 import attnyolo
 from attnyolo.integration import internals, version
@@ -56,32 +55,86 @@ def test_outside_the_range_warns_and_self_checks_then_passes(monkeypatch, attnyo
     assert ran == [None] and not attnyolo_log.records
 
 
-@pytest.mark.parametrize(
-    ("owner", "attribute", "check"),
-    [
-        (tasks, "parse_model", "parser"),
-        (tasks, "check_yaml", "names"),
-        (tasks.BaseModel, "fuse", "fuse"),
-        (tasks.DetectionModel, "init_criterion", "criterion"),
-        (tasks, "torch_safe_load", "safe_load"),
-    ],
-)
-def test_self_check_names_the_internal_that_no_longer_behaves(monkeypatch, owner, attribute, check):
-    # Undo one patch, as if Ultralytics had renamed what attnyolo wraps: the check of that path must fail by behaviour.
-    monkeypatch.setattr(owner, attribute, getattr(owner, attribute)._attnyolo_original)
+# Patches whose undoing changes what Ultralytics does; strip_optimizer and save_model keep their behaviour unwrapped
+# (the wrap only makes their writes atomic), so their check proves the internal's contract, tested below.
+UNDONE_CHANGES_BEHAVIOUR = ("parse_model", "check_yaml", "fuse", "init_criterion", "get_flops", "torch_safe_load")
+
+
+@pytest.mark.parametrize("patch", [p for p in internals.PATCHES if p.attribute in UNDONE_CHANGES_BEHAVIOUR])
+def test_self_check_names_the_internal_that_no_longer_behaves(monkeypatch, patch):
+    # Undo one patch, as if Ultralytics had renamed what attnyolo wraps: the check the patch names must fail.
+    owner = internals._resolve(patch.owner)
+    monkeypatch.setattr(owner, patch.attribute, getattr(owner, patch.attribute)._attnyolo_original)
     monkeypatch.setattr(version, "installed_version", lambda: "8.9.0")
     with pytest.raises(attnyolo.UnsupportedUltralyticsError) as error:
         version.self_check()
     message = str(error.value)
-    assert f"the '{check}' self-check failed" in message and "ultralytics 8.9.0 changed" in message
+    assert f"the '{patch.check}' self-check failed" in message and "ultralytics 8.9.0 changed" in message
     assert "pip install 'ultralytics>=8.4.180,<=8.4.190'" in message
 
 
-def test_every_patch_has_a_self_check_and_a_reason():
-    proven = " ".join(internal for internal, _ in version.SELF_CHECKS.values())
+def test_every_patch_and_read_names_the_self_check_that_proves_it():
+    assert {p.attribute for p in internals.PATCHES} >= set(UNDONE_CHANGES_BEHAVIOUR)
     for patch in internals.PATCHES:
-        assert patch.attribute in proven, f"{patch.owner}.{patch.attribute} is patched but no self-check covers it"
+        assert patch.check in version.SELF_CHECKS, f"{patch.owner}.{patch.attribute} names no existing self-check"
         assert len(patch.why) > 20
+    for read in internals.READS:
+        assert read.check is None or read.check in version.SELF_CHECKS, read.fact
+        assert read.where.split(" ", 1)[0].split(":", 1)[0].endswith(".py"), read.where  # names the module
+        assert read.check is not None or "no self-check" in read.where, f"{read.fact}: unchecked without a reason"
+    named = {p.check for p in internals.PATCHES} | {r.check for r in internals.READS}
+    assert set(version.SELF_CHECKS) <= named, "a self-check that proves nothing listed"
+
+
+def _fails(check: str, match: str) -> None:
+    with pytest.raises(AssertionError, match=match):
+        version.SELF_CHECKS[check][1]()
+
+
+def test_results_csv_check_fails_when_the_epoch_column_changes(monkeypatch):
+    from ultralytics.engine.trainer import BaseTrainer
+
+    def zero_based(self, metrics):
+        with open(self.csv, "a") as f:
+            f.write(("" if self.csv.stat().st_size else "epoch,time\n") + f"{self.epoch},0\n")
+
+    monkeypatch.setattr(BaseTrainer, "save_metrics", lambda self, m: (self.csv.touch(), zero_based(self, m)))
+    _fails("results_csv", "results.csv's first column")
+
+
+def test_random_perspective_check_fails_when_scale_is_a_number_again(monkeypatch):
+    from ultralytics.data.augment import RandomPerspective
+
+    init = RandomPerspective.__init__
+
+    def scalar_only(self, *args, scale=0.5, **kwargs):
+        init(self, *args, scale=0.5 if isinstance(scale, tuple) else scale, **kwargs)  # a range ignored: 1 +- 0.5
+
+    monkeypatch.setattr(RandomPerspective, "__init__", scalar_only)
+    _fails("random_perspective", r"scale=\(2, 2\)")
+
+
+def test_dataset_layout_check_fails_when_the_label_shape_is_width_first(monkeypatch):
+    from ultralytics.data.dataset import YOLODataset
+
+    get_labels = YOLODataset.get_labels
+
+    def width_first(self):
+        return [{**label, "shape": label["shape"][::-1]} for label in get_labels(self)]
+
+    monkeypatch.setattr(YOLODataset, "get_labels", width_first)
+    _fails("dataset_layout", "dataset.labels gave")
+
+
+def test_trainer_loop_check_fails_when_the_ema_is_copied_before_the_class_weights(monkeypatch):
+    import inspect
+
+    from ultralytics.engine.trainer import BaseTrainer
+
+    real = inspect.getsource
+    moved = real(BaseTrainer._setup_train).replace("self.set_class_weights()", "pass") + "self.set_class_weights()"
+    monkeypatch.setattr(inspect, "getsource", lambda obj: moved if obj is BaseTrainer._setup_train else real(obj))
+    _fails("trainer_loop", "set_class_weights")
 
 
 def test_a_missing_internal_is_named(monkeypatch):

@@ -66,6 +66,30 @@ def test_documented_activations_build_as_ultralytics_builds_them(activation, exp
     assert type(tasks.Conv.default_act) is nn.SiLU  # and the process-wide default is restored afterwards
 
 
+@pytest.mark.parametrize("rows", ["stock", "attention"])
+def test_an_accepted_activation_reaches_no_eval(rows, tmp_path, monkeypatch):
+    # parse_model evaluates `activation:` with the builtin eval, looked up in ultralytics.nn.tasks' globals; a module
+    # global of that name shadows it. AttnYOLO hands the parser the dict without the key and sets the activation.
+    def no_eval(*args):
+        raise AssertionError(f"eval{args} was called")
+
+    monkeypatch.setattr(tasks, "eval", no_eval, raising=False)
+    extra = [] if rows == "stock" else [[-1, 1, "CoordAtt", []], [-1, 1, "Conv", [16, 3, 2]], [-1, 1, "SPPF", [16, 5]]]
+    cfg = write_cfg(tmp_path / "act.yaml", "nn.LeakyReLU(0.1)", rows=[[-1, 1, "Conv", [16, 3, 2]], *extra])
+    model = YOLO(cfg).model
+    convs = [m for m in model.modules() if isinstance(m, tasks.Conv)]
+    assert convs and all(repr(m.act) == repr(nn.LeakyReLU(0.1)) for m in convs)  # SPPF's convs too
+    assert model.yaml["activation"] == "nn.LeakyReLU(0.1)"  # kept in the model's YAML, so checkpoints rebuild alike
+    assert type(tasks.Conv.default_act) is nn.SiLU
+
+
+def test_the_default_activation_is_restored_when_a_build_fails(tmp_path):
+    bad_row = [[-1, 1, "Conv", [16, 3, 2]], [-1, 1, "Conv", ["not a number", 3, 2]]]
+    with pytest.raises(SyntaxError):  # Ultralytics reads the argument with ast.literal_eval
+        YOLO(write_cfg(tmp_path / "bad.yaml", "nn.ReLU()", rows=bad_row))
+    assert type(tasks.Conv.default_act) is nn.SiLU
+
+
 @pytest.mark.parametrize(
     ("activation", "reason"),
     [

@@ -44,6 +44,20 @@ def test_loss_hyp_reads_box_and_cls_from_the_trainer_and_the_rest_from_hyp():
     )
 
 
+def test_scratch_low_values_are_what_the_real_train_py_read():
+    # opt.hyp of a checkpoint the real train.py wrote (tests/fixtures/yolov5/checkpoints.json) is hyp.scratch-low as
+    # loaded, before the gain scaling; every default here is derived from ULTRALYTICS_DEFAULTS and LOSS_KEYS.
+    opt = fixture_json("checkpoints.json")["tiny_official_train.pt"]["opt"]
+    file_names = {"cls_pw": "cls_pw"}  # the loss's key -> hyp.scratch-low's (YOLOv5Loss reads YOLOv5's names)
+    expected = {k: opt["hyp"][file_names.get(k, k)] for k in recipe.SCRATCH_LOW_LOSS if k != "label_smoothing"}
+    assert recipe.SCRATCH_LOW_LOSS == {**expected, "label_smoothing": opt["label_smoothing"]}
+    shared = [k for k in recipe.ULTRALYTICS_DEFAULTS if k in opt["hyp"] and k != "cls_pw"]  # cls_pw: another meaning
+    assert {k: recipe.ULTRALYTICS_DEFAULTS[k] for k in shared} == {k: opt["hyp"][k] for k in shared}
+    # at train.py's reference point (80 classes, 640 px, 3 levels) the scaled gains are the unscaled ones
+    args = SimpleNamespace(box=recipe.ULTRALYTICS_DEFAULTS["box"], cls=recipe.ULTRALYTICS_DEFAULTS["cls"], imgsz=640)
+    assert recipe.loss_hyp(args, None, nc=80, nl=3) == recipe.SCRATCH_LOW_LOSS
+
+
 def test_defaults_fill_only_the_keys_the_user_did_not_set():
     args = SimpleNamespace(optimizer="auto", lr0=0.02, box=7.5, mosaic=1.0, close_mosaic=10)
     changed = recipe.apply_defaults(args, user_keys={"lr0"})

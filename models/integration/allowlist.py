@@ -1,0 +1,168 @@
+"""What a checkpoint may reference: the allowlist of :func:`attnyolo.integration.checkpoints.read_checkpoint`.
+
+Exactly what Ultralytics and AttnYOLO put into checkpoints, found by reading real files (stock ``YOLO.save``, training
+runs' ``last.pt``/``best.pt``, attnyolo 0.1 files): layer, head and model classes, the loss classes older checkpoints
+carry, Ultralytics' argument namespace, numpy scalars and arrays, paths, and a restricted ``getattr``
+(:func:`allowed_global`, :func:`data_globals`).
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import importlib
+import pickle
+import re
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+# Where checkpoints' model classes live. A pickled class is allowed when it is an nn.Module subclass found under one of
+# these module paths: the layers, heads and model classes Ultralytics and AttnYOLO build networks from.
+_MODEL_MODULES = ("torch.nn.modules.", "ultralytics.nn.modules.", "ultralytics.nn.tasks", "attnyolo.")
+# Training-state classes older checkpoints pickled with the model (the loss criterion and its assigner); allowed when
+# the class is defined in exactly that module.
+_CRITERION_MODULES = ("ultralytics.utils.loss", "ultralytics.utils.tal", "attnyolo.yolox.loss", "attnyolo.yolox.simota")
+# Module paths renamed by Ultralytics releases: the renames Ultralytics' own torch_safe_load applies while unpickling
+# (ultralytics/nn/tasks.py, temporary_modules(...) in torch_safe_load, Ultralytics 8.4.180 and 8.4.190).
+_RENAMED_MODULES = {
+    "ultralytics.yolo.utils": "ultralytics.utils",
+    "ultralytics.yolo.v8": "ultralytics.models.yolo",
+    "ultralytics.yolo.data": "ultralytics.data",
+}
+# Classes renamed or removed by Ultralytics releases -> what their checkpoints load as (as Ultralytics maps them).
+_RENAMED_CLASSES = {
+    "ultralytics.nn.modules.block.Silence": "torch.nn.modules.linear.Identity",  # YOLOv9e
+    "ultralytics.nn.tasks.YOLOv10DetectionModel": "ultralytics.nn.tasks.DetectionModel",
+    "ultralytics.utils.loss.v10DetectLoss": "ultralytics.utils.loss.E2EDetectLoss",
+}
+_DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
+
+
+# The methods checkpoints hold references to: Ultralytics pickles a layer's `forward`/`forward_fuse` (stock YOLOv8 and
+# YOLO11 checkpoints of some tasks), and YOLOX models of attnyolo <= 0.2 a Conv's `type` method. Calling any other
+# method during unpickling could have effects (Ultralytics' `predict(visualize=...)` writes files), so none is served.
+_CHECKPOINT_METHODS = frozenset({"forward", "forward_fuse", "type"})
+
+
+def _checkpoint_getattr(obj: Any, name: str) -> Any:
+    """``getattr`` restricted to what checkpoints use it for: a few layer methods and enum members.
+
+    Pickle stores a bound method as ``getattr(instance, name)`` and an enum member or a function defined on a class as
+    ``getattr(class, name)``. Anything else is refused: an unrestricted getattr reaches any object's globals.
+    """
+    if isinstance(obj, nn.Module) and name in _CHECKPOINT_METHODS and callable(getattr(type(obj), name, None)):
+        return getattr(obj, name)
+    if isinstance(obj, type) and issubclass(obj, nn.Module) and name in _CHECKPOINT_METHODS - {"type"}:
+        return getattr(obj, name)
+    if isinstance(obj, type) and issubclass(obj, enum.Enum) and name in obj.__members__:
+        return obj[name]
+    raise pickle.UnpicklingError(f"getattr({type(obj).__name__}, {name!r}) is not a model layer's method or member")
+
+
+@functools.lru_cache(maxsize=1)
+def data_globals() -> dict[str, Any]:
+    """The data types checkpoints hold besides tensors, by the name pickle records them under.
+
+    numpy scalars (Ultralytics' ``best_fitness``, the momentum values in YOLOv5's optimizer state), dtypes and arrays
+    (YOLOv5's ``best_fitness`` may be an array), and paths (``save_dir`` of Ultralytics < 8.1, ``opt`` of YOLOv5
+    forks). numpy 1.x records ``numpy.core.multiarray``, numpy 2.x ``numpy._core.multiarray``; Python 3.13 records
+    paths under ``pathlib._local``. A path saved on the other OS loads as this OS's path, as Ultralytics maps it.
+    """
+    import pathlib
+
+    import numpy as np
+
+    scalar = np.float64(0).__reduce__()[0]  # numpy's scalar reconstructor
+    reconstruct = np.zeros(1).__reduce__()[0]  # numpy's array reconstructor
+    local_path = type(Path())
+    found: dict[str, Any] = {"numpy.dtype": np.dtype, "numpy.ndarray": np.ndarray}
+    for core in ("numpy.core.multiarray", "numpy._core.multiarray"):
+        found[f"{core}.scalar"] = scalar
+        found[f"{core}._reconstruct"] = reconstruct
+    for dtype in {type(np.dtype(t)) for t in (np.float16, np.float32, np.float64, np.int32, np.int64, np.bool_)}:
+        found[f"{dtype.__module__}.{dtype.__qualname__}"] = dtype  # numpy >= 1.25 pickles dtypes by their class
+    for module in ("pathlib", "pathlib._local"):
+        for cls in ("Path", "PosixPath", "WindowsPath"):
+            found[f"{module}.{cls}"] = local_path
+        found[f"{module}.PurePosixPath"] = pathlib.PurePosixPath
+        found[f"{module}.PureWindowsPath"] = pathlib.PureWindowsPath
+    return found
+
+
+@functools.lru_cache(maxsize=1)
+def _fixed_globals() -> dict[str, Any]:
+    """Non-layer globals of Ultralytics and AttnYOLO checkpoints: :func:`data_globals`, argument namespaces, getattr."""
+    import types
+
+    from ultralytics.utils import IterableSimpleNamespace
+
+    return {
+        **data_globals(),
+        "ultralytics.utils.IterableSimpleNamespace": IterableSimpleNamespace,  # model.args of resumable checkpoints
+        "ultralytics.yolo.utils.IterableSimpleNamespace": IterableSimpleNamespace,  # Ultralytics < 8.0.44
+        "types.SimpleNamespace": types.SimpleNamespace,
+        "builtins.getattr": _checkpoint_getattr,
+    }
+
+
+def _transforms_global(name: str) -> Any | None:
+    """The torchvision preprocessing classes Ultralytics' classification checkpoints pickle, or None."""
+    if not name.startswith("torchvision.transforms."):
+        return None
+    import torchvision.transforms.transforms as tvt
+    from torchvision.transforms.functional import InterpolationMode
+
+    known = (tvt.Compose, tvt.Normalize, tvt.Resize, tvt.CenterCrop, tvt.ToTensor, InterpolationMode)
+    return next((cls for cls in known if f"{cls.__module__}.{cls.__qualname__}" == name), None)
+
+
+def _import_attribute(module: str, attr: str) -> Any | None:
+    """``module.attr`` from an installed, trusted package, or None when it does not exist."""
+    if not _DOTTED.match(f"{module}.{attr}"):
+        return None
+    try:
+        return getattr(importlib.import_module(module), attr, None)
+    except ImportError:
+        return None
+
+
+def allowed_global(name: str) -> Any | None:
+    """The object a checkpoint may reference as ``name`` (``module.Name``), or None when checkpoints never hold it.
+
+    Allowed: nn.Module subclasses under the module paths of torch.nn, Ultralytics' layers and models, and AttnYOLO
+    (including attnyolo 0.1's flat paths, :data:`attnyolo.LEGACY_MODULES`); loss and assigner classes of older
+    checkpoints; Ultralytics' renamed classes and modules; numpy scalars and dtypes; paths; Ultralytics' argument
+    namespace; torchvision's preprocessing classes; a restricted ``getattr``.
+
+    Args:
+        name: The global as :func:`attnyolo.integration.pickles.pickle_globals` lists it (``module.Name``).
+
+    Returns:
+        The object to unpickle it as, or None.
+    """
+    fixed = _fixed_globals()
+    if name in fixed:
+        return fixed[name]
+    if name in _RENAMED_CLASSES:
+        return allowed_global(_RENAMED_CLASSES[name])
+    for old, new in _RENAMED_MODULES.items():
+        if name.startswith(old + "."):
+            return allowed_global(new + name[len(old) :])
+    transform = _transforms_global(name)
+    if transform is not None:
+        return transform
+    module, _, attr = name.rpartition(".")
+    import attnyolo
+
+    if module in attnyolo.LEGACY_MODULES:  # attnyolo 0.1's flat layout: the same classes under their old paths
+        obj = getattr(attnyolo.LEGACY_MODULES[module], attr, None)
+        return obj if isinstance(obj, type) and issubclass(obj, nn.Module) else None
+    if any(module == root or module.startswith(root + ".") for root in (p.rstrip(".") for p in _MODEL_MODULES)):
+        obj = _import_attribute(module, attr)
+        return obj if isinstance(obj, type) and issubclass(obj, nn.Module) else None
+    if module in _CRITERION_MODULES:
+        obj = _import_attribute(module, attr)
+        return obj if isinstance(obj, type) and obj.__module__ == module else None
+    return None

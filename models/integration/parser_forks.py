@@ -1,0 +1,173 @@
+"""Rows other projects' model YAMLs write, read as those projects mean them (the YOLOv5/YOLOv7/YOLO11 forks).
+
+* layer names of other projects (:data:`attnyolo.layers.registry.LAYER_ALIASES`: ``CA``, ``CoordAttention``, the
+  ELA authors' ``EfficientLocalizationAttention`` with a kernel size or a variant) become AttnYOLO's
+  (:func:`with_fork_rows`);
+* YOLOv5's anchor-based ``Detect, [nc, anchors]`` becomes :class:`~attnyolo.yolov5.head.YOLOv5Detect`, whose arguments
+  are checked and resolved here (:func:`resolve_classic_args`);
+* CoordAtt's ``[inp, oup(, reduction)]`` rows are told apart from ``[c, reduction]`` ones (:func:`coordatt_rest`).
+
+:mod:`attnyolo.integration.parser` calls these while it builds a model.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from ..errors import ModelConfigError
+from ..layers.registry import LAYER_ALIASES
+from .names import yaml_label
+
+LOGGER = logging.getLogger("attnyolo")
+
+
+# The ELA authors' class ``EfficientLocalizationAttention(channel, kernel_size=7)`` (depthwise Conv1d, GroupNorm with
+# 16 groups) is ELA-B at kernel 7; kernel 5 is nearest to ELA-T, whose GroupNorm has 32 groups (arXiv 2403.01123).
+ELA_KERNEL_VARIANTS = {7: "B", 5: "T"}
+
+
+def _ela_alias_args(d: dict, i: int, row: list) -> list:
+    """ELA arguments of an ``EfficientLocalizationAttention`` row: ``[c]``, ``[c, kernel_size]`` or ``[c, phi]``."""
+    args = list(row[3])
+    if len(args) < 2:  # the authors' default kernel_size=7
+        return [args[0] if args else None, ELA_KERNEL_VARIANTS[7]]
+    second = args[1]
+    if isinstance(second, str):
+        return args  # a variant name (phi): T, B, S or L
+    if second not in ELA_KERNEL_VARIANTS:
+        raise ModelConfigError(
+            f"{yaml_label(d)}, row {i} ({row[2]}): kernel_size {second!r} has no ELA variant. Fix: kernel_size 7 "
+            "(ELA-B, as the authors' code builds it) or 5 (ELA-T), or give the variant: [c, T|B|S|L]."
+        )
+    variant = ELA_KERNEL_VARIANTS[second]
+    if variant != "B":  # NOTE: not in the ELA authors' code, whose kernel-5 layer keeps GroupNorm(16)
+        LOGGER.warning(
+            f"{yaml_label(d)}, row {i} ({row[2]}): kernel_size {second} is built as ELA-{variant} (kernel 5, "
+            "GroupNorm with 32 groups); the authors' EfficientLocalizationAttention with kernel 5 uses 16 groups."
+        )
+    return [args[0], variant, *args[2:]]
+
+
+def _classic_head_row(d: dict, i: int, row: list) -> list:
+    """A YOLOv5 ``Detect, [nc, anchors]`` row as a ``YOLOv5Detect`` row; other rows unchanged."""
+    name, args = row[2], row[3]
+    if not isinstance(args, (list, tuple)) or len(args) < 2:
+        return row
+    if name == "Detect":
+        return [row[0], row[1], "YOLOv5Detect", list(args)]
+    if name == "Segment" and len(args) == 4 and (args[1] == "anchors" or isinstance(args[1], list)):
+        raise ModelConfigError(
+            f"{yaml_label(d)}, row {i} (Segment): a YOLOv5 segmentation head with anchors is not supported; AttnYOLO "
+            "builds classic YOLOv5 detection models. Fix: use Detect, [nc, anchors], or Ultralytics' yolov5-seg."
+        )
+    return row
+
+
+def with_fork_rows(d: dict) -> dict:
+    """The model dict with other projects' layer names (:data:`LAYER_ALIASES`) and classic YOLOv5 heads renamed.
+
+    Rows the YOLOv5/YOLOv7/YOLO11 forks write: ``CA``/``CoordAttention`` for CoordAtt, the ELA authors'
+    ``EfficientLocalizationAttention`` (with a kernel size or a variant), and YOLOv5's ``Detect, [nc, anchors]``,
+    which becomes :class:`~attnyolo.yolov5.head.YOLOv5Detect` (Ultralytics' own ``Detect`` is anchor-free).
+    """
+    changed, out = False, {**d}
+    for part in ("backbone", "head"):
+        rows = []
+        for j, row in enumerate(d.get(part) or []):
+            i = j + (len(d.get("backbone") or []) if part == "head" else 0)
+            if isinstance(row, (list, tuple)) and len(row) == 4 and isinstance(row[3], (list, tuple)):
+                new = list(row)
+                if row[2] in LAYER_ALIASES:
+                    new = [row[0], row[1], LAYER_ALIASES[row[2]], list(row[3])]
+                    if row[2] == "EfficientLocalizationAttention":
+                        new[3] = _ela_alias_args(d, i, row)
+                new = _classic_head_row(d, i, new)
+                changed |= new != list(row)
+                row = new
+            rows.append(row)
+        out[part] = rows
+    return out if changed else d
+
+
+def is_number(value) -> bool:
+    """An int or float YAML value (not a bool)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def coordatt_rest(d: dict, i: int, row: list, given: float, rest: list) -> list:
+    """Read a CoordAtt row's numbers after the channel count as the forks mean them; return ``[reduction, ...]``.
+
+    * ``[c]``, ``[c, r]`` (``r < c``) and ``[c, r, min_mip]``: channels, reduction ratio: this project's convention
+      and the YOLOv5 forks' (their parse_model scales ``c`` like Conv and passes ``CoordAtt(c1, c, r)``);
+    * ``[c, c]`` and ``[c, c, r]``: ``[inp, oup(, reduction)]``, the signature ``CoordAtt(inp, oup, reduction=32)``
+      that YOLOv7/YOLO11 fork files write out. Ambiguous, so it warns: a YOLOv5 fork that scales CoordAtt like Conv
+      reads the second number as the reduction ratio;
+    * a second number larger than the first: ``oup != inp``, which attention cannot do (its output keeps the input's
+      channels): an error naming both numbers.
+    """
+    if not rest or not is_number(rest[0]):
+        return rest
+    second, label = rest[0], yaml_label(d)
+    if second == given:
+        LOGGER.warning(
+            f"{label}, row {i} ({row[2]}): {row[3]!r} is read as [inp, oup{', reduction' if len(rest) > 1 else ''}] "
+            f"(CoordAtt(inp, oup, reduction=32) of the YOLOv7/YOLO11 forks), so the layer keeps {given} channels "
+            f"(scaled) with reduction {rest[1] if len(rest) > 1 else 32}. A YOLOv5 fork that scales CoordAtt like Conv "
+            f"would read {second} as the reduction ratio; write [{given}, <reduction>] if that is what you mean."
+        )
+        return rest[1:]
+    if second > given:
+        raise ModelConfigError(
+            f"{label}, row {i} ({row[2]}): {row[3]!r} reads as [inp={given}, oup={second}], but attention keeps its "
+            f"input channels, so oup must equal inp ({given} != {second}). Fix: [{given}, {given}] or just [{given}]; "
+            f"a reduction ratio must be smaller than the channel count."
+        )
+    return rest
+
+
+def resolve_classic_args(d: dict, i: int, row: list, channels: list[int]) -> list:
+    """Turn a classic head's YAML args ``[nc, anchors]`` into ``[nc, anchors, channels]``.
+
+    ``nc`` and ``anchors`` may name the top-level keys (as YOLOv5 YAMLs write them) or give the values. Anchors are a
+    list per level of ``w, h`` pixel pairs, or an int: that many anchors per level, fitted by AutoAnchor before
+    training (YOLOv5's convention).
+    """
+    label, name = yaml_label(d), row[2]
+    args = list(row[3])
+    if len(args) != 2:
+        raise ModelConfigError(
+            f"{label}, row {i} ({name}): args {args!r} should be [nc, anchors], as YOLOv5 writes its Detect row."
+        )
+    nc = d.get("nc") if args[0] == "nc" else args[0]
+    if isinstance(nc, bool) or not isinstance(nc, int) or nc < 1:
+        raise ModelConfigError(f"{label}, row {i} ({name}): the class count {nc!r} must be a positive integer.")
+    anchors = d.get("anchors") if args[1] == "anchors" else args[1]
+    example = "[[10,13, 16,30, 33,23], [30,61, 62,45, 59,119], [116,90, 156,198, 373,326]]"
+    if anchors is None:
+        raise ModelConfigError(
+            f"{label}, row {i} ({name}): [nc, anchors] names the top-level `anchors:` key, which the file does not "
+            f"have. Fix: add e.g. `anchors: {example}` (YOLOv5's P3-P5 anchors, pixels) or `anchors: 3` (3 per level, "
+            "fitted by AutoAnchor)."
+        )
+    if isinstance(anchors, int) and not isinstance(anchors, bool):
+        if anchors < 1:
+            raise ModelConfigError(f"{label}, row {i} ({name}): anchors: {anchors} must be a positive anchor count.")
+        return [nc, anchors, channels]
+    ok = isinstance(anchors, (list, tuple)) and all(
+        isinstance(level, (list, tuple))
+        and level
+        and len(level) % 2 == 0
+        and all(is_number(v) and v > 0 for v in level)
+        for level in anchors
+    )
+    if not ok or len({len(level) for level in anchors}) != 1:
+        raise ModelConfigError(
+            f"{label}, row {i} ({name}): anchors {anchors!r} should be one list of w,h pixel pairs per level, the "
+            f"same number on every level, e.g. {example}."
+        )
+    if len(anchors) != len(channels):
+        raise ModelConfigError(
+            f"{label}, row {i} ({name}): {len(anchors)} anchor levels but the head reads {len(channels)} rows "
+            f"{row[0]!r}. Fix: one anchor list per input row."
+        )
+    return [nc, [list(level) for level in anchors], channels]

@@ -1,0 +1,430 @@
+"""The behavioural self-checks of every Ultralytics internal AttnYOLO patches or reads (:data:`SELF_CHECKS`).
+
+Each entry of :data:`attnyolo.integration.internals.PATCHES` and :data:`~attnyolo.integration.internals.READS` names
+the check that proves it; :mod:`attnyolo.integration.version` runs them all outside the tested Ultralytics range. A
+check builds tiny models or data in a temporary folder and compares what Ultralytics does with what it must do;
+where a fact is about the order of steps inside one of Ultralytics' methods, it reads that method's source.
+
+Longer than the project's ~400 lines on purpose: many small, independent checks, kept beside the table that runs them.
+"""
+
+from __future__ import annotations
+
+import inspect
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+
+# Tiny models that exercise every patched path: our layers' channel inference in the parser, the YOLOX head's
+# multi-row wiring, depthwise conversion, CoordAtt fusion, YOLOX's criterion and get_flops on a Focus stem.
+_LAYERS_CFG = {
+    "nc": 2,
+    "backbone": [
+        [-1, 1, "Conv", [16, 3, 2]],
+        [-1, 1, "CoordAtt", []],
+        [-1, 1, "Conv", [32, 3, 2]],
+        [-1, 1, "ELA", [None, "S"]],
+        [-1, 1, "Conv", [48, 3, 2]],
+        [-1, 1, "SEAttention", [48]],
+        [-1, 1, "CBAMAttention", []],
+        [-1, 1, "ECAAttention", []],
+    ],
+    "head": [[[1, 3, 7], 1, "Detect", ["nc"]]],
+}
+_LAYER_CHANNELS = {1: 16, 3: 32, 5: 48, 6: 48, 7: 48}  # row -> channels its attention layer must be built with
+_YOLOX_CFG = {
+    "nc": 2,
+    "depthwise": True,
+    "backbone": [
+        [-1, 1, "Focus", [8, 3]],
+        [-1, 1, "Conv", [16, 3, 2]],
+        [-1, 1, "Conv", [24, 3, 2]],
+        [-1, 1, "CoordAtt", [24]],
+        [-1, 1, "Conv", [32, 3, 2]],
+        [-1, 1, "Conv", [40, 3, 2]],
+    ],
+    "head": [[[3, 4, 5], 1, "YOLOXDetect", ["nc", 16]]],
+}
+
+
+_CLASSIC_CFG = {
+    "nc": 2,
+    "depth_multiple": 0.33,
+    "width_multiple": 0.25,
+    "anchors": [[10, 13, 16, 30], [30, 61, 62, 45], [116, 90, 156, 198]],
+    "backbone": [
+        [-1, 1, "Conv", [64, 6, 2, 2]],
+        [-1, 1, "Conv", [128, 3, 2]],
+        [-1, 1, "Conv", [256, 3, 2]],
+        [-1, 1, "CA", [256]],
+        [-1, 1, "Conv", [512, 3, 2]],
+        [-1, 1, "Conv", [1024, 3, 2]],
+    ],
+    "head": [[[3, 4, 5], 1, "Detect", ["nc", "anchors"]]],
+}
+
+
+def _check_activation() -> None:
+    from ultralytics.nn.tasks import Conv, DetectionModel
+
+    before = Conv.default_act
+    model = DetectionModel({**_LAYERS_CFG, "activation": "nn.LeakyReLU(0.1)"}, ch=3, verbose=False)
+    acts = {repr(m.act) for m in model.modules() if isinstance(m, Conv)}
+    if acts != {repr(torch.nn.LeakyReLU(0.1))}:
+        raise AssertionError(f"with Conv.default_act set during parse_model, the convs got {sorted(acts)}")
+    if Conv.default_act is not before:
+        raise AssertionError("Conv.default_act was not restored after parse_model")
+
+
+def _check_classic_head() -> None:
+    from ultralytics.nn.tasks import DetectionModel
+
+    from ..yolov5.head import YOLOv5Detect
+    from ..yolov5.loss import YOLOv5Loss
+
+    model = DetectionModel(dict(_CLASSIC_CFG), ch=3, verbose=False)
+    head = model.model[-1]
+    if not isinstance(head, YOLOv5Detect) or list(head.f) != [3, 4, 5]:
+        raise AssertionError(f"the classic head is {type(head).__name__} reading rows {getattr(head, 'f', None)}")
+    if head.stride.tolist() != [8.0, 16.0, 32.0] or head.anchors[0, 0].tolist() != [1.25, 1.625]:
+        raise AssertionError(f"strides {head.stride.tolist()}, first anchor {head.anchors[0, 0].tolist()} (grid units)")
+    if not isinstance(model.init_criterion(), YOLOv5Loss):
+        raise AssertionError("a classic YOLOv5 model did not get YOLOv5Loss")
+    with torch.no_grad():
+        out = model.eval()(torch.zeros(1, 3, 64, 64))[0]
+    if tuple(out.shape) != (1, 4 + 2, 2 * (8 * 8 + 4 * 4 + 2 * 2)):
+        raise AssertionError(f"the classic head returned shape {tuple(out.shape)}, not (1, 6, 168)")
+    if model.double().model[-1].anchors.dtype != torch.float64:  # BaseModel._apply converts the anchors buffer
+        raise AssertionError("converting the model left the classic head's anchors behind")
+
+
+def _check_parser() -> None:
+    from ultralytics.nn.tasks import DetectionModel
+
+    model = DetectionModel(dict(_LAYERS_CFG), ch=3, verbose=False).eval()
+    for row, channels in _LAYER_CHANNELS.items():
+        got = getattr(model.model[row], "channels", None)
+        if got != channels:
+            raise AssertionError(
+                f"row {row} ({type(model.model[row]).__name__}) built for {got} channels, not {channels}"
+            )
+    with torch.no_grad():
+        out = model(torch.zeros(1, 3, 64, 64))
+    out = out[0] if isinstance(out, (list, tuple)) else out
+    if tuple(out.shape[:2]) != (1, 4 + 2):
+        raise AssertionError(f"a 2-class detector returned shape {tuple(out.shape)}")
+    from ultralytics.utils.ops import make_divisible
+
+    if (make_divisible(20, 8), make_divisible(16.0, 8)) != (24, 16):
+        raise AssertionError("make_divisible no longer rounds channel counts up to a multiple of the divisor")
+
+
+def _yolox_model():
+    from ultralytics.nn.tasks import DetectionModel
+
+    return DetectionModel(dict(_YOLOX_CFG), ch=3, verbose=False)
+
+
+def _check_yolox_head() -> None:
+    from ..yolox.blocks import DWSepConv
+    from ..yolox.head import YOLOXDetect
+
+    model = _yolox_model().eval()
+    head = model.model[-1]
+    if not isinstance(head, YOLOXDetect) or list(head.f) != [3, 4, 5]:
+        raise AssertionError(f"the YOLOX head reads rows {getattr(head, 'f', None)}, not [3, 4, 5]")
+    if not any(isinstance(m, DWSepConv) for m in model.modules()):
+        raise AssertionError("`depthwise: true` made no conv depthwise-separable")
+    with torch.no_grad():
+        out = model(torch.zeros(1, 3, 64, 64))[0]
+    if tuple(out.shape) != (1, 4 + 2, 8 * 8 + 4 * 4 + 2 * 2):
+        raise AssertionError(f"the YOLOX head returned shape {tuple(out.shape)}, not (1, 6, 84)")
+
+
+def _check_names() -> None:
+    from ultralytics.nn.tasks import yaml_model_load
+
+    d = yaml_model_load("yolov8n-CoordAtt.yaml")
+    if d.get("attention") != "CoordAtt" or d.get("scale") != "n":
+        raise AssertionError(f"yolov8n-CoordAtt.yaml loaded as attention={d.get('attention')}, scale={d.get('scale')}")
+    from ultralytics.utils import USER_CONFIG_DIR
+    from ultralytics.utils.downloads import GITHUB_ASSETS_NAMES
+
+    if "yolov8n.pt" not in GITHUB_ASSETS_NAMES or not Path(USER_CONFIG_DIR).is_dir():
+        raise AssertionError("GITHUB_ASSETS_NAMES lacks yolov8n.pt, or USER_CONFIG_DIR is not a folder")
+
+
+def _check_fuse() -> None:
+    from ultralytics.nn.tasks import DetectionModel
+
+    from ..layers.coord_attention import CoordAtt
+
+    model = DetectionModel(dict(_LAYERS_CFG), ch=3, verbose=False).eval()
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        before = model(x)[0]
+        model.fuse(verbose=False)
+        after = model(x)[0]
+    if not all(m.fused for m in model.modules() if isinstance(m, CoordAtt)):
+        raise AssertionError("BaseModel.fuse left CoordAtt's BatchNorm unfolded")
+    if not torch.allclose(before, after, atol=1e-4, rtol=1e-4):
+        raise AssertionError("fusing changed the model's outputs")
+
+
+def _check_criterion() -> None:
+    from ..yolox.loss import YOLOXLoss
+
+    criterion = _yolox_model().init_criterion()
+    if not isinstance(criterion, YOLOXLoss):
+        raise AssertionError(f"a YOLOX model got {type(criterion).__name__}, not YOLOXLoss")
+
+
+def _check_flops() -> None:
+    from ultralytics.utils.torch_utils import get_flops
+
+    if not get_flops(_yolox_model(), 64) > 0:
+        raise AssertionError("get_flops reports 0 GFLOPs for a Focus-stem model")
+
+
+def _check_trainer_files() -> None:
+    from ultralytics.engine import trainer
+
+    params = list(inspect.signature(trainer.strip_optimizer).parameters)
+    if params[:3] != ["f", "s", "updates"]:
+        raise AssertionError(f"strip_optimizer takes {params}, not (f, s, updates)")
+    source = inspect.getsource(trainer.BaseTrainer.save_model)
+    if "self.last" not in source or "self.best" not in source:
+        raise AssertionError("BaseTrainer.save_model no longer writes to self.last / self.best")
+
+
+def _check_safe_load() -> None:
+    import fractions
+    import tempfile
+    from pathlib import Path
+
+    from ultralytics.nn.tasks import DetectionModel, load_checkpoint
+
+    from ..errors import CheckpointError
+
+    with tempfile.TemporaryDirectory() as folder:
+        good, bad = Path(folder) / "good.pt", Path(folder) / "bad.pt"
+        model = DetectionModel(dict(_LAYERS_CFG), ch=3, verbose=False)
+        torch.save({"model": model}, good)
+        torch.save({"model": model, "x": fractions.Fraction(1, 2)}, bad)  # harmless, but never in a checkpoint
+        loaded, _ = load_checkpoint(good)
+        if type(loaded) is not DetectionModel:
+            raise AssertionError(f"load_checkpoint returned {type(loaded).__name__} for a DetectionModel checkpoint")
+        try:
+            load_checkpoint(bad)
+        except CheckpointError as error:
+            if "fractions.Fraction" not in str(error):
+                raise AssertionError(f"the refusal does not name the disallowed global: {error}") from None
+        else:
+            raise AssertionError("load_checkpoint unpickled a checkpoint that references fractions.Fraction")
+
+
+def _check_validator_dataset() -> None:
+    import tempfile
+    from pathlib import Path
+
+    import cv2
+    import numpy as np
+    from ultralytics.engine.validator import BaseValidator
+
+    from .datasets import image_verdicts
+
+    with tempfile.TemporaryDirectory() as folder:
+        images, labels = Path(folder) / "images", Path(folder) / "labels"
+        images.mkdir()
+        labels.mkdir()
+        rows = {"bad": "0 0.5 0.5 0.2 0.2\n5 0.5 0.5 0.2 0.2\n", "dup": "1 0.5 0.5 0.2 0.2\n1 0.5 0.5 0.2 0.2\n"}
+        for stem, text in rows.items():
+            cv2.imwrite(str(images / f"{stem}.jpg"), np.full((32, 32, 3), 127, np.uint8))
+            (labels / f"{stem}.txt").write_text(text)
+        bad, dup = image_verdicts([images / "bad.jpg", images / "dup.jpg"], num_classes=3)
+    if bad.kept or not dup.kept or dup.labels.shape != (1, 5) or dup.shape != (32, 32):
+        raise AssertionError(
+            f"verify_image_label kept={bad.kept} an image with class 5 of 3, and gave {dup.labels.shape} labels of "
+            f"shape {dup.shape} for a duplicated row"
+        )
+    source = inspect.getsource(BaseValidator.__call__)
+    finalize, write = source.find("self.finalize_metrics()"), source.find("predictions.json")
+    if not 0 <= finalize < write or "self.jdict" not in source[write - 200 : write]:
+        raise AssertionError("BaseValidator.__call__ writes predictions.json differently (from jdict, after finalize)")
+
+
+def _check_coco_names() -> None:
+    from .datasets import coco_class_names
+
+    coco_class_names.cache_clear()
+    names = coco_class_names()
+    if (names[0], names[79]) != ("person", "toothbrush"):
+        raise AssertionError(f"coco.yaml names start {names[0]!r} and end {names[79]!r}, not person ... toothbrush")
+
+
+def _write_image_dataset(folder: Path, rows: dict[str, tuple[tuple[int, int], str]]) -> Path:
+    """Images (h, w, grey) and their YOLO label files under ``folder/images`` and ``folder/labels``."""
+    import cv2
+    import numpy as np
+
+    images, labels = folder / "images", folder / "labels"
+    images.mkdir()
+    labels.mkdir()
+    for stem, ((h, w), text) in rows.items():
+        cv2.imwrite(str(images / f"{stem}.jpg"), np.full((h, w, 3), 127, np.uint8))
+        (labels / f"{stem}.txt").write_text(text)
+    return images
+
+
+def _check_dataset_layout() -> None:
+    import numpy as np
+    from ultralytics.cfg import get_cfg
+    from ultralytics.data import build_yolo_dataset
+    from ultralytics.utils import LOGGER as ULTRALYTICS_LOGGER
+
+    from .datasets import evaluated_images, training_labels
+
+    with tempfile.TemporaryDirectory() as folder:
+        rows = {"a": ((32, 48), "1 0.5 0.5 0.25 0.5\n"), "b": ((40, 24), "0 0.25 0.75 0.5 0.25\n")}
+        images = _write_image_dataset(Path(folder), rows)
+        level = ULTRALYTICS_LOGGER.level
+        ULTRALYTICS_LOGGER.setLevel("ERROR")  # the dataset scan logs its progress
+        try:
+            cfg = get_cfg(overrides={"imgsz": 64, "cache": False})
+            dataset = build_yolo_dataset(cfg, str(images), 2, {"names": {0: "x", 1: "y"}, "channels": 3}, mode="val")
+        finally:
+            ULTRALYTICS_LOGGER.setLevel(level)
+        files = evaluated_images(SimpleNamespace(dataloader=SimpleNamespace(dataset=dataset)))
+        labels = training_labels(SimpleNamespace(train_loader=SimpleNamespace(dataset=dataset)))
+    if [f.name for f in files] != ["a.jpg", "b.jpg"]:
+        raise AssertionError(f"dataset.im_files lists {files}, not the split's images a.jpg, b.jpg in order")
+    expected = [((32, 48), [[0.5, 0.5, 0.25, 0.5]]), ((40, 24), [[0.25, 0.75, 0.5, 0.25]])]
+    got = [(label["shape"], label["bboxes"].tolist()) for label in labels]
+    if len(got) != 2 or any(g[0] != e[0] or not np.allclose(g[1], e[1]) for g, e in zip(got, expected)):
+        raise AssertionError(f"dataset.labels gave (shape, bboxes) {got}, not (h, w) and normalised xywh {expected}")
+
+
+def _check_stream_frames() -> None:
+    import cv2
+    import numpy as np
+    from ultralytics.data.loaders import LoadImagesAndVideos, LoadStreams
+
+    from .datasets import predictor_frame_counts
+
+    with tempfile.TemporaryDirectory() as folder:
+        video = Path(folder) / "three.avi"
+        writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5, (32, 32))
+        for i in range(3):
+            writer.write(np.full((32, 32, 3), 60 * i, np.uint8))
+        writer.release()
+        loader = LoadImagesAndVideos(str(video))
+        counts = predictor_frame_counts(SimpleNamespace(dataset=loader))
+        loader.cap.release()
+    if counts != 3:
+        raise AssertionError(f"a 3-frame video's loader reports frames={counts!r}")
+    source = "".join(inspect.getsource(LoadStreams.__init__).split())  # no live source here: its code is read
+    if "self.frames[i]=" not in source or 'float("inf")' not in source or "CAP_PROP_FRAME_COUNT" not in source:
+        raise AssertionError("LoadStreams no longer records each stream's frame count (inf for a live source)")
+
+
+def _check_results_csv() -> None:
+    from ultralytics.engine.trainer import BaseTrainer
+
+    from .training import drop_unsaved_epochs
+
+    with tempfile.TemporaryDirectory() as folder:
+        trainer = SimpleNamespace(csv=Path(folder) / "results.csv", epoch=0, train_time_start=time.time())
+        for epoch in range(3):
+            trainer.epoch = epoch
+            BaseTrainer.save_metrics(trainer, {"metrics/mAP50(B)": 0.5})
+        first = [line.split(",")[0] for line in trainer.csv.read_text().splitlines()]
+        removed = drop_unsaved_epochs(trainer.csv, {"epoch": 1})  # a checkpoint of epochs 0 and 1
+        kept = [line.split(",")[0] for line in trainer.csv.read_text().splitlines()]
+    if first != ["epoch", "1", "2", "3"] or (removed, kept) != (1, ["epoch", "1", "2"]):
+        raise AssertionError(f"results.csv's first column reads {first}, not epoch, then each epoch's index + 1")
+    if "self.csv =" not in inspect.getsource(BaseTrainer.__init__):
+        raise AssertionError("BaseTrainer no longer sets self.csv, the results.csv path")
+
+
+def _check_trainer_loop() -> None:
+    from ultralytics.engine.trainer import BaseTrainer
+
+    setup = inspect.getsource(BaseTrainer._setup_train)
+    loaders = max(setup.find("self._build_train_pipeline()"), setup.find("self.train_loader ="))
+    weights, ema = setup.find("self.set_class_weights()"), setup.find("ModelEMA(")
+    if not 0 <= loaders < weights < ema or "self.scaler =" not in setup:
+        raise AssertionError("_setup_train no longer builds the dataloaders, then set_class_weights, then the EMA")
+    loop = inspect.getsource(BaseTrainer._do_train)
+    callback = loop.find('self.run_callbacks("on_train_batch_start")')
+    warmup, step = loop.find("self.accumulate = "), loop.find("self.optimizer_step()")
+    if not 0 <= callback < warmup < step or "self.accumulate" not in loop[max(0, step - 200) : step]:
+        raise AssertionError("_do_train no longer runs on_train_batch_start, warm-up, then accumulate-gated steps")
+    stub = SimpleNamespace(args=SimpleNamespace(warmup_epochs=0), epochs=10)
+    if BaseTrainer._get_warmup_iterations(stub, 10) != 0:
+        raise AssertionError("warmup_epochs=0 still gives warm-up iterations")
+
+
+def _check_random_perspective() -> None:
+    import numpy as np
+    from ultralytics.cfg import check_cfg
+    from ultralytics.data.augment import RandomPerspective
+    from ultralytics.utils.instance import Instances
+
+    check_cfg({"scale": (0.5, 1.5)})  # the trainer's argument check accepts a (min, max) range
+    transform = RandomPerspective(degrees=0.0, translate=0.0, scale=(2.0, 2.0), shear=0.0, perspective=0.0)
+    boxes = np.array([[24.0, 28.0, 40.0, 36.0]], np.float32)  # xyxy in a 64 x 64 image, centred on (32, 32)
+    segments = np.zeros((0, 1000, 2), np.float32)
+    labels = {
+        "img": np.zeros((64, 64, 3), np.uint8),
+        "cls": np.zeros((1, 1), np.float32),
+        "instances": Instances(boxes, segments=segments, bbox_format="xyxy", normalized=False),
+    }
+    out = transform(labels)["instances"]
+    out.convert_bbox("xyxy")
+    if not np.allclose(out.bboxes, [[16.0, 24.0, 48.0, 40.0]], atol=0.5):
+        raise AssertionError(f"RandomPerspective(scale=(2, 2)) mapped a 16x8 box to {out.bboxes.tolist()}, not 32x16")
+
+
+# name of the check -> (the Ultralytics internal it proves, check)
+SELF_CHECKS: dict[str, tuple[str, Callable[[], None]]] = {
+    "parser": ("ultralytics.nn.tasks.parse_model (channel inference for attention rows)", _check_parser),
+    "yolox_head": ("ultralytics.nn.tasks.parse_model (multi-row YOLOX head, depthwise)", _check_yolox_head),
+    "names": ("ultralytics.nn.tasks.check_yaml / yaml_model_load (model names)", _check_names),
+    "activation": (
+        "ultralytics.nn.tasks.parse_model (Conv.default_act is the activation of every Conv it builds)",
+        _check_activation,
+    ),
+    "fuse": ("ultralytics.nn.tasks.BaseModel.fuse", _check_fuse),
+    "criterion": ("ultralytics.nn.tasks.DetectionModel.init_criterion", _check_criterion),
+    "classic_head": (
+        "ultralytics.nn.tasks.parse_model / DetectionModel stride and bias_init (classic YOLOv5 head)",
+        _check_classic_head,
+    ),
+    "flops": ("ultralytics.utils.torch_utils.get_flops", _check_flops),
+    "trainer_files": ("ultralytics.engine.trainer.strip_optimizer / BaseTrainer.save_model", _check_trainer_files),
+    "safe_load": ("ultralytics.nn.tasks.torch_safe_load (behind load_checkpoint)", _check_safe_load),
+    "validator_dataset": (
+        "ultralytics.data.utils.verify_image_label / BaseValidator.__call__ (the validator's images, predictions.json)",
+        _check_validator_dataset,
+    ),
+    "coco_names": ("ultralytics/cfg/datasets/coco.yaml (COCO class names)", _check_coco_names),
+    "dataset_layout": (
+        "ultralytics.data.YOLODataset (dataset.im_files, dataset.labels with shape and normalised bboxes)",
+        _check_dataset_layout,
+    ),
+    "stream_frames": ("ultralytics.data.loaders LoadImagesAndVideos / LoadStreams frames", _check_stream_frames),
+    "results_csv": ("ultralytics.engine.trainer.BaseTrainer.save_metrics (results.csv columns)", _check_results_csv),
+    "trainer_loop": (
+        "ultralytics.engine.trainer.BaseTrainer._setup_train / _do_train (order of set_class_weights, EMA, batch "
+        "callback, warm-up, optimizer_step)",
+        _check_trainer_loop,
+    ),
+    "random_perspective": (
+        "ultralytics.data.augment.RandomPerspective (scale as a (min, max) range)",
+        _check_random_perspective,
+    ),
+}

@@ -315,13 +315,14 @@ def train(
     else:
         check_model_source(model)
         loss_keys = {k: kw.pop(k) for k in list(kw) if k in yolov5_recipe.LOSS_KEYS}
+        # Build the model first: a YAML row that cannot be built fails before the sample dataset is generated.
+        with checkpoint_label(f"model={model}"):  # messages about a checkpoint name the argument it came from
+            yolo = state["yolo"] = YOLO(model)
         data = check_data_source(data) if data else str(ensure_sample_data())
         if pretrained not in (None, True, False):
             pretrained = import_foreign_pretrained(pretrained, Path(project) / "imported")
             check_checkpoint_file(pretrained, "pretrained")
         state["data"] = data
-        with checkpoint_label(f"model={model}"):  # messages about a checkpoint name the argument it came from
-            yolo = state["yolo"] = YOLO(model)
         settings = {**base_recipe(data, yolo.model), **kw}
         settings["project"] = str(Path(project).resolve())
         if pretrained not in (None, True, False):

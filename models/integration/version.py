@@ -1,10 +1,11 @@
 """Which Ultralytics releases the seam is proven on, and a behavioural self-check for the others.
 
-CI runs the whole test suite at both ends of :data:`TESTED_RANGE`. Ultralytics releases every few days, and its
-internals change, so outside that range ``import attnyolo`` does not refuse: it warns once and runs
-:func:`self_check`, which runs every check of :data:`attnyolo.integration.self_checks.SELF_CHECKS` (tiny models
-through every patched path, the layouts of the data structures read, compared with what they must be). Only a failing
-check refuses, with a message naming the Ultralytics internal that changed.
+CI runs the whole test suite on the newest release of :data:`TESTED_RANGE` and the fast tier on the oldest
+(``.ci/run``). Ultralytics releases every few days, and its internals change, so outside that range
+``import attnyolo`` does not refuse: it warns once and runs :func:`self_check`, which runs every check of
+:data:`attnyolo.integration.self_checks.SELF_CHECKS` (tiny models through every patched path, the layouts of the data
+structures read, compared with what they must be). Only a failing check refuses, with a message naming the
+Ultralytics internal that changed.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from .self_checks import _LAYERS_CFG, _YOLOX_CFG, SELF_CHECKS  # noqa: F401  (th
 
 LOGGER = logging.getLogger("attnyolo")
 
-# The Ultralytics releases CI tests (.ci/run installs both ends); requirements.txt admits exactly this range.
+# The Ultralytics releases CI tests (.ci/run installs both ends); pyproject.toml admits exactly this range.
 TESTED_RANGE = ("8.4.180", "8.4.190")
 
 _state = {"checked": None}  # the version a self-check already passed for, so it runs once per process

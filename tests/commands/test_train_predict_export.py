@@ -272,6 +272,13 @@ def test_train_bad_inputs_one_line(tmp_path, run_command):
     assert r.returncode != 0 and "found no weights/last.pt" in r.stderr and "Traceback" not in r.stderr
     r = run_command("train", "epoch=3")
     assert r.returncode == 2 and "Did you mean epochs" in r.stderr
+    # A YAML row that cannot be built fails before any work: no sample dataset is generated for it.
+    bad = tmp_path / "bad.yaml"
+    rows = ["  - [-1, 1, Conv, [16, 3, 2]]", "  - [-1, 1, CoordAtt, [32]]"]  # 32 where 16 channels arrive
+    bad.write_text("\n".join(["nc: 2", "backbone:", *rows, "head:", "  - [[1], 1, Detect, [nc]]", ""]))
+    r = run_command("train", f"model={bad}", "epochs=1", cwd=tmp_path)
+    assert r.returncode == 1 and "bad.yaml, row 1 (CoordAtt)" in r.stderr and "outputs 16 channels" in r.stderr
+    assert not (tmp_path / "data").exists()
 
 
 @pytest.mark.slow

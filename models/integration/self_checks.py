@@ -21,21 +21,31 @@ import torch
 
 # Tiny models that exercise every patched path: our layers' channel inference in the parser, the YOLOX head's
 # multi-row wiring, depthwise conversion, CoordAtt fusion, YOLOX's criterion and get_flops on a Focus stem.
-_LAYERS_CFG = {
-    "nc": 2,
-    "backbone": [
-        [-1, 1, "Conv", [16, 3, 2]],
-        [-1, 1, "CoordAtt", []],
-        [-1, 1, "Conv", [32, 3, 2]],
-        [-1, 1, "ELA", [None, "S"]],
-        [-1, 1, "Conv", [48, 3, 2]],
-        [-1, 1, "SEAttention", [48]],
-        [-1, 1, "CBAMAttention", []],
-        [-1, 1, "ECAAttention", []],
-    ],
-    "head": [[[1, 3, 7], 1, "Detect", ["nc"]]],
-}
-_LAYER_CHANNELS = {1: 16, 3: 32, 5: 48, 6: 48, 7: 48}  # row -> channels its attention layer must be built with
+
+
+def _layers_cfg() -> tuple[dict, dict[int, int]]:
+    """A 2-class detector with one row per layer class of the table of kinds, and row -> channels it must get.
+
+    The rows alternate between the spellings the parser must read: an explicit channel count (``[16]``) and none
+    (``[]``, or ``[None, T]`` for a layer with arguments). Stages of 16, 32 and 48 channels feed Detect.
+    """
+    from ..layers.registry import KINDS
+
+    first_of_class = list({kind.layer: kind for kind in reversed(KINDS)}.values())[::-1]
+    stages, rows, channels_of, outputs = (16, 32, 48), [], {}, []
+    for stage, width in enumerate(stages):
+        rows.append([-1, 1, "Conv", [width, 3, 2]])
+        placed = first_of_class[stage:] if stage == len(stages) - 1 else first_of_class[stage : stage + 1]
+        for i, kind in enumerate(placed):
+            given = None if (stage + i) % 2 else width
+            args = [given, *kind.args] if (kind.args or given) else []
+            channels_of[len(rows)] = width
+            rows.append([-1, 1, kind.yaml_name, args])
+        outputs.append(len(rows) - 1)
+    return {"nc": 2, "backbone": rows, "head": [[outputs, 1, "Detect", ["nc"]]]}, channels_of
+
+
+_LAYERS_CFG, _LAYER_CHANNELS = _layers_cfg()
 _YOLOX_CFG = {
     "nc": 2,
     "depthwise": True,

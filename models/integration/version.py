@@ -5,12 +5,16 @@ CI runs the whole test suite on the newest release of :data:`TESTED_RANGE` and t
 ``import attnyolo`` does not refuse: it warns once and runs :func:`self_check`, which runs every check of
 :data:`attnyolo.integration.self_checks.SELF_CHECKS` (tiny models through every patched path, the layouts of the data
 structures read, compared with what they must be). Only a failing check refuses, with a message naming the
-Ultralytics internal that changed.
+Ultralytics internal that changed. A pass is recorded in the user cache (:func:`attnyolo.utils.paths.cache_dir`),
+keyed by the Ultralytics, AttnYOLO and torch versions, so later processes (every command, every DDP worker) warn
+without paying the check's seconds again.
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from pathlib import Path
 
 from ..errors import UnsupportedUltralyticsError
 from .self_checks import _LAYERS_CFG, _YOLOX_CFG, SELF_CHECKS  # noqa: F401  (the tiny configs, for tests)
@@ -62,8 +66,30 @@ def self_check() -> None:
             ) from error
 
 
+def pass_record(version: str) -> Path:
+    """The file that records a passed self-check for ``version`` with this AttnYOLO and torch."""
+    import torch
+
+    from .. import __version__
+    from ..utils.paths import cache_dir
+
+    return cache_dir() / f"self-check-passed_ultralytics-{version}_attnyolo-{__version__}_torch-{torch.__version__}"
+
+
+def _record_pass(version: str) -> None:
+    """Write :func:`pass_record` (best effort: an unwritable cache only means the check runs again next time)."""
+    from ..utils.atomic import write_text_atomic
+
+    record = pass_record(version)
+    try:
+        record.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(record, f"self-check passed {time.strftime('%Y-%m-%d %H:%M:%S')}\n", durable=False)
+    except OSError as error:
+        LOGGER.debug(f"attnyolo: could not record the self-check pass at {record}: {error}")
+
+
 def check_installed() -> str:
-    """Inside the tested range: nothing to do. Outside it: warn once and run :func:`self_check`.
+    """Inside the tested range: nothing to do. Outside it: warn once and run :func:`self_check` (once per machine).
 
     Returns:
         The installed version.
@@ -74,11 +100,20 @@ def check_installed() -> str:
     version = installed_version()
     if in_tested_range(version) or _state["checked"] == version:
         return version
+    record = pass_record(version)
+    if record.is_file():
+        _state["checked"] = version
+        LOGGER.warning(
+            f"attnyolo: ultralytics {version} is outside the tested range {TESTED_RANGE[0]} to {TESTED_RANGE[1]}; "
+            f"its integration self-check passed earlier on this machine ({record}; delete it to run the check again)."
+        )
+        return version
     LOGGER.warning(
         f"attnyolo: ultralytics {version} is outside the tested range {TESTED_RANGE[0]} to {TESTED_RANGE[1]}; "
         "running a self-check of the integration (tiny models through every patched path)."
     )
     self_check()
     _state["checked"] = version
+    _record_pass(version)
     LOGGER.warning(f"attnyolo: self-check passed on ultralytics {version}.")
     return version

@@ -40,7 +40,8 @@ def test_inside_the_range_no_self_check_runs(monkeypatch, attnyolo_log):
     assert not attnyolo_log.records
 
 
-def test_outside_the_range_warns_and_self_checks_then_passes(monkeypatch, attnyolo_log):
+def test_outside_the_range_warns_and_self_checks_then_passes(monkeypatch, attnyolo_log, tmp_path):
+    monkeypatch.setenv("ATTNYOLO_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(version, "installed_version", lambda: "8.4.999")
     monkeypatch.setitem(version._state, "checked", None)
     ran = []
@@ -53,6 +54,48 @@ def test_outside_the_range_warns_and_self_checks_then_passes(monkeypatch, attnyo
     attnyolo_log.clear()
     version.check_installed()  # once per process and version
     assert ran == [None] and not attnyolo_log.records
+
+
+def test_a_passed_self_check_is_recorded_and_not_repeated_by_the_next_process(monkeypatch, attnyolo_log, tmp_path):
+    monkeypatch.setenv("ATTNYOLO_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(version, "installed_version", lambda: "8.4.999")
+    monkeypatch.setitem(version._state, "checked", None)
+    ran = []
+    monkeypatch.setattr(version, "self_check", lambda: ran.append(1))
+    version.check_installed()
+    record = version.pass_record("8.4.999")
+    assert ran == [1] and record.parent == tmp_path / "cache" and record.is_file()
+    assert "8.4.999" in record.name and attnyolo.__version__ in record.name
+    monkeypatch.setitem(version._state, "checked", None)  # a new process
+    attnyolo_log.clear()
+    version.check_installed()
+    assert ran == [1], "the recorded pass was checked again"
+    text = " ".join(r.getMessage() for r in attnyolo_log.records)
+    assert "outside the tested range" in text and "passed earlier on this machine" in text and str(record) in text
+    monkeypatch.setitem(version._state, "checked", None)  # another Ultralytics release: its own check
+    monkeypatch.setattr(version, "installed_version", lambda: "8.4.998")
+    version.check_installed()
+    assert ran == [1, 1]
+
+
+def test_a_failed_self_check_records_nothing_and_an_unwritable_cache_is_harmless(monkeypatch, tmp_path):
+    cache = tmp_path / "cache"
+    cache.write_text("a file where the cache folder should be")  # mkdir fails: the pass cannot be recorded
+    monkeypatch.setenv("ATTNYOLO_CACHE_DIR", str(cache))
+    monkeypatch.setattr(version, "installed_version", lambda: "8.4.999")
+    monkeypatch.setitem(version._state, "checked", None)
+    monkeypatch.setattr(version, "self_check", lambda: None)
+    assert version.check_installed() == "8.4.999"
+    monkeypatch.setenv("ATTNYOLO_CACHE_DIR", str(tmp_path / "fresh"))
+    monkeypatch.setitem(version._state, "checked", None)
+
+    def fails():
+        raise attnyolo.UnsupportedUltralyticsError("ultralytics 8.4.999 changed x")
+
+    monkeypatch.setattr(version, "self_check", fails)
+    with pytest.raises(attnyolo.UnsupportedUltralyticsError):
+        version.check_installed()
+    assert not version.pass_record("8.4.999").exists()
 
 
 # Patches whose undoing changes what Ultralytics does; strip_optimizer and save_model keep their behaviour unwrapped

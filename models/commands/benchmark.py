@@ -4,7 +4,7 @@ Two tables: models (params, GFLOPs, latency, throughput, overhead against the ba
 and layer kernels (each layer's forward against a plain implementation of its equations).
 
 Usage:
-    attnyolo benchmark                                   # yolov8n baseline + SE, CBAM, ECA, CA, ELA-T/B/S/L
+    attnyolo benchmark                                   # yolov8n baseline + every kind, in table order
     attnyolo benchmark models=yolo11s.yaml,yolo11s-CoordAtt.yaml,yolo11s-ELA-S.yaml imgsz=640 device=cpu
     attnyolo benchmark family=yolov5s repeats=50 threads=1
     attnyolo benchmark models=none layers=True           # layer kernels only

@@ -29,9 +29,9 @@ def _layers_cfg() -> tuple[dict, dict[int, int]]:
     The rows alternate between the spellings the parser must read: an explicit channel count (``[16]``) and none
     (``[]``, or ``[None, T]`` for a layer with arguments). Stages of 16, 32 and 48 channels feed Detect.
     """
-    from ..layers.registry import KINDS
+    from ..layers.registry import one_kind_per_layer
 
-    first_of_class = list({kind.layer: kind for kind in reversed(KINDS)}.values())[::-1]
+    first_of_class = one_kind_per_layer()
     stages, rows, channels_of, outputs = (16, 32, 48), [], {}, []
     for stage, width in enumerate(stages):
         rows.append([-1, 1, "Conv", [width, 3, 2]])

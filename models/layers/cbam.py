@@ -51,6 +51,11 @@ class CBAMAttention(nn.Module):
         torch.Size([2, 64, 13, 21])
     """
 
+    # The fused CPU ops (layers/fast/kernels.py) an eval-mode forward calls; empty for a layer without kernels.
+    FUSED_KERNELS: frozenset[str] = frozenset(
+        {"mean_max_pool", "gated_channel_mean_max", "spatial_conv", "apply_channel_spatial"}
+    )
+
     def __init__(self, c1: int, reduction: int = CBAM_REDUCTION, kernel_size: int = CBAM_KERNEL_SIZE) -> None:
         super().__init__()
         self.channels = positive_int("CBAMAttention", "c1 (input channels)", c1)

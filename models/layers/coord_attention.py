@@ -46,6 +46,9 @@ class CoordAtt(nn.Module):
         torch.Size([2, 64, 13, 21])
     """
 
+    # The fused CPU ops (layers/fast/kernels.py) an eval-mode forward calls; empty for a layer without kernels.
+    FUSED_KERNELS: frozenset[str] = frozenset({"strip_means", "apply_strip_gates"})
+
     def __init__(self, c1: int, reduction: int = COORD_ATT_REDUCTION, min_mip: int = COORD_ATT_MIN_MIP) -> None:
         super().__init__()
         c1 = positive_int("CoordAtt", "c1 (input channels)", c1)

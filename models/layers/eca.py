@@ -62,6 +62,9 @@ class ECAAttention(nn.Module):
         torch.Size([2, 64, 13, 21])
     """
 
+    # The fused CPU ops (layers/fast/kernels.py) an eval-mode forward calls; empty for a layer without kernels.
+    FUSED_KERNELS: frozenset[str] = frozenset({"efficient_channel"})
+
     def __init__(self, c1: int, gamma: float = ECA_GAMMA, b: float = ECA_B) -> None:
         super().__init__()
         self.channels = positive_int("ECAAttention", "c1 (input channels)", c1)

@@ -80,6 +80,9 @@ class ELA(nn.Module):
         torch.Size([2, 64, 13, 21])
     """
 
+    # The fused CPU ops (layers/fast/kernels.py) an eval-mode forward calls; empty for a layer without kernels.
+    FUSED_KERNELS: frozenset[str] = frozenset({"strip_means", "apply_strip_gates"})
+
     def __init__(self, c1: int, variant: str = "T") -> None:
         super().__init__()
         self.channels = positive_int("ELA", "c1 (input channels)", c1)

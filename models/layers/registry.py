@@ -114,6 +114,11 @@ def layer_classes() -> dict[str, type[nn.Module]]:
     return {k.yaml_name: k.layer for k in KINDS}
 
 
+def one_kind_per_layer() -> list[AttentionKind]:
+    """The first row of each distinct layer class, in table order (e.g. ELA-T stands for ELA-T/B/S/L)."""
+    return list({k.layer: k for k in reversed(KINDS)}.values())[::-1]
+
+
 def reference_forward(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """The paper's equations for ``layer`` (any of our attention layers) applied to ``x``.
 

@@ -41,6 +41,9 @@ class SEAttention(nn.Module):
         torch.Size([2, 64, 13, 21])
     """
 
+    # The fused CPU ops (layers/fast/kernels.py) an eval-mode forward calls; empty for a layer without kernels.
+    FUSED_KERNELS: frozenset[str] = frozenset({"squeeze_excite"})
+
     def __init__(self, c1: int, reduction: int = SE_REDUCTION) -> None:
         super().__init__()
         self.channels = positive_int("SEAttention", "c1 (input channels)", c1)

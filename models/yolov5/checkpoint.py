@@ -45,6 +45,7 @@ from ..integration.checkpoints import (
     zip_pickle_record,
 )
 from ..layers.coord_attention import CoordAtt
+from ..layers.registry import layer_classes
 
 # Classes a YOLOv5 checkpoint pickles under the `models` package, and which AttnYOLO rebuilds: the official ones of
 # ultralytics/yolov5 v1.0 to v7.0 (models/yolo.py, models/common.py, models/experimental.py), and the classes the
@@ -177,8 +178,8 @@ def read_classic(path: str | Path) -> dict:
             raise CheckpointError(
                 f"{path}: the checkpoint contains {', '.join(ours)}, a class of the YOLOv5 fork that wrote it that "
                 f"AttnYOLO cannot rebuild (it reads the official YOLOv5 classes and the Coordinate-Attention forks' "
-                f"CoordAtt). Fix: rebuild the model from its YAML with an AttnYOLO layer in that row (CoordAtt, ELA, "
-                f"SEAttention, CBAMAttention, ECAAttention) and train it, or, in the fork, save the weights as a plain "
+                f"CoordAtt). Fix: rebuild the model from its YAML with an AttnYOLO layer in that row "
+                f"({', '.join(layer_classes())}) and train it, or, in the fork, save the weights as a plain "
                 f"state_dict and load them into the AttnYOLO model."
             )
         raise CheckpointError(

@@ -93,7 +93,7 @@ def test_fast_path_runs_only_for_eval_inference_without_hooks():
         handle.remove()
 
 
-@pytest.mark.parametrize("kind", ["CoordAtt", "ELA-S", "CBAM"])
+@pytest.mark.parametrize("kind", kind_names())
 def test_training_path_gradients_match_reference_equations(kind):
     layer = _layer(kind, 32).train()
     x = _x((2, 32, 12, 12)).requires_grad_(True)

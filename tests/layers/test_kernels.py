@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from attnyolo.layers.fast import kernels as _kernels
 from attnyolo.layers.reference import randomize_
-from attnyolo.layers.registry import build_layer, kind_names, reference_forward
+from attnyolo.layers.registry import build_layer, get_kind, kind_names, one_kind_per_layer, reference_forward
 
 REPO = Path(__file__).resolve().parents[2]
 TOL = 1e-5
@@ -167,14 +167,6 @@ class _Recorder:
         return getattr(self.real, name)
 
 
-EXPECTED_KERNELS = {
-    "SE": {"squeeze_excite"},
-    "ECA": {"efficient_channel"},
-    "CBAM": {"mean_max_pool", "gated_channel_mean_max", "spatial_conv", "apply_channel_spatial"},
-    "CoordAtt": {"strip_means", "apply_strip_gates"},
-}
-
-
 @pytest.fixture
 def recorder(ops, monkeypatch):
     """The kernels, recording every one the code under test calls."""
@@ -196,8 +188,7 @@ def _assert_layer_equals_plain(kind: str, layout: str) -> None:
 @pytest.mark.parametrize("kind", kind_names())
 def test_layers_run_their_kernels_and_equal_the_plain_equations(recorder, kind, layout):
     _assert_layer_equals_plain(kind, layout)
-    expected = EXPECTED_KERNELS.get(kind, {"strip_means", "apply_strip_gates"})  # ELA-T/B/S/L share CoordAtt's
-    assert set(recorder.called) == expected
+    assert set(recorder.called) == get_kind(kind).layer.FUSED_KERNELS
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
@@ -206,7 +197,7 @@ def test_layers_without_kernels_equal_the_plain_equations(no_kernels, kind, layo
     _assert_layer_equals_plain(kind, layout)
 
 
-@pytest.mark.parametrize("kind", ["CoordAtt", "CBAM", "SE"])
+@pytest.mark.parametrize("kind", [k.name for k in one_kind_per_layer() if k.layer.FUSED_KERNELS])
 def test_inputs_the_kernels_do_not_take_run_eagerly(recorder, kind):
     layer = randomize_(build_layer(kind, 16)).eval()
     x = _x((1, 16, 12, 24))
@@ -218,7 +209,7 @@ def test_inputs_the_kernels_do_not_take_run_eagerly(recorder, kind):
     assert recorder.called == []
 
 
-@pytest.mark.parametrize("kind", ["CoordAtt", "CBAM", "SE", "ECA", "ELA-S"])
+@pytest.mark.parametrize("kind", [k.name for k in one_kind_per_layer()])
 def test_detector_under_ultralytics_predictor_runs_the_kernels_on_channels_last(recorder, kind):
     """AutoBackend makes a PyTorch model channels-last on x86 CPUs (activations and weights, CBAM's 7x7 included)."""
     from ultralytics.nn.autobackend import AutoBackend
@@ -236,7 +227,7 @@ def test_detector_under_ultralytics_predictor_runs_the_kernels_on_channels_last(
         calls = list(recorder.called)
         _kernels._state["ops"] = None  # the same network on the eager path, for the reference output
         expected = reference.eval().fuse(verbose=False)(image)
-    expected_calls = EXPECTED_KERNELS.get(kind, {"strip_means", "apply_strip_gates"})
+    expected_calls = get_kind(kind).layer.FUSED_KERNELS
     assert set(calls) == expected_calls and len(calls) == 3 * len(expected_calls)  # three layers, each its kernels
     out, expected = out[0] if isinstance(out, (list, tuple)) else out, expected[0]
     torch.testing.assert_close(out, expected, atol=1e-3, rtol=1e-3)  # deep net, different sum orders

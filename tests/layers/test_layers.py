@@ -4,6 +4,9 @@ Every layer is held to :mod:`attnyolo.layers.reference` (the papers' equations, 
 visualiser). Those reference functions are in turn checked here against a second, independent formulation: the
 ``_algebra_*`` functions below rebuild each output from the weight tensors with plain tensor algebra (einsum, unfold,
 explicit normalisation), without torch's conv or norm operators, so a wrong wiring in either shows up.
+
+Slightly over the project's ~400 lines on purpose: the behaviours every layer shares are parametrised over the table of
+kinds here, in one place, so a new kind is held to all of them by adding its registry row.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from attnyolo.layers.cbam import CBAMAttention
 from attnyolo.layers.coord_attention import CoordAtt
 from attnyolo.layers.eca import ECAAttention
 from attnyolo.layers.efficient_local_attention import ELA
+from attnyolo.layers.reference import randomize_
 from attnyolo.layers.registry import KINDS as KIND_ROWS
 from attnyolo.layers.registry import build_layer, kind_names, layer_classes, reference_forward
 from attnyolo.layers.squeeze_excite import SEAttention
@@ -32,19 +36,6 @@ TOL = 1e-5
 
 KINDS = kind_names()
 CLASSES = list(layer_classes().values())
-
-
-def _randomize(module: nn.Module, seed: int = 0) -> nn.Module:
-    """Give every parameter (and BN running stats) random non-trivial values so no term can hide as 0 or 1."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.5)
-        for m in module.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g))
-                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
-    return module
 
 
 def _input(shape=SHAPE, seed: int = 1) -> torch.Tensor:
@@ -146,7 +137,7 @@ ALGEBRA = {ELA: _algebra_ela, SEAttention: _algebra_se, CBAMAttention: _algebra_
 # ---------------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
 def test_coord_att_reference_equals_independent_algebra(training):
-    m = _randomize(CoordAtt(C)).train(training)
+    m = randomize_(CoordAtt(C)).train(training)
     x = _input()
     torch.testing.assert_close(reference_forward(m, x), _algebra_coord_att(x, m, training), atol=TOL, rtol=TOL)
 
@@ -154,7 +145,7 @@ def test_coord_att_reference_equals_independent_algebra(training):
 @pytest.mark.parametrize("name", [k.name for k in KIND_ROWS if k.layer is not CoordAtt])
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
 def test_reference_equals_independent_algebra(name, training):
-    m = _randomize(build_layer(name, C)).train(training)
+    m = randomize_(build_layer(name, C)).train(training)
     x = _input()
     torch.testing.assert_close(reference_forward(m, x), ALGEBRA[type(m)](x, m), atol=TOL, rtol=TOL)
 
@@ -164,7 +155,7 @@ def test_every_layer_has_an_independent_formulation():
 
 
 def test_reference_leaves_batchnorm_statistics_alone():
-    m = _randomize(CoordAtt(C)).train()
+    m = randomize_(CoordAtt(C)).train()
     before = m.bn1.running_mean.clone()
     reference_forward(m, _input())
     assert torch.equal(m.bn1.running_mean, before)
@@ -173,7 +164,7 @@ def test_reference_leaves_batchnorm_statistics_alone():
 @pytest.mark.parametrize("name", KINDS)
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
 def test_layer_matches_reference(name, training):
-    m = _randomize(build_layer(name, C)).train(training)
+    m = randomize_(build_layer(name, C)).train(training)
     x = _input()
     expected = reference_forward(m, x)  # before forward: train mode updates the running stats
     torch.testing.assert_close(m(x), expected, atol=TOL, rtol=TOL)
@@ -182,7 +173,7 @@ def test_layer_matches_reference(name, training):
 @pytest.mark.parametrize("variant", ["T", "S"])
 def test_ela_fallback_matches_reference(variant, monkeypatch):
     monkeypatch.setattr(ela_module, "_WARNED", set())
-    m = _randomize(ELA(12, variant))  # 12 channels: neither G nor 8-channel groups divide C
+    m = randomize_(ELA(12, variant))  # 12 channels: neither G nor 8-channel groups divide C
     x = _input((2, 12, 9, 5))
     torch.testing.assert_close(m(x), reference_forward(m, x), atol=TOL, rtol=TOL)
     torch.testing.assert_close(reference_forward(m, x), _algebra_ela(x, m), atol=TOL, rtol=TOL)
@@ -321,7 +312,7 @@ def test_eca_kernel_size(c, known):
 # Fusing CoordAtt's BN
 # ---------------------------------------------------------------------------------------------------------------
 def test_coord_att_fuse():
-    m = _randomize(CoordAtt(C)).eval()
+    m = randomize_(CoordAtt(C)).eval()
     x = _input()
     before = m(x)
     assert not m.fused
@@ -390,9 +381,31 @@ def test_deterministic_forward_backward(name, deterministic):
 @pytest.mark.parametrize("name", KINDS)
 def test_thop_profile(name):
     m = build_layer(name, C)
-    macs, params = thop.profile(m, inputs=(_input((1, C, 16, 20)),), verbose=False)
-    assert macs > 0  # every layer has at least one conv
+    x = _input((1, C, 16, 20))
+    macs, params = thop.profile(m, inputs=(x,), verbose=False)
+    conv = _conv_macs(m, x)
+    assert conv > 0  # every layer has at least one conv
+    if any(isinstance(sub, (torch.nn.BatchNorm2d, torch.nn.GroupNorm)) for sub in m.modules()):
+        assert conv < macs < 2 * conv  # thop adds the normalisation's few per-element operations
+    else:
+        assert macs == conv
     assert params == _n_params(m)
+
+
+def _conv_macs(m: torch.nn.Module, x: torch.Tensor) -> int:
+    """Multiply-accumulates of every conv in one forward: output elements x input channels per group x kernel."""
+    total = []
+
+    def count(module, _inputs, out):
+        kernel = math.prod(module.kernel_size)
+        total.append(out.numel() * module.in_channels // module.groups * kernel)
+
+    hooks = [s.register_forward_hook(count) for s in m.modules() if isinstance(s, (torch.nn.Conv1d, torch.nn.Conv2d))]
+    with torch.no_grad():
+        m(x)
+    for hook in hooks:
+        hook.remove()
+    return sum(total)
 
 
 @pytest.mark.parametrize("cls", CLASSES)

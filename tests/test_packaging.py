@@ -19,8 +19,8 @@ def test_pyproject_lists_every_package_folder():
         "attnyolo" + ".".join(["", *p.parent.relative_to(REPO / "models").parts])
         for p in (REPO / "models").rglob("__init__.py")
     }
-    assert found | {"attnyolo.cfg"} == listed
-    assert config["package-dir"] == {"attnyolo": "models", "attnyolo.cfg": "cfg"}
+    assert found | {"attnyolo.cfg", "attnyolo.datasets"} == listed
+    assert config["package-dir"] == {"attnyolo": "models", "attnyolo.cfg": "cfg", "attnyolo.datasets": "data"}
 
 
 def test_the_version_is_pyprojects_installed_or_not(monkeypatch):
@@ -84,6 +84,8 @@ def test_wheel_installs_and_builds_shipped_names_from_any_directory(tmp_path):
     assert install.returncode == 0, install.stderr[-2000:]
     assert sorted((target / "attnyolo" / "cfg").rglob("*.yaml"))  # the YAMLs travel inside the package
     assert (target / "attnyolo" / "layers" / "fast" / "csrc" / "fused_attention.cpp").is_file()
+    shipped = sorted(p.name for p in (target / "attnyolo" / "datasets").iterdir())
+    assert shipped == sorted(p.name for p in (REPO / "data").glob("*.yaml")) == ["VOC.yaml", "coco.yaml"]
 
     code = (
         "import attnyolo, sys\n"
@@ -91,6 +93,8 @@ def test_wheel_installs_and_builds_shipped_names_from_any_directory(tmp_path):
         "from ultralytics import YOLO\n"
         "assert Path(attnyolo.__file__).is_relative_to(Path(sys.argv[1])), attnyolo.__file__\n"
         "print('version', attnyolo.__version__)\n"
+        "from attnyolo.data.data_yaml import shipped_data_yaml\n"
+        "assert shipped_data_yaml('data/VOC.yaml') == Path(attnyolo.__file__).parent / 'datasets' / 'VOC.yaml'\n"
         "for name in ('yolov5s_Coordinate_attention.yaml', 'yolov8n-ELA-S.yaml', 'yolox-nano.yaml'):\n"
         "    model = YOLO(name).model\n"
         "    print(name, sum(p.numel() for p in model.parameters()))\n"

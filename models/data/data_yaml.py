@@ -6,12 +6,39 @@ Used by the trainer's start-up check (:func:`attnyolo.engine.trainer.check_data_
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from ..errors import first_line
+from ..utils.paths import datasets_dir
+
+LOGGER = logging.getLogger("attnyolo")
+
+
+def shipped_data_yaml(data: str | Path) -> Path | None:
+    """AttnYOLO's own dataset YAML that ``data`` names, when ``data`` is not a file that exists.
+
+    ``VOC.yaml`` and ``data/VOC.yaml`` (any case; likewise ``coco.yaml``) mean the YAMLs this project ships, which a
+    pip-installed copy carries inside the package: they keep VOC's ``difficult`` flags and COCO's official instances
+    JSON, which the evaluators need. A bare name would otherwise reach Ultralytics' own ``VOC.yaml``, which drops the
+    difficult objects from the labels, and the official VOC protocol could not be reported.
+    """
+    path = Path(str(data))
+    if path.exists() or path.parent not in (Path("."), Path("data")):
+        return None
+    return next((f for f in sorted(datasets_dir().glob("*.yaml")) if f.name.lower() == path.name.lower()), None)
+
+
+def locate_data_yaml(data: str | Path) -> str:
+    """``data`` itself, or the shipped YAML it names (:func:`shipped_data_yaml`), saying so in the log."""
+    shipped = shipped_data_yaml(data)
+    if shipped is None:
+        return str(data)
+    LOGGER.info(f"data={data}: AttnYOLO's {shipped.name} ({shipped})")
+    return str(shipped)
 
 
 def read_data_yaml(path: str | Path, data: str | Path | None = None) -> dict[str, Any]:
@@ -38,16 +65,20 @@ def read_data_yaml(path: str | Path, data: str | Path | None = None) -> dict[str
     return raw
 
 
-def resolve_data_yaml(path: str | Path, data: str | Path | None = None, split: str = "") -> dict[str, Any]:
+def resolve_data_yaml(
+    path: str | Path, data: str | Path | None = None, split: str = "", download: bool = False
+) -> dict[str, Any]:
     """A data YAML resolved as Ultralytics resolves it (``check_det_dataset``), with one-line errors.
 
-    Nothing is downloaded (``autodownload=False``): a check must not start a multi-GB download because a path is
-    misspelt.
+    By default nothing is downloaded (``autodownload=False``): a check must not start a multi-GB download because a
+    path is misspelt.
 
     Args:
         path: The local data YAML.
         data: The value the user gave, for messages (default: ``path``).
         split: A split that must be present (``val``), or "" for none.
+        download: Let Ultralytics run the YAML's ``download:`` when the images are missing (evaluating a dataset
+            whose YAML says how to fetch it, e.g. ``VOC.yaml``).
 
     Raises:
         FileNotFoundError: Images the YAML names are missing.
@@ -57,7 +88,7 @@ def resolve_data_yaml(path: str | Path, data: str | Path | None = None, split: s
 
     data = data or path
     try:
-        return check_det_dataset(str(path), autodownload=False, split=split)
+        return check_det_dataset(str(path), autodownload=download, split=split)
     except FileNotFoundError as error:
         raise FileNotFoundError(
             f"data={data}: {first_line(error).rstrip('.')}. Fix: correct the path in {path} or add the images."

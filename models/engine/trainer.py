@@ -145,13 +145,18 @@ def base_recipe(data: str | Path, model=None) -> dict:
 def check_data_source(data: str | Path) -> str:
     """Fail with one line, before any work, if ``data`` is neither a file nor a dataset name Ultralytics resolves.
 
-    Bare names Ultralytics ships (``coco8.yaml``, ``VOC.yaml``) and URLs resolve as Ultralytics resolves them, so its
-    downloads still work. Returns the local path.
+    ``coco.yaml`` and ``VOC.yaml`` (bare or under ``data/``) are this project's own
+    (:func:`attnyolo.data.data_yaml.shipped_data_yaml`); other bare names Ultralytics ships (``coco8.yaml``) and URLs
+    resolve as Ultralytics resolves them, so its downloads still work. Returns the local path.
     """
     from ultralytics.utils.checks import check_file
 
+    from ..data.data_yaml import locate_data_yaml
+
     try:
-        local = str(check_file(str(data)))  # the local path: a URL is fetched once, here, not again by the trainer
+        local = str(
+            check_file(locate_data_yaml(data))
+        )  # the local path: a URL is fetched once, here, not again by the trainer
     except FileNotFoundError:
         raise FileNotFoundError(
             f"data={data} does not exist, and Ultralytics has no dataset of that name. Fix: pass a data YAML (e.g. "

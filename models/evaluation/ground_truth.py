@@ -49,7 +49,7 @@ from typing import Any
 
 import numpy as np
 
-from ..data.data_yaml import read_data_yaml, resolve_data_yaml
+from ..data.data_yaml import locate_data_yaml, read_data_yaml, resolve_data_yaml
 from .coco import build_coco_ground_truth, read_coco_json, yolo_image_id
 from .voc import read_voc_xml
 
@@ -107,13 +107,17 @@ class SplitGroundTruth:
 
 
 def _read_data(data: str | Path, split: str) -> dict[str, Any]:
-    """Read and resolve a data YAML for evaluating ``split``; class names must be given."""
-    path = Path(data)
+    """Read and resolve a data YAML for evaluating ``split``; class names must be given.
+
+    ``coco.yaml``/``VOC.yaml`` name this project's own (:func:`attnyolo.data.data_yaml.locate_data_yaml`). A YAML with
+    a ``download:`` key (those two) fetches a missing dataset as Ultralytics does; any other is never downloaded.
+    """
+    path = Path(locate_data_yaml(data))
     raw = read_data_yaml(path, data)
     if raw.get("names") is None:
         # Ultralytics would invent class_0, class_1, ...; per-class results and VOC's object names need real ones.
         raise ValueError(f"data={data}: no 'names' key. Fix: add the class names, e.g. names: {{0: cat, 1: dog}}.")
-    resolved = resolve_data_yaml(path, data, split)
+    resolved = resolve_data_yaml(path, data, split, download=bool(raw.get("download")))
     if not resolved.get(split):
         raise ValueError(f"data={data}: no '{split}' split. Fix: add '{split}: images/{split}' or pass split=.")
     names = resolved["names"]

@@ -30,6 +30,18 @@ def cfg_dir() -> Path:
     )
 
 
+def datasets_dir() -> Path:
+    """The folder of shipped dataset YAMLs (``coco.yaml``, ``VOC.yaml``).
+
+    ``attnyolo/datasets`` in a wheel, ``data/`` next to ``models/`` in a checkout; if neither holds any (a broken
+    install), the wheel's path, which then names no YAMLs.
+    """
+    for candidate in (PACKAGE_DIR / "datasets", PACKAGE_DIR.parent / "data"):
+        if candidate.is_dir() and any(candidate.glob("*.yaml")):
+            return candidate
+    return PACKAGE_DIR / "datasets"
+
+
 def runs_dir(task: str) -> Path:
     """``runs/<task>`` under the current working directory, as an absolute path (e.g. ``runs/train``)."""
     return Path.cwd() / "runs" / task

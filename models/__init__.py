@@ -91,4 +91,29 @@ __all__ = (
     "register",
 )
 
-register()
+
+
+def _refusal_as_one_line(previous_hook):
+    """A ``sys.excepthook`` that prints an uncaught :class:`UnsupportedUltralyticsError` as one line.
+
+    The refusal happens while ``attnyolo`` is imported, before any tool's error handling exists (``tools/*.py``, the
+    ``attnyolo`` console script and ``python -m attnyolo`` all import the package first). Code that imports attnyolo
+    inside ``try`` still gets the exception; ``ATTNYOLO_DEBUG=1`` keeps the traceback.
+    """
+
+    def hook(kind, error, traceback):
+        from .utils.cli import debugging, plain
+
+        if issubclass(kind, UnsupportedUltralyticsError) and not debugging():
+            print(f"error: {plain(str(error))}", file=sys.stderr)
+        else:
+            previous_hook(kind, error, traceback)
+
+    return hook
+
+
+try:
+    register()
+except UnsupportedUltralyticsError:
+    sys.excepthook = _refusal_as_one_line(sys.excepthook)
+    raise

@@ -1,6 +1,7 @@
 """The Ultralytics version policy: inside the tested range nothing happens; outside it a self-check decides."""
 
 import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -202,3 +203,24 @@ def test_import_outside_the_range_warns_and_works_in_a_fresh_process():
     assert "ultralytics 8.5.1 is outside the tested range 8.4.180 to 8.4.190" in out.stderr
     assert "self-check passed on ultralytics 8.5.1" in out.stderr
     assert "departs from the paper" not in out.stderr  # the self-check's own models raise no layer warnings
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_a_refusal_at_import_is_one_line_and_exit_1_for_every_entry_point(tmp_path, debug):
+    # An Ultralytics "release" outside the range whose make_divisible stopped rounding: the self-check refuses while
+    # attnyolo is imported, before any tool's error handling runs. Uncaught, it must read as one line.
+    code = (
+        "import ultralytics, ultralytics.utils.ops as ops\n"
+        "ultralytics.__version__ = '8.9.0'\n"
+        "ops.make_divisible = lambda x, divisor: x\n"
+        "import attnyolo\n"
+    )
+    env = {**os.environ, "ATTNYOLO_CACHE_DIR": str(tmp_path), "ATTNYOLO_DEBUG": "1" if debug else "0"}
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=env)
+    assert run.returncode == 1
+    last = run.stderr.strip().splitlines()[-1]
+    assert "ultralytics 8.9.0 changed" in last and "pip install 'ultralytics>=8.4.180,<=8.4.190'" in last
+    if debug:
+        assert "Traceback" in run.stderr
+    else:
+        assert "Traceback" not in run.stderr and last.startswith("error: ultralytics 8.9.0 changed")

@@ -4,14 +4,16 @@ Usage:
     attnyolo import_weights source=yolox_s.pth out=weights/yolox-s.pt
     attnyolo import_weights source=best.pt out=imported.pt      # a checkpoint of ultralytics/yolov5 or a fork
 Keys: source (the file to convert), out (the .pt to write; nothing is written unless the whole conversion succeeds),
-model (a model YAML to map into, where the format allows a choice), nc (number of classes, likewise).
+model (a model YAML to map into, where the format allows a choice), nc (number of classes, likewise),
+legacy (True for YOLOX's legacy weights, its README's "Legacy models": refused, as their ImageNet input normalisation
+cannot be folded exactly into the model; use the current release 0.1.1rc0 weights).
 The formats it reads are listed when a file matches none of them.
 """
 
 from ..engine.importing import import_weights
 from ..utils.cli import fail, parse_kv_args
 
-DEFAULTS = {"source": None, "out": None, "model": None, "nc": None}
+DEFAULTS = {"source": None, "out": None, "model": None, "nc": None, "legacy": False}
 
 
 def main(argv):
@@ -19,7 +21,7 @@ def main(argv):
     args = parse_kv_args(argv, DEFAULTS, __doc__)
     if not args["source"] or not args["out"]:
         fail("give source=<checkpoint to convert> and out=<file.pt>. Run with 'help' for usage.")
-    report = import_weights(str(args["source"]), str(args["out"]), args["model"], args["nc"])
+    report = import_weights(str(args["source"]), str(args["out"]), args["model"], args["nc"], args["legacy"])
     for key, value in report.items():
         print(f"{key}: {value}")
     return 0

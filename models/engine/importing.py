@@ -77,7 +77,7 @@ def native_checkpoint(model: Any, **extra: Any) -> dict[str, Any]:
 
 
 def import_weights(
-    source: str | Path, out: str | Path, model: str | None = None, nc: int | None = None
+    source: str | Path, out: str | Path, model: str | None = None, nc: int | None = None, legacy: bool = False
 ) -> dict[str, Any]:
     """Convert the foreign checkpoint ``source`` into an Ultralytics checkpoint at ``out``.
 
@@ -88,18 +88,28 @@ def import_weights(
         out: Where to write the ``.pt`` file.
         model: A model YAML to map into, where the format allows a choice (otherwise inferred from the file).
         nc: The number of classes, where the format allows a choice.
+        legacy: True for YOLOX's legacy weights (README "Legacy models"), which expect ImageNet-normalised input:
+            refused, since that normalisation cannot be folded exactly into the model
+            (:func:`~attnyolo.yolox.official.legacy_refusal`).
 
     Returns:
         The format's report, with ``format``, ``source`` and ``out`` added.
 
     Raises:
         FileNotFoundError: ``source`` does not exist.
-        CheckpointError: ``source`` is in no known format, or cannot be mapped; the message says which and why.
+        CheckpointError: ``source`` is in no known format, cannot be read or mapped, or ``legacy`` is True; the message
+            says which and why.
     """
     import torch
 
     from ..utils.atomic import atomic_path
 
+    if legacy is not False:
+        from ..yolox.official import legacy_refusal
+
+        if legacy is not True:
+            raise CheckpointError(f"legacy={legacy!r} must be True or False. Fix: legacy=True or leave it out.")
+        raise legacy_refusal(legacy)
     source, out = Path(source), Path(out)
     if not source.is_file():
         raise FileNotFoundError(f"source={source} does not exist. Fix: pass the checkpoint file to import.")
@@ -107,7 +117,10 @@ def import_weights(
         raise CheckpointError(f"out={out} must end in .pt, the suffix Ultralytics loads. Fix: e.g. out=imported.pt.")
     fmt = detect_format(source)
     if fmt is None and (why := describe_unreadable(source)):
-        raise CheckpointError(f"source={source} cannot be a checkpoint: {why}. Fix: pass the checkpoint file itself.")
+        raise CheckpointError(
+            f"source={source} could not be read as a checkpoint: {why}. Fix: pass the checkpoint file itself (download "
+            "or copy it again if it was cut short)."
+        )
     if fmt is None:
         known = "; ".join(f"{f.name} ({f.description})" for f in formats()) or "none"
         raise CheckpointError(
@@ -124,13 +137,14 @@ def import_weights(
 def describe_unreadable(path: str | Path) -> str | None:
     """Why ``path`` cannot be a PyTorch checkpoint at all, or None when it may be one.
 
-    PyTorch writes a zip archive (``torch.save`` since 1.6) or, in the legacy format, a pickle
-    (:func:`~attnyolo.integration.checkpoints.torch_save_format`). A zip without its central directory is truncated;
-    anything else is named by what it looks like.
+    PyTorch writes a zip archive (``torch.save`` since 1.6) or, in the legacy format, pickles followed by the tensor
+    bytes (:func:`~attnyolo.integration.checkpoints.torch_save_format`). A zip without its central directory, or
+    pickles that break off, are a truncated file; anything else is named by what it looks like.
     """
     import zipfile
 
-    from ..integration.checkpoints import torch_save_format
+    from ..errors import first_line
+    from ..integration.pickles import _LEGACY_PICKLES, LEGACY_MAGIC, pickle_globals, torch_save_format
 
     path = Path(path)
     with open(path, "rb") as f:
@@ -145,6 +159,15 @@ def describe_unreadable(path: str | Path) -> str | None:
             bad = archive.testzip()
         return f"its zip archive is damaged (member {bad} fails its checksum)" if bad else None
     if fmt == "pickle":
+        if LEGACY_MAGIC not in head[:32]:
+            return "it is a pickle, but not one torch.save wrote (it lacks torch's magic number)"
+        # Its pickles (header, object, storage keys) come before the tensor bytes; a file that breaks off inside them
+        # cannot be read, whatever it holds. Disassembled only (pickletools), never loaded.
+        try:
+            with open(path, "rb") as f:
+                pickle_globals(f, pickles=_LEGACY_PICKLES + 1)
+        except ValueError as error:
+            return f"it is a truncated or damaged file in torch's pre-1.6 format: {first_line(error)}"
         return None
     if b"\x00" in head:  # binary, but neither of torch's formats
         return "it is neither a zip archive nor a pickle, the two formats torch.save writes"

@@ -62,27 +62,44 @@ def _checkpoint_getattr(obj: Any, name: str) -> Any:
 
 
 @functools.lru_cache(maxsize=1)
+def numpy_scalar_globals() -> dict[str, Any]:
+    """The globals a pickled numpy scalar (``np.float64(40.5)``) references, by the name pickle records them under.
+
+    numpy's scalar reconstructor (``numpy.core.multiarray.scalar`` in numpy 1.x, ``numpy._core.multiarray.scalar`` in
+    2.x) and ``numpy.dtype`` with its per-type classes (numpy >= 1.25 builds a dtype as an instance of
+    ``numpy.dtypes.Float64DType`` and the like). Part of :func:`data_globals`; on its own for readers whose files hold
+    numbers but never arrays or paths (official YOLOX checkpoints: ``best_ap``).
+    """
+    import numpy as np
+
+    scalar = np.float64(0).__reduce__()[0]  # numpy's scalar reconstructor
+    found: dict[str, Any] = {"numpy.dtype": np.dtype}
+    for core in ("numpy.core.multiarray", "numpy._core.multiarray"):
+        found[f"{core}.scalar"] = scalar
+    for dtype in {type(np.dtype(t)) for t in (np.float16, np.float32, np.float64, np.int32, np.int64, np.bool_)}:
+        found[f"{dtype.__module__}.{dtype.__qualname__}"] = dtype  # numpy >= 1.25 pickles dtypes by their class
+    return found
+
+
+@functools.lru_cache(maxsize=1)
 def data_globals() -> dict[str, Any]:
     """The data types checkpoints hold besides tensors, by the name pickle records them under.
 
-    numpy scalars (Ultralytics' ``best_fitness``, the momentum values in YOLOv5's optimizer state), dtypes and arrays
-    (YOLOv5's ``best_fitness`` may be an array), and paths (``save_dir`` of Ultralytics < 8.1, ``opt`` of YOLOv5
-    forks). numpy 1.x records ``numpy.core.multiarray``, numpy 2.x ``numpy._core.multiarray``; Python 3.13 records
-    paths under ``pathlib._local``. A path saved on the other OS loads as this OS's path, as Ultralytics maps it.
+    numpy scalars (Ultralytics' ``best_fitness``, the momentum values in YOLOv5's optimizer state) and dtypes
+    (:func:`numpy_scalar_globals`), arrays (YOLOv5's ``best_fitness`` may be an array), and paths (``save_dir`` of
+    Ultralytics < 8.1, ``opt`` of YOLOv5 forks). numpy 1.x records ``numpy.core.multiarray``, numpy 2.x
+    ``numpy._core.multiarray``; Python 3.13 records paths under ``pathlib._local``. A path saved on the other OS loads
+    as this OS's path, as Ultralytics maps it.
     """
     import pathlib
 
     import numpy as np
 
-    scalar = np.float64(0).__reduce__()[0]  # numpy's scalar reconstructor
     reconstruct = np.zeros(1).__reduce__()[0]  # numpy's array reconstructor
     local_path = type(Path())
-    found: dict[str, Any] = {"numpy.dtype": np.dtype, "numpy.ndarray": np.ndarray}
+    found: dict[str, Any] = {**numpy_scalar_globals(), "numpy.ndarray": np.ndarray}
     for core in ("numpy.core.multiarray", "numpy._core.multiarray"):
-        found[f"{core}.scalar"] = scalar
         found[f"{core}._reconstruct"] = reconstruct
-    for dtype in {type(np.dtype(t)) for t in (np.float16, np.float32, np.float64, np.int32, np.int64, np.bool_)}:
-        found[f"{dtype.__module__}.{dtype.__qualname__}"] = dtype  # numpy >= 1.25 pickles dtypes by their class
     for module in ("pathlib", "pathlib._local"):
         for cls in ("Path", "PosixPath", "WindowsPath"):
             found[f"{module}.{cls}"] = local_path

@@ -40,7 +40,13 @@ import torch
 
 from ..errors import CheckpointError, first_line
 from ..utils.atomic import atomic_path, remove_stale_temporaries, replace_atomically, temporary_sibling
-from .allowlist import _checkpoint_getattr, _fixed_globals, allowed_global, data_globals  # noqa: F401  (re-exported)
+from .allowlist import (  # noqa: F401  (re-exported)
+    _checkpoint_getattr,
+    _fixed_globals,
+    allowed_global,
+    data_globals,
+    numpy_scalar_globals,
+)
 from .pickles import (  # noqa: F401  (re-exported: the listing every reader uses)
     _LEGACY_PICKLES,
     pickle_globals,

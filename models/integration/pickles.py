@@ -18,6 +18,9 @@ from ..errors import first_line
 # pickles before the tensor bytes: magic number, protocol version, system information, the object
 # (torch/serialization.py, _legacy_save).
 _LEGACY_PICKLES = 4
+# The first of them, torch.serialization.MAGIC_NUMBER pickled (LONG1, 10 bytes): within the first 32 bytes of every
+# file in that format, whatever the pickle protocol (protocol 4 and later put a frame header before it).
+LEGACY_MAGIC = b"\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
 _STRING_OPCODES = frozenset(
     {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "SHORT_BINSTRING", "BINSTRING", "STRING"}
 )

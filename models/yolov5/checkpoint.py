@@ -300,6 +300,17 @@ def rebuild(src: nn.Module, path: Path, model: str | None = None, nc: int | None
         dst = DetectionModel(d, ch=int(getattr(src, "yaml", {}).get("ch", 3) or 3), verbose=False)
     except (ModelConfigError, ValueError, TypeError, KeyError) as error:
         raise CheckpointError(f"{path}: the model stored in the checkpoint cannot be rebuilt: {error}") from None
+    if not isinstance(dst.model[-1], YOLOv5Detect) and model is not None:
+        # the file is a classic YOLOv5 checkpoint (read_classic found its classes); the YAML named by model= is not
+        from ..yolox.head import YOLOXDetect
+
+        head = dst.model[-1]
+        family = "YOLOX" if isinstance(head, YOLOXDetect) else f"{type(head).__name__}-headed (anchor-free)"
+        raise CheckpointError(
+            f"{path} is a classic YOLOv5 checkpoint, but model={model} names a {family} model, not a classic YOLOv5 "
+            "one (anchor-based Detect). Fix: leave model= out (the YAML stored in the file is used) or pass a classic "
+            "YOLOv5 YAML such as yolov5s-classic.yaml."
+        )
     if not isinstance(dst.model[-1], YOLOv5Detect):
         raise CheckpointError(f"{path}: the stored YAML's last row is not an anchor-based Detect; not a YOLOv5 model.")
     state = {k: v.float() if v.is_floating_point() else v for k, v in src.state_dict().items()}

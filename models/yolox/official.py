@@ -2,8 +2,9 @@
 
 YOLOX's trainer saves ``{"model": state_dict, "optimizer": ..., "start_epoch": ..., ...}`` with ``torch.save``
 (``yolox/core/trainer.py`` ``save_ckpt``; ``"model"`` holds the EMA weights), and its readers accept that dict or a
-bare state dict (``tools/export_onnx.py``, ``yolox/models/build.py``). Both are plain tensors in dicts, so they are
-read with ``torch.load(weights_only=True)``: no code in the file runs.
+bare state dict (``tools/export_onnx.py``, ``yolox/models/build.py``). Both are tensors and numbers in dicts (the
+trainer's ``best_ap``/``curr_ap`` are numpy scalars after an evaluation), so they are read with
+``torch.load(weights_only=True)`` and numpy's scalar globals allowed: no code in the file runs.
 
 Module names differ from this project's, which builds YOLOX from ``cfg/yolox/yolox.yaml`` through Ultralytics' parser;
 :mod:`attnyolo.yolox.official_keys` maps one onto the other.
@@ -13,10 +14,12 @@ differs is an error naming the key and both shapes; the only tensors allowed to 
 (``head.cls_preds.*``) when ``nc`` differs from the file's, and they are reported.
 
 Input convention: YOLOX feeds BGR images in 0..255 (``yolox/data/data_augment.py`` ``preproc``, no normalisation since
-commit c9fe0aa, tag 0.2.0); Ultralytics feeds RGB in 0..1. The stem's first convolution is linear and has no bias
-(BatchNorm follows), so the conversion folds both into its weight: input channel ``3 * p + k`` of the Focus stem
-(patch ``p`` in the order top-left, bottom-left, top-right, bottom-right; colour ``k``) takes
-``255 * W[:, 3 * p + 2 - k]``. The converted model gives the official outputs on the same (RGB, /255) pixels.
+commit c9fe0aa, tag 0.2.0); Ultralytics feeds RGB in 0..1. That is the convention of the current weights (release
+0.1.1rc0); the legacy ones expect other input and nothing in a file tells them apart (:func:`legacy_refusal`). The
+stem's first convolution is linear and has no bias (BatchNorm follows), so the conversion folds both into its weight:
+input channel ``3 * p + k`` of the Focus stem (patch ``p`` in the order top-left, bottom-left, top-right,
+bottom-right; colour ``k``) takes ``255 * W[:, 3 * p + 2 - k]``. The converted model gives the official outputs on the
+same (RGB, /255) pixels.
 """
 
 from __future__ import annotations
@@ -111,6 +114,30 @@ def fold_bgr255_into_stem(weight: torch.Tensor) -> torch.Tensor:
 
 # ---------------------------------------------------------------------------------------------------- reading files
 _cache: dict[str, Any] = {}  # the last file read: detection and conversion read the same file once
+# How far into a file in torch's pre-1.6 format to look for YOLOX's key names: its pickle comes first and names every
+# tensor (YOLOX-X's state dict and optimizer state take about 200 KB).
+_LEGACY_HEAD_BYTES = 4 << 20
+
+
+def names_official_keys(path: str | Path) -> bool:
+    """Whether ``path`` is a torch.save file whose pickle names YOLOX's stem and class-branch tensors.
+
+    Read as bytes (the zip archive's ``data.pkl``, or the head of a file in torch's older format); nothing is
+    unpickled. A file that passes is an official YOLOX checkpoint or a damaged one, never another project's format.
+    """
+    from ..integration.pickles import LEGACY_MAGIC, torch_save_format, zip_pickle_record
+
+    fmt = torch_save_format(path)
+    if fmt == "zip":
+        data = zip_pickle_record(path) or b""
+    elif fmt == "pickle":
+        with open(path, "rb") as f:
+            data = f.read(_LEGACY_HEAD_BYTES)
+        if LEGACY_MAGIC not in data[:32]:  # a pickle, but not one torch.save wrote
+            return False
+    else:
+        return False
+    return all(key.encode() in data for key in _REQUIRED_KEYS)
 
 
 def _state_of(obj: Any) -> tuple[dict[str, torch.Tensor], list[str]] | None:
@@ -131,6 +158,37 @@ def _state_of(obj: Any) -> tuple[dict[str, torch.Tensor], list[str]] | None:
     return state, others
 
 
+def _read(path: Path) -> tuple[Any, str, str]:
+    """``(loaded object or None, why it could not be read, the fix)``; only tensors and numpy scalars are unpickled.
+
+    YOLOX's trainer saves ``best_ap``/``curr_ap`` as numpy float64 after an evaluation (its COCO evaluator returns
+    ``cocoEval.stats[0]``), so numpy's scalar globals are allowed (:func:`numpy_scalar_globals`, the project's own
+    list); any other global is refused by name before torch reads the file.
+    """
+    from ..engine.importing import describe_unreadable
+    from ..integration.checkpoints import allow_globals, numpy_scalar_globals, referenced_globals
+
+    again = "download or copy the file again"
+    try:
+        names, _ = referenced_globals(path, f"source={path}")
+    except CheckpointError as error:
+        return None, first_line(error), again
+    refused = [name for name in names if name not in numpy_scalar_globals()]
+    if refused:
+        more = f" (and {len(refused) - 1} more)" if len(refused) > 1 else ""
+        return (
+            None,
+            f"it references {refused[0]}{more}, which YOLOX's trainer never saves (tensors, numbers and numpy scalars "
+            "only); it is not unpickled, as that could run code",
+            "load it where it was made and save torch.save({'model': model.state_dict()}, 'weights.pth')",
+        )
+    allow_globals(names, f"source={path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True), "", ""
+    except Exception as error:  # torch raises many types for files it cannot read
+        return None, describe_unreadable(path) or f"torch.load failed: {first_line(error).rstrip('.')}", again
+
+
 def read_official(path: str | Path) -> tuple[dict[str, torch.Tensor], list[str]]:
     """Read an official YOLOX checkpoint: its state dict and the names of its other top-level entries.
 
@@ -141,34 +199,46 @@ def read_official(path: str | Path) -> tuple[dict[str, torch.Tensor], list[str]]
         ``(state_dict, other entry names)``.
 
     Raises:
-        CheckpointError: The file cannot be read with ``weights_only=True`` or holds no YOLOX state dict.
+        CheckpointError: The file holds no YOLOX state dict, or it does but cannot be read with ``weights_only=True``
+            (the message gives torch's or the allowlist's reason).
     """
     path = Path(path)
     stat = path.stat()
     key = f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
     if _cache.get("key") != key:
         _cache.clear()
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:  # torch raises many types for files it cannot read
-            _cache.update(key=key, result=None, reason=first_line(error))
+        if not names_official_keys(path):
+            _cache.update(key=key, result=None, reason="", fix="")
         else:
-            _cache.update(key=key, result=_state_of(obj), reason="it holds no YOLOX state dict")
+            obj, reason, fix = _read(path)
+            state = _state_of(obj) if obj is not None else None
+            if obj is not None and state is None:
+                reason = "no YOLOX state dict in its 'model' entry or at its top level, where YOLOX's readers look"
+                fix = "save the weights as YOLOX's trainer does: torch.save({'model': model.state_dict()}, path)"
+            _cache.update(key=key, result=state, reason=reason, fix=fix)
+    if _cache["result"] is None and not _cache["reason"]:
+        raise CheckpointError(
+            f"source={path} is not an official YOLOX checkpoint (its pickle does not name {STEM_KEY} and {CLASS_KEY}). "
+            "Fix: pass a .pth that YOLOX's trainer saved or a released yolox_<size>.pth."
+        )
     if _cache["result"] is None:
         raise CheckpointError(
-            f"source={path} is not an official YOLOX checkpoint ({_cache['reason']}). Fix: pass a .pth that YOLOX's "
-            "trainer saved or a released yolox_<size>.pth."
+            f"source={path} names official YOLOX tensors but could not be read: {_cache['reason']}. "
+            f"Fix: {_cache['fix']}."
         )
     return _cache["result"]
 
 
 def detect(path: Path) -> bool:
-    """Whether ``path`` is an official YOLOX checkpoint (read with ``weights_only=True``; no code runs)."""
+    """Whether ``path`` is an official YOLOX checkpoint, readable or not (:func:`names_official_keys`; nothing runs).
+
+    A damaged or refused file is still this format: :func:`load` then says why it cannot be read, instead of the
+    tool reporting a file in no known format.
+    """
     try:
-        read_official(path)
-    except (CheckpointError, OSError):
+        return names_official_keys(path)
+    except OSError:
         return False
-    return True
 
 
 def infer_size(shapes: Mapping[str, tuple[int, ...]]) -> OfficialSize:
@@ -201,6 +271,23 @@ def infer_size(shapes: Mapping[str, tuple[int, ...]]) -> OfficialSize:
     )
 
 
+def legacy_refusal(value: Any) -> CheckpointError:
+    """The error for ``legacy=True``: YOLOX's legacy weights cannot be converted exactly, so they are refused.
+
+    The legacy models of YOLOX's README (github Megvii-BaseDetection/storage, release 0.0.1; same file names and
+    tensor shapes as the current ones) were trained on RGB input divided by 255 and then normalised with ImageNet's
+    per-channel mean and std (``ValTransform(legacy=True)``). Scale and colour order fold into the stem's weight, the
+    mean does not: it would become a bias, which the stem's zero padding does not see at the image borders, so the
+    converted model would differ from the official one along every border. Nothing in a file tells the two apart.
+    """
+    return CheckpointError(
+        f"legacy={value}: YOLOX's legacy weights expect RGB/255 input normalised per channel with ImageNet's mean and "
+        "std, which cannot be folded exactly into the stem convolution (its zero padding at the image borders would "
+        "stand for another colour), so they are not imported. Fix: use the current weights, YOLOX release 0.1.1rc0 "
+        "(yolox_nano.pth ... yolox_x.pth), which take BGR 0..255."
+    )
+
+
 # --------------------------------------------------------------------------------------------------------- loading
 def _row_list(rows: list[int]) -> str:
     """'5, 8 and 12'."""
@@ -224,8 +311,9 @@ def load_official_weights(
         the file, rows left at their initialisation, class-branch keys left at theirs (``nc`` differs).
 
     Raises:
-        CheckpointError: A key of the file has no counterpart, a tensor the model needs is missing, or a shape
-            differs (other than the class branch); the message names the key and both shapes.
+        CheckpointError: A key of the file has no counterpart, a tensor the model needs is missing, a shape differs
+            (other than the class branch's rows when the model's ``nc`` differs from the file's), or a class-branch
+            tensor's rows differ from the file's class count; the message names the key and both shapes.
     """
     mapping = official_key_map(model, label)
     ours = model.state_dict()
@@ -244,14 +332,22 @@ def load_official_weights(
             "out to infer it."
         )
     reinitialised = []
+    file_nc, model_nc = int(state[CLASS_KEY].shape[0]), int(ours[wanted[CLASS_KEY]].shape[0])
     with torch.no_grad():
         for official, key in wanted.items():
             src, dst = state[official], ours[key]
             if official == STEM_KEY:
                 src = fold_bgr255_into_stem(src.float())
+            if official.startswith("head.cls_preds.") and src.shape[:1] != (file_nc,):
+                # every class tensor has one row per class; another count is a damaged or edited file, not another nc
+                raise CheckpointError(
+                    f"{source}: {official} has shape {tuple(src.shape)}, but {CLASS_KEY} has {file_nc} classes: the "
+                    "file's class branch is inconsistent (damaged or edited). Fix: download or save the weights again."
+                )
             if tuple(src.shape) != tuple(dst.shape):
-                if official.startswith("head.cls_preds."):  # a different number of classes: train this branch anew
-                    reinitialised.append(official)
+                other_nc = file_nc != model_nc and dst.shape[:1] == (model_nc,) and src.shape[1:] == dst.shape[1:]
+                if official.startswith("head.cls_preds.") and other_nc:
+                    reinitialised.append(official)  # nc= differs from the file's: this branch is trained anew
                     continue
                 raise CheckpointError(
                     f"{source}: {official} has shape {tuple(src.shape)}, but {label} needs {tuple(dst.shape)} for "

@@ -3,6 +3,7 @@
 import functools
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from official_helpers import official_state_dict
@@ -30,10 +31,11 @@ def official_checkpoint(tmp_path_factory):
     @functools.cache
     def make(size: str) -> Path:
         path = folder / f"yolox_{size}.pth"
-        # Trainer.save_ckpt's entries: "model" holds the (EMA) state dict, "optimizer" an SGD state dict
+        # Trainer.save_ckpt's entries: "model" holds the (EMA) state dict, "optimizer" an SGD state dict, and the APs
+        # are numpy float64 after an evaluation (YOLOX's COCOEvaluator returns cocoEval.stats[0])
         optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.01, momentum=0.9, nesterov=True)
         ckpt = {"start_epoch": 300, "model": official_state_dict(size), "optimizer": optimizer.state_dict()}
-        torch.save({**ckpt, "best_ap": 40.5, "curr_ap": 40.5}, path)
+        torch.save({**ckpt, "best_ap": np.float64(40.5), "curr_ap": np.float64(40.5)}, path)
         return path
 
     return make

@@ -5,10 +5,13 @@ and training an attention variant from the official .pth.
 """
 
 import json
+import pickle
 import re
 import sys
 import types
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from official_helpers import official_state_dict
@@ -101,6 +104,8 @@ def bad_inputs(tmp_path, official_checkpoint, monkeypatch):
     """(arguments, what the one-line message must say) for files and settings the YOLOX import cannot map."""
     text = tmp_path / "notes.pth"
     text.write_text("these are not weights\n")
+    plain = tmp_path / "plain.pth"
+    plain.write_bytes(pickle.dumps(official_state_dict("nano")))  # pickle.dump, not torch.save
     truncated = tmp_path / "yolox_s_partial.pth"
     truncated.write_bytes(official_checkpoint("nano").read_bytes()[:100_000])
     classic = tmp_path / "yolov5s.pt"
@@ -108,6 +113,7 @@ def bad_inputs(tmp_path, official_checkpoint, monkeypatch):
     nano = official_checkpoint("nano")
     cases = {
         "text": ([f"source={text}"], "it is a text file"),
+        "plain pickle": ([f"source={plain}"], "it is a pickle, but not one torch.save wrote"),
         "truncated": ([f"source={truncated}"], "truncated or damaged zip archive"),
         "classic yolov5": ([f"source={classic}"], "is in no format this tool imports. Known formats: yolox-official"),
         "other size": (
@@ -127,7 +133,7 @@ def bad_inputs(tmp_path, official_checkpoint, monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "case", ["text", "truncated", "classic yolov5", "other size", "other width", "not yolox", "bad nc"]
+    "case", ["text", "plain pickle", "truncated", "classic yolov5", "other size", "other width", "not yolox", "bad nc"]
 )
 def test_what_cannot_be_imported_gets_one_line_and_nothing_is_written(
     case, official_checkpoint, tmp_path, monkeypatch, capsys
@@ -153,6 +159,96 @@ def test_detection_reads_only_tensors(official_checkpoint, tmp_path, monkeypatch
     with pytest.raises(importing.CheckpointError, match="is not an official YOLOX checkpoint"):
         official.read_official(classic)
     assert calls == []
+
+
+def test_a_trainer_checkpoint_holding_more_than_numbers_is_refused_by_name(tmp_path, capsys):
+    # YOLOX's trainer saves its APs as numpy scalars (read: see official_checkpoint); an array is another global
+    path = tmp_path / "yolox_nano_ckpt.pth"
+    torch.save({"start_epoch": 1, "model": official_state_dict("nano"), "best_ap": np.array([40.5])}, path)
+    out = tmp_path / "converted.pt"
+    status, _, stderr = import_tool(capsys, f"source={path}", f"out={out}")
+    lines = stderr.strip().splitlines()
+    assert status == 1 and len(lines) == 1 and not out.exists()
+    assert re.search(
+        r"names official YOLOX tensors but could not be read: it references numpy\._?core\.multiarray\._reconstruct",
+        lines[0],
+    ), lines[0]
+
+
+def test_torchs_older_file_format_converts(tmp_path, capsys):
+    path = tmp_path / "yolox_nano.pth"
+    ckpt = {"model": official_state_dict("nano"), "best_ap": np.float64(25.8)}
+    torch.save(ckpt, path, _use_new_zipfile_serialization=False)  # what torch < 1.6 wrote
+    assert path.read_bytes()[:1] == b"\x80"  # a pickle, not a zip archive
+    status, stdout, _ = import_tool(capsys, f"source={path}", f"out={tmp_path / 'converted.pt'}")
+    assert status == 0 and report_of(stdout)["tensors"] == "642/642 official tensors mapped by module structure"
+
+
+@pytest.mark.parametrize(
+    "cut, message",
+    [
+        # before the pickle names the class branch: not recognisably YOLOX, but recognisably cut short
+        ("before the class key", r"could not be read as a checkpoint: it is a truncated or damaged file in torch's "),
+        ("after the class key", r"names official YOLOX tensors but could not be read: it is a truncated or damaged "),
+        ("in the tensor bytes", r"names official YOLOX tensors but could not be read: torch.load failed: "),
+    ],
+)
+def test_a_truncated_file_in_torchs_older_format_says_it_could_not_be_read(cut, message, tmp_path, capsys):
+    whole = tmp_path / "yolox_nano.pth"
+    torch.save({"model": official_state_dict("nano")}, whole, _use_new_zipfile_serialization=False)
+    data = whole.read_bytes()
+    at = data.index(official.CLASS_KEY.encode())
+    end = {"before the class key": at - 100, "after the class key": at + 200, "in the tensor bytes": len(data) // 2}
+    truncated = tmp_path / "partial.pth"
+    truncated.write_bytes(data[: end[cut]])
+    out = tmp_path / "converted.pt"
+    status, _, stderr = import_tool(capsys, f"source={truncated}", f"out={out}")
+    lines = stderr.strip().splitlines()
+    assert status == 1 and len(lines) == 1 and not out.exists()
+    assert re.search(message, lines[0]), lines[0]
+
+
+@pytest.mark.parametrize("nc", [None, 20])
+def test_a_class_tensor_with_other_rows_is_an_error_not_another_class_count(nc, tmp_path, capsys):
+    state = official_state_dict("nano")
+    state["head.cls_preds.1.weight"] = state["head.cls_preds.1.weight"][:20].clone()  # one damaged tensor of 80 rows
+    path = tmp_path / "damaged.pth"
+    torch.save({"model": state}, path)
+    out = tmp_path / "converted.pt"
+    status, _, stderr = import_tool(capsys, f"source={path}", f"out={out}", *([f"nc={nc}"] if nc else []))
+    lines = stderr.strip().splitlines()
+    assert status == 1 and len(lines) == 1 and not out.exists()
+    expected = "head.cls_preds.1.weight has shape (20, 64, 1, 1), but head.cls_preds.0.weight has 80 classes"
+    assert expected in lines[0], lines[0]
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("True", r"legacy=True: YOLOX's legacy weights expect RGB/255 input normalised per channel with ImageNet's"
+         r" mean and std, .* zero padding .* Fix: use the current weights, YOLOX release 0\.1\.1rc0"),
+        ("maybe", r"legacy='maybe' must be True or False"),
+    ],
+)  # fmt: skip
+def test_legacy_yolox_weights_are_refused_with_the_reason(value, message, official_checkpoint, tmp_path, capsys):
+    out = tmp_path / "converted.pt"
+    status, _, stderr = import_tool(capsys, f"source={official_checkpoint('nano')}", f"out={out}", f"legacy={value}")
+    lines = stderr.strip().splitlines()
+    assert status == 1 and len(lines) == 1 and not out.exists()
+    assert re.search(message, lines[0]), lines[0]
+
+
+def test_a_classic_yolov5_file_imports_and_a_yolox_model_for_it_is_named_as_the_problem(tmp_path, capsys):
+    # every format the project registers (the tests above register YOLOX's alone)
+    classic = Path(__file__).resolve().parents[1] / "fixtures" / "yolov5" / "tiny_official_stripped.pt"
+    status, stdout, _ = import_tool(capsys, f"source={classic}", f"out={tmp_path / 'v5.pt'}")
+    assert status == 0 and report_of(stdout)["format"] == "yolov5-classic"
+    out = tmp_path / "converted.pt"
+    status, _, stderr = import_tool(capsys, f"source={classic}", f"out={out}", "model=yolox-s.yaml")
+    lines = stderr.strip().splitlines()
+    assert status == 1 and len(lines) == 1 and not out.exists()
+    assert "is a classic YOLOv5 checkpoint, but model=yolox-s.yaml names a YOLOX model" in lines[0], lines[0]
+    assert "Fix: leave model= out" in lines[0] and "classic YOLOv5 YAML" in lines[0]
 
 
 # ------------------------------------------------------------------------------------------------ end to end (slow)

@@ -8,7 +8,7 @@ from pathlib import Path
 from torch import nn
 
 from ..integration.names import SCALED_FAMILIES, YOLOX_SIZE_NAMES, scaled_stem
-from ..layers.registry import kind_names, layer_classes
+from ..layers.registry import kind_names, row_attention_layers
 
 # Stride of each pyramid level, for naming where a layer sits (P3/8 ... P5/32).
 _P_LEVEL = {2: "P1", 4: "P2", 8: "P3", 16: "P4", 32: "P5", 64: "P6"}
@@ -17,17 +17,19 @@ _P_LEVEL = {2: "P1", 4: "P2", 8: "P3", 16: "P4", 32: "P5", 64: "P6"}
 def attention_placements(model: nn.Module, imgsz: int = 64) -> list[dict]:
     """List the attention layers of an Ultralytics model: row index, class, channels and pyramid level.
 
+    A row that stacks several layers (``[-1, 3, CoordAtt, [256]]``) is one entry, its layer named with the count
+    (``CoordAtt x3``).
+
     Args:
         model: An Ultralytics ``DetectionModel`` (or ``YOLO(...).model``).
         imgsz: Square input size for the probe forward pass that measures each layer's stride.
 
     Returns:
-        One dict per attention row: ``{"row", "layer", "channels", "level", "args"}``.
+        One dict per attention row: ``{"row", "layer", "channels", "level", "repeats"}``.
     """
     import torch
 
-    attention = tuple(layer_classes().values())
-    rows = [(i, m) for i, m in enumerate(model.model) if isinstance(m, attention)]
+    rows = [(i, m) for i, m in enumerate(model.model) if row_attention_layers(m)]
     sizes: dict[int, int] = {}
     hooks = [m.register_forward_pre_hook(lambda mod, a, i=i: sizes.__setitem__(i, a[0].shape[-1])) for i, m in rows]
     was_training = model.training
@@ -41,9 +43,18 @@ def attention_placements(model: nn.Module, imgsz: int = 64) -> list[dict]:
     out = []
     for i, m in rows:
         stride = imgsz // sizes[i] if sizes.get(i) else 0
-        extra = f" {m.variant}" if hasattr(m, "variant") else ""
+        layers = row_attention_layers(m)
+        first = layers[0]
+        extra = f" {first.variant}" if hasattr(first, "variant") else ""
+        extra += f" x{len(layers)}" if len(layers) > 1 else ""
         out.append(
-            {"row": i, "layer": type(m).__name__ + extra, "channels": m.channels, "level": _P_LEVEL.get(stride, "?")}
+            {
+                "row": i,
+                "layer": type(first).__name__ + extra,
+                "channels": first.channels,
+                "level": _P_LEVEL.get(stride, "?"),
+                "repeats": len(layers),
+            }
         )
     return out
 

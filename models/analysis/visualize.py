@@ -30,7 +30,7 @@ from ..integration.checkpoints import load_model
 from ..layers.coord_attention import CoordAtt
 from ..layers.efficient_local_attention import ELA
 from ..layers.reference import coord_att_gates, ela_gates
-from ..layers.registry import layer_classes
+from ..layers.registry import row_attention_layers
 from ..utils.atomic import write_image_atomic
 from ..utils.paths import runs_dir
 
@@ -92,9 +92,8 @@ def read_image(source: str | Path) -> np.ndarray:
 
 
 def attention_rows(model: nn.Module) -> list[int]:
-    """Row indices of the attention layers (any kind) in an Ultralytics model's ``model.model``."""
-    kinds = tuple(layer_classes().values())
-    return [i for i, m in enumerate(model.model) if isinstance(m, kinds)]
+    """Row indices of the attention layers (any kind, alone or stacked by a repeat count) in ``model.model``."""
+    return [i for i, m in enumerate(model.model) if row_attention_layers(m)]
 
 
 def _check_rows(model: nn.Module, rows: list[int] | None) -> list[int]:
@@ -111,11 +110,28 @@ def _check_rows(model: nn.Module, rows: list[int] | None) -> list[int]:
     return list(rows)
 
 
+def _layer_name(m: nn.Module) -> str:
+    """``CoordAtt`` / ``ELA-S`` / ``C2f``: a layer's class, with ELA's variant."""
+    return type(m).__name__ + (f"-{m.variant}" if isinstance(m, ELA) else "")
+
+
 def _label(model: nn.Module, row: int) -> str:
-    """``row05_CoordAtt`` / ``row08_ELA-S`` / ``row04_C2f``: a file-name-safe name of a row."""
-    m = model.model[row]
-    name = type(m).__name__ + (f"-{m.variant}" if isinstance(m, ELA) else "")
+    """``row05_CoordAtt`` / ``row08_ELA-S`` / ``row11_CoordAttx3`` (a stack) / ``row04_C2f``: a file-name-safe name."""
+    m, stack = model.model[row], row_attention_layers(model.model[row])
+    name = f"{_layer_name(stack[0])}x{len(stack)}" if len(stack) > 1 else _layer_name(m)
     return f"row{row:02d}_{name}"
+
+
+def _map_layers(model: nn.Module, rows: list[int]) -> list[tuple[int, str, nn.Module]]:
+    """``(row, label, layer)`` of every CoordAtt/ELA layer in ``rows``; each layer of a stacked row on its own."""
+    found = []
+    for r in rows:
+        stack = row_attention_layers(model.model[r])
+        for k, layer in enumerate(stack):
+            if isinstance(layer, MAP_LAYERS):
+                label = _label(model, r) if len(stack) == 1 else f"row{r:02d}.{k}_{_layer_name(layer)}"
+                found.append((r, label, layer))
+    return found
 
 
 def attention_maps(model: nn.Module, lb: Letterbox, rows: list[int] | None = None) -> list[dict[str, Any]]:
@@ -124,18 +140,19 @@ def attention_maps(model: nn.Module, lb: Letterbox, rows: list[int] | None = Non
     Args:
         model: An Ultralytics detection model (``YOLO(...).model``), put in eval mode here.
         lb: The letterboxed image (:func:`letterbox`).
-        rows: Rows to show; None means every CoordAtt/ELA row. Other layer kinds have no such map and are skipped.
+        rows: Rows to show; None means every CoordAtt/ELA row. Other layer kinds have no such map and are skipped;
+            a row stacking several layers gives one map per layer (label ``row11.0_CoordAtt``, ``row11.1_...``).
 
     Returns:
         One dict per layer: ``row``, ``label``, ``gate_h`` (C, h), ``gate_w`` (C, w) numpy arrays, ``feature_map``
         (h, w) = channel mean of ``gate_h ⊗ gate_w`` (the factor the layer multiplies each position by, averaged over
         channels), and ``image_map`` (H, W) over the original image.
     """
-    rows = [r for r in _check_rows(model, rows) if isinstance(model.model[r], MAP_LAYERS)]
+    layers = _map_layers(model, _check_rows(model, rows))
     inputs: dict[int, torch.Tensor] = {}
     hooks = [
-        model.model[r].register_forward_pre_hook(lambda mod, args, r=r: inputs.__setitem__(r, args[0].detach()))
-        for r in rows
+        layer.register_forward_pre_hook(lambda mod, args, j=j: inputs.__setitem__(j, args[0].detach()))
+        for j, (_, _, layer) in enumerate(layers)
     ]
     model.eval()
     try:
@@ -144,15 +161,15 @@ def attention_maps(model: nn.Module, lb: Letterbox, rows: list[int] | None = Non
         with torch.no_grad():
             model(lb.tensor)
             out = []
-            for r in rows:
-                layer, x = model.model[r], inputs[r]
+            for j, (r, label, layer) in enumerate(layers):
+                x = inputs[j]
                 gates = coord_att_gates(layer, x) if isinstance(layer, CoordAtt) else ela_gates(layer, x)
                 g_h, g_w = gates[0][0, :, :, 0], gates[1][0, :, 0, :]  # (C, h), (C, w)
                 feature_map = torch.einsum("ch,cw->hw", g_h, g_w) / g_h.shape[0]  # mean_c g_h ⊗ g_w
                 out.append(
                     {
                         "row": r,
-                        "label": _label(model, r),
+                        "label": label,
                         "gate_h": g_h.numpy(),
                         "gate_w": g_w.numpy(),
                         "feature_map": feature_map.numpy(),

@@ -335,7 +335,8 @@ def wrap_torch_safe_load(original):
     file with ``torch_safe_load``, which unpickles in full. Kept from the original: the ``.pt`` suffix check, bare
     asset names downloaded through ``attempt_download_asset``, one re-download of a damaged cached asset, and a
     pickled whole model turned into ``{"model": ...}``. With the user's opt-in the original runs unchanged, except
-    that files in a foreign format (:mod:`attnyolo.engine.importing`) are always read by that format's loader.
+    that files in a foreign format (:mod:`attnyolo.engine.importing`) are always read by that format's loader. A file
+    that exists at the path given is read as given, never swapped for the stock weight Ultralytics renames it to.
     """
 
     @functools.wraps(original)
@@ -349,7 +350,9 @@ def wrap_torch_safe_load(original):
         from ultralytics.utils.downloads import GITHUB_ASSETS_NAMES, attempt_download_asset
 
         check_suffix(file=weight, suffix=".pt")
-        file = attempt_download_asset(weight)
+        # A file that exists is read as given: attempt_download_asset renames yolov5s.pt/yolov3.pt-style names to
+        # Ultralytics' "u" models (yolov5su.pt) first, the names under which classic YOLOv5 released its weights.
+        file = str(weight) if Path(str(weight)).is_file() else attempt_download_asset(weight)
         try:
             ckpt = read_checkpoint(file)
         except CheckpointError as error:

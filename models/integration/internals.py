@@ -58,6 +58,21 @@ PATCHES: tuple[Patch, ...] = (
         "bare model names must find cfg/ and the generated <family><scale>-<kind>.yaml variants",
         "names",
     ),
+    Patch(
+        "ultralytics.nn.tasks",
+        "yaml_model_load",
+        names.wrap_yaml_model_load,
+        "a model YAML that exists at the path given is read as given; Ultralytics renames yolov5s6.yaml-style names "
+        "to its own -p6 models first (DetectionModel, and the trainer's get_model, call it here)",
+        "names",
+    ),
+    Patch(
+        "ultralytics.engine.model",
+        "yaml_model_load",
+        names.wrap_yaml_model_load,
+        "the same for YOLO(path.yaml), whose module imported the function by name",
+        "names",
+    ),
     Patch("ultralytics.nn.tasks.BaseModel", "fuse", model_methods.wrap_fuse, "fold CoordAtt's BatchNorm", "fuse"),
     Patch(
         "ultralytics.nn.tasks.DetectionModel",
@@ -103,6 +118,18 @@ READS: tuple[Read, ...] = (
         "parser",
     ),
     Read("ultralytics.utils.ops.make_divisible", "integration/parser.py: Conv's channel rounding", "parser"),
+    Read(
+        "parse_model resolves a row's module name in the globals of ultralytics.nn.tasks, and builds its sets of "
+        "channel-scaled and repeated modules (base_modules, repeat_modules) from those globals on every call",
+        "integration/parser.py _classic_blocks: Bottleneck/BottleneckCSP rows of classic YOLOv5 models build "
+        "YOLOv5's blocks (yolov5/blocks.py) while one parse runs",
+        "classic_blocks",
+    ),
+    Read(
+        "yaml_model_load's dict: the YAML, `scale` from guess_model_scale(path), `yaml_file` the path",
+        "integration/names.py wrap_yaml_model_load: the same dict for a file read as given",
+        "names",
+    ),
     Read(
         "BaseModel's forward routes each layer's input by its `f` attribute and keeps the outputs of the rows listed "
         "in `save`, as parse_model returns them",

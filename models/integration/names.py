@@ -8,7 +8,10 @@ Names this module resolves, from any working directory and from an installed whe
   saved in checkpoints names its own kind;
 * names the YOLOv5 forks use (``yolov5s_Coordinate_attention.yaml``) through :data:`ALIASES`;
 * ``yolox-<size>[-<kind>].yaml`` (also ``yolox_s.yaml``, as YOLOX spells it), which choose their scale themselves:
-  Ultralytics' scale guess needs a digit in the name (``yolov8s``).
+  Ultralytics' scale guess needs a digit in the name (``yolov8s``);
+* a YAML file that exists at the path given is read as given (:func:`wrap_yaml_model_load`): Ultralytics renames
+  ``yolov5s6.yaml``-style stems to its own ``yolov5s-p6.yaml``, so a user's classic YOLOv5 P6 file built Ultralytics'
+  anchor-free model, or failed when given with a folder.
 
 :func:`check_model_source` lets tools fail in one line, before any work, on a model name nothing resolves.
 """
@@ -157,6 +160,34 @@ def wrap_check_yaml(original):
 
     check_yaml._attnyolo_original = original
     return check_yaml
+
+
+def wrap_yaml_model_load(original):
+    """Return a yaml_model_load that reads a model YAML file existing at the given path as given.
+
+    Ultralytics' ``yaml_model_load`` renames the stems ``yolov5<s>6``/``yolov8<s>6`` to its ``-p6`` models before
+    looking for the file, so ``DetectionModel("yolov5s6.yaml")`` built Ultralytics' anchor-free YOLOv5s-P6 even with
+    the user's classic ``yolov5s6.yaml`` in the working directory, and ``my/yolov5s6.yaml`` failed
+    ("my/yolov5-p6.yaml does not exist"). For a file that exists, the dict is what Ultralytics makes of any other file:
+    the YAML, ``scale`` guessed from the file name, ``yaml_file`` the path. Names without such a file (``yolov8n.yaml``,
+    this project's variants) go to Ultralytics unchanged.
+    """
+
+    @functools.wraps(original)
+    def yaml_model_load(path):
+        """Load a model YAML as Ultralytics does, reading an existing file at ``path`` as given."""
+        given = Path(str(path))
+        if given.suffix.lower() not in {".yaml", ".yml"} or not given.is_file():
+            return original(path)
+        from ultralytics.utils import YAML
+
+        d = YAML.load(given)
+        d["scale"] = _tasks().guess_model_scale(given)
+        d["yaml_file"] = str(given)
+        return d
+
+    yaml_model_load._attnyolo_original = original
+    return yaml_model_load
 
 
 def model_names() -> list[str]:

@@ -20,11 +20,15 @@ More things happen here, each in its own function:
   the head row is built with ``from: -1`` and the input channels found by the probe pass, then rewired to its real
   rows (:func:`_resolve_head_args`, :func:`_rewire_head`);
 * a top-level ``depthwise:`` key makes the dense 3x3 convs depthwise-separable after the build, as YOLOX-Nano does
-  (:func:`_wants_depthwise`, :func:`_apply_depthwise`).
+  (:func:`_wants_depthwise`, :func:`_apply_depthwise`);
+* ``Bottleneck`` and ``BottleneckCSP`` rows of a classic YOLOv5 model build YOLOv5's blocks
+  (:mod:`attnyolo.yolov5.blocks`, :func:`_classic_blocks`);
+* an AttnYOLO layer whose constructor refuses its arguments fails naming the file and the row (:func:`_layer_error`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import difflib
 import functools
@@ -33,9 +37,10 @@ import importlib
 import torch
 from torch import nn
 
-from ..errors import ModelConfigError
+from ..errors import ModelConfigError, first_line
 from ..layers.coord_attention import CoordAtt
 from ..layers.registry import LAYER_ALIASES, get_kind, kind_names, layer_classes
+from ..yolov5.blocks import CLASSIC_BLOCKS
 from ..yolov5.head import YOLOv5Detect
 from ..yolox.blocks import make_depthwise_separable
 from ..yolox.head import YOLOX_HEAD_WIDTH, YOLOXDetect
@@ -50,6 +55,9 @@ HEADS: dict[str, type[nn.Module]] = {"YOLOXDetect": YOLOXDetect, "YOLOv5Detect":
 
 PROBE_NAME = "AttnYOLOChannelProbe"
 _PROBE_IMGSZ = 64  # smallest square that survives stride 32 with a 2x2 map; rows beyond our last one are not run
+# Deeper pyramids (YOLOv5's P6/P7 models, strides 64 and 128) meet 1x1 maps at 64 px, which an upsample-and-concat
+# cannot join: the probe is retried at twice the size, up to this (a stride-512 pyramid).
+_PROBE_MAX_IMGSZ = 1024
 
 
 class ChannelProbe(nn.Module):
@@ -180,18 +188,39 @@ def _resolve_args(d: dict, i: int, row: list, c_in: int) -> list:
 
 
 def _probe_output_channels(seq: nn.Sequential, ch: int, last: int) -> list[int]:
-    """Run a tiny forward pass through rows 0..``last``; return each row's output channels (probes record inputs)."""
-    outputs, x = [], torch.zeros(1, ch, _PROBE_IMGSZ, _PROBE_IMGSZ)
-    was_training = seq.training
+    """Run a tiny forward pass through rows 0..``last``; return each row's output channels (probes record inputs).
+
+    The pass starts at :data:`_PROBE_IMGSZ` pixels. When it fails after a row's map had shrunk to a single pixel (a
+    pyramid deeper than stride 32, whose upsampled 1x1 map cannot join the next), it is run again at twice the size,
+    up to :data:`_PROBE_MAX_IMGSZ`; any other failure is the model's own and is raised at once.
+    """
+    imgsz, was_training = _PROBE_IMGSZ, seq.training
     seq.eval()  # BatchNorm on a 1-image batch with 1x1 maps is only defined in eval mode
+    try:
+        while True:
+            outputs = []
+            try:
+                _probe_forward(seq, ch, last, imgsz, outputs)
+                break
+            except RuntimeError:
+                bottomed_out = any(isinstance(y, torch.Tensor) and min(y.shape[2:], default=2) == 1 for y in outputs)
+                if not bottomed_out or imgsz >= _PROBE_MAX_IMGSZ:
+                    raise
+                imgsz *= 2
+    finally:
+        seq.train(was_training)
+    return [int(y.shape[1]) if isinstance(y, torch.Tensor) else 0 for y in outputs]
+
+
+def _probe_forward(seq: nn.Sequential, ch: int, last: int, imgsz: int, outputs: list) -> None:
+    """Append the outputs of rows 0..``last`` for a zero image of ``imgsz`` pixels to ``outputs``."""
+    x = torch.zeros(1, ch, imgsz, imgsz)
     with torch.no_grad():
         for m in seq[: last + 1]:
             if m.f != -1:  # route inputs the way BaseModel does: an int index or a list of indices (-1 = previous)
                 x = outputs[m.f] if isinstance(m.f, int) else [x if j == -1 else outputs[j] for j in m.f]
             x = m(x)
             outputs.append(x)
-    seq.train(was_training)
-    return [int(y.shape[1]) if isinstance(y, torch.Tensor) else 0 for y in outputs]
 
 
 def _effective_scale(d: dict) -> str | None:
@@ -268,6 +297,55 @@ def _rewire_head(seq: nn.Sequential, save: list[int], i: int, f: list[int]) -> t
     return seq, sorted(set(save) | {j % i for j in f if j != -1})
 
 
+@contextlib.contextmanager
+def _classic_blocks():
+    """While parsing a classic YOLOv5 model, ``Bottleneck``/``BottleneckCSP`` rows resolve to YOLOv5's blocks.
+
+    parse_model looks a row's module name up in the globals of ``ultralytics.nn.tasks`` and builds the sets of
+    modules whose channels it scales (``base_modules``) and whose repeats it passes on (``repeat_modules``) from the
+    same globals on every call. Naming YOLOv5's blocks there for the duration of one parse gives them exactly the
+    parser's treatment of the blocks they subclass (channel scaling, ``n`` as an argument), which renaming the rows
+    would not. The names are restored afterwards, as parse_model itself restores ``Conv.default_act``.
+    """
+    tasks = _tasks()
+    saved = {name: vars(tasks)[name] for name in CLASSIC_BLOCKS}
+    try:
+        for name, block in CLASSIC_BLOCKS.items():
+            setattr(tasks, name, block)
+        yield
+    finally:
+        for name, block in saved.items():
+            setattr(tasks, name, block)
+
+
+def _with_classic_blocks(original):
+    """``original`` (parse_model) run inside :func:`_classic_blocks`."""
+
+    def parse(d, ch, verbose=True):
+        with _classic_blocks():
+            return original(d, ch, verbose)
+
+    return parse
+
+
+def _layer_error(d: dict, rows: list[list], ours: list[int]) -> ModelConfigError | None:
+    """The first of our rows whose layer refuses its resolved arguments, as a one-line error; None if all build.
+
+    Called only after a build failed: the layers' own messages (``ELA: unknown variant ...``) do not know the file or
+    the row, so each of our rows is built once more on its own to find the one that failed.
+    """
+    for i in ours:
+        name, args = rows[i][2], rows[i][3]
+        try:
+            layer_classes()[name](*args)
+        except (ValueError, TypeError) as error:
+            return ModelConfigError(
+                f"{yaml_label(d)}, row {i} ({name}): {first_line(error)} Fix: correct the row's arguments "
+                f"{args[1:]!r} (after the channel count); docs/layers.md lists each layer's."
+            )
+    return None
+
+
 def _wants_depthwise(d: dict) -> bool:
     """Read the top-level ``depthwise:`` key: true/false, or the list of scales built depthwise (e.g. ``[n]``)."""
     value = d.get("depthwise", False)
@@ -321,6 +399,8 @@ def _parse_model(original, d: dict, ch: int, verbose: bool):
         return original(d, ch, verbose)  # stock models: untouched
 
     n_backbone = len(d.get("backbone") or [])
+    if head is not None and rows[head][2] == "YOLOv5Detect" and any(row[2] in CLASSIC_BLOCKS for row in rows):
+        original = _with_classic_blocks(original)
 
     def with_rows(new_rows):
         """A copy of the model dict with ``new_rows`` as its backbone and head."""
@@ -346,7 +426,13 @@ def _parse_model(original, d: dict, ch: int, verbose: bool):
         channels = [c_out[j % head] for j in head_from]
         rows[head] = [-1, 1, rows[head][2], _resolve_head_args(d, head, rows[head], channels)]
 
-    seq, save = original(with_rows(rows), ch, verbose)
+    try:
+        seq, save = original(with_rows(rows), ch, verbose)
+    except (ValueError, TypeError):
+        culprit = _layer_error(d, rows, ours)
+        if culprit is None:
+            raise
+        raise culprit from None
     if head is not None:
         seq, save = _rewire_head(seq, save, head, head_from)
         if verbose:

@@ -1,8 +1,8 @@
 """Rows other projects' model YAMLs write, read as those projects mean them (the YOLOv5/YOLOv7/YOLO11 forks).
 
 * layer names of other projects (:data:`attnyolo.layers.registry.LAYER_ALIASES`: ``CA``, ``CoordAttention``, the
-  ELA authors' ``EfficientLocalizationAttention`` with a kernel size or a variant) become AttnYOLO's
-  (:func:`with_fork_rows`);
+  ELA authors' ``EfficientLocalizationAttention``) become AttnYOLO's (:func:`with_fork_rows`); ELA rows under either
+  name take a variant or the authors' kernel size (:func:`ela_args`);
 * YOLOv5's anchor-based ``Detect, [nc, anchors]`` becomes :class:`~attnyolo.yolov5.head.YOLOv5Detect`, whose arguments
   are checked and resolved here (:func:`resolve_classic_args`);
 * CoordAtt's ``[inp, oup(, reduction)]`` rows are told apart from ``[c, reduction]`` ones (:func:`coordatt_rest`).
@@ -24,28 +24,40 @@ LOGGER = logging.getLogger("attnyolo")
 # The ELA authors' class ``EfficientLocalizationAttention(channel, kernel_size=7)`` (depthwise Conv1d, GroupNorm with
 # 16 groups) is ELA-B at kernel 7; kernel 5 is nearest to ELA-T, whose GroupNorm has 32 groups (arXiv 2403.01123).
 ELA_KERNEL_VARIANTS = {7: "B", 5: "T"}
+# The variant a row without one builds: the authors' class defaults to kernel 7 (ELA-B), AttnYOLO's ELA to ELA-T.
+ELA_DEFAULT_VARIANT = {"EfficientLocalizationAttention": "B", "ELA": "T"}
 
 
-def _ela_alias_args(d: dict, i: int, row: list) -> list:
-    """ELA arguments of an ``EfficientLocalizationAttention`` row: ``[c]``, ``[c, kernel_size]`` or ``[c, phi]``."""
-    args = list(row[3])
-    if len(args) < 2:  # the authors' default kernel_size=7
-        return [args[0] if args else None, ELA_KERNEL_VARIANTS[7]]
-    second = args[1]
+def ela_args(d: dict, i: int, row: list) -> list:
+    """The args of an ELA or ``EfficientLocalizationAttention`` row as ``[c, variant]`` (``c`` may be absent/null).
+
+    Both names read the same arguments after the optional channel count: nothing (the name's default variant,
+    :data:`ELA_DEFAULT_VARIANT`), a variant (phi: T, B, S or L, any case) or the ELA authors' kernel size (7 is ELA-B,
+    5 ELA-T with a warning). Anything else is a :class:`ModelConfigError` naming the file and the row.
+    """
+    from ..layers.efficient_local_attention import ELA_VARIANTS
+
+    args, where = list(row[3]), f"{yaml_label(d)}, row {i} ({row[2]})"
+    channel = [args.pop(0)] if args and (args[0] is None or is_number(args[0])) else []
+    if not args:
+        return [*(channel or [None]), ELA_DEFAULT_VARIANT[row[2]]]
+    second, variants = args[0], ", ".join(ELA_VARIANTS)
+    fix = f"Fix: [c, <variant>] with a variant of {variants}, or the ELA authors' kernel_size 7 (ELA-B) or 5 (ELA-T)."
+    if len(args) > 1:
+        raise ModelConfigError(f"{where}: args {row[3]!r} have {len(args) - 1} value(s) after the variant. {fix}")
     if isinstance(second, str):
-        return args  # a variant name (phi): T, B, S or L
-    if second not in ELA_KERNEL_VARIANTS:
-        raise ModelConfigError(
-            f"{yaml_label(d)}, row {i} ({row[2]}): kernel_size {second!r} has no ELA variant. Fix: kernel_size 7 "
-            "(ELA-B, as the authors' code builds it) or 5 (ELA-T), or give the variant: [c, T|B|S|L]."
-        )
+        if second.upper() not in ELA_VARIANTS:
+            raise ModelConfigError(f"{where}: unknown ELA variant {second!r}. {fix}")
+        return [*(channel or [None]), second.upper()]
+    if isinstance(second, bool) or second not in ELA_KERNEL_VARIANTS:
+        raise ModelConfigError(f"{where}: kernel_size {second!r} has no ELA variant. {fix}")
     variant = ELA_KERNEL_VARIANTS[second]
     if variant != "B":  # NOTE: not in the ELA authors' code, whose kernel-5 layer keeps GroupNorm(16)
         LOGGER.warning(
-            f"{yaml_label(d)}, row {i} ({row[2]}): kernel_size {second} is built as ELA-{variant} (kernel 5, "
-            "GroupNorm with 32 groups); the authors' EfficientLocalizationAttention with kernel 5 uses 16 groups."
+            f"{where}: kernel_size {second} is built as ELA-{variant} (kernel 5, GroupNorm with 32 groups); the "
+            "authors' EfficientLocalizationAttention with kernel 5 uses 16 groups."
         )
-    return [args[0], variant, *args[2:]]
+    return [*(channel or [None]), variant]
 
 
 def _classic_head_row(d: dict, i: int, row: list) -> list:
@@ -67,8 +79,9 @@ def with_fork_rows(d: dict) -> dict:
     """The model dict with other projects' layer names (:data:`LAYER_ALIASES`) and classic YOLOv5 heads renamed.
 
     Rows the YOLOv5/YOLOv7/YOLO11 forks write: ``CA``/``CoordAttention`` for CoordAtt, the ELA authors'
-    ``EfficientLocalizationAttention`` (with a kernel size or a variant), and YOLOv5's ``Detect, [nc, anchors]``,
-    which becomes :class:`~attnyolo.yolov5.head.YOLOv5Detect` (Ultralytics' own ``Detect`` is anchor-free).
+    ``EfficientLocalizationAttention`` and YOLOv5's ``Detect, [nc, anchors]``, which becomes
+    :class:`~attnyolo.yolov5.head.YOLOv5Detect` (Ultralytics' own ``Detect`` is anchor-free). ELA rows, under either
+    name, get ``[c, variant]`` args (:func:`ela_args`), so a bad variant or kernel size fails naming the file and row.
     """
     changed, out = False, {**d}
     for part in ("backbone", "head"):
@@ -79,8 +92,8 @@ def with_fork_rows(d: dict) -> dict:
                 new = list(row)
                 if row[2] in LAYER_ALIASES:
                     new = [row[0], row[1], LAYER_ALIASES[row[2]], list(row[3])]
-                    if row[2] == "EfficientLocalizationAttention":
-                        new[3] = _ela_alias_args(d, i, row)
+                if row[2] in ELA_DEFAULT_VARIANT:
+                    new[3] = ela_args(d, i, row)
                 new = _classic_head_row(d, i, new)
                 changed |= new != list(row)
                 row = new

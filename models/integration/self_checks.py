@@ -112,6 +112,28 @@ def _check_classic_head() -> None:
         raise AssertionError("converting the model left the classic head's anchors behind")
 
 
+def _check_classic_blocks() -> None:
+    from ultralytics.nn.modules import Bottleneck, BottleneckCSP
+    from ultralytics.nn.tasks import DetectionModel
+
+    from ..yolov5.blocks import YOLOv5Bottleneck, YOLOv5BottleneckCSP
+
+    d = dict(_CLASSIC_CFG)
+    d["backbone"] = [*d["backbone"][:2], [-1, 3, "BottleneckCSP", [128]], [-1, 6, "Bottleneck", [128, False]]]
+    d["backbone"] += [_CLASSIC_CFG["backbone"][i] for i in (2, 4, 5)]
+    d["head"] = [[[4, 5, 6], 1, "Detect", ["nc", "anchors"]]]
+    model = DetectionModel(d, ch=3, verbose=False)
+    csp, stack = model.model[2], model.model[3]
+    if type(csp) is not YOLOv5BottleneckCSP or len(csp.m) != 1 or csp.cv4.conv.out_channels != 32:
+        raise AssertionError(f"row 2 built {type(csp).__name__} with {len(getattr(csp, 'm', ()))} blocks, not 1")
+    if not all(type(b) is YOLOv5Bottleneck and b.cv1.conv.kernel_size == (1, 1) and not b.add for b in stack):
+        raise AssertionError(f"row 3 built {[type(b).__name__ for b in stack]}, not YOLOv5's 1x1-3x3 blocks")
+    import ultralytics.nn.tasks as tasks
+
+    if tasks.Bottleneck is not Bottleneck or tasks.BottleneckCSP is not BottleneckCSP:
+        raise AssertionError("parse_model's Bottleneck/BottleneckCSP names were not restored after a classic build")
+
+
 def _check_parser() -> None:
     from ultralytics.nn.tasks import DetectionModel
 
@@ -161,6 +183,20 @@ def _check_names() -> None:
     d = yaml_model_load("yolov8n-CoordAtt.yaml")
     if d.get("attention") != "CoordAtt" or d.get("scale") != "n":
         raise AssertionError(f"yolov8n-CoordAtt.yaml loaded as attention={d.get('attention')}, scale={d.get('scale')}")
+    from ultralytics.engine import model as engine_model
+    from ultralytics.utils import YAML
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for stem in ("yolov5s6", "yolov8m"):  # a name Ultralytics renames (to yolov5s-p6), and one it does not
+            path = Path(tmp) / f"{stem}.yaml"
+            YAML.save(path, _CLASSIC_CFG)
+            loads = [yaml_model_load, engine_model.yaml_model_load]  # both wrapped: YOLO(...) calls the second
+            if stem != "yolov5s6":  # Ultralytics' own reads other files the same way; this one it renames
+                loads.append(getattr(yaml_model_load, "_attnyolo_original", yaml_model_load))
+            for load in loads:
+                got = load(str(path))
+                if got != {**_CLASSIC_CFG, "scale": stem[6], "yaml_file": str(path)}:
+                    raise AssertionError(f"yaml_model_load({path}) gave {got}, not the file with scale and yaml_file")
     from ultralytics.utils import USER_CONFIG_DIR
     from ultralytics.utils.downloads import GITHUB_ASSETS_NAMES
 
@@ -413,6 +449,10 @@ SELF_CHECKS: dict[str, tuple[str, Callable[[], None]]] = {
     "classic_head": (
         "ultralytics.nn.tasks.parse_model / DetectionModel stride and bias_init (classic YOLOv5 head)",
         _check_classic_head,
+    ),
+    "classic_blocks": (
+        "ultralytics.nn.tasks.parse_model (module names resolved in its globals on every call)",
+        _check_classic_blocks,
     ),
     "flops": ("ultralytics.utils.torch_utils.get_flops", _check_flops),
     "trainer_files": ("ultralytics.engine.trainer.strip_optimizer / BaseTrainer.save_model", _check_trainer_files),

@@ -114,6 +114,20 @@ def layer_classes() -> dict[str, type[nn.Module]]:
     return {k.yaml_name: k.layer for k in KINDS}
 
 
+def row_attention_layers(row: nn.Module) -> list[nn.Module]:
+    """The attention layers a model row is: ``[row]`` for one layer, its members for a stack of them, else ``[]``.
+
+    A YAML row with a repeat count (``[-1, 3, CoordAtt, [256]]``) is built by Ultralytics' parser as an
+    ``nn.Sequential`` of that many layers; tools that list or picture attention rows count it as one attention row.
+    """
+    kinds = tuple(layer_classes().values())
+    if isinstance(row, kinds):
+        return [row]
+    if isinstance(row, nn.Sequential) and len(row) and all(isinstance(m, kinds) for m in row):
+        return list(row)
+    return []
+
+
 def one_kind_per_layer() -> list[AttentionKind]:
     """The first row of each distinct layer class, in table order (e.g. ELA-T stands for ELA-T/B/S/L)."""
     return list({k.layer: k for k in reversed(KINDS)}.values())[::-1]

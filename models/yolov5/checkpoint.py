@@ -14,8 +14,9 @@ Here nothing from the file runs:
    (plain ``nn.Module`` subclasses without code), so ``nn.Module``'s own ``__setstate__`` restores the module tree, its
    attributes (``yaml``, ``names``, ``stride``) and tensors.
 3. The model is rebuilt from its stored ``yaml`` with AttnYOLO's classes (Ultralytics' Conv/C3/SPPF/..., which use
-   YOLOv5's submodule names; :class:`~attnyolo.yolov5.head.YOLOv5Detect`; AttnYOLO's CoordAtt), the state dict is
-   loaded strictly (every tensor must land), and the class names (list or dict), strides and anchors are kept.
+   YOLOv5's submodule names; YOLOv5's Bottleneck/BottleneckCSP, :mod:`attnyolo.yolov5.blocks`;
+   :class:`~attnyolo.yolov5.head.YOLOv5Detect`; AttnYOLO's CoordAtt and ELA), the state dict is loaded strictly (every
+   tensor must land), and the class names (list or dict), strides and anchors are kept.
 
 :data:`FORMAT` plugs this into :mod:`attnyolo.engine.importing` (``attnyolo import_weights``, ``pretrained=``) and,
 through :func:`attnyolo.integration.checkpoints.read_checkpoint` (which refuses the file's ``models.*`` classes and
@@ -45,11 +46,18 @@ from ..integration.checkpoints import (
     zip_pickle_record,
 )
 from ..layers.coord_attention import CoordAtt
-from ..layers.registry import layer_classes
+from ..layers.registry import LAYER_ALIASES, layer_classes
+
+# Attention classes the forks add to models/common.py, by the names their YAML rows use: AttnYOLO's YAML names of the
+# layers other projects alias (CoordAtt, ELA) and the aliases themselves (CA, CoordAttention, the ELA authors'
+# EfficientLocalizationAttention). Derived from LAYER_ALIASES, so a YAML name AttnYOLO reads is a class name it reads.
+FORK_ATTENTION_CLASSES: tuple[str, ...] = tuple(
+    f"models.common.{name}" for name in dict.fromkeys([*LAYER_ALIASES.values(), *LAYER_ALIASES])
+)
 
 # Classes a YOLOv5 checkpoint pickles under the `models` package, and which AttnYOLO rebuilds: the official ones of
-# ultralytics/yolov5 v1.0 to v7.0 (models/yolo.py, models/common.py, models/experimental.py), and the classes the
-# Coordinate-Attention forks add to models/common.py (CoordAtt and its h_swish/h_sigmoid activations).
+# ultralytics/yolov5 v1.0 to v7.0 (models/yolo.py, models/common.py, models/experimental.py), the forks' attention
+# classes above and Coordinate Attention's h_swish/h_sigmoid activations.
 CLASSIC_CLASSES: tuple[str, ...] = (
     "models.yolo.DetectionModel",
     "models.yolo.Model",
@@ -70,7 +78,7 @@ CLASSIC_CLASSES: tuple[str, ...] = (
     "models.common.SPPF",
     "models.common.Focus",
     "models.common.Concat",
-    "models.common.CoordAtt",
+    *FORK_ATTENTION_CLASSES,
     "models.common.h_swish",
     "models.common.h_sigmoid",
 )
@@ -78,7 +86,9 @@ CLASSIC_CLASSES: tuple[str, ...] = (
 # torch.nn classes those models contain (official configurations and versions, and the CA forks).
 TORCH_CLASSES: tuple[type, ...] = (
     nn.Conv2d,
+    nn.Conv1d,  # ELA's
     nn.BatchNorm2d,
+    nn.GroupNorm,  # ELA's
     nn.ModuleList,
     nn.Sequential,
     nn.MaxPool2d,
@@ -177,8 +187,9 @@ def read_classic(path: str | Path) -> dict:
         if ours:
             raise CheckpointError(
                 f"{path}: the checkpoint contains {', '.join(ours)}, a class of the YOLOv5 fork that wrote it that "
-                f"AttnYOLO cannot rebuild (it reads the official YOLOv5 classes and the Coordinate-Attention forks' "
-                f"CoordAtt). Fix: rebuild the model from its YAML with an AttnYOLO layer in that row "
+                f"AttnYOLO cannot rebuild (it reads the official YOLOv5 classes and the forks' "
+                f"{', '.join(name.rpartition('.')[2] for name in FORK_ATTENTION_CLASSES)}). Fix: rebuild the model "
+                f"from its YAML with an AttnYOLO layer in that row "
                 f"({', '.join(layer_classes())}) and train it, or, in the fork, save the weights as a plain "
                 f"state_dict and load them into the AttnYOLO model."
             )

@@ -188,3 +188,43 @@ def test_unreadable_image_is_refused(tmp_path):
     (tmp_path / "text.jpg").write_text("not an image")
     with pytest.raises(ValueError, match="not an image OpenCV can read"):
         read_image(tmp_path / "text.jpg")
+
+
+def test_a_stacked_attention_row_is_listed_mapped_and_a_default_grad_cam_row(image_path, capsys):
+    # `[-1, 6, CoordAtt, [1024]]` at depth 0.33 builds an nn.Sequential of 2 CoordAtt (row 11 of the fork's YAML)
+    from ultralytics.nn.tasks import DetectionModel
+
+    from attnyolo.analysis.summary import attention_placements
+    from attnyolo.analysis.visualize import attention_rows
+    from attnyolo.commands.model_info import main as model_info
+
+    fixture = Path(__file__).resolve().parents[1] / "fixtures" / "yolov5" / "ca_fork_tiny_rep.yaml"
+    torch.manual_seed(0)
+    model = DetectionModel(str(fixture), verbose=False).eval()
+    stack = model.model[11]
+    assert isinstance(stack, torch.nn.Sequential) and [type(m).__name__ for m in stack] == ["CoordAtt"] * 2
+    placements = attention_placements(model)
+    assert [(p["row"], p["level"], p["channels"], p["repeats"]) for p in placements] == [
+        (5, "P3", 8, 1),
+        (8, "P4", 16, 1),
+        (11, "P5", 32, 2),  # 1024 at width 0.03125
+    ]
+    assert placements[2]["layer"] == "CoordAtt x2"
+    assert attention_rows(model) == [5, 8, 11]  # Grad-CAM's default rows
+    assert model_info([f"model={fixture}", "imgsz=64"]) == 0
+    assert "row  11  P5  CoordAtt x2" in capsys.readouterr().out
+    # one map per layer of the stack, each the gates that layer multiplied its own input by
+    seen = {}
+    hooks = [
+        m.register_forward_hook(lambda mod, a, o, k=k: seen.__setitem__(k, (a[0], o))) for k, m in enumerate(stack)
+    ]
+    try:
+        maps = attention_maps(model, letterbox(read_image(image_path), IMGSZ))
+    finally:
+        for h in hooks:
+            h.remove()
+    assert [m["label"] for m in maps] == ["row05_CoordAtt", "row08_CoordAtt", "row11.0_CoordAtt", "row11.1_CoordAtt"]
+    for k, m in enumerate(maps[2:]):
+        x, y = seen[k]
+        gates = torch.einsum("ch,cw->chw", torch.from_numpy(m["gate_h"]), torch.from_numpy(m["gate_w"]))
+        torch.testing.assert_close(x[0] * gates, y[0], atol=1e-5, rtol=1e-4)

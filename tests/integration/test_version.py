@@ -101,7 +101,15 @@ def test_a_failed_self_check_records_nothing_and_an_unwritable_cache_is_harmless
 
 # Patches whose undoing changes what Ultralytics does; strip_optimizer and save_model keep their behaviour unwrapped
 # (the wrap only makes their writes atomic), so their check proves the internal's contract, tested below.
-UNDONE_CHANGES_BEHAVIOUR = ("parse_model", "check_yaml", "fuse", "init_criterion", "get_flops", "torch_safe_load")
+UNDONE_CHANGES_BEHAVIOUR = (
+    "parse_model",
+    "check_yaml",
+    "yaml_model_load",
+    "fuse",
+    "init_criterion",
+    "get_flops",
+    "torch_safe_load",
+)
 
 
 @pytest.mark.parametrize("patch", [p for p in internals.PATCHES if p.attribute in UNDONE_CHANGES_BEHAVIOUR])
@@ -179,6 +187,15 @@ def test_trainer_loop_check_fails_when_the_ema_is_copied_before_the_class_weight
     moved = real(BaseTrainer._setup_train).replace("self.set_class_weights()", "pass") + "self.set_class_weights()"
     monkeypatch.setattr(inspect, "getsource", lambda obj: moved if obj is BaseTrainer._setup_train else real(obj))
     _fails("trainer_loop", "set_class_weights")
+
+
+def test_classic_blocks_check_fails_when_the_parser_builds_its_own_bottlenecks(monkeypatch):
+    import contextlib
+
+    from attnyolo.integration import parser
+
+    monkeypatch.setattr(parser, "_classic_blocks", contextlib.nullcontext)  # as if parse_model ignored the names
+    _fails("classic_blocks", "row 2 built BottleneckCSP")
 
 
 def test_a_missing_internal_is_named(monkeypatch):

@@ -10,7 +10,7 @@ import pytest
 import torch
 from ultralytics import YOLO
 from ultralytics.nn.tasks import DetectionModel
-from yolov5_helpers import FIXTURES, fixture_json, write_classic_checkpoint
+from yolov5_helpers import FIXTURES, fixture_json, fixture_npz, write_classic_checkpoint
 
 import attnyolo  # noqa: F401
 from attnyolo.engine.importing import import_weights
@@ -20,6 +20,7 @@ from attnyolo.yolov5 import checkpoint
 from attnyolo.yolov5.head import YOLOv5Detect
 
 CHECKPOINTS = fixture_json("checkpoints.json")
+LAYOUTS = fixture_json("classic_layouts.json")  # what the real v7.0 code wrote (tests/fixtures/README.md)
 SHIPPED = ("tiny_official_train.pt", "tiny_official_stripped.pt", "tiny_ca_fork.pt")
 
 
@@ -248,3 +249,78 @@ def test_reading_a_classic_file_leaves_the_process_allowlist_as_it_was(tmp_path)
     assert before <= after and not any(name.startswith("models.") for name in after)  # no stand-in left behind
     YOLO(str(native))  # still loads safely
     assert isinstance(YOLO(str(FIXTURES / "tiny_ca_fork.pt")).model.model[-1], YOLOv5Detect)
+
+
+def outputs_match_the_real_code(yolo, name: str) -> tuple[float, float]:
+    """Largest box (pixels) and score differences between ``yolo`` and the real code's output stored in ``name``."""
+    import numpy as np
+
+    arrays = fixture_npz(name)
+    x = torch.from_numpy(arrays["input_u8"]).float() / 255
+    with torch.no_grad():
+        _, raw_out = yolo.model.eval()(x)
+        z = yolo.model.model[-1].decode(raw_out["raw"]).numpy()
+    ref = arrays["z"]
+    return float(np.abs(z[..., :4] - ref[..., :4]).max()), float(np.abs(z[..., 4:] - ref[..., 4:]).max())
+
+
+@pytest.mark.parametrize("name", ["tiny_yolov5s_csp", "tiny_yolov3"])
+def test_checkpoints_with_bottleneck_rows_load_with_the_real_outputs(name):
+    # Written by the v7.0 code from BottleneckCSP (YOLOv5 before v4.0) and Bottleneck (YOLOv3) rows: Ultralytics'
+    # Bottleneck has two 3x3 convs, so these files used to fail with "weights do not fit the model its YAML builds".
+    path = FIXTURES / f"{name}.pt"
+    facts = LAYOUTS["checkpoints"][f"{name}.pt"]
+    assert set(facts["models_classes"]) <= set(pickle_globals(zip_pickle_record(path)))
+    yolo = YOLO(str(path))
+    assert sum(p.numel() for p in yolo.model.parameters()) == facts["n_params"]
+    assert yolo.names == {0: "circle", 1: "square", 2: "star"}  # a dict (v7.0) in one, a list in the other
+    box, score = outputs_match_the_real_code(yolo, f"{name}.npz")
+    assert box < 0.02 and score < 1e-4
+
+
+def test_a_fork_checkpoint_pickling_its_attention_as_ca_loads_with_the_real_outputs():
+    # The v7.0 code with Hou et al.'s class pasted into models/common.py as `CA` (rows `CA, [256]`), as forks name it
+    path = FIXTURES / "tiny_ca_named_fork.pt"
+    assert "models.common.CA" in pickle_globals(zip_pickle_record(path))
+    yolo = YOLO(str(path))
+    assert [m.i for m in yolo.model.model if type(m).__name__ == "CoordAtt"] == [5, 8, 11]
+    assert sum(p.numel() for p in yolo.model.parameters()) == LAYOUTS["checkpoints"][path.name]["n_params"]
+    box, score = outputs_match_the_real_code(yolo, "tiny_ca_named_fork.npz")
+    assert box < 0.02 and score < 1e-4
+
+
+def test_the_fork_classes_read_are_the_yaml_aliases():
+    from attnyolo.layers.registry import LAYER_ALIASES
+
+    names = {f"models.common.{name}" for pair in LAYER_ALIASES.items() for name in pair}
+    assert names == set(checkpoint.FORK_ATTENTION_CLASSES) and names <= set(checkpoint.CLASSIC_CLASSES)
+    assert {"models.common.CA", "models.common.CoordAttention", "models.common.EfficientLocalizationAttention"} <= names
+
+
+@pytest.mark.parametrize("pickled", ["EfficientLocalizationAttention", "ELA"])
+def test_an_ela_fork_checkpoint_loads(tmp_path, pickled):
+    import yaml
+
+    from attnyolo.layers.efficient_local_attention import ELA
+
+    d = yaml.safe_load((FIXTURES / "ca_fork_tiny.yaml").read_text())
+    for row in d["backbone"]:
+        if row[2] == "CoordAtt":
+            row[2] = pickled
+    source = _tiny(d)
+    path = write_classic_checkpoint(source, tmp_path / "ela.pt", d, classes={ELA: f"models.common.{pickled}"})
+    assert f"models.common.{pickled}" in pickle_globals(zip_pickle_record(path))
+    loaded = YOLO(str(path)).model.eval()
+    assert [m.i for m in loaded.model if isinstance(m, ELA)] == [5, 8, 11]
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(loaded(x)[0], source.half().float()(x)[0], atol=1e-4)
+
+
+def test_a_classic_file_named_like_a_stock_yolov5_weight_is_read_as_given(tmp_path, monkeypatch):
+    # YOLOv5 released its weights as yolov5s.pt; Ultralytics renames such names to its own yolov5su.pt
+    monkeypatch.chdir(tmp_path)  # a relative name without "u" in it, as Ultralytics renames only those
+    for name in ("yolov5s.pt", "yolov3.pt"):
+        (tmp_path / name).write_bytes((FIXTURES / "tiny_ca_fork.pt").read_bytes())
+        yolo = YOLO(name)
+        assert isinstance(yolo.model.model[-1], YOLOv5Detect) and yolo.names[0] == "cat"

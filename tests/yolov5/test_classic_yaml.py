@@ -10,15 +10,17 @@ import pytest
 import torch
 import yaml
 from ultralytics.nn.tasks import DetectionModel
-from yolov5_helpers import FIXTURES, fixture_json
+from yolov5_helpers import FIXTURES, darknet53_yolov3, fixture_json, tiny_p7
 
 import attnyolo
 from attnyolo.errors import ModelConfigError
+from attnyolo.yolov5.blocks import YOLOv5Bottleneck, YOLOv5BottleneckCSP
 from attnyolo.yolov5.head import YOLOv5Detect
 
 REPO = Path(__file__).resolve().parents[2]
 COUNTS = fixture_json("official_counts.json")
 CHECKPOINTS = fixture_json("checkpoints.json")
+LAYOUTS = fixture_json("classic_layouts.json")  # parameter counts the real v7.0 code gives (tests/fixtures/README.md)
 # YOLOv5 v7.0's depth/width multiples of yolov5n/s/m/l/x.yaml (github ultralytics/yolov5, models/)
 MULTIPLES = {"n": (0.33, 0.25), "s": (0.33, 0.50), "m": (0.67, 0.75), "l": (1.0, 1.0), "x": (1.33, 1.25)}
 
@@ -233,3 +235,129 @@ def test_the_zoo_lists_the_classic_family():
     assert "yolov5n-classic-CoordAtt.yaml" in zoo_names()
     names = zoo_names(("yolov5-classic",), "n", yolox=False)
     assert names == ["yolov5n-classic.yaml"] + [f"yolov5n-classic-{k}.yaml" for k in attnyolo.kind_names()]
+
+
+# ------------------------------------------------------------------- YOLOv5's Bottleneck and BottleneckCSP blocks
+def csp_yaml(scale: str) -> dict:
+    """YOLOv5 v7.0's yolov5<scale>.yaml with every C3 row renamed BottleneckCSP (the layout of releases before v4.0)."""
+    d = official_yaml(scale)
+    for row in d["backbone"] + d["head"]:
+        row[2] = "BottleneckCSP" if row[2] == "C3" else row[2]
+    return d
+
+
+def kernels(block) -> list[tuple]:
+    return [(b.cv1.conv.kernel_size, b.cv2.conv.kernel_size) for b in block.m]
+
+
+def test_bottleneck_csp_rows_build_yolov5s_blocks_with_the_official_parameter_count():
+    model = DetectionModel(csp_yaml("s"), verbose=False)
+    assert params(model) == LAYOUTS["parameters"]["yolov5s_bottleneckcsp"] == 7_426_941  # Ultralytics' 9,237,373
+    csp = model.model[2]
+    assert type(csp) is YOLOv5BottleneckCSP and kernels(csp) == [((1, 1), (3, 3))]  # n=3 at depth 0.33 -> 1
+    assert [type(m).__name__ for m in model.model].count("YOLOv5BottleneckCSP") == 8
+
+
+def test_the_yolov3_layout_builds_yolov5_bottlenecks_with_the_official_parameter_count():
+    model = DetectionModel(darknet53_yolov3(), verbose=False)  # 62M parameters: built once
+    assert params(model) == LAYOUTS["parameters"]["yolov3"] == 61_949_149  # Ultralytics' Bottleneck: 97,092,829
+    stage = model.model[6]  # 8 residual blocks at P3
+    assert isinstance(stage, torch.nn.Sequential) and len(stage) == 8
+    assert all(type(b) is YOLOv5Bottleneck and b.add for b in stage)
+    assert type(model.model[11]) is YOLOv5Bottleneck and not model.model[11].add  # [1024, False]: no shortcut
+
+
+def test_yolov5_blocks_take_yolov5s_arguments():
+    # YOLOv5's Bottleneck(c1, c2, shortcut, g, e): e is the fifth argument, where Ultralytics' takes a kernel size
+    block = YOLOv5Bottleneck(64, 64, True, 1, 0.25)
+    assert block.cv1.conv.out_channels == 16 and block.cv1.conv.kernel_size == (1, 1)
+    assert block.cv2.conv.kernel_size == (3, 3) and block.add
+    csp = YOLOv5BottleneckCSP(64, 128, 2, False, 1, 0.25)
+    assert csp.cv1.conv.out_channels == 32 and len(csp.m) == 2 and not csp.m[0].add
+    # YOLOv5's state-dict keys, in YOLOv5's order (cv1..cv4, bn, then the blocks)
+    assert list(dict.fromkeys(k.split(".")[0] for k in csp.state_dict())) == ["cv1", "cv2", "cv3", "cv4", "bn", "m"]
+
+
+def test_anchor_free_models_keep_ultralytics_blocks_and_the_parser_gets_its_names_back():
+    import ultralytics.nn.tasks as tasks
+    from ultralytics.nn.modules import Bottleneck, BottleneckCSP
+
+    d = csp_yaml("n")
+    d["head"][-1][3] = ["nc"]  # Ultralytics' anchor-free Detect
+    model = DetectionModel(d, verbose=False)
+    assert type(model.model[2]) is BottleneckCSP and kernels(model.model[2]) == [((3, 3), (3, 3))]
+    bad = csp_yaml("n")
+    bad["backbone"][2][3] = [128, True, 1, 0.5, "extra"]  # too many arguments: a classic build failing in the parser
+    with pytest.raises(TypeError):
+        DetectionModel(bad, verbose=False)
+    assert tasks.Bottleneck is Bottleneck and tasks.BottleneckCSP is BottleneckCSP
+
+
+def test_a_pyramid_deeper_than_stride_32_builds():
+    # YOLOv5's yolov5-p7.yaml failed ("Sizes of tensors must match"): at the 64-pixel probe, P6 and P7 are 1x1 maps
+    model = DetectionModel(tiny_p7(), verbose=False)
+    assert params(model) == LAYOUTS["parameters"]["tiny_p7"]
+    assert model.stride.tolist() == LAYOUTS["strides"]["tiny_p7"]
+    with torch.no_grad():
+        out = model.eval()(torch.zeros(1, 3, 256, 256))[0]
+    assert tuple(out.shape) == (1, 4 + 3, 3 * (8 * 8 + 4 * 4 + 2 * 2))
+
+
+def test_a_yaml_file_named_like_an_ultralytics_p6_model_is_read_as_given(tmp_path, monkeypatch):
+    from ultralytics import YOLO
+
+    path = tmp_path / "yolov5s6.yaml"  # Ultralytics renames this stem to its anchor-free yolov5s-p6.yaml
+    path.write_text((FIXTURES / "ca_fork_tiny.yaml").read_text())
+    fork = CHECKPOINTS["tiny_ca_fork.pt"]["model"]["n_params"]
+    model = DetectionModel(str(path), verbose=False)
+    assert isinstance(model.model[-1], YOLOv5Detect) and params(model) == fork and model.yaml["yaml_file"] == str(path)
+    monkeypatch.chdir(tmp_path)
+    for built in (DetectionModel("yolov5s6.yaml", verbose=False), YOLO("yolov5s6.yaml").model):
+        assert isinstance(built.model[-1], YOLOv5Detect) and params(built) == fork
+
+
+# ----------------------------------------------------------------------------------- ELA rows under both names
+@pytest.mark.parametrize("name", ["ELA", "EfficientLocalizationAttention"])
+@pytest.mark.parametrize(("extra", "variant"), [([7], "B"), ([5], "T"), (["S"], "S"), (["l"], "L"), ([], None)])
+def test_both_ela_names_read_a_variant_or_the_authors_kernel_size(name, extra, variant, caplog):
+    def edit(d):
+        d["backbone"][5] = [-1, 1, name, [256, *extra]]
+
+    with caplog.at_level(logging.WARNING, logger="attnyolo"):
+        model = DetectionModel(fork_yaml(edit, width_multiple=0.25), verbose=False)
+    default = {"ELA": "T", "EfficientLocalizationAttention": "B"}[name]  # each class's own default
+    assert isinstance(model.model[5], attnyolo.ELA) and model.model[5].variant == (variant or default)
+    assert model.model[5].kernel_size == {"T": 5, "B": 7, "S": 5, "L": 7}[variant or default]
+    assert ("uses 16 groups" in caplog.text) is (extra == [5])
+
+
+@pytest.mark.parametrize("name", ["ELA", "EfficientLocalizationAttention"])
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        ([1024, 9], "kernel_size 9 has no ELA variant"),
+        ([1024, "X"], "unknown ELA variant 'X'"),
+        ([1024, True], "kernel_size True has no ELA variant"),
+        ([1024, 5, 16], r"1 value\(s\) after the variant"),
+    ],
+)
+def test_a_bad_ela_argument_names_the_file_and_the_row(tmp_path, name, args, match):
+    d = fork_yaml()
+    d["backbone"][11] = [-1, 1, name, args]
+    path = tmp_path / "my_ela.yaml"
+    path.write_text(yaml.safe_dump(d))
+    with pytest.raises(ModelConfigError, match=match) as error:
+        DetectionModel(str(path), verbose=False)
+    message = str(error.value)
+    assert message.startswith(f"{path}, row 11 ({name}): ") and "Fix:" in message and "\n" not in message
+
+
+def test_any_layer_refusing_its_arguments_names_the_file_and_the_row(tmp_path):
+    d = fork_yaml()
+    d["backbone"][8] = [-1, 1, "SEAttention", [512, 0]]  # reduction 0: refused by the layer's own check
+    path = tmp_path / "my_se.yaml"
+    path.write_text(yaml.safe_dump(d))
+    with pytest.raises(ModelConfigError) as error:
+        DetectionModel(str(path), verbose=False)
+    message = str(error.value)
+    assert message.startswith(f"{path}, row 8 (SEAttention): SEAttention: ") and "0" in message and "Fix:" in message

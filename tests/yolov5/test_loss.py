@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from yolov5_helpers import fixture_json, fixture_npz, load_classic
+from yolov5_helpers import FIXTURES, fixture_json, fixture_npz, load_classic
 
 import attnyolo  # noqa: F401
 from attnyolo.yolov5.loss import YOLOv5Loss, batch_targets, build_targets, ciou
@@ -151,6 +151,40 @@ def test_model_loss_on_an_ultralytics_batch_uses_scratch_low_gains(models, image
     with torch.no_grad():
         y = model(images)
     assert set(model.loss(batch, y)[1]) == {"box_loss", "obj_loss", "cls_loss"}
+
+
+def test_model_loss_of_a_checkpoint_trained_here_uses_the_gains_it_was_trained_with(models, images, tmp_path):
+    # docs/yolov5.md: the trainer stores its scaled gains on the model (recipe.prepare_model/before_training); case ii
+    # is the real ComputeLoss with the gains train.py scales for this model (nc=3, 160 px, 3 levels)
+    import copy
+
+    from ultralytics import YOLO
+    from ultralytics.cfg import get_cfg
+
+    from attnyolo.engine.importing import native_checkpoint
+    from attnyolo.yolov5 import recipe
+
+    case = CASES["ii"]
+    args = get_cfg(overrides={"imgsz": 160})
+    recipe.apply_defaults(args, user_keys={"imgsz"})  # hyp.scratch-low for the keys a user leaves unset
+    trained = copy.deepcopy(models["tiny_ca_fork.pt"])
+    trained.yolov5_hyp = recipe.loss_hyp(args, None, nc=3, nl=3)
+    assert {k: trained.yolov5_hyp[k] for k in ("box", "obj", "cls")} == pytest.approx(
+        {"box": case["hyp"]["box"], "obj": case["hyp"]["obj"], "cls": case["hyp"]["cls"]}
+    )
+    path = tmp_path / "best.pt"
+    torch.save(native_checkpoint(trained), path)  # the weights were fp16 already: nothing is rounded
+    targets = torch.from_numpy(fixture_npz("loss.npz")["ii_targets"])
+    batch = {"img": images, "batch_idx": targets[:, 0], "cls": targets[:, 1:2], "bboxes": targets[:, 2:]}
+    reloaded = YOLO(str(path)).model.float().train()
+    loss, items = reloaded.loss(batch)
+    assert float(loss.detach()) == pytest.approx(float(case["loss"]), rel=1e-4)
+    assert [float(v) for v in items.values()] == pytest.approx([float(v) for v in case["items_box_obj_cls"]], rel=1e-4)
+    # imported from the fork's own file (no gains stored): hyp.scratch-low's, unscaled, so another loss
+    imported = YOLO(str(FIXTURES / "tiny_ca_fork.pt")).model.float().train()
+    other, _ = imported.loss(batch)
+    assert {k: imported.criterion.hyp[k] for k in SCRATCH_LOW_LOSS} == SCRATCH_LOW_LOSS
+    assert float(other.detach()) != pytest.approx(float(case["loss"]), rel=1e-2)
 
 
 def test_a_single_class_model_has_no_class_loss(models, images):

@@ -38,6 +38,7 @@ def classic_names():
     from ultralytics.nn.tasks import DetectionModel
 
     from attnyolo.layers.coord_attention import CoordAtt
+    from attnyolo.yolov5.blocks import YOLOv5Bottleneck, YOLOv5BottleneckCSP
     from attnyolo.yolov5.head import YOLOv5Detect
 
     return {
@@ -45,7 +46,9 @@ def classic_names():
         YOLOv5Detect: "models.yolo.Detect",
         Conv: "models.common.Conv",
         C3: "models.common.C3",
-        Bottleneck: "models.common.Bottleneck",
+        Bottleneck: "models.common.Bottleneck",  # inside C3, whose blocks are YOLOv5's (1x1 then 3x3)
+        YOLOv5Bottleneck: "models.common.Bottleneck",
+        YOLOv5BottleneckCSP: "models.common.BottleneckCSP",
         BottleneckCSP: "models.common.BottleneckCSP",
         SPPF: "models.common.SPPF",
         SPP: "models.common.SPP",
@@ -55,14 +58,17 @@ def classic_names():
     }
 
 
-def write_classic_checkpoint(model, path: Path, yaml: dict, names=None, model_class="DetectionModel", v5_0=False):
+def write_classic_checkpoint(
+    model, path: Path, yaml: dict, names=None, model_class="DetectionModel", v5_0=False, classes=None
+):
     """Save ``model`` the way YOLOv5's train.py + strip_optimizer do: a dict whose ``model`` pickles YOLOv5 classes.
 
     Each module's class is swapped for a code-free class registered, only while saving, under the YOLOv5 path
     (``models.common.Conv``, ``models.yolo.Detect``, ...), so the pickle names exactly the globals a real file names.
-    ``model_class="Model"`` writes v6.1-and-older files; ``v5_0`` adds v5.0's ``anchor_grid`` buffer.
+    ``model_class="Model"`` writes v6.1-and-older files; ``v5_0`` adds v5.0's ``anchor_grid`` buffer; ``classes``
+    adds or overrides class -> path pairs (a fork's own class names).
     """
-    mapping = dict(classic_names())
+    mapping = {**classic_names(), **(classes or {})}
     mapping[next(k for k, v in mapping.items() if v == "models.yolo.DetectionModel")] = f"models.yolo.{model_class}"
     packages = {n: types.ModuleType(n) for n in ("models", "models.yolo", "models.common")}
     made = {}
@@ -94,3 +100,48 @@ def write_classic_checkpoint(model, path: Path, yaml: dict, names=None, model_cl
             else:
                 sys.modules.pop(name, None)
     return path
+
+
+YOLOV5_ANCHORS = [[10, 13, 16, 30, 33, 23], [30, 61, 62, 45, 59, 119], [116, 90, 156, 198, 373, 326]]
+
+
+def darknet53_yolov3(depth: float = 1.0, width: float = 1.0, nc: int = 80) -> dict:
+    """The YOLOv3 layout of YOLOv5's models/hub/yolov3.yaml, written out here: a Darknet-53 backbone (residual stages
+    of 1, 2, 8, 8, 4 Bottlenecks after stride-2 convs) and YOLOv3's three-level head, whose Bottleneck rows have no
+    shortcut. Rows of Bottleneck blocks only: the layout that shows which Bottleneck a parser builds."""
+    backbone = [[-1, 1, "Conv", [32, 3, 1]]]
+    for channels, blocks in ((64, 1), (128, 2), (256, 8), (512, 8), (1024, 4)):
+        backbone += [[-1, 1, "Conv", [channels, 3, 2]], [-1, blocks, "Bottleneck", [channels]]]
+    head = [[-1, 1, "Bottleneck", [1024, False]]]
+    head += [[-1, 1, "Conv", [c, k, 1]] for c, k in ((512, 1), (1024, 3), (512, 1), (1024, 3))]  # 15: P5 out
+    head += [[-2, 1, "Conv", [256, 1, 1]], [-1, 1, "nn.Upsample", [None, 2, "nearest"]], [[-1, 8], 1, "Concat", [1]]]
+    head += [[-1, 1, "Bottleneck", [512, False]]] * 2 + [[-1, 1, "Conv", [256, 1, 1]], [-1, 1, "Conv", [512, 3, 1]]]
+    head += [[-2, 1, "Conv", [128, 1, 1]], [-1, 1, "nn.Upsample", [None, 2, "nearest"]], [[-1, 6], 1, "Concat", [1]]]
+    head += [[-1, 1, "Bottleneck", [256, False]], [-1, 2, "Bottleneck", [256, False]]]  # 27: P3 out
+    head += [[[27, 22, 15], 1, "Detect", ["nc", "anchors"]]]
+    return {
+        "nc": nc,
+        "depth_multiple": depth,
+        "width_multiple": width,
+        "anchors": YOLOV5_ANCHORS,
+        "backbone": backbone,
+        "head": head,
+    }
+
+
+def tiny_p7() -> dict:
+    """A small classic model whose pyramid reaches stride 128 (P7), with an upsample-and-concat at P6 and P5, like
+    YOLOv5's models/hub/yolov5-p7.yaml (written for these tests; the real code's parameter count is a fixture)."""
+    backbone = [[-1, 1, "Conv", [c, 3, 2]] for c in (16, 16, 32, 32, 64, 64, 128)] + [[-1, 1, "SPPF", [128, 5]]]
+    head = [
+        [-1, 1, "Conv", [64, 1, 1]],
+        [-1, 1, "nn.Upsample", [None, 2, "nearest"]],
+        [[-1, 5], 1, "Concat", [1]],  # P6
+        [-1, 3, "C3", [64, False]],  # 11
+        [-1, 1, "Conv", [32, 1, 1]],
+        [-1, 1, "nn.Upsample", [None, 2, "nearest"]],
+        [[-1, 4], 1, "Concat", [1]],  # P5
+        [-1, 3, "C3", [32, False]],  # 15
+        [[15, 11, 7], 1, "Detect", ["nc", "anchors"]],
+    ]
+    return {"nc": 3, "depth_multiple": 0.33, "width_multiple": 1.0, "anchors": 3, "backbone": backbone, "head": head}

@@ -92,7 +92,6 @@ __all__ = (
 )
 
 
-
 def _refusal_as_one_line(previous_hook):
     """A ``sys.excepthook`` that prints an uncaught :class:`UnsupportedUltralyticsError` as one line.
 

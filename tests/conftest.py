@@ -12,6 +12,9 @@ os.environ.setdefault("YOLO_OFFLINE", "1")
 os.environ.setdefault("YOLO_AUTOINSTALL", "false")
 os.environ.setdefault("YOLO_CONFIG_DIR", tempfile.mkdtemp(prefix="attnyolo-ultralytics-cfg-"))
 os.environ.setdefault("YOLO_VERBOSE", "false")
+# A self-check pass recorded outside the tested range would skip the check a later test (or CI's second run of the
+# fast tier) expects to see: every test session gets an empty cache of its own.
+os.environ["ATTNYOLO_CACHE_DIR"] = tempfile.mkdtemp(prefix="attnyolo-cache-")
 
 
 # ------------------------------------------------------------------------ untrusted files shared by several test dirs

@@ -31,6 +31,7 @@ from torch import nn
 
 from ..engine.importing import ForeignFormat, native_checkpoint
 from ..errors import CheckpointError, first_line
+from ..integration.checkpoints import load_weights_only, referenced_globals
 from .official_keys import BACKBONE_PREFIX, official_key_map
 
 OFFICIAL_COMMIT = "6ddff4824372906469a7fae2dc3206c7aa4bbaee"  # the YOLOX commit the key map and tests follow
@@ -149,7 +150,8 @@ def read_official(path: str | Path) -> tuple[dict[str, torch.Tensor], list[str]]
     if _cache.get("key") != key:
         _cache.clear()
         try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+            referenced_globals(path)  # refuses, unread, a pickle larger than any checkpoint's (and damaged files)
+            obj = load_weights_only(path)
         except Exception as error:  # torch raises many types for files it cannot read
             _cache.update(key=key, result=None, reason=first_line(error))
         else:

@@ -55,12 +55,15 @@ def classic_names():
     }
 
 
-def write_classic_checkpoint(model, path: Path, yaml: dict, names=None, model_class="DetectionModel", v5_0=False):
+def write_classic_checkpoint(
+    model, path: Path, yaml: dict, names=None, model_class="DetectionModel", v5_0=False, extra=None
+):
     """Save ``model`` the way YOLOv5's train.py + strip_optimizer do: a dict whose ``model`` pickles YOLOv5 classes.
 
     Each module's class is swapped for a code-free class registered, only while saving, under the YOLOv5 path
     (``models.common.Conv``, ``models.yolo.Detect``, ...), so the pickle names exactly the globals a real file names.
-    ``model_class="Model"`` writes v6.1-and-older files; ``v5_0`` adds v5.0's ``anchor_grid`` buffer.
+    ``model_class="Model"`` writes v6.1-and-older files; ``v5_0`` adds v5.0's ``anchor_grid`` buffer; ``extra``
+    adds entries to the checkpoint dict.
     """
     mapping = dict(classic_names())
     mapping[next(k for k, v in mapping.items() if v == "models.yolo.DetectionModel")] = f"models.yolo.{model_class}"
@@ -85,7 +88,9 @@ def write_classic_checkpoint(model, path: Path, yaml: dict, names=None, model_cl
     sys.modules.update(packages)
     try:
         torch.save(
-            {"epoch": -1, "best_fitness": None, "model": m, "ema": None, "updates": None, "optimizer": None}, path
+            {"epoch": -1, "best_fitness": None, "model": m, "ema": None, "updates": None, "optimizer": None}
+            | dict(extra or {}),
+            path,
         )
     finally:
         for name in packages:

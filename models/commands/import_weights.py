@@ -6,19 +6,22 @@ Usage:
 Keys: source (the file to convert), out (the .pt to write; nothing is written unless the whole conversion succeeds),
 model (a model YAML to map into, where the format allows a choice), nc (number of classes, likewise),
 legacy (True for YOLOX's legacy weights, its README's "Legacy models": refused, as their ImageNet input normalisation
-cannot be folded exactly into the model; use the current release 0.1.1rc0 weights).
+cannot be folded exactly into the model; use the current release 0.1.1rc0 weights),
+trust_checkpoint (True: the file is yours, read it with full unpickling; by default a file that references anything
+checkpoints never hold is refused).
 The formats it reads are listed when a file matches none of them.
 """
 
 from ..engine.importing import import_weights
-from ..utils.cli import fail, parse_kv_args
+from ..utils.cli import TRUST_KEY, apply_trust_checkpoint, fail, parse_kv_args
 
-DEFAULTS = {"source": None, "out": None, "model": None, "nc": None, "legacy": False}
+DEFAULTS = {"source": None, "out": None, "model": None, "nc": None, "legacy": False, TRUST_KEY: False}
 
 
 def main(argv):
     """Parse key=value arguments, convert, and print what was mapped."""
     args = parse_kv_args(argv, DEFAULTS, __doc__)
+    apply_trust_checkpoint(args)
     if not args["source"] or not args["out"]:
         fail("give source=<checkpoint to convert> and out=<file.pt>. Run with 'help' for usage.")
     report = import_weights(str(args["source"]), str(args["out"]), args["model"], args["nc"], args["legacy"])

@@ -97,8 +97,9 @@ def import_weights(
 
     Raises:
         FileNotFoundError: ``source`` does not exist.
-        CheckpointError: ``source`` is in no known format, cannot be read or mapped, or ``legacy`` is True; the message
-            says which and why.
+        CheckpointError: ``source`` is in no known format, references a global no checkpoint holds (named, with the
+            opt-in ``trust_checkpoint=True``), cannot be read or mapped, or ``legacy`` is True; the message says which
+            and why.
     """
     import torch
 
@@ -122,12 +123,18 @@ def import_weights(
             "or copy it again if it was cut short)."
         )
     if fmt is None:
+        from ..integration.checkpoints import screen_checkpoint
+
+        screen_checkpoint(source, f"source={source}")  # a file that could run code is refused as every reader does
         known = "; ".join(f"{f.name} ({f.description})" for f in formats()) or "none"
         raise CheckpointError(
             f"source={source} is in no format this tool imports. Known formats: {known}. An Ultralytics or AttnYOLO "
             "checkpoint needs no import: pass it to the tools directly."
         )
-    ckpt, report = fmt.load(source, model=model, nc=nc)
+    from ..integration.checkpoints import checkpoint_label
+
+    with checkpoint_label(f"source={source}"):  # a refusal names the argument the file came from
+        ckpt, report = fmt.load(source, model=model, nc=nc)
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp:
         torch.save(ckpt, tmp)

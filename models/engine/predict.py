@@ -11,13 +11,17 @@ import warnings
 from pathlib import Path
 
 from ultralytics.data.utils import IMG_FORMATS, VID_FORMATS
+from ultralytics.models.yolo.detect import DetectionPredictor
 from ultralytics.utils import LOGGER
 
 from ..integration.checkpoints import load_model
 from ..integration.datasets import predictor_frame_counts
-from ..utils.atomic import write_text_atomic
+from ..utils.atomic import write_failure, write_image_atomic, write_text_atomic
 from ..utils.paths import runs_dir
 from .runs import latest_checkpoint
+
+# FFmpeg's log level for OpenCV, and FFmpeg's AV_LOG_QUIET; set with setdefault, so a value the user set wins.
+FFMPEG_LOGLEVEL_ENV, FFMPEG_QUIET = "OPENCV_FFMPEG_LOGLEVEL", "-8"
 
 
 def _is_stream(source: str) -> bool:
@@ -47,6 +51,9 @@ def check_source(source) -> str:
     if path.is_file():
         suffix = path.suffix.lower().lstrip(".")
         if suffix in VID_FORMATS:
+            # FFmpeg prints its own line for a damaged file ("moov atom not found"); the error below says it in one.
+            # OpenCV reads this when FFmpeg is first used in the process, which for the tools is this probe.
+            os.environ.setdefault(FFMPEG_LOGLEVEL_ENV, FFMPEG_QUIET)
             cap = cv2.VideoCapture(str(path))
             ok = cap.isOpened() and cap.read()[0]
             cap.release()
@@ -114,7 +121,7 @@ def _quiet_opencv() -> None:
     """Silence OpenCV's and FFmpeg's own log lines for camera and stream opens (read by OpenCV at each open)."""
     import cv2
 
-    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # FFmpeg's AV_LOG_QUIET
+    os.environ.setdefault(FFMPEG_LOGLEVEL_ENV, FFMPEG_QUIET)
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 
 
@@ -128,6 +135,68 @@ def _stream_stopped(counts) -> bool:
         counts: The predictor's frame counts (:func:`attnyolo.integration.datasets.predictor_frame_counts`).
     """
     return isinstance(counts, list) and any(isinstance(c, float) and math.isinf(c) for c in counts)
+
+
+class AttnDetectionPredictor(DetectionPredictor):
+    """Ultralytics' ``DetectionPredictor`` whose annotated output is never lost without an error.
+
+    Ultralytics writes annotated images with ``cv2.imwrite`` and ignores its result (on a full disk one image of four
+    is written and the run reports success), and a ``cv2.VideoWriter`` reports failed frames only in OpenCV's log.
+    Here images (and video frames kept with ``save_frames``) are written atomically, raising the OS error that stopped
+    them, and each video is checked once written: a video with fewer frames than were written to it is removed (it is
+    truncated) and the failure raised, naming the file.
+    """
+
+    def save_predicted_images(self, save_path: Path, frame: int | None = 0):
+        """Save the annotated image or video frame as Ultralytics does, raising an ``OSError`` where a write fails."""
+        im = self.plotted_img
+        if self.dataset.mode not in {"stream", "video"}:
+            write_image_atomic(Path(save_path).with_suffix(".jpg"), im)  # Ultralytics' name: JPG for best support
+            return
+        keep_frames, self.args.save_frames = self.args.save_frames, False  # written below instead
+        try:
+            super().save_predicted_images(save_path, frame)
+        finally:
+            self.args.save_frames = keep_frames
+        self.frames_written[save_path] = self.frames_written.get(save_path, 0) + 1
+        if keep_frames:  # Ultralytics' names: <save_dir>/<stem>_frames/<stem>_<frame>.jpg
+            frames = Path(self.save_dir) / f"{Path(save_path).stem}_frames"
+            frames.mkdir(parents=True, exist_ok=True)
+            write_image_atomic(frames / f"{Path(save_path).stem}_{frame}.jpg", im)
+
+    def stream_inference(self, *args, **kwargs):
+        """Ultralytics' inference loop, then a check of every video it wrote (its writers are released by then)."""
+        import cv2
+
+        self.frames_written: dict[Path, int] = {}  # video save_path -> frames given to its writer
+        level = cv2.utils.logging.getLogLevel()
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # a line per failed frame; reported below
+        try:
+            yield from super().stream_inference(*args, **kwargs)
+        finally:
+            cv2.utils.logging.setLogLevel(level)
+        self.check_videos()
+
+    def check_videos(self) -> None:
+        """Raise, naming the file, if a video written by this run has fewer frames than were written to it.
+
+        Raises:
+            OSError: The cause (:func:`attnyolo.utils.atomic.write_failure`); the truncated video is removed.
+        """
+        import cv2
+
+        written, self.frames_written = self.frames_written, {}
+        for save_path, count in written.items():
+            # The writer's file is save_path with the container's suffix (.avi; .mp4 on macOS), created on opening.
+            files = [Path(save_path).with_suffix(s) for s in (".avi", ".mp4")]
+            video = next((f for f in files if f.is_file()), files[0])
+            cap = cv2.VideoCapture(str(video))
+            frames = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else 0
+            cap.release()
+            if frames < count:
+                error = write_failure(video)
+                video.unlink(missing_ok=True)
+                raise error
 
 
 def predict(model=None, source=None, save_json: bool = False, progress_every: int = 25, **kw) -> dict:
@@ -163,7 +232,7 @@ def predict(model=None, source=None, save_json: bool = False, progress_every: in
     kw.setdefault("verbose", False)
     records, frames, n_det, per_path = [], 0, 0, {}
     first = None
-    results = yolo.predict(source=source, stream=True, **kw)
+    results = yolo.predict(source=source, stream=True, predictor=AttnDetectionPredictor, **kw)
     if _is_stream(source):
         _quiet_opencv()  # OpenCV and FFmpeg print their own lines on a failed open; the error below says it in one
     try:

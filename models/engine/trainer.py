@@ -1,10 +1,12 @@
 """Training on top of Ultralytics' detection trainer, and the library behind tools/train.py.
 
-:class:`AttnDetectionTrainer` changes three things and nothing else:
+:class:`AttnDetectionTrainer` changes four things and nothing else:
 
 * pretrained weights are transferred by aligned YAML rows (:mod:`attnyolo.engine.transfer`), not by state-dict key;
 * ``last.pt``/``best.pt`` are written to a temporary file and renamed into place, so a crash mid-write never leaves
-  a truncated checkpoint;
+  a truncated checkpoint, and a failed write (of them, results.csv or args.yaml) names its file;
+* so are its plots, and a plot that fails in Ultralytics' plot thread is one warning line, not a traceback
+  (:func:`attnyolo.integration.plots.atomic_plots`);
 * it lives in this package, so Ultralytics' multi-GPU launcher, which re-imports the trainer's module in every
   worker, imports ``attnyolo`` there and with it the layer registration.
 
@@ -15,6 +17,7 @@ train with YOLOv5's recipe for every key the user did not set, and AutoAnchor (:
 
 from __future__ import annotations
 
+import warnings
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -23,9 +26,17 @@ from ultralytics.models.yolo.detect import DetectionTrainer
 from ultralytics.utils import DEFAULT_CFG, LOGGER, RANK
 from ultralytics.utils.torch_utils import unwrap_model
 
-from ..integration.checkpoints import check_checkpoint_file, checkpoint_label, load_model, save_model_atomically
+from ..integration.checkpoints import (
+    check_checkpoint_file,
+    checkpoint_label,
+    load_model,
+    save_model_atomically,
+    screen_checkpoint,
+)
 from ..integration.names import check_model_source
+from ..integration.plots import atomic_plots
 from ..integration.training import drop_unsaved_epochs
+from ..utils.atomic import failures_name, name_failure
 from ..utils.cli import set_interrupt_advice
 from ..utils.paths import runs_dir, sample_data_dir
 from ..yolov5 import recipe as yolov5_recipe
@@ -70,7 +81,13 @@ class AttnDetectionTrainer(DetectionTrainer):
     def __init__(self, cfg=DEFAULT_CFG, overrides=None, _callbacks=None):
         """Set up Ultralytics' detection trainer and add the YOLOX L1 switch (:func:`switch_yolox_l1`)."""
         self.user_keys = set(overrides or {})  # what the run sets explicitly; classic YOLOv5 defaults fill the rest
-        super().__init__(cfg, overrides, _callbacks)
+        try:
+            super().__init__(cfg, overrides, _callbacks)
+        except OSError as error:
+            # The one file Ultralytics writes here is <save_dir>/args.yaml, and a failed write names no file.
+            if getattr(self, "save_dir", None) is not None:
+                name_failure(error, Path(self.save_dir) / "args.yaml")
+            raise
         self.add_callback("on_train_epoch_start", switch_yolox_l1)
 
     def get_model(self, cfg=None, weights=None, verbose=True):
@@ -105,9 +122,19 @@ class AttnDetectionTrainer(DetectionTrainer):
         if ckpt is not None and self.resume:
             drop_unsaved_epochs(self.csv, ckpt)  # self.csv: BaseTrainer's documented results.csv path
 
+    def save_metrics(self, metrics):
+        """Append the epoch's row to results.csv as Ultralytics does; a failed write names the file."""
+        with failures_name(self.csv):  # self.csv: BaseTrainer's documented results.csv path
+            return super().save_metrics(metrics)
+
     def save_model(self):
         """Save checkpoints as Ultralytics does, but through temporary files renamed into place."""
         return save_model_atomically(self, super().save_model)
+
+    def train(self):
+        """Train as Ultralytics does; its plots are written atomically, a failed plot is one warning line at most."""
+        with atomic_plots(self.save_dir):
+            return super().train()
 
 
 DEFAULT_MODEL = "yolov8n-CoordAtt.yaml"
@@ -272,6 +299,24 @@ def recipe_trainer_of(run_dir: str | Path) -> type:
     return TRAINERS.get(recipe, AttnDetectionTrainer)
 
 
+def warn_resume_ignores(last: str | Path, given: dict) -> list[str]:
+    """Warn in one line about the settings given with ``resume``, which the resumed run does not use; return them.
+
+    Ultralytics resumes with the arguments saved in the checkpoint (``epochs``, ``lr0``, ... and the data); only
+    ``project`` is used, to find the run. ``data``, ``pretrained`` and ``recipe`` at their defaults are not "given".
+    """
+    defaults = {"data": None, "pretrained": None, "recipe": "ultralytics"}
+    ignored = [f"{k}={v}" for k, v in given.items() if k != "project" and (k not in defaults or v != defaults[k])]
+    if ignored:
+        warnings.warn(
+            f"resume ignores {', '.join(ignored)}: a resumed run continues with the settings saved in {last}. Fix: "
+            "leave them out, or start a new run (model=<its last.pt> to fine-tune from it) to change them.",
+            UserWarning,
+            stacklevel=3,
+        )
+    return ignored
+
+
 def train(
     model: str = DEFAULT_MODEL,
     data: str | None = None,
@@ -287,7 +332,9 @@ def train(
         model: Model YAML (shipped, Ultralytics stock, or a path) or a checkpoint to fine-tune.
         data: Data YAML; None means the offline sample dataset (generated on first use).
         pretrained: A checkpoint whose weights are transferred by aligned rows (e.g. a stock ``yolov8n.pt``).
-        resume: True to continue the newest interrupted run under ``project``, or the path of its ``last.pt``.
+        resume: True to continue the newest interrupted run under ``project``, or the path of its ``last.pt``. The
+            run continues with its saved settings; others given here are named in one warning
+            (:func:`warn_resume_ignores`).
         evaluate: Score ``best.pt`` with pycocotools and the VOC protocol afterwards and write ``metrics.json``.
         recipe: ``ultralytics`` (Ultralytics' training recipe), or ``yolox`` / ``yolox-0.3.0`` for YOLOX's own
             schedule (YOLOX models only; :mod:`attnyolo.yolox.recipe`). A resumed run keeps its recipe.
@@ -316,6 +363,7 @@ def train(
             )
         which = f" (the newest interrupted run under {project})" if resume is True else ""
         print(f"resuming {last} after epoch {epoch + 1}{which}")
+        warn_resume_ignores(last, {"data": data, "pretrained": pretrained, "recipe": recipe, **kw})
         yolo.train(resume=True, trainer=recipe_trainer_of(Path(last).parents[1]))
     else:
         check_model_source(model)
@@ -323,10 +371,13 @@ def train(
         # Build the model first: a YAML row that cannot be built fails before the sample dataset is generated.
         with checkpoint_label(f"model={model}"):  # messages about a checkpoint name the argument it came from
             yolo = state["yolo"] = YOLO(model)
-        data = check_data_source(data) if data else str(ensure_sample_data())
+        data = check_data_source(data) if data else None
         if pretrained not in (None, True, False):
             pretrained = import_foreign_pretrained(pretrained, Path(project) / "imported")
             check_checkpoint_file(pretrained, "pretrained")
+            # The trainer reads it only after making the run folder; a file it would refuse is refused before that.
+            screen_checkpoint(pretrained, f"pretrained={pretrained}")
+        data = data or str(ensure_sample_data())  # generated once the arguments are known to be good
         state["data"] = data
         settings = {**base_recipe(data, yolo.model), **kw}
         settings["project"] = str(Path(project).resolve())

@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
+import io
 import os
 import pickle
 import threading
@@ -39,7 +40,13 @@ from typing import Any
 import torch
 
 from ..errors import CheckpointError, first_line
-from ..utils.atomic import atomic_path, remove_stale_temporaries, replace_atomically, temporary_sibling
+from ..utils.atomic import (
+    atomic_path,
+    name_failure,
+    remove_stale_temporaries,
+    replace_atomically,
+    temporary_sibling,
+)
 from .allowlist import (  # noqa: F401  (re-exported)
     _checkpoint_getattr,
     _fixed_globals,
@@ -49,9 +56,13 @@ from .allowlist import (  # noqa: F401  (re-exported)
 )
 from .pickles import (  # noqa: F401  (re-exported: the listing every reader uses)
     _LEGACY_PICKLES,
+    MAX_PICKLE_BYTES,
+    OversizedPickle,
     pickle_globals,
+    read_zip_pickle,
     torch_default_globals,
     torch_save_format,
+    zip_pickle_info,
     zip_pickle_record,
 )
 
@@ -84,12 +95,46 @@ def trust_checkpoints(enabled: bool = True) -> None:
         os.environ.pop(TRUST_ENV, None)
 
 
-def _refused(label: str, names: list[str]) -> CheckpointError:
-    """The one-line refusal naming the first disallowed global (and how many more there are) and the opt-in."""
+def refusal(label: str, names: list[str], writers: str = "Ultralytics or AttnYOLO") -> CheckpointError:
+    """The one-line refusal naming the first disallowed global (and how many more there are) and the opt-in.
+
+    Every reader of the package refuses a file in these words, so the opt-in is always named.
+
+    Args:
+        label: How the message names the file (e.g. ``model=best.pt``).
+        names: The disallowed globals, in order of first use.
+        writers: What writes the kind of checkpoint the file claims to be.
+    """
     more = f" (and {len(names) - 1} more disallowed)" if len(names) > 1 else ""
     return CheckpointError(
-        f"{label}: refused to load: it references {names[0]}{more}, which checkpoints written by Ultralytics or "
-        f"AttnYOLO never contain. {TRUST_HINT}"
+        f"{label}: refused to load: it references {names[0]}{more}, which checkpoints written by {writers} never "
+        f"contain. {TRUST_HINT}"
+    )
+
+
+def checkpoint_label_of(path: str | Path) -> str:
+    """How messages name ``path``: the label of the enclosing :func:`checkpoint_label` block, else the path."""
+    return _label.get() or str(path)
+
+
+def load_weights_only(path: str | Path, **kwargs: Any) -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU, without torch's warning about the pickle protocol.
+
+    torch warns about any protocol but 2 before it reads a pickle; the package's own scan has judged the file by then,
+    and the warning would be a second, unrelated line before the one-line result.
+    """
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+        return torch.load(path, map_location="cpu", weights_only=True, **kwargs)
+
+
+def _oversized(label: str, what: str) -> CheckpointError:
+    """The one-line refusal of a file whose pickle is larger than any checkpoint's (:data:`MAX_PICKLE_BYTES`)."""
+    return CheckpointError(
+        f"{label}: refused to load: {what}, more than the {MAX_PICKLE_BYTES:,} bytes a checkpoint's pickle needs (it "
+        f"holds the model's structure; the tensors are stored apart). {TRUST_HINT}"
     )
 
 
@@ -140,14 +185,21 @@ def referenced_globals(path: str | Path, label: str | None = None) -> tuple[list
     if fmt is None:
         raise _damaged(label, ValueError("not a zip archive or a pickle"))
     if fmt == "pickle":
-        with open(path, "rb") as f:  # the tensor bytes follow the pickles; a truncated file: the load reports it
-            names = pickle_globals(f, pickles=_LEGACY_PICKLES, partial=True)
+        # The tensor bytes follow the pickles, which must end within MAX_PICKLE_BYTES: that much is read (scanning
+        # from memory is several times faster than byte reads from the file); a truncated file: the load reports it.
+        with open(path, "rb") as f:
+            stream = io.BytesIO(f.read(MAX_PICKLE_BYTES + 1))
+        names = pickle_globals(stream, pickles=_LEGACY_PICKLES, partial=True, limit=None)
+        if stream.tell() > MAX_PICKLE_BYTES:  # the pickles ran on to the end of what was read
+            raise _oversized(label, f"its pickles run past {MAX_PICKLE_BYTES:,} bytes")
     else:
         try:
             with zipfile.ZipFile(path) as archive:
                 members = [n.rpartition("/")[2] for n in archive.namelist()]
-                record = next((n for n in archive.namelist() if n.rpartition("/")[2] == "data.pkl"), None)
-                data = archive.read(record) if record and "constants.pkl" not in members else None
+                record = zip_pickle_info(archive)
+                data = read_zip_pickle(archive, record) if record and "constants.pkl" not in members else None
+        except OversizedPickle as error:
+            raise _oversized(label, f"its pickle {record.filename} is {error.size:,} bytes uncompressed") from None
         except Exception as error:  # zipfile raises BadZipFile, OSError, EOFError, ... for a damaged archive
             raise _damaged(label, error) from None
         if "constants.pkl" in members:  # TorchScript archives keep their constants there (torch.jit.save)
@@ -197,7 +249,7 @@ def allow_globals(names: list[str], label: str) -> None:
         wanted = {name: allowed_global(name) for name in names if name not in _registered}
         refused = [name for name, obj in wanted.items() if obj is None]
         if refused:
-            raise _refused(label, refused)
+            raise refusal(label, refused)
         new = {name: obj for name, obj in wanted.items() if name not in _scoped or _scoped[name][0] is not obj}
         _registered.update(wanted)  # a name open in a scope with this object is in torch's set: it now stays there
         if new:
@@ -283,7 +335,7 @@ def read_checkpoint(path: str | Path, trust: bool = False, label: str | None = N
         CheckpointError: A disallowed global (naming the first one and the opt-in), or a damaged file.
     """
     path = Path(path)
-    label = label or _label.get() or str(path)
+    label = label or checkpoint_label_of(path)
     if trust or checkpoints_trusted():
         try:
             return torch.load(path, map_location="cpu", weights_only=False)
@@ -303,7 +355,7 @@ def read_checkpoint(path: str | Path, trust: bool = False, label: str | None = N
             return foreign
         raise
     try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap and not legacy)
+        return load_weights_only(path, mmap=mmap and not legacy)
     except pickle.UnpicklingError as error:
         if legacy:
             raise CheckpointError(
@@ -316,6 +368,53 @@ def read_checkpoint(path: str | Path, trust: bool = False, label: str | None = N
         ) from None
     except (RuntimeError, EOFError) as error:
         raise _damaged(label, error) from None
+
+
+def load_trusted(path: str | Path, substitutes: dict[str, Any] | None = None) -> Any:
+    """Unpickle ``path`` in full, running what it names: only for a file the user vouches for (``trust_checkpoint``).
+
+    Args:
+        path: The file.
+        substitutes: Globals to resolve to the given objects instead of importing them (``module.Name`` -> object),
+            e.g. the code-free stand-ins of a classic YOLOv5 checkpoint's classes.
+
+    Raises:
+        CheckpointError: The file is damaged.
+    """
+    import types
+
+    substitutes = dict(substitutes or {})
+
+    class Unpickler(pickle.Unpickler):
+        """pickle's Unpickler, with ``substitutes`` resolved to their objects."""
+
+        def find_class(self, module, name):
+            """The substitute for ``module.name``, else what pickle finds."""
+            return substitutes.get(f"{module}.{name}") or super().find_class(module, name)
+
+    pickle_module = types.ModuleType("attnyolo_trusted_pickle")  # torch.load subclasses pickle_module.Unpickler
+    pickle_module.Unpickler, pickle_module.load = Unpickler, pickle.load
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False, pickle_module=pickle_module)
+    except (RuntimeError, EOFError, pickle.UnpicklingError) as error:
+        raise _damaged(checkpoint_label_of(path), error) from None
+
+
+def screen_checkpoint(path: str | Path, label: str | None = None) -> None:
+    """Refuse now what :func:`read_checkpoint` would refuse for what the file references, without loading it.
+
+    For arguments read only later in a run (``pretrained=``, read once the trainer has made its run folder): the
+    file's pickle is scanned, nothing is unpickled. Nothing is checked when the user trusts checkpoints.
+
+    Raises:
+        CheckpointError: A damaged file, or one referencing a global no checkpoint holds (named, with the opt-in).
+    """
+    if checkpoints_trusted():
+        return
+    label = label or checkpoint_label_of(path)
+    refused = [name for name in referenced_globals(path, label)[0] if allowed_global(name) is None]
+    if refused and _foreign(Path(path)) is None:  # a foreign format's reader gives its own answer when loading
+        raise refusal(label, refused)
 
 
 @contextlib.contextmanager
@@ -449,6 +548,9 @@ def save_model_atomically(trainer: Any, save: Callable[[], Any]) -> Any:
         for key, path in tmp.items():
             if path.exists():
                 replace_atomically(path, final[key])
+    except OSError as error:  # Ultralytics writes last.pt, then best.pt; a failed write names no file
+        name_failure(error, final["best"] if tmp["best"].exists() else final["last"])
+        raise
     finally:
         trainer.last, trainer.best = final["last"], final["best"]
         for path in tmp.values():

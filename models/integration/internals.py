@@ -218,6 +218,21 @@ READS: tuple[Read, ...] = (
         "stream_frames",
     ),
     Read(
+        "BasePredictor.save_predicted_images writes self.plotted_img: images with cv2.imwrite to save_path.with_suffix"
+        "('.jpg'), videos through the cv2.VideoWriter self.vid_writer[save_path] (save_path as .avi or .mp4; frames "
+        "of save_frames as <stem>_frames/<stem>_<frame>.jpg); stream_inference releases the writers before returning",
+        "engine/predict.py (a DetectionPredictor subclass): annotated images written atomically, every video's frame "
+        "count checked once written",
+        "predictor_writes",
+    ),
+    Read(
+        "Ultralytics' plots are written with matplotlib's Figure.savefig and PIL's Image.save; plot_images runs in a "
+        "thread of @threaded, which Python names after the function",
+        "integration/plots.py atomic_plots, used by engine/trainer.py (a DetectionTrainer subclass): the run's plots "
+        "written atomically, a plot thread's failure one warning line",
+        "plot_files",
+    ),
+    Read(
         "ultralytics/cfg/datasets/coco.yaml lists the 80 COCO class names under 'names'",
         "integration/datasets.py: class names of checkpoints converted from official YOLOX COCO weights",
         "coco_names",

@@ -133,6 +133,81 @@ def _check_rows(d: dict) -> list[list]:
     return rows
 
 
+def _positive_number(value) -> bool:
+    """A number > 0 (not a bool)."""
+    return is_number(value) and value > 0
+
+
+def _is_index(value) -> bool:
+    """An int (not a bool)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+# Rows whose modules take text arguments: torch.nn's (nn.Upsample's mode), TorchVision's model and weights names.
+_TEXT_ARG_MODULES = ("nn.", "torchvision.", "TorchVision")
+
+
+def _check_values(d: dict, rows: list[list]) -> None:
+    """Check the values the parser computes with before it builds: ``nc``, multiples, scales, each row's fields.
+
+    That is ``nc``, ``depth_multiple``/``width_multiple``, ``scales``, and each row's ``from``, ``number`` and text
+    arguments. Ultralytics would fail on a wrong type deep inside the build (``'>' not supported between 'str' and
+    'int'``, ``list indices must be integers``) or in the first forward pass (a 400-character ``conv2d()`` dump).
+
+    Raises:
+        ModelConfigError: One line naming the file, the key or row, the value and the fix.
+    """
+    label = yaml_label(d)
+    nc = d.get("nc")
+    if "nc" in d and not (_is_index(nc) and nc >= 1):
+        raise ModelConfigError(
+            f"{label}: nc: {nc!r} is not a number of classes. Fix: write a whole number, e.g. nc: 80."
+        )
+    for key in ("depth_multiple", "width_multiple"):
+        if key in d and not _positive_number(d[key]):
+            raise ModelConfigError(f"{label}: {key}: {d[key]!r} is not a positive number. Fix: e.g. {key}: 0.5.")
+    scales = d.get("scales")
+    if scales is not None and not isinstance(scales, dict):
+        raise ModelConfigError(
+            f"{label}: scales: {scales!r} is not a mapping. Fix: e.g. scales: {{n: [0.33, 0.25, 1024]}}."
+        )
+    for scale, values in (scales or {}).items():
+        if not (isinstance(values, (list, tuple)) and len(values) == 3 and all(map(_positive_number, values))):
+            raise ModelConfigError(
+                f"{label}: scales: {scale}: {values!r} is not [depth, width, max_channels] (3 positive numbers). Fix: "
+                f"e.g. {scale}: [0.33, 0.25, 1024]."
+            )
+    for i, (f, n, name, args) in enumerate(rows):
+        if not (_is_index(f) or (isinstance(f, list) and f and all(map(_is_index, f)))):
+            raise ModelConfigError(
+                f"{label}, row {i} ({name}): from={f!r} is not a row index. Fix: write -1 (the previous row), a row "
+                "number, or a list of them, e.g. [-1, 6]."
+            )
+        if not (_is_index(n) and n >= 1):
+            raise ModelConfigError(
+                f"{label}, row {i} ({name}): number={n!r} is not a repeat count. Fix: write a whole number, e.g. 3."
+            )
+        if str(name).startswith(_TEXT_ARG_MODULES) or name in layer_classes() or name in LAYER_ALIASES:
+            continue  # text is an argument of theirs; our layers check their own arguments
+        for k, arg in enumerate(args):
+            if isinstance(arg, str) and arg not in d and not _literal(arg):
+                raise ModelConfigError(
+                    f"{label}, row {i} ({name}): argument {k + 1}, {arg!r}, is text, not a value nor the name of a "
+                    "top-level key the parser reads (such as nc). Fix: write the number or list it stands for."
+                )
+
+
+def _literal(text: str) -> bool:
+    """Whether the parser reads ``text`` as a Python literal (it runs ast.literal_eval on text arguments)."""
+    import ast
+
+    try:
+        ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return False
+    return True
+
+
 def _apply_attention_kind(d: dict, rows: list[list]) -> list[list]:
     """Replace ``Attention`` placeholder rows by the layer the top-level ``attention:`` key names."""
     if not any(row[2] == ATTENTION_ROW for row in rows):
@@ -394,7 +469,9 @@ def wrap_parse_model(original):
 
 def _parse_model(original, d: dict, ch: int, verbose: bool):
     """The body of the wrapped parse_model (:func:`wrap_parse_model`), for a dict whose activation is already set."""
-    rows = _apply_attention_kind(d, _check_rows(d))
+    rows = _check_rows(d)
+    _check_values(d, rows)
+    rows = _apply_attention_kind(d, rows)
     ours = [i for i, row in enumerate(rows) if row[2] in layer_classes()]
     head = _head_row(d, rows)
     depthwise = _wants_depthwise(d)

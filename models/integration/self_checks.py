@@ -435,6 +435,72 @@ def _check_random_perspective() -> None:
         raise AssertionError(f"RandomPerspective(scale=(2, 2)) mapped a 16x8 box to {out.bboxes.tolist()}, not 32x16")
 
 
+def _check_plot_files() -> None:
+    import numpy as np
+    from ultralytics.utils import plotting
+    from ultralytics.utils.metrics import plot_pr_curve
+
+    from . import plots
+
+    written, original = [], plots.write_bytes_atomic
+    plots.write_bytes_atomic = lambda path, data, durable=True: written.append(Path(path).name) or original(path, data)
+    try:
+        with tempfile.TemporaryDirectory() as folder, plots.atomic_plots(folder):
+            px = np.linspace(0, 1, 1000)
+            plot_pr_curve(px, [np.ones(1000)], np.ones((1, 10)), Path(folder) / "pr.png")  # plt_settings + savefig
+            made = (Path(folder) / "pr.png").stat().st_size
+    finally:
+        plots.write_bytes_atomic = original
+    if written != ["pr.png"] or not made:
+        raise AssertionError(f"plot_pr_curve wrote {written} through Figure.savefig, not pr.png ({made} bytes)")
+    source = inspect.getsource(plotting)  # plot_images needs a font; its source is read instead of running it
+    if "@threaded\ndef plot_images(" not in source or "annotator.im.save(fname)" not in source:
+        raise AssertionError("plot_images is no longer a @threaded function saving with PIL (annotator.im.save)")
+    thread = plotting.threaded(lambda: None)()
+    thread.join()
+    if "threading.Thread(target=func" not in inspect.getsource(plotting.threaded) or "(<lambda>)" not in thread.name:
+        raise AssertionError(f"@threaded runs its function in thread {thread.name!r}, not one named after it")
+
+
+def _check_predictor_writes() -> None:
+    import cv2
+    import numpy as np
+    from ultralytics.engine.predictor import BasePredictor
+
+    image = np.full((32, 48, 3), 127, np.uint8)
+    with tempfile.TemporaryDirectory() as folder:
+        stub = SimpleNamespace(
+            plotted_img=image,
+            save_dir=Path(folder),
+            vid_writer={},
+            args=SimpleNamespace(vid_stride=1, save_frames=False),
+            dataset=SimpleNamespace(mode="image", fps=5),
+        )
+        BasePredictor.save_predicted_images(stub, Path(folder) / "a.png")
+        stub.dataset.mode = "video"
+        for frame in range(3):
+            BasePredictor.save_predicted_images(stub, Path(folder) / "v.mp4", frame)
+        writer = stub.vid_writer.get(Path(folder) / "v.mp4")
+        if writer is not None:
+            writer.release()
+        videos = [p for p in Path(folder).iterdir() if p.stem == "v"]
+        cap = cv2.VideoCapture(str(videos[0])) if len(videos) == 1 else None
+        frames = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap is not None else 0
+        if cap is not None:
+            cap.release()
+        image_written = (Path(folder) / "a.jpg").is_file()
+    if not image_written or writer is None or [v.suffix for v in videos] not in ([".avi"], [".mp4"]) or frames != 3:
+        raise AssertionError(
+            f"save_predicted_images wrote a.jpg: {image_written}, vid_writer[save_path]: {writer is not None}, videos "
+            f"{[v.name for v in videos]} of {frames} frames (expected v.avi or v.mp4 of 3)"
+        )
+    source = inspect.getsource(BasePredictor.save_predicted_images)
+    if 'f"{save_path.stem}_frames"' not in source or 'f"{frames_path}/{save_path.stem}_{frame}.jpg"' not in source:
+        raise AssertionError("save_predicted_images names the frames of save_frames differently")
+    if "v.release()" not in inspect.getsource(BasePredictor.stream_inference):
+        raise AssertionError("stream_inference no longer releases its video writers itself")
+
+
 # name of the check -> (the Ultralytics internal it proves, check)
 SELF_CHECKS: dict[str, tuple[str, Callable[[], None]]] = {
     "parser": ("ultralytics.nn.tasks.parse_model (channel inference for attention rows)", _check_parser),
@@ -472,6 +538,14 @@ SELF_CHECKS: dict[str, tuple[str, Callable[[], None]]] = {
         "ultralytics.engine.trainer.BaseTrainer._setup_train / _do_train (order of set_class_weights, EMA, batch "
         "callback, warm-up, optimizer_step)",
         _check_trainer_loop,
+    ),
+    "plot_files": (
+        "ultralytics.utils.plotting / metrics plots (matplotlib's Figure.savefig, PIL's Image.save, @threaded)",
+        _check_plot_files,
+    ),
+    "predictor_writes": (
+        "ultralytics.engine.predictor.BasePredictor.save_predicted_images / stream_inference (annotated output)",
+        _check_predictor_writes,
     ),
     "random_perspective": (
         "ultralytics.data.augment.RandomPerspective (scale as a (min, max) range)",

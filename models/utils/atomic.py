@@ -73,6 +73,28 @@ def remove_stale_temporaries(path: str | Path) -> list[Path]:
     return removed
 
 
+def name_failure(error: OSError, path: str | Path) -> OSError:
+    """Give ``error`` the file name ``path`` when it names none, and return it.
+
+    A failed ``write()``, ``flush()`` or ``fsync()`` raises an OSError without a file name (only ``open`` names one),
+    and the one-line message (:func:`attnyolo.utils.cli.os_failure_message`) should say which file could not be
+    written.
+    """
+    if error.filename is None:
+        error.filename = str(path)
+    return error
+
+
+@contextlib.contextmanager
+def failures_name(path: str | Path) -> Iterator[None]:
+    """Inside the block, an OSError that names no file is given the name ``path`` (:func:`name_failure`)."""
+    try:
+        yield
+    except OSError as error:
+        name_failure(error, path)
+        raise
+
+
 def replace_atomically(tmp: str | Path, final: str | Path, durable: bool = True) -> None:
     """Flush ``tmp`` to disk (unless not ``durable``), then rename it over ``final``."""
     if durable:
@@ -108,8 +130,35 @@ def atomic_path(path: str | Path, tag: str = "tmp", durable: bool = True) -> Ite
         yield tmp
         if tmp.exists():  # a writer may decide to write nothing; then the target stays as it was
             replace_atomically(tmp, path, durable)
+    except OSError as error:
+        name_failure(error, path)
+        raise
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_failure(path: str | Path) -> OSError:
+    """The OS error behind a write that a library reported only as failed, naming ``path``.
+
+    OpenCV's ``imwrite`` returns False and its ``VideoWriter`` only logs; the cause is found by writing and flushing a
+    small probe file next to ``path`` (a full disk, a read-only or vanished folder). Where the probe succeeds, the
+    failure is reported as an input/output error.
+    """
+    import errno
+
+    path = Path(path)
+    probe = temporary_sibling(path, "probe.tmp")
+    try:
+        with open(probe, "wb") as f:
+            f.write(bytes(64 * 1024))
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as error:
+        return OSError(error.errno, error.strerror, str(path))
+    finally:
+        with contextlib.suppress(OSError):
+            probe.unlink(missing_ok=True)
+    return OSError(errno.EIO, "the writer reported a failure", str(path))
 
 
 def write_text_atomic(path: str | Path, text: str, durable: bool = True) -> Path:

@@ -40,8 +40,13 @@ from torch import nn
 from ..errors import CheckpointError, first_line
 from ..integration.checkpoints import (
     allow_globals,
+    checkpoint_label_of,
+    checkpoints_trusted,
     data_globals,
+    load_trusted,
+    load_weights_only,
     referenced_globals,
+    refusal,
     scoped_globals,
     zip_pickle_record,
 )
@@ -169,7 +174,8 @@ def read_classic(path: str | Path) -> dict:
 
     Raises:
         CheckpointError: The file references a class or function outside :func:`allowed_globals` (named in the
-            message), is damaged, or torch is too old for allow-listed loading.
+            message, with the opt-in: with ``trust_checkpoint=True`` such a file is unpickled in full, YOLOv5's own
+            classes still as stand-ins), is damaged, or torch is too old for allow-listed loading.
     """
     path = Path(path)
     if zip_pickle_record(path) is None:
@@ -179,7 +185,7 @@ def read_classic(path: str | Path) -> dict:
             f"{path}: reading YOLOv5 checkpoints safely needs torch>=2.6 (installed: {torch.__version__}). "
             "Fix: pip install -U torch."
         )
-    names, _ = referenced_globals(path)
+    names, _ = referenced_globals(path, checkpoint_label_of(path))
     allowed = allowed_globals()
     unknown = sorted(set(names) - set(allowed))
     if unknown:
@@ -193,15 +199,17 @@ def read_classic(path: str | Path) -> dict:
                 f"({', '.join(layer_classes())}) and train it, or, in the fork, save the weights as a plain "
                 f"state_dict and load them into the AttnYOLO model."
             )
-        raise CheckpointError(
-            f"{path}: the checkpoint references {', '.join(unknown)}, which a YOLOv5 checkpoint does not contain; "
-            "refusing to unpickle it (it could run code). Fix: load it where it was made and save the weights only."
-        )
+        if not checkpoints_trusted():
+            unknown = [name for name in names if name in unknown]  # in order of first use, as every refusal names them
+            raise refusal(checkpoint_label_of(path), unknown, "YOLOv5")
     stand_ins = {name: allowed[name] for name in names if name in CLASSIC_CLASSES}
-    allow_globals([name for name in names if name not in stand_ins], str(path))
     try:
-        with scoped_globals(stand_ins):
-            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        if unknown:  # only with the user's opt-in (trust_checkpoint=True): full unpickling
+            ckpt = load_trusted(path, stand_ins)  # YOLOv5's `models` package must not be imported: stand-ins
+        else:
+            allow_globals([name for name in names if name not in stand_ins], str(path))
+            with scoped_globals(stand_ins):
+                ckpt = load_weights_only(path)
     except Exception as error:
         raise CheckpointError(f"{path}: the YOLOv5 checkpoint cannot be read ({first_line(error)}).") from None
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("ema") or ckpt.get("model"), nn.Module):

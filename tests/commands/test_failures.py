@@ -10,6 +10,7 @@ import errno
 import json
 import os
 import re
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -17,6 +18,7 @@ import pytest
 
 from attnyolo.commands import run
 from attnyolo.utils import atomic
+from attnyolo.utils.cli import os_failure_message
 
 ANSI = re.compile(r"\x1b\[")
 
@@ -157,10 +159,18 @@ def test_a_missing_val_folder_fails_before_training(sample_data, tmp_path, capsy
 
 
 # --------------------------------------------------------------------------------------- cameras and streams
+REAL_VIDEO_CAPTURE = cv2.VideoCapture
+
+
 class FakeCamera:
     """Stands in for cv2.VideoCapture: a camera that delivers ``frames`` frames, then is unplugged."""
 
     frames = 0  # 0: there is no camera at all
+
+    def __new__(cls, source, *args):
+        if isinstance(source, str) and os.path.isfile(source):  # a video file, e.g. the annotated output: read it
+            return REAL_VIDEO_CAPTURE(source, *args)
+        return super().__new__(cls)
 
     def __init__(self, source, *args):
         self.left = type(self).frames
@@ -323,3 +333,106 @@ def test_debug_switch_off_values_keep_one_line_messages(capsys, monkeypatch):
         with pytest.raises(SystemExit):
             run_tool(_failing(FileNotFoundError("data=x.yaml does not exist")), [])
         assert capsys.readouterr().err == "error: data=x.yaml does not exist\n"
+
+
+# ----------------------------------------------------------------------------------- annotated output, full disk
+def test_predict_on_a_full_disk_fails_naming_the_image_it_could_not_write(
+    disk_full, tiny_checkpoint, sample_data, tmp_path, capsys, monkeypatch
+):
+    images = sorted((sample_data.parent / "images" / "val").glob("*.jpg"))
+    victim = images[1].name
+    disk_full(victim)  # our atomic write of that image fails with ENOSPC
+    real_imwrite = cv2.imwrite  # and so would OpenCV's imwrite, which only returns False
+    monkeypatch.setattr(
+        cv2, "imwrite", lambda f, *a, **k: False if str(f).endswith(victim) else real_imwrite(f, *a, **k)
+    )
+    argv = [f"model={tiny_checkpoint}", f"source={images[0].parent}", f"project={tmp_path}", "imgsz=64"]
+    line = one_line_failure(capsys, "predict", argv)
+    assert line == (
+        f"error: cannot write {tmp_path / 'predict' / victim}: the disk is full (ENOSPC). Fix: free some space, or "
+        "write elsewhere with project= (out= for data tools)."
+    )
+    written = sorted(p.name for p in (tmp_path / "predict").iterdir())
+    assert written == [images[0].name]  # the image before it, complete; no temporary file
+
+
+class DroppingWriter:
+    """A cv2.VideoWriter that, like OpenCV's on a full disk, writes the first frame and then drops the rest silently."""
+
+    def __init__(self, *args, **kwargs):
+        self.writer, self.frames = REAL_VIDEO_WRITER(*args, **kwargs), 0
+
+    def write(self, image):
+        self.frames += 1
+        if self.frames == 1:
+            self.writer.write(image)
+
+    def release(self):
+        self.writer.release()
+
+
+REAL_VIDEO_WRITER = cv2.VideoWriter
+
+
+def test_a_video_the_writer_could_not_finish_is_one_line_and_removed(tiny_checkpoint, tmp_path, capsys, monkeypatch):
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+    for i in range(4):
+        writer.write(np.full((48, 64, 3), 50 * i, np.uint8))
+    writer.release()
+    monkeypatch.setattr(cv2, "VideoWriter", DroppingWriter)
+    out = tmp_path / "out"
+    line = one_line_failure(capsys, "predict", [f"model={tiny_checkpoint}", f"source={video}", f"project={out}"])
+    # The probe next to it writes fine here, so the cause is reported as an input/output error.
+    assert line.startswith(f"error: cannot write {out / 'predict' / 'clip.avi'}: an input/output error")
+    assert list((out / "predict").iterdir()) == []  # the truncated video is removed
+
+
+def test_the_cause_of_a_failed_write_is_found_by_a_probe(tmp_path, monkeypatch):
+    target = tmp_path / "clip.avi"
+    assert atomic.write_failure(target).errno == errno.EIO  # the folder takes writes: cause unknown
+
+    def fsync(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    error = atomic.write_failure(target)
+    assert (error.errno, error.filename) == (errno.ENOSPC, str(target)) and list(tmp_path.iterdir()) == []
+
+
+def test_a_write_that_fails_without_a_file_name_is_named_after_its_target(tmp_path, monkeypatch):
+    def write_text(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")  # as a failed write() or flush(): no file name
+
+    monkeypatch.setattr(Path, "write_text", write_text)
+    with pytest.raises(OSError) as failed:
+        atomic.write_text_atomic(tmp_path / "metrics.json", "{}")
+    assert os_failure_message(failed.value).startswith(f"cannot write {tmp_path / 'metrics.json'}: the disk is full")
+
+
+def test_a_truncated_video_source_is_refused_without_ffmpegs_own_line(tmp_path, monkeypatch):
+    from attnyolo.engine.predict import FFMPEG_LOGLEVEL_ENV, check_source
+
+    video = tmp_path / "cut.mp4"
+    video.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(64))  # no moov atom: FFmpeg logs "moov atom not found"
+    monkeypatch.delenv(FFMPEG_LOGLEVEL_ENV, raising=False)
+    with pytest.raises(ValueError, match="cannot be opened or has no frames"):
+        check_source(video)
+    # FFmpeg reads its log level when OpenCV first uses it: set before the probe, the tools' first video open.
+    assert os.environ[FFMPEG_LOGLEVEL_ENV] == "-8"
+
+
+def test_a_checkpoint_write_that_fails_without_a_file_name_names_the_checkpoint(tmp_path):
+    from types import SimpleNamespace
+
+    from attnyolo.integration.checkpoints import save_model_atomically
+
+    trainer = SimpleNamespace(last=tmp_path / "last.pt", best=tmp_path / "best.pt")
+
+    def save():  # Ultralytics writes last.pt with Path.write_bytes; the disk fills up after half
+        Path(trainer.last).write_bytes(b"half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(OSError) as failed:
+        save_model_atomically(trainer, save)
+    assert failed.value.filename == str(tmp_path / "last.pt") and list(tmp_path.iterdir()) == []

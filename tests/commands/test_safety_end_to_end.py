@@ -132,3 +132,30 @@ def test_full_disk_while_saving_a_checkpoint_is_one_line_and_leaves_no_temporary
     assert done.value.code == 1 and err.count("error: ") == 1 and "Traceback" not in err
     assert f"error: cannot write {weights / 'last.pt'}: the disk is full (ENOSPC)." in err
     assert sorted(p.name for p in weights.iterdir()) == []  # no truncated last.pt and no temporary file
+
+
+@pytest.mark.slow
+def test_a_plot_that_cannot_be_written_is_one_warning_and_the_run_finishes(dataset, tmp_path, capsys, monkeypatch):
+    real = Path.write_bytes
+
+    def write_bytes(self, data):
+        if self.name.startswith(".train_batch0.jpg."):  # the atomic write of Ultralytics' first batch mosaic
+            real(self, data[: len(data) // 2])  # the disk fills up half way
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", write_bytes)
+    project = tmp_path / "runs"
+    argv = ["model=yolov8n.yaml", f"data={dataset}", "epochs=1", *TINY[:-1], "plots=True", f"project={project}"]
+    with pytest.warns(UserWarning) as caught:
+        run("train", [*argv, "evaluate=False"])
+    run_dir = next(project.iterdir())
+    assert [str(w.message) for w in caught if "cannot write" in str(w.message)] == [
+        f"cannot write {run_dir / 'train_batch0.jpg'}: the disk is full (ENOSPC). Fix: free some space, or write "
+        "elsewhere with project= (out= for data tools)."
+    ]
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "Exception in thread" not in err  # the plot thread printed nothing
+    assert not (run_dir / "train_batch0.jpg").exists() and (run_dir / "weights" / "last.pt").is_file()
+    assert (run_dir / "BoxPR_curve.png").stat().st_size > 0  # the other plots were written
+    assert not [p.name for p in run_dir.iterdir() if p.name.startswith(".")]  # no temporary file left

@@ -73,3 +73,26 @@ def test_fresh_processes_refuse_and_exit_1(command, malicious_checkpoint, sample
     )
     assert done.returncode == 1 and done.stderr.strip().count("\n") == 0, done.stderr[-2000:]
     assert "refused to load: it references posix.system" in done.stderr and not marker.exists()
+
+
+def test_pretrained_is_refused_before_the_run_folder_is_made(malicious_checkpoint, sample_data, tmp_path, capsys):
+    evil, marker = malicious_checkpoint()
+    project = tmp_path / "runs"
+    with pytest.raises(SystemExit) as done:
+        run("train", ["model=yolov8n.yaml", f"pretrained={evil}", f"data={sample_data}", f"project={project}"])
+    err = capsys.readouterr().err
+    assert done.value.code == 1 and err.startswith(f"error: pretrained={evil}: refused to load: it references posix")
+    assert err.count("\n") == 1  # not after Ultralytics' trainer banner
+    assert not project.exists() and not marker.exists()  # no run folder, args.yaml or empty weights/
+
+
+def test_import_weights_names_the_disallowed_global_and_the_opt_in(malicious_checkpoint, tmp_path, capsys):
+    evil, marker = malicious_checkpoint()
+    with pytest.raises(SystemExit) as done:
+        run("import_weights", [f"source={evil}", f"out={tmp_path / 'x.pt'}"])
+    assert done.value.code == 1 and capsys.readouterr().err == (
+        f"error: source={evil}: refused to load: it references posix.system, which checkpoints written by Ultralytics "
+        "or AttnYOLO never contain. If you trust this file, pass trust_checkpoint=True (or set "
+        "ATTNYOLO_TRUST_CHECKPOINTS=1).\n"
+    )
+    assert not marker.exists() and not (tmp_path / "x.pt").exists()

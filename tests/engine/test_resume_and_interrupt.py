@@ -5,6 +5,7 @@ and optimizer state) or those its final ``strip_optimizer`` leaves (a finished r
 """
 
 import os
+import warnings
 from types import SimpleNamespace
 
 import pytest
@@ -99,3 +100,22 @@ def test_ctrl_c_in_a_tool_without_advice_says_only_interrupted(capsys, monkeypat
     with pytest.raises(SystemExit) as done:
         run("model_info", ["model=yolov8n.yaml"])  # never built: the summary is interrupted first
     assert done.value.code == 130 and capsys.readouterr().err == "error: interrupted\n"
+
+
+def test_settings_given_with_resume_are_named_in_one_warning(tmp_path, monkeypatch, capsys):
+    last = write_run(tmp_path, "exp", epoch=2, mtime=1_000)
+
+    def train(self, **kwargs):  # Ultralytics resumes with the checkpoint's own arguments; stopped here
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Model, "train", train)
+    with pytest.warns(UserWarning) as caught, pytest.raises(SystemExit):
+        run("train", ["resume=True", f"project={tmp_path}", "epochs=1", "lr0=0.1"])
+    assert [str(w.message) for w in caught if "resume" in str(w.message)] == [
+        f"resume ignores epochs=1, lr0=0.1: a resumed run continues with the settings saved in {last}. Fix: leave "
+        "them out, or start a new run (model=<its last.pt> to fine-tune from it) to change them."
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # project= alone selects the run: nothing to warn about
+        with pytest.raises(SystemExit):
+            run("train", ["resume=True", f"project={tmp_path}"])

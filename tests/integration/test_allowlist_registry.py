@@ -15,6 +15,7 @@ import torch
 from ultralytics.nn.tasks import DetectionModel
 
 import attnyolo  # noqa: F401  (registers the layers and the safe loader)
+from attnyolo.errors import CheckpointError
 from attnyolo.integration import checkpoints, self_checks
 from attnyolo.integration.checkpoints import (
     TRUST_ENV,
@@ -180,3 +181,47 @@ def test_pickle_globals_reads_every_protocols_global_opcodes():
         "collections.OrderedDict",
         "collections.Counter",
     ]
+
+
+def test_a_pickle_of_many_strings_is_scanned_in_one_pass():
+    import tracemalloc
+
+    # The scan keeps the last two pushed values only (what STACK_GLOBAL reads), so its memory does not grow with
+    # the number of strings; one that kept them all, rebuilding the list per opcode, took minutes on 300,000.
+    data = b"\x80\x02(" + b"\x8c\x01a" * 20_000 + b"l."
+    tracemalloc.start()
+    try:
+        found = pickle_globals(data)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert found == [] and peak < 50_000  # bytes; keeping the 20,000 strings takes over 300,000
+    assert pickle_globals(b"\x80\x02(" + b"\x8c\x01a" * 300_000 + b"l.") == []  # the auditor's file: milliseconds
+    # What STACK_GLOBAL names still comes from the last two strings, also after many others.
+    assert pickle_globals(b"\x80\x04(" + b"\x8c\x01a" * 1000 + b"\x8c\x05posix\x8c\x06system\x93.") == ["posix.system"]
+
+
+def test_a_pickle_larger_than_any_checkpoints_is_refused_unread(tmp_path, monkeypatch):
+    import zipfile
+
+    from attnyolo.integration.pickles import MAX_PICKLE_BYTES
+
+    path = tmp_path / "big.pt"  # 8 MiB of MARK opcodes, a few kilobytes compressed
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("big/data.pkl", b"\x80\x02" + b"(" * (MAX_PICKLE_BYTES - 1))
+        archive.writestr("big/version", b"3\n")
+    monkeypatch.setattr(zipfile.ZipFile, "read", lambda *a, **k: pytest.fail("the oversized record was read"))
+    with pytest.raises(CheckpointError) as refused:
+        read_checkpoint(path, label=f"model={path}")
+    message = str(refused.value)
+    assert message.startswith(f"model={path}: refused to load: its pickle big/data.pkl is 8,388,609 bytes ")
+    assert "more than the 8,388,608 bytes a checkpoint's pickle needs" in message and "\n" not in message
+    assert message.endswith("If you trust this file, pass trust_checkpoint=True (or set ATTNYOLO_TRUST_CHECKPOINTS=1).")
+
+
+def test_pickles_of_the_old_format_longer_than_any_checkpoints_are_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(checkpoints, "MAX_PICKLE_BYTES", 1000)  # a small cap: the scan stops after 1000 bytes
+    path = tmp_path / "old.pt"
+    path.write_bytes(b"\x80\x02" + b"(" * 5000)  # torch's pre-1.6 format starts with a pickle
+    with pytest.raises(CheckpointError, match=r"^.*old\.pt: refused to load: its pickles run past 1,000 bytes"):
+        read_checkpoint(path)

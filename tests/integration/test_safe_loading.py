@@ -301,3 +301,16 @@ def test_no_module_of_the_package_unpickles_in_full():
         if "weights_only=False" in p.read_text(encoding="utf-8") and p.name != "checkpoints.py"
     ]
     assert offenders == []
+
+
+def test_a_protocol_4_pickle_is_refused_without_torchs_protocol_warning(tmp_path):
+    import fractions
+    import warnings
+
+    path = tmp_path / "raw.pt"
+    path.write_bytes(pickle.dumps({"x": fractions.Fraction(1, 2)}, protocol=4))  # not torch.save's format at all
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(attnyolo.CheckpointError, match="refused to load: it references fractions.Fraction"):
+            read_checkpoint(path)
+    assert not [w for w in caught if "pickle protocol" in str(w.message)]  # torch's "Detected pickle protocol 4"

@@ -84,8 +84,8 @@ def test_an_accepted_activation_reaches_no_eval(rows, tmp_path, monkeypatch):
 
 
 def test_the_default_activation_is_restored_when_a_build_fails(tmp_path):
-    bad_row = [[-1, 1, "Conv", [16, 3, 2]], [-1, 1, "Conv", ["not a number", 3, 2]]]
-    with pytest.raises(SyntaxError):  # Ultralytics reads the argument with ast.literal_eval
+    bad_row = [[-1, 1, "Conv", [16, 3, 2]], [-1, 1, "Conv", [16, 3, 2, None, 1, 1, True, 5]]]
+    with pytest.raises(TypeError):  # one argument more than Conv takes: fails inside Ultralytics' build
         YOLO(write_cfg(tmp_path / "bad.yaml", "nn.ReLU()", rows=bad_row))
     assert type(tasks.Conv.default_act) is nn.SiLU
 
@@ -130,3 +130,41 @@ def test_errors_name_the_file_the_user_typed(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert done.value.code == 1 and "model: yolov5m_CA.yaml is neither a file nor a model name" in err
     assert "yolov5_CA.yaml" not in err
+
+
+ATTENTION_ROWS = [[-1, 1, "Conv", [16, 3, 2]], [-1, 1, "Attention", [16]], [-1, 1, "C2f", [16, True]]]
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"nc": "x"}, "nc: 'x' is not a number of classes. Fix: write a whole number, e.g. nc: 80."),
+        ({"depth_multiple": "x"}, "depth_multiple: 'x' is not a positive number. Fix: e.g. depth_multiple: 0.5."),
+        ({"scales": {"n": [0.33, "x", 1024]}}, "scales: n: [0.33, 'x', 1024] is not [depth, width, max_channels]"),
+        ({"row": (2, 0, "x")}, "row 2 (C2f): from='x' is not a row index. Fix: write -1 (the previous row)"),
+        ({"row": (2, 1, "x")}, "row 2 (C2f): number='x' is not a repeat count. Fix: write a whole number, e.g. 3."),
+        ({"row": (2, 1, True)}, "row 2 (C2f): number=True is not a repeat count."),
+        ({"arg": (0, 2, "x or 2")}, "row 0 (Conv): argument 3, 'x or 2', is text, not a value nor the name of a "),
+    ],
+    ids=["nc", "depth_multiple", "scales", "from", "number", "number-bool", "conv-arg"],
+)
+def test_a_value_of_the_wrong_type_is_named_with_its_file_and_row(change, expected, tmp_path):
+    # Ultralytics fails on these deep in its build ("can only concatenate str", "'>' not supported", "list indices
+    # must be integers") or in its first forward pass (conv2d's 400-character signature dump).
+    rows = [list(row) for row in ATTENTION_ROWS]
+    cfg = {"nc": 2, "attention": "SE", "backbone": rows, "head": [[[2], 1, "Detect", ["nc"]]]}
+    if "row" in change:
+        row, field, value = change["row"]
+        rows[row][field] = value
+    elif "arg" in change:
+        row, k, value = change["arg"]
+        rows[row][3] = [*rows[row][3][:k], value]
+    else:
+        cfg.update(change)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    with pytest.raises(attnyolo.ModelConfigError) as error:
+        YOLO(path)
+    message = str(error.value)
+    separator = ", " if expected.startswith("row ") else ": "  # a row's message: "<file>, row 2 (C2f): ..."
+    assert message.startswith(f"{path}{separator}{expected}") and "\n" not in message, message

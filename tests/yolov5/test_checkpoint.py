@@ -104,8 +104,38 @@ def test_a_file_that_names_anything_else_is_not_unpickled(tmp_path, monkeypatch)
         raise AssertionError("torch.load was called on a file with a forbidden global")
 
     monkeypatch.setattr(torch, "load", must_not_load)
-    with pytest.raises(CheckpointError, match=r"references posix\.system.*refusing to unpickle it"):
+    with pytest.raises(CheckpointError, match=r"refused to load: it references posix\.system.*trust_checkpoint=True"):
         checkpoint.read_classic(bad)
+
+
+class _TouchesMarker:
+    """Pickles as a call that creates ``marker``: the proof that the file was unpickled in full."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return os.system, (f"touch '{self.marker}'",)
+
+
+def test_a_classic_checkpoint_that_runs_code_is_refused_unless_trusted(tmp_path, monkeypatch):
+    from attnyolo.integration.checkpoints import TRUST_ENV
+
+    marker = tmp_path / "ran"
+    path = write_classic_checkpoint(
+        _tiny(V5_0_YAML), tmp_path / "best.pt", V5_0_YAML, extra={"x": _TouchesMarker(marker)}
+    )
+    monkeypatch.setenv(TRUST_ENV, "0")
+    with pytest.raises(CheckpointError) as refused:
+        YOLO(str(path))
+    assert str(refused.value) == (
+        f"{path}: refused to load: it references posix.system, which checkpoints written by YOLOv5 never contain. "
+        "If you trust this file, pass trust_checkpoint=True (or set ATTNYOLO_TRUST_CHECKPOINTS=1)."
+    )
+    assert not marker.exists()
+    monkeypatch.setenv(TRUST_ENV, "1")  # the user vouches for it: unpickled in full, YOLOv5's classes as stand-ins
+    assert isinstance(YOLO(str(path)).model.model[-1], YOLOv5Detect)
+    assert marker.exists() and "models" not in sys.modules
 
 
 def test_stand_ins_cannot_run():

@@ -59,14 +59,14 @@ def classic_names():
 
 
 def write_classic_checkpoint(
-    model, path: Path, yaml: dict, names=None, model_class="DetectionModel", v5_0=False, classes=None
+    model, path: Path, yaml: dict, names=None, model_class="DetectionModel", v5_0=False, classes=None, extra=None
 ):
     """Save ``model`` the way YOLOv5's train.py + strip_optimizer do: a dict whose ``model`` pickles YOLOv5 classes.
 
     Each module's class is swapped for a code-free class registered, only while saving, under the YOLOv5 path
     (``models.common.Conv``, ``models.yolo.Detect``, ...), so the pickle names exactly the globals a real file names.
     ``model_class="Model"`` writes v6.1-and-older files; ``v5_0`` adds v5.0's ``anchor_grid`` buffer; ``classes``
-    adds or overrides class -> path pairs (a fork's own class names).
+    adds or overrides class -> path pairs (a fork's own class names); ``extra`` adds entries to the checkpoint dict.
     """
     mapping = {**classic_names(), **(classes or {})}
     mapping[next(k for k, v in mapping.items() if v == "models.yolo.DetectionModel")] = f"models.yolo.{model_class}"
@@ -91,7 +91,9 @@ def write_classic_checkpoint(
     sys.modules.update(packages)
     try:
         torch.save(
-            {"epoch": -1, "best_fitness": None, "model": m, "ema": None, "updates": None, "optimizer": None}, path
+            {"epoch": -1, "best_fitness": None, "model": m, "ema": None, "updates": None, "optimizer": None}
+            | dict(extra or {}),
+            path,
         )
     finally:
         for name in packages:

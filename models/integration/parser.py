@@ -145,6 +145,9 @@ def _is_index(value) -> bool:
 
 # Rows whose modules take text arguments: torch.nn's (nn.Upsample's mode), TorchVision's model and weights names.
 _TEXT_ARG_MODULES = ("nn.", "torchvision.", "TorchVision")
+# Our heads check their own arguments, with messages about what they mean (the classic head names a missing
+# top-level `anchors:` key, for one).
+_OWN_HEADS = ("YOLOv5Detect", "YOLOXDetect")
 
 
 def _check_values(d: dict, rows: list[list]) -> None:
@@ -187,8 +190,8 @@ def _check_values(d: dict, rows: list[list]) -> None:
             raise ModelConfigError(
                 f"{label}, row {i} ({name}): number={n!r} is not a repeat count. Fix: write a whole number, e.g. 3."
             )
-        if str(name).startswith(_TEXT_ARG_MODULES) or name in layer_classes() or name in LAYER_ALIASES:
-            continue  # text is an argument of theirs; our layers check their own arguments
+        if str(name).startswith(_TEXT_ARG_MODULES) or name in (*layer_classes(), *LAYER_ALIASES, *_OWN_HEADS):
+            continue  # text is an argument of theirs; our layers and heads check their own arguments
         for k, arg in enumerate(args):
             if isinstance(arg, str) and arg not in d and not _literal(arg):
                 raise ModelConfigError(

@@ -287,7 +287,7 @@ def test_anchor_free_models_keep_ultralytics_blocks_and_the_parser_gets_its_name
     model = DetectionModel(d, verbose=False)
     assert type(model.model[2]) is BottleneckCSP and kernels(model.model[2]) == [((3, 3), (3, 3))]
     bad = csp_yaml("n")
-    bad["backbone"][2][3] = [128, True, 1, 0.5, "extra"]  # too many arguments: a classic build failing in the parser
+    bad["backbone"][2][3] = [128, True, 1, 0.5, 7, 8]  # too many arguments: a classic build failing in the parser
     with pytest.raises(TypeError):
         DetectionModel(bad, verbose=False)
     assert tasks.Bottleneck is Bottleneck and tasks.BottleneckCSP is BottleneckCSP

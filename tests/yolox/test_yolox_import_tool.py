@@ -258,7 +258,9 @@ def test_a_classic_yolov5_file_imports_and_a_yolox_model_for_it_is_named_as_the_
 
 # ------------------------------------------------------------------------------------------------ end to end (slow)
 @pytest.mark.slow
-def test_tools_run_on_a_converted_checkpoint(official_checkpoint, tmp_path, tool):
+def test_tools_run_on_a_converted_checkpoint(official_checkpoint, tmp_path, tool, run_command):
+    # The conversion runs as a user runs it, in a fresh interpreter; the tools on its output run in this process
+    # (each tool has its own fresh-interpreter tests), which saves about ten seconds of interpreter start-ups.
     from attnyolo.data.sample import make_sample_dataset
 
     data = make_sample_dataset(tmp_path / "data", n_train=4, n_val=4, imgsz=96, video=False)
@@ -269,23 +271,23 @@ def test_tools_run_on_a_converted_checkpoint(official_checkpoint, tmp_path, tool
 
     truncated = tmp_path / "partial.pth"
     truncated.write_bytes(official_checkpoint("nano").read_bytes()[:50_000])
-    r = tool("import_weights", f"source={truncated}", f"out={tmp_path / 'never.pt'}", cwd=tmp_path)
+    r = run_command("import_weights", f"source={truncated}", f"out={tmp_path / 'never.pt'}", cwd=tmp_path)
     assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / "never.pt").exists()
 
     small = ["imgsz=96", "batch=4", "workers=0", "device=cpu"]
-    r = tool("val", f"model={out}", f"data={data}", *small, f"project={tmp_path / 'val'}", cwd=tmp_path)
+    r = run_command("val", f"model={out}", f"data={data}", *small, f"project={tmp_path / 'val'}", cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     metrics = json.loads((tmp_path / "val" / "exp" / "metrics.json").read_text())
     assert metrics["images"] == 4  # COCO names on a 3-class dataset: scored, if poorly
 
     image = next((data.parent / "images" / "val").glob("*.jpg"))
-    r = tool(
+    r = run_command(
         "predict", f"model={out}", f"source={image}", "imgsz=96", "conf=0.01", f"project={tmp_path / 'p'}", cwd=tmp_path
     )
     assert r.returncode == 0, r.stderr[-3000:]
     assert "1 image(s)/frame(s)" in r.stdout
 
-    r = tool("export", f"model={out}", "format=onnx", "imgsz=96", cwd=tmp_path)
+    r = run_command("export", f"model={out}", "format=onnx", "imgsz=96", cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     assert (tmp_path / "yolox-nano.onnx").is_file()
 

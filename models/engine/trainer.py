@@ -181,9 +181,8 @@ def check_data_source(data: str | Path) -> str:
     from ..data.data_yaml import locate_data_yaml
 
     try:
-        local = str(
-            check_file(locate_data_yaml(data))
-        )  # the local path: a URL is fetched once, here, not again by the trainer
+        # The local path: a URL is fetched once, here, not again by the trainer.
+        local = str(check_file(locate_data_yaml(data)))
     except FileNotFoundError:
         raise FileNotFoundError(
             f"data={data} does not exist, and Ultralytics has no dataset of that name. Fix: pass a data YAML (e.g. "

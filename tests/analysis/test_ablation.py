@@ -192,7 +192,7 @@ def test_the_recipe_wins_and_each_models_own_defaults_are_recorded(tmp_path, mon
     state = load_state(out)
     for name, run in state["finished"].items():
         args = yaml.safe_load((Path(run["run_dir"]) / "args.yaml").read_text())
-        # every recorded key is what the run trained with: epochs=1, not attnyolo train's 25 for classic models
+        # every recorded key is what the run trained with: epochs=1, not attnyolo train's 30 for classic models
         assert {k: args[k] for k in state["recipe"]} == state["recipe"], name
     # Keys the recipe leaves open: YOLOv5's hyp.scratch-low box gain (Ultralytics: 7.5) and, on the sample data, no
     # mosaic (Ultralytics: 1.0) for the classic model; its other hyp.scratch-low values equal Ultralytics' defaults.

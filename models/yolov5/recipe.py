@@ -66,7 +66,7 @@ LOSS_KEYS: dict[str, Any] = {
 # tuned for that tiny dataset: AdamW, 15 epochs at 160 px, ...) with these changes on top. Classic YOLOv5 learns more
 # slowly there than the anchor-free heads; on 2 CPU cores (measured, docs/yolov5.md) 15 epochs gave COCO AP50 0.31,
 # without mosaic 0.40 (mosaic at 160 px shrinks the shapes to a few pixels), 20 epochs without mosaic 0.48,
-# 25 epochs 0.47-0.54 (it moved with float-level changes to the loss: too close to 0.5) and 30 epochs 0.60 (seed 0)
+# 25 epochs 0.47-0.54 (it moved between code versions of one day: too close to 0.5) and 30 epochs 0.60 (seed 0)
 # and 0.61 (seed 1), in 3-3.5 minutes.
 SAMPLE_RECIPE: dict[str, Any] = {"epochs": 30, "mosaic": 0.0}
 

@@ -108,11 +108,13 @@ def _refusal_as_one_line(previous_hook):
         else:
             previous_hook(kind, error, traceback)
 
+    hook._attnyolo = True
     return hook
 
 
 try:
     register()
 except UnsupportedUltralyticsError:
-    sys.excepthook = _refusal_as_one_line(sys.excepthook)
+    if not getattr(sys.excepthook, "_attnyolo", False):  # a second failed import must not wrap it again
+        sys.excepthook = _refusal_as_one_line(sys.excepthook)
     raise

@@ -17,6 +17,8 @@ train with YOLOv5's recipe for every key the user did not set, and AutoAnchor (:
 
 from __future__ import annotations
 
+import inspect
+import traceback
 import warnings
 from contextlib import nullcontext
 from pathlib import Path
@@ -84,8 +86,10 @@ class AttnDetectionTrainer(DetectionTrainer):
         try:
             super().__init__(cfg, overrides, _callbacks)
         except OSError as error:
-            # The one file Ultralytics writes here is <save_dir>/args.yaml, and a failed write names no file.
-            if getattr(self, "save_dir", None) is not None:
+            # The one file Ultralytics writes here is <save_dir>/args.yaml (through its YAML saver), and a failed write
+            # names no file. Other OS errors here (a dataset download or unzip) are not about that file.
+            saving = any(frame.name in {"save", "yaml_save"} for frame in traceback.extract_tb(error.__traceback__))
+            if saving and getattr(self, "save_dir", None) is not None:
                 name_failure(error, Path(self.save_dir) / "args.yaml")
             raise
         self.add_callback("on_train_epoch_start", switch_yolox_l1)
@@ -304,7 +308,8 @@ def warn_resume_ignores(last: str | Path, given: dict) -> list[str]:
     Ultralytics resumes with the arguments saved in the checkpoint (``epochs``, ``lr0``, ... and the data); only
     ``project`` is used, to find the run. ``data``, ``pretrained`` and ``recipe`` at their defaults are not "given".
     """
-    defaults = {"data": None, "pretrained": None, "recipe": "ultralytics"}
+    signature = inspect.signature(train).parameters
+    defaults = {key: signature[key].default for key in ("data", "pretrained", "recipe")}
     ignored = [f"{k}={v}" for k, v in given.items() if k != "project" and (k not in defaults or v != defaults[k])]
     if ignored:
         warnings.warn(

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ..layers.registry import layer_classes
+from ..layers.registry import row_attention_layers
 
 
 @dataclass
@@ -68,11 +68,10 @@ def group_skipped(skipped: list[str], limit: int = 8) -> list[str]:
 def _row_keys(layers: nn.Sequential) -> dict[int, tuple]:
     """Key each row by its position in the attention-free skeleton: ('row', k) or ('attention', k after)."""
     keys, k = {}, -1
-    attention = tuple(layer_classes().values())
     for i, m in enumerate(layers):
-        inner = m[0] if isinstance(m, nn.Sequential) and len(m) else m
-        if isinstance(inner, attention):
-            keys[i] = ("attention", k, type(inner).__name__)
+        attention = row_attention_layers(m)
+        if attention:
+            keys[i] = ("attention", k, type(attention[0]).__name__)
         else:
             k += 1
             keys[i] = ("row", k, getattr(m, "type", type(m).__name__))

@@ -162,6 +162,10 @@ def wrap_check_yaml(original):
     return check_yaml
 
 
+# The stems Ultralytics' yaml_model_load renames to its P6 models (yolov5s6 -> yolov5s-p6): digits, a scale, 6.
+_P6_STEM = re.compile(r"\d+[nslmx]6(.+)?$")
+
+
 def wrap_yaml_model_load(original):
     """Return a yaml_model_load that reads a model YAML file existing at the given path as given.
 
@@ -169,15 +173,16 @@ def wrap_yaml_model_load(original):
     looking for the file, so ``DetectionModel("yolov5s6.yaml")`` built Ultralytics' anchor-free YOLOv5s-P6 even with
     the user's classic ``yolov5s6.yaml`` in the working directory, and ``my/yolov5s6.yaml`` failed
     ("my/yolov5-p6.yaml does not exist"). For a file that exists, the dict is what Ultralytics makes of any other file:
-    the YAML, ``scale`` guessed from the file name, ``yaml_file`` the path. Names without such a file (``yolov8n.yaml``,
-    this project's variants) go to Ultralytics unchanged.
+    the YAML, ``scale`` guessed from the file name, ``yaml_file`` the path. Every other name (``yolov8n.yaml``, this
+    project's variants, a user's file of another stem) goes to Ultralytics unchanged.
     """
 
     @functools.wraps(original)
     def yaml_model_load(path):
         """Load a model YAML as Ultralytics does, reading an existing file at ``path`` as given."""
         given = Path(str(path))
-        if given.suffix.lower() not in {".yaml", ".yml"} or not given.is_file():
+        renamed = _P6_STEM.search(given.stem)  # the one rename Ultralytics applies before looking for the file
+        if not renamed or given.suffix.lower() not in {".yaml", ".yml"} or not given.is_file():
             return original(path)
         from ultralytics.utils import YAML
 

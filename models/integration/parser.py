@@ -36,6 +36,7 @@ import copy
 import difflib
 import functools
 import importlib
+import threading
 
 import torch
 from torch import nn
@@ -457,13 +458,19 @@ def _apply_depthwise(seq: nn.Sequential, verbose: bool) -> None:
         )
 
 
+# One parse at a time: a parse may set process-wide names for its duration (Conv.default_act for `activation:`, the
+# classic YOLOv5 blocks in ultralytics.nn.tasks), which a parse in another thread must neither see nor restore out of
+# order. Re-entrant: a parse builds its rows in two passes through the same function.
+_PARSE_LOCK = threading.RLock()
+
+
 def wrap_parse_model(original):
     """Return a parse_model that gives our rows their inferred input channels, and checks every row's name."""
 
     @functools.wraps(original)
     def parse_model(d, ch, verbose=True):
         """Build a model dict like Ultralytics' parse_model, with AttnYOLO layers given their input channels."""
-        with default_activation(with_fork_rows(with_yolox_scale(d)), verbose) as d:
+        with _PARSE_LOCK, default_activation(with_fork_rows(with_yolox_scale(d)), verbose) as d:
             return _parse_model(original, d, ch, verbose)
 
     parse_model._attnyolo_original = original

@@ -113,10 +113,11 @@ def atomic_plots(folder: str | Path) -> Iterator[list[OSError]]:
             previous_hook(args)
 
     originals = {Figure: Figure.savefig, Image.Image: Image.Image.save}
-    Figure.savefig = _atomic_savefig(originals[Figure], folder)
-    Image.Image.save = _atomic_image_save(originals[Image.Image], folder)
-    threading.excepthook = hook
     try:
+        # Process-wide, like the trainer's own state: one training per process at a time, as Ultralytics assumes.
+        Figure.savefig = _atomic_savefig(originals[Figure], folder)
+        Image.Image.save = _atomic_image_save(originals[Image.Image], folder)
+        threading.excepthook = hook
         yield failures
     finally:
         for thread in _plot_threads():  # a thread still plotting must not outlive the hook and print a traceback

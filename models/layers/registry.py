@@ -130,7 +130,10 @@ def row_attention_layers(row: nn.Module) -> list[nn.Module]:
 
 def one_kind_per_layer() -> list[AttentionKind]:
     """The first row of each distinct layer class, in table order (e.g. ELA-T stands for ELA-T/B/S/L)."""
-    return list({k.layer: k for k in reversed(KINDS)}.values())[::-1]
+    first: dict[type[nn.Module], AttentionKind] = {}
+    for kind in KINDS:
+        first.setdefault(kind.layer, kind)
+    return list(first.values())
 
 
 def reference_forward(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:

@@ -127,12 +127,10 @@ def atomic_path(path: str | Path, tag: str = "tmp", durable: bool = True) -> Ite
         remove_stale_temporaries(path)
     tmp = temporary_sibling(path, tag)
     try:
-        yield tmp
-        if tmp.exists():  # a writer may decide to write nothing; then the target stays as it was
-            replace_atomically(tmp, path, durable)
-    except OSError as error:
-        name_failure(error, path)
-        raise
+        with failures_name(path):
+            yield tmp
+            if tmp.exists():  # a writer may decide to write nothing; then the target stays as it was
+                replace_atomically(tmp, path, durable)
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -118,15 +118,9 @@ def _behaviour_differs(module: nn.Module, row: OfficialRow) -> str | None:
 
 def _attention_rows(layers: nn.Sequential) -> set[int]:
     """Indices of rows that are attention layers (possibly repeated inside an nn.Sequential)."""
-    from ..layers.registry import layer_classes
+    from ..layers.registry import row_attention_layers
 
-    attention = tuple(layer_classes().values())
-    rows = set()
-    for i, m in enumerate(layers):
-        inner = m[0] if isinstance(m, nn.Sequential) and len(m) else m
-        if isinstance(inner, attention):
-            rows.add(i)
-    return rows
+    return {i for i, m in enumerate(layers) if row_attention_layers(m)}
 
 
 def official_rows(model: nn.Module, label: str = "model") -> dict[int, OfficialRow | None]:

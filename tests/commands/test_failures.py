@@ -436,3 +436,29 @@ def test_a_checkpoint_write_that_fails_without_a_file_name_names_the_checkpoint(
     with pytest.raises(OSError) as failed:
         save_model_atomically(trainer, save)
     assert failed.value.filename == str(tmp_path / "last.pt") and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("where", "named"), [("save", True), ("get_dataset", False)])
+def test_trainer_set_up_names_args_yaml_only_for_a_failed_args_yaml_write(monkeypatch, tmp_path, where, named):
+    # BaseTrainer.__init__ writes <save_dir>/args.yaml and also prepares the dataset (which may download and unzip):
+    # only the first failure is about args.yaml.
+    import errno
+
+    from ultralytics.models.yolo.detect import DetectionTrainer
+
+    from attnyolo.engine.trainer import AttnDetectionTrainer
+
+    def save():  # named like Ultralytics' YAML saver
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def get_dataset():
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def fails(self, *args, **kwargs):
+        self.save_dir = tmp_path / "run"
+        {"save": save, "get_dataset": get_dataset}[where]()
+
+    monkeypatch.setattr(DetectionTrainer, "__init__", fails)
+    with pytest.raises(OSError) as error:
+        AttnDetectionTrainer()
+    assert (error.value.filename == str(tmp_path / "run" / "args.yaml")) is named

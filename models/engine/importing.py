@@ -125,7 +125,9 @@ def import_weights(
     if fmt is None:
         from ..integration.checkpoints import screen_checkpoint
 
-        screen_checkpoint(source, f"source={source}")  # a file that could run code is refused as every reader does
+        screen_checkpoint(
+            source, f"source={source}", foreign=False
+        )  # a file that could run code is refused as every reader does
         known = "; ".join(f"{f.name} ({f.description})" for f in formats()) or "none"
         raise CheckpointError(
             f"source={source} is in no format this tool imports. Known formats: {known}. An Ultralytics or AttnYOLO "
@@ -150,8 +152,7 @@ def describe_unreadable(path: str | Path) -> str | None:
     """
     import zipfile
 
-    from ..errors import first_line
-    from ..integration.pickles import _LEGACY_PICKLES, LEGACY_MAGIC, pickle_globals, torch_save_format
+    from ..integration.pickles import LEGACY_MAGIC, MAX_PICKLE_BYTES, legacy_pickles, torch_save_format
 
     path = Path(path)
     with open(path, "rb") as f:
@@ -169,12 +170,16 @@ def describe_unreadable(path: str | Path) -> str | None:
         if LEGACY_MAGIC not in head[:32]:
             return "it is a pickle, but not one torch.save wrote (it lacks torch's magic number)"
         # Its pickles (header, object, storage keys) come before the tensor bytes; a file that breaks off inside them
-        # cannot be read, whatever it holds. Disassembled only (pickletools), never loaded.
-        try:
-            with open(path, "rb") as f:
-                pickle_globals(f, pickles=_LEGACY_PICKLES + 1)
-        except ValueError as error:
-            return f"it is a truncated or damaged file in torch's pre-1.6 format: {first_line(error)}"
+        # cannot be read, whatever it holds. Disassembled only (pickletools), never loaded; the scan is the one the
+        # check of what the file references uses, so the file is scanned once.
+        scan = legacy_pickles(path)
+        if scan.oversized:  # before damage: pickles cut off at the limit are too large, not a truncated file
+            return (
+                f"its pickles run past {MAX_PICKLE_BYTES:,} bytes, larger than any checkpoint's pickle (it holds the "
+                "model's structure; the tensors are stored apart)"
+            )
+        if scan.damaged:
+            return f"it is a truncated or damaged file in torch's pre-1.6 format: {scan.damaged}"
         return None
     if b"\x00" in head:  # binary, but neither of torch's formats
         return "it is neither a zip archive nor a pickle, the two formats torch.save writes"

@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
-import io
 import os
 import pickle
 import threading
@@ -58,6 +57,7 @@ from .pickles import (  # noqa: F401  (re-exported: the listing every reader use
     _LEGACY_PICKLES,
     MAX_PICKLE_BYTES,
     OversizedPickle,
+    legacy_pickles,
     pickle_globals,
     read_zip_pickle,
     torch_default_globals,
@@ -185,13 +185,10 @@ def referenced_globals(path: str | Path, label: str | None = None) -> tuple[list
     if fmt is None:
         raise _damaged(label, ValueError("not a zip archive or a pickle"))
     if fmt == "pickle":
-        # The tensor bytes follow the pickles, which must end within MAX_PICKLE_BYTES: that much is read (scanning
-        # from memory is several times faster than byte reads from the file); a truncated file: the load reports it.
-        with open(path, "rb") as f:
-            stream = io.BytesIO(f.read(MAX_PICKLE_BYTES + 1))
-        names = pickle_globals(stream, pickles=_LEGACY_PICKLES, partial=True, limit=None)
-        if stream.tell() > MAX_PICKLE_BYTES:  # the pickles ran on to the end of what was read
+        scan = legacy_pickles(path)  # a truncated file: the load reports it, with what it names refused first
+        if scan.oversized:
             raise _oversized(label, f"its pickles run past {MAX_PICKLE_BYTES:,} bytes")
+        names = list(scan.names)
     else:
         try:
             with zipfile.ZipFile(path) as archive:
@@ -400,11 +397,17 @@ def load_trusted(path: str | Path, substitutes: dict[str, Any] | None = None) ->
         raise _damaged(checkpoint_label_of(path), error) from None
 
 
-def screen_checkpoint(path: str | Path, label: str | None = None) -> None:
+def screen_checkpoint(path: str | Path, label: str | None = None, foreign: bool | None = None) -> None:
     """Refuse now what :func:`read_checkpoint` would refuse for what the file references, without loading it.
 
     For arguments read only later in a run (``pretrained=``, read once the trainer has made its run folder): the
     file's pickle is scanned, nothing is unpickled. Nothing is checked when the user trusts checkpoints.
+
+    Args:
+        path: The checkpoint file.
+        label: How messages name the file (default: the path).
+        foreign: Whether the file is in a foreign format :mod:`attnyolo.engine.importing` reads, when the caller has
+            detected that already (None: detected here, only if the file references a disallowed global).
 
     Raises:
         CheckpointError: A damaged file, or one referencing a global no checkpoint holds (named, with the opt-in).
@@ -413,7 +416,11 @@ def screen_checkpoint(path: str | Path, label: str | None = None) -> None:
         return
     label = label or checkpoint_label_of(path)
     refused = [name for name in referenced_globals(path, label)[0] if allowed_global(name) is None]
-    if refused and _foreign(Path(path)) is None:  # a foreign format's reader gives its own answer when loading
+    if refused and foreign is None:
+        from ..engine.importing import detect_format
+
+        foreign = detect_format(Path(path)) is not None  # detected, not converted: converting it would cost a read
+    if refused and not foreign:  # a foreign format's reader gives its own answer when loading
         raise refusal(label, refused)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import zipfile
 from collections import deque
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -143,6 +144,55 @@ def pickle_globals(
         if not partial:
             raise ValueError(f"damaged pickle data ({first_line(error)})") from None
     return list(found)
+
+
+@dataclass(frozen=True)
+class LegacyPickles:
+    """What the pickles of a file in torch's pre-1.6 format reference (:func:`legacy_pickles`).
+
+    Attributes:
+        names: The globals, in order of first use (those found before the data ended, when it did).
+        oversized: The pickles run on past :data:`MAX_PICKLE_BYTES`: no checkpoint's do, so the file is refused as such.
+        damaged: Why the pickles break off or cannot be disassembled, or "" when they are whole.
+    """
+
+    names: tuple[str, ...]
+    oversized: bool
+    damaged: str
+
+
+_legacy_cache: dict[str, LegacyPickles] = {}  # the last file scanned: import_weights asks twice (why unreadable, what)
+
+
+def legacy_pickles(path: str | Path) -> LegacyPickles:
+    """Scan the pickles of a file in torch's pre-1.6 format once, from memory; nothing is unpickled.
+
+    The pickles (magic number, protocol, system information, the object, the storage keys) come before the tensor
+    bytes and must end within :data:`MAX_PICKLE_BYTES`, so that much is read: scanning from memory is several times
+    faster than byte reads from the file. The last result is kept for the file's size and modification time, since
+    :func:`attnyolo.engine.importing.describe_unreadable` and the check of what the file references both need it.
+    """
+    import io
+
+    stat = Path(path).stat()
+    key = f"{Path(path).resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+    if key in _legacy_cache:
+        return _legacy_cache[key]
+    with open(path, "rb") as f:
+        stream = io.BytesIO(f.read(MAX_PICKLE_BYTES + 1))
+    found: dict[str, None] = {}
+    damaged = ""
+    try:
+        for _ in range(_LEGACY_PICKLES + 1):  # the storage keys' pickle names no global, but a cut in it is damage
+            for name in _one_pickle_globals(stream, None):
+                found.setdefault(name)
+    except Exception as error:  # pickletools raises ValueError and others on truncated or corrupt data
+        damaged = f"damaged pickle data ({first_line(error)})"
+    # Checked first: pickles that ran on to the end of what was read are too large, not merely cut short.
+    result = LegacyPickles(tuple(found), stream.tell() > MAX_PICKLE_BYTES, damaged)
+    _legacy_cache.clear()
+    _legacy_cache[key] = result
+    return result
 
 
 def zip_pickle_info(archive: zipfile.ZipFile) -> zipfile.ZipInfo | None:

@@ -158,35 +158,62 @@ def _state_of(obj: Any) -> tuple[dict[str, torch.Tensor], list[str]] | None:
     return state, others
 
 
-def _read(path: Path) -> tuple[Any, str, str]:
-    """``(loaded object or None, why it could not be read, the fix)``; only tensors and numpy scalars are unpickled.
+def _read(path: Path) -> tuple[Any, str]:
+    """``(loaded object or None, why it could not be read)``; only tensors and numpy scalars are unpickled by default.
 
     YOLOX's trainer saves ``best_ap``/``curr_ap`` as numpy float64 after an evaluation (its COCO evaluator returns
     ``cocoEval.stats[0]``), so numpy's scalar globals are allowed (:func:`numpy_scalar_globals`, the project's own
-    list); any other global is refused by name before torch reads the file.
+    list); any other global is refused by name before torch reads the file, in the words every reader uses
+    (:func:`refusal`, naming the opt-in). With the opt-in the file is unpickled in full, as every reader does then.
+
+    Raises:
+        CheckpointError: The file references a global YOLOX's trainer never saves (and the user did not opt in).
     """
     from ..engine.importing import describe_unreadable
-    from ..integration.checkpoints import allow_globals, numpy_scalar_globals, referenced_globals
+    from ..integration.checkpoints import (
+        allow_globals,
+        checkpoints_trusted,
+        load_trusted,
+        load_weights_only,
+        numpy_scalar_globals,
+        referenced_globals,
+        refusal,
+    )
 
-    again = "download or copy the file again"
+    if checkpoints_trusted():  # the user vouches for the file (trust_checkpoint=True): read as every reader does
+        try:
+            return load_trusted(path), ""
+        except CheckpointError as error:
+            return None, describe_unreadable(path) or first_line(error).rstrip(".")
     try:
         names, _ = referenced_globals(path, f"source={path}")
     except CheckpointError as error:
-        return None, first_line(error), again
+        return None, first_line(error)
     refused = [name for name in names if name not in numpy_scalar_globals()]
     if refused:
-        more = f" (and {len(refused) - 1} more)" if len(refused) > 1 else ""
-        return (
-            None,
-            f"it references {refused[0]}{more}, which YOLOX's trainer never saves (tensors, numbers and numpy scalars "
-            "only); it is not unpickled, as that could run code",
-            "load it where it was made and save torch.save({'model': model.state_dict()}, 'weights.pth')",
-        )
+        raise refusal(f"source={path}", refused, writers="YOLOX's trainer (tensors, numbers and numpy scalars)")
     allow_globals(names, f"source={path}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True), "", ""
+        return load_weights_only(path), ""
     except Exception as error:  # torch raises many types for files it cannot read
-        return None, describe_unreadable(path) or f"torch.load failed: {first_line(error).rstrip('.')}", again
+        return None, describe_unreadable(path) or f"torch.load failed: {first_line(error).rstrip('.')}"
+
+
+def _stat_key(path: Path) -> str:
+    """The file's identity for :data:`_cache`: its resolved path, size and modification time."""
+    stat = path.stat()
+    return f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def _names_official_keys_cached(path: Path) -> bool:
+    """:func:`names_official_keys`, kept in :data:`_cache`: detection and conversion ask about the same file."""
+    key = _stat_key(path)
+    if _cache.get("key") != key:
+        _cache.clear()
+        _cache["key"] = key
+    if "names" not in _cache:
+        _cache["names"] = names_official_keys(path)
+    return _cache["names"]
 
 
 def read_official(path: str | Path) -> tuple[dict[str, torch.Tensor], list[str]]:
@@ -199,33 +226,36 @@ def read_official(path: str | Path) -> tuple[dict[str, torch.Tensor], list[str]]
         ``(state_dict, other entry names)``.
 
     Raises:
-        CheckpointError: The file holds no YOLOX state dict, or it does but cannot be read with ``weights_only=True``
-            (the message gives torch's or the allowlist's reason).
+        CheckpointError: The file holds no YOLOX state dict, references a global YOLOX's trainer never saves (named,
+            with the opt-in), or cannot be read (the message gives torch's reason).
     """
+    from ..integration.checkpoints import checkpoints_trusted
+
     path = Path(path)
-    stat = path.stat()
-    key = f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
-    if _cache.get("key") != key:
-        _cache.clear()
-        if not names_official_keys(path):
-            _cache.update(key=key, result=None, reason="", fix="")
-        else:
-            obj, reason, fix = _read(path)
-            state = _state_of(obj) if obj is not None else None
-            if obj is not None and state is None:
-                reason = "no YOLOX state dict in its 'model' entry or at its top level, where YOLOX's readers look"
-                fix = "save the weights as YOLOX's trainer does: torch.save({'model': model.state_dict()}, path)"
-            _cache.update(key=key, result=state, reason=reason, fix=fix)
-    if _cache["result"] is None and not _cache["reason"]:
+    if not _names_official_keys_cached(path):
         raise CheckpointError(
             f"source={path} is not an official YOLOX checkpoint (its pickle does not name {STEM_KEY} and {CLASS_KEY}). "
             "Fix: pass a .pth that YOLOX's trainer saved or a released yolox_<size>.pth."
         )
+    trusted = checkpoints_trusted()
+    if "error" not in _cache or _cache.get("trusted") != trusted:  # the opt-in changes what a read gives
+        try:
+            obj, reason = _read(path)
+        except CheckpointError as error:  # a refusal: its own words, which name the opt-in
+            obj, reason, error_text = None, "", first_line(error)
+        else:
+            error_text = ""
+        state = _state_of(obj) if obj is not None else None
+        if obj is not None and state is None:
+            reason = "no YOLOX state dict in its 'model' entry or at its top level, where YOLOX's readers look"
+            fix = "save the weights as YOLOX's trainer does: torch.save({'model': model.state_dict()}, path)"
+        else:
+            fix = "download or copy the file again"
+        if reason:
+            error_text = f"source={path} names official YOLOX tensors but could not be read: {reason}. Fix: {fix}."
+        _cache.update(trusted=trusted, result=state, error=error_text)
     if _cache["result"] is None:
-        raise CheckpointError(
-            f"source={path} names official YOLOX tensors but could not be read: {_cache['reason']}. "
-            f"Fix: {_cache['fix']}."
-        )
+        raise CheckpointError(_cache["error"])
     return _cache["result"]
 
 
@@ -233,10 +263,10 @@ def detect(path: Path) -> bool:
     """Whether ``path`` is an official YOLOX checkpoint, readable or not (:func:`names_official_keys`; nothing runs).
 
     A damaged or refused file is still this format: :func:`load` then says why it cannot be read, instead of the
-    tool reporting a file in no known format.
+    tool reporting a file in no known format. The answer is kept for :func:`read_official`, which asks again.
     """
     try:
-        return names_official_keys(path)
+        return _names_official_keys_cached(Path(path))
     except OSError:
         return False
 

@@ -303,14 +303,57 @@ def test_no_module_of_the_package_unpickles_in_full():
     assert offenders == []
 
 
-def test_a_protocol_4_pickle_is_refused_without_torchs_protocol_warning(tmp_path):
-    import fractions
+def test_a_protocol_3_file_in_torchs_older_format_loads_without_torchs_protocol_warning(tmp_path):
     import warnings
 
-    path = tmp_path / "raw.pt"
-    path.write_bytes(pickle.dumps({"x": fractions.Fraction(1, 2)}, protocol=4))  # not torch.save's format at all
+    # Only tensors and dicts: nothing is refused, so torch.load runs, and it warns about any protocol but 2 unless
+    # load_weights_only filters the warning out. Protocol 3, as protocol 4's FRAME opcode is one torch's weights-only
+    # unpickler does not read at all.
+    path = tmp_path / "old.pt"
+    torch.save({"x": torch.ones(2)}, path, _use_new_zipfile_serialization=False, pickle_protocol=3)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        with pytest.raises(attnyolo.CheckpointError, match="refused to load: it references fractions.Fraction"):
-            read_checkpoint(path)
-    assert not [w for w in caught if "pickle protocol" in str(w.message)]  # torch's "Detected pickle protocol 4"
+        assert torch.equal(read_checkpoint(path)["x"], torch.ones(2))
+    assert not [w for w in caught if "Detected pickle protocol" in str(w.message)]
+
+
+def test_an_oversized_file_in_torchs_older_format_is_named_too_large_not_damaged(tmp_path):
+    from attnyolo.integration.pickles import MAX_PICKLE_BYTES
+
+    # One string longer than any checkpoint's whole pickle: the scan stops at the limit, where the data is cut off.
+    path = tmp_path / "huge.pt"
+    torch.save({"notes": "x" * (MAX_PICKLE_BYTES + 1024)}, path, _use_new_zipfile_serialization=False)
+    why = importing.describe_unreadable(path)
+    assert why and "larger than any checkpoint's pickle" in why and "truncated" not in why, why
+    with pytest.raises(attnyolo.CheckpointError, match=r"source=.*could not be read as a checkpoint: its pickles run "):
+        importing.import_weights(path, tmp_path / "out.pt")
+    with pytest.raises(attnyolo.CheckpointError, match="its pickles run past"):  # every reader says the same
+        read_checkpoint(path)
+
+
+class _FakeFormat:
+    """A foreign format whose conversion must not run to tell whether a file is in it."""
+
+    name = "fake"
+
+    def load(self, path, **kwargs):
+        raise AssertionError("converted the file only to detect its format")
+
+
+def test_screening_detects_a_foreign_format_without_converting_the_file(tmp_path, monkeypatch):
+    import fractions
+
+    path = tmp_path / "foreign.pt"
+    torch.save({"x": fractions.Fraction(1, 2)}, path)  # a global no checkpoint of ours holds
+    monkeypatch.setattr(importing, "detect_format", lambda p: _FakeFormat())
+    checkpoints.screen_checkpoint(path)  # a foreign format's reader answers when loading: not refused here
+
+
+def test_screening_takes_the_callers_word_that_a_file_is_not_foreign(tmp_path, monkeypatch):
+    import fractions
+
+    path = tmp_path / "plain.pt"
+    torch.save({"x": fractions.Fraction(1, 2)}, path)
+    monkeypatch.setattr(importing, "detect_format", lambda p: pytest.fail("detected a format the caller knew"))
+    with pytest.raises(attnyolo.CheckpointError, match=r"references fractions\.Fraction.*trust_checkpoint=True"):
+        checkpoints.screen_checkpoint(path, foreign=False)

@@ -174,10 +174,34 @@ def test_a_trainer_checkpoint_holding_more_than_numbers_is_refused_by_name(tmp_p
     status, _, stderr = import_tool(capsys, f"source={path}", f"out={out}")
     lines = stderr.strip().splitlines()
     assert status == 1 and len(lines) == 1 and not out.exists()
+    # the words every reader refuses in: the global, and both ways to opt in
     assert re.search(
-        r"names official YOLOX tensors but could not be read: it references numpy\._?core\.multiarray\._reconstruct",
+        r"source=.*: refused to load: it references numpy\._?core\.multiarray\._reconstruct .*If you trust this "
+        r"file, pass trust_checkpoint=True \(or set ATTNYOLO_TRUST_CHECKPOINTS=1\)\.$",
         lines[0],
     ), lines[0]
+
+
+@pytest.mark.parametrize("opt_in", ["argument", "environment"])
+def test_a_trainer_checkpoint_holding_more_than_numbers_converts_with_the_opt_in(opt_in, tmp_path, capsys, monkeypatch):
+    path = tmp_path / "yolox_nano_ckpt.pth"
+    torch.save({"start_epoch": 1, "model": official_state_dict("nano"), "best_ap": np.array([40.5])}, path)
+    out = tmp_path / "converted.pt"
+    monkeypatch.setenv("ATTNYOLO_TRUST_CHECKPOINTS", "1" if opt_in == "environment" else "0")  # restored after
+    extra = ["trust_checkpoint=True"] if opt_in == "argument" else []
+    status, stdout, stderr = import_tool(capsys, f"source={path}", f"out={out}", *extra)
+    assert status == 0, stderr
+    assert report_of(stdout)["tensors"] == "642/642 official tensors mapped by module structure"
+
+
+def test_conversion_asks_whether_the_pickle_names_yoloxs_keys_once(official_checkpoint, tmp_path, monkeypatch):
+    calls = []
+    original = official.names_official_keys
+    monkeypatch.setattr(official, "names_official_keys", lambda path: calls.append(path) or original(path))
+    source = official_checkpoint("nano")
+    official._cache.clear()
+    importing.import_weights(source, tmp_path / "converted.pt")  # detect() then read_official(): one read, kept
+    assert len(calls) == 1
 
 
 def test_torchs_older_file_format_converts(tmp_path, capsys):

@@ -220,7 +220,10 @@ def test_a_pickle_larger_than_any_checkpoints_is_refused_unread(tmp_path, monkey
 
 
 def test_pickles_of_the_old_format_longer_than_any_checkpoints_are_refused(tmp_path, monkeypatch):
-    monkeypatch.setattr(checkpoints, "MAX_PICKLE_BYTES", 1000)  # a small cap: the scan stops after 1000 bytes
+    from attnyolo.integration import pickles
+
+    for module in (checkpoints, pickles):  # the scan (pickles) and the message (checkpoints) use the same cap
+        monkeypatch.setattr(module, "MAX_PICKLE_BYTES", 1000)  # a small cap: the scan stops after 1000 bytes
     path = tmp_path / "old.pt"
     path.write_bytes(b"\x80\x02" + b"(" * 5000)  # torch's pre-1.6 format starts with a pickle
     with pytest.raises(CheckpointError, match=r"^.*old\.pt: refused to load: its pickles run past 1,000 bytes"):

@@ -61,9 +61,30 @@ def check_source(source) -> str:
                 raise ValueError(f"video {source} cannot be opened or has no frames (damaged or unsupported codec).")
         elif suffix not in IMG_FORMATS:
             raise ValueError(f"source {source} is neither an image ({', '.join(sorted(IMG_FORMATS))}) nor a video.")
-        elif cv2.imread(str(path)) is None:  # Ultralytics would skip it and report zero frames
+        elif _read_quietly(path) is None:  # Ultralytics would skip it and report zero frames
             raise ValueError(f"image {source} cannot be read (corrupt or not really a {suffix}). Fix: replace it.")
     return source
+
+
+def _read_quietly(path: Path):
+    """``cv2.imread(path)`` with the process's standard error sent to the null device meanwhile.
+
+    libjpeg prints its own line for a damaged file ("Premature end of JPEG file") straight to file descriptor 2, and
+    the caller's error says it in one.
+    """
+    import sys
+
+    import cv2
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            return cv2.imread(str(path))
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def default_model() -> Path:

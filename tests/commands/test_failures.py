@@ -10,6 +10,7 @@ import errno
 import json
 import os
 import re
+import sys
 from pathlib import Path
 
 import cv2
@@ -462,3 +463,22 @@ def test_trainer_set_up_names_args_yaml_only_for_a_failed_args_yaml_write(monkey
     with pytest.raises(OSError) as error:
         AttnDetectionTrainer()
     assert (error.value.filename == str(tmp_path / "run" / "args.yaml")) is named
+
+
+def test_a_damaged_jpeg_source_is_one_line_without_libjpegs_own(tmp_path, capfd):
+    # libjpeg writes "Premature end of JPEG file" straight to file descriptor 2 for a file cut short.
+    import cv2
+    import numpy as np
+
+    from attnyolo.engine.predict import check_source
+
+    whole = tmp_path / "whole.jpg"
+    cv2.imwrite(str(whole), np.full((64, 64, 3), 127, np.uint8))
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(whole.read_bytes()[:300])
+    with pytest.raises(ValueError, match="cannot be read"):
+        check_source(str(cut))
+    assert "JPEG" not in capfd.readouterr().err
+    assert check_source(str(whole)) == str(whole)  # a whole image passes, and stderr is back
+    print("stderr still works", file=sys.stderr)
+    assert "stderr still works" in capfd.readouterr().err

@@ -13,7 +13,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from ..evaluation.voc import read_voc_xml
+from .annotations import read_voc_xml
 from .layout import link, write_data_yaml, write_labels, yolo_row
 
 # The 20 PASCAL VOC classes in the devkit's order (VOCdevkit/VOCcode/VOCinit.m), which every VOC result table uses.

@@ -18,6 +18,8 @@ from typing import Any
 
 from torch import nn
 
+from .legacy import LEGACY_MODULES
+
 # Where checkpoints' model classes live. A pickled class is allowed when it is an nn.Module subclass found under one of
 # these module paths: the layers, heads and model classes Ultralytics and AttnYOLO build networks from.
 _MODEL_MODULES = ("torch.nn.modules.", "ultralytics.nn.modules.", "ultralytics.nn.tasks", "attnyolo.")
@@ -171,10 +173,8 @@ def allowed_global(name: str) -> Any | None:
     if transform is not None:
         return transform
     module, _, attr = name.rpartition(".")
-    import attnyolo
-
-    if module in attnyolo.LEGACY_MODULES:  # attnyolo 0.1's flat layout: the same classes under their old paths
-        obj = getattr(attnyolo.LEGACY_MODULES[module], attr, None)
+    if module in LEGACY_MODULES:  # attnyolo 0.1's flat layout: the same classes under their old paths
+        obj = getattr(LEGACY_MODULES[module], attr, None)
         return obj if isinstance(obj, type) and issubclass(obj, nn.Module) else None
     if any(module == root or module.startswith(root + ".") for root in (p.rstrip(".") for p in _MODEL_MODULES)):
         obj = _import_attribute(module, attr)

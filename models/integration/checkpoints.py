@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
-import os
 import pickle
 import threading
 import zipfile
@@ -46,6 +45,7 @@ from ..utils.atomic import (
     replace_atomically,
     temporary_sibling,
 )
+from ..utils.trust import TRUST_ENV, checkpoints_trusted, trust_checkpoints  # noqa: F401  (re-exported)
 from .allowlist import (  # noqa: F401  (re-exported)
     _checkpoint_getattr,
     _fixed_globals,
@@ -53,6 +53,7 @@ from .allowlist import (  # noqa: F401  (re-exported)
     data_globals,
     numpy_scalar_globals,
 )
+from .formats import detect_format
 from .pickles import (  # noqa: F401  (re-exported: the listing every reader uses)
     _LEGACY_PICKLES,
     MAX_PICKLE_BYTES,
@@ -66,33 +67,12 @@ from .pickles import (  # noqa: F401  (re-exported: the listing every reader use
     zip_pickle_record,
 )
 
-TRUST_ENV = "ATTNYOLO_TRUST_CHECKPOINTS"  # "1": read every checkpoint with full unpickling (the user vouches for it)
 TRUST_HINT = f"If you trust this file, pass trust_checkpoint=True (or set {TRUST_ENV}=1)."
 
 
 _registered: dict[str, Any] = {}  # name -> object already given to torch.serialization.add_safe_globals
 _lock = threading.Lock()
 _label: contextvars.ContextVar[str | None] = contextvars.ContextVar("attnyolo_checkpoint_label", default=None)
-
-
-def checkpoints_trusted() -> bool:
-    """Whether the user vouched for every checkpoint this process opens (``ATTNYOLO_TRUST_CHECKPOINTS=1``)."""
-    return os.environ.get(TRUST_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
-
-
-def trust_checkpoints(enabled: bool = True) -> None:
-    """Read every checkpoint of this process, and of the processes it starts, with full unpickling (or stop).
-
-    Tools call this for ``trust_checkpoint=True``. Full unpickling runs whatever code a file names, so it is only for
-    files the user vouches for; by default :func:`read_checkpoint` refuses them instead.
-
-    Args:
-        enabled: True to trust, False to return to safe loading.
-    """
-    if enabled:
-        os.environ[TRUST_ENV] = "1"
-    else:
-        os.environ.pop(TRUST_ENV, None)
 
 
 def refusal(label: str, names: list[str], writers: str = "Ultralytics or AttnYOLO") -> CheckpointError:
@@ -298,8 +278,6 @@ def scoped_globals(entries: dict[str, Any]) -> Iterator[None]:
 
 def _foreign(path: Path) -> dict[str, Any] | None:
     """The checkpoint dict of a file in a foreign format AttnYOLO maps without unpickling code, else None."""
-    from ..engine.importing import detect_format
-
     fmt = detect_format(path)
     return fmt.load(path)[0] if fmt is not None else None
 
@@ -316,7 +294,7 @@ def read_checkpoint(path: str | Path, trust: bool = False, label: str | None = N
     """Read a checkpoint without running code from it; refuse one that references anything checkpoints never hold.
 
     The file is read with ``torch.load(weights_only=True)`` after registering the globals it references, each checked
-    by :func:`allowed_global`. A file in a foreign format that :mod:`attnyolo.engine.importing` recognises (e.g. a
+    by :func:`allowed_global`. A file in a foreign format that :mod:`attnyolo.integration.formats` recognises (e.g. a
     classic YOLOv5 checkpoint) is read by that format's loader, which maps it without unpickling its code.
 
     Args:
@@ -406,7 +384,7 @@ def screen_checkpoint(path: str | Path, label: str | None = None, foreign: bool 
     Args:
         path: The checkpoint file.
         label: How messages name the file (default: the path).
-        foreign: Whether the file is in a foreign format :mod:`attnyolo.engine.importing` reads, when the caller has
+        foreign: Whether the file is in a foreign format :mod:`attnyolo.integration.formats` reads, when the caller has
             detected that already (None: detected here, only if the file references a disallowed global).
 
     Raises:
@@ -417,8 +395,6 @@ def screen_checkpoint(path: str | Path, label: str | None = None, foreign: bool 
     label = label or checkpoint_label_of(path)
     refused = [name for name in referenced_globals(path, label)[0] if allowed_global(name) is None]
     if refused and foreign is None:
-        from ..engine.importing import detect_format
-
         foreign = detect_format(Path(path)) is not None  # detected, not converted: converting it would cost a read
     if refused and not foreign:  # a foreign format's reader gives its own answer when loading
         raise refusal(label, refused)
@@ -441,7 +417,7 @@ def wrap_torch_safe_load(original):
     file with ``torch_safe_load``, which unpickles in full. Kept from the original: the ``.pt`` suffix check, bare
     asset names downloaded through ``attempt_download_asset``, one re-download of a damaged cached asset, and a
     pickled whole model turned into ``{"model": ...}``. With the user's opt-in the original runs unchanged, except
-    that files in a foreign format (:mod:`attnyolo.engine.importing`) are always read by that format's loader. A file
+    that files in a foreign format (:mod:`attnyolo.integration.formats`) are always read by that format's loader. A file
     that exists at the path given is read as given, never swapped for the stock weight Ultralytics renames it to.
     """
 

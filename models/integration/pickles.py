@@ -170,7 +170,7 @@ def legacy_pickles(path: str | Path) -> LegacyPickles:
     The pickles (magic number, protocol, system information, the object, the storage keys) come before the tensor
     bytes and must end within :data:`MAX_PICKLE_BYTES`, so that much is read: scanning from memory is several times
     faster than byte reads from the file. The last result is kept for the file's size and modification time, since
-    :func:`attnyolo.engine.importing.describe_unreadable` and the check of what the file references both need it.
+    :func:`attnyolo.integration.formats.describe_unreadable` and the check of what the file references both need it.
     """
     import io
 

@@ -19,8 +19,10 @@ from types import SimpleNamespace
 
 import torch
 
-# Tiny models that exercise every patched path: our layers' channel inference in the parser, the YOLOX head's
-# multi-row wiring, depthwise conversion, CoordAtt fusion, YOLOX's criterion and get_flops on a Focus stem.
+from .plugins import register_self_check
+
+# A tiny model that exercises the seam's patched paths: our layers' channel inference in the parser and CoordAtt
+# fusion. The families' heads, keys and losses have their own checks and models (yolov5/ and yolox/registration.py).
 
 
 def _layers_cfg() -> tuple[dict, dict[int, int]]:
@@ -46,36 +48,6 @@ def _layers_cfg() -> tuple[dict, dict[int, int]]:
 
 
 _LAYERS_CFG, _LAYER_CHANNELS = _layers_cfg()
-_YOLOX_CFG = {
-    "nc": 2,
-    "depthwise": True,
-    "backbone": [
-        [-1, 1, "Focus", [8, 3]],
-        [-1, 1, "Conv", [16, 3, 2]],
-        [-1, 1, "Conv", [24, 3, 2]],
-        [-1, 1, "CoordAtt", [24]],
-        [-1, 1, "Conv", [32, 3, 2]],
-        [-1, 1, "Conv", [40, 3, 2]],
-    ],
-    "head": [[[3, 4, 5], 1, "YOLOXDetect", ["nc", 16]]],
-}
-
-
-_CLASSIC_CFG = {
-    "nc": 2,
-    "depth_multiple": 0.33,
-    "width_multiple": 0.25,
-    "anchors": [[10, 13, 16, 30], [30, 61, 62, 45], [116, 90, 156, 198]],
-    "backbone": [
-        [-1, 1, "Conv", [64, 6, 2, 2]],
-        [-1, 1, "Conv", [128, 3, 2]],
-        [-1, 1, "Conv", [256, 3, 2]],
-        [-1, 1, "CA", [256]],
-        [-1, 1, "Conv", [512, 3, 2]],
-        [-1, 1, "Conv", [1024, 3, 2]],
-    ],
-    "head": [[[3, 4, 5], 1, "Detect", ["nc", "anchors"]]],
-}
 
 
 def _check_activation() -> None:
@@ -88,50 +60,6 @@ def _check_activation() -> None:
         raise AssertionError(f"with Conv.default_act set during parse_model, the convs got {sorted(acts)}")
     if Conv.default_act is not before:
         raise AssertionError("Conv.default_act was not restored after parse_model")
-
-
-def _check_classic_head() -> None:
-    from ultralytics.nn.tasks import DetectionModel
-
-    from ..yolov5.head import YOLOv5Detect
-    from ..yolov5.loss import YOLOv5Loss
-
-    model = DetectionModel(dict(_CLASSIC_CFG), ch=3, verbose=False)
-    head = model.model[-1]
-    if not isinstance(head, YOLOv5Detect) or list(head.f) != [3, 4, 5]:
-        raise AssertionError(f"the classic head is {type(head).__name__} reading rows {getattr(head, 'f', None)}")
-    if head.stride.tolist() != [8.0, 16.0, 32.0] or head.anchors[0, 0].tolist() != [1.25, 1.625]:
-        raise AssertionError(f"strides {head.stride.tolist()}, first anchor {head.anchors[0, 0].tolist()} (grid units)")
-    if not isinstance(model.init_criterion(), YOLOv5Loss):
-        raise AssertionError("a classic YOLOv5 model did not get YOLOv5Loss")
-    with torch.no_grad():
-        out = model.eval()(torch.zeros(1, 3, 64, 64))[0]
-    if tuple(out.shape) != (1, 4 + 2, 2 * (8 * 8 + 4 * 4 + 2 * 2)):
-        raise AssertionError(f"the classic head returned shape {tuple(out.shape)}, not (1, 6, 168)")
-    if model.double().model[-1].anchors.dtype != torch.float64:  # BaseModel._apply converts the anchors buffer
-        raise AssertionError("converting the model left the classic head's anchors behind")
-
-
-def _check_classic_blocks() -> None:
-    from ultralytics.nn.modules import Bottleneck, BottleneckCSP
-    from ultralytics.nn.tasks import DetectionModel
-
-    from ..yolov5.blocks import YOLOv5Bottleneck, YOLOv5BottleneckCSP
-
-    d = dict(_CLASSIC_CFG)
-    d["backbone"] = [*d["backbone"][:2], [-1, 3, "BottleneckCSP", [128]], [-1, 6, "Bottleneck", [128, False]]]
-    d["backbone"] += [_CLASSIC_CFG["backbone"][i] for i in (2, 4, 5)]
-    d["head"] = [[[4, 5, 6], 1, "Detect", ["nc", "anchors"]]]
-    model = DetectionModel(d, ch=3, verbose=False)
-    csp, stack = model.model[2], model.model[3]
-    if type(csp) is not YOLOv5BottleneckCSP or len(csp.m) != 1 or csp.cv4.conv.out_channels != 32:
-        raise AssertionError(f"row 2 built {type(csp).__name__} with {len(getattr(csp, 'm', ()))} blocks, not 1")
-    if not all(type(b) is YOLOv5Bottleneck and b.cv1.conv.kernel_size == (1, 1) and not b.add for b in stack):
-        raise AssertionError(f"row 3 built {[type(b).__name__ for b in stack]}, not YOLOv5's 1x1-3x3 blocks")
-    import ultralytics.nn.tasks as tasks
-
-    if tasks.Bottleneck is not Bottleneck or tasks.BottleneckCSP is not BottleneckCSP:
-        raise AssertionError("parse_model's Bottleneck/BottleneckCSP names were not restored after a classic build")
 
 
 def _check_parser() -> None:
@@ -155,28 +83,6 @@ def _check_parser() -> None:
         raise AssertionError("make_divisible no longer rounds channel counts up to a multiple of the divisor")
 
 
-def _yolox_model():
-    from ultralytics.nn.tasks import DetectionModel
-
-    return DetectionModel(dict(_YOLOX_CFG), ch=3, verbose=False)
-
-
-def _check_yolox_head() -> None:
-    from ..yolox.blocks import DWSepConv
-    from ..yolox.head import YOLOXDetect
-
-    model = _yolox_model().eval()
-    head = model.model[-1]
-    if not isinstance(head, YOLOXDetect) or list(head.f) != [3, 4, 5]:
-        raise AssertionError(f"the YOLOX head reads rows {getattr(head, 'f', None)}, not [3, 4, 5]")
-    if not any(isinstance(m, DWSepConv) for m in model.modules()):
-        raise AssertionError("`depthwise: true` made no conv depthwise-separable")
-    with torch.no_grad():
-        out = model(torch.zeros(1, 3, 64, 64))[0]
-    if tuple(out.shape) != (1, 4 + 2, 8 * 8 + 4 * 4 + 2 * 2):
-        raise AssertionError(f"the YOLOX head returned shape {tuple(out.shape)}, not (1, 6, 84)")
-
-
 def _check_names() -> None:
     from ultralytics.nn.tasks import yaml_model_load
 
@@ -189,13 +95,13 @@ def _check_names() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for stem in ("yolov5s6", "yolov8m"):  # a name Ultralytics renames (to yolov5s-p6), and one it does not
             path = Path(tmp) / f"{stem}.yaml"
-            YAML.save(path, _CLASSIC_CFG)
+            YAML.save(path, _LAYERS_CFG)
             loads = [yaml_model_load, engine_model.yaml_model_load]  # both wrapped: YOLO(...) calls the second
             if stem != "yolov5s6":  # Ultralytics' own reads other files the same way; this one it renames
                 loads.append(getattr(yaml_model_load, "_attnyolo_original", yaml_model_load))
             for load in loads:
                 got = load(str(path))
-                if got != {**_CLASSIC_CFG, "scale": stem[6], "yaml_file": str(path)}:
+                if got != {**_LAYERS_CFG, "scale": stem[6], "yaml_file": str(path)}:
                     raise AssertionError(f"yaml_model_load({path}) gave {got}, not the file with scale and yaml_file")
     from ultralytics.utils import USER_CONFIG_DIR
     from ultralytics.utils.downloads import GITHUB_ASSETS_NAMES
@@ -219,21 +125,6 @@ def _check_fuse() -> None:
         raise AssertionError("BaseModel.fuse left CoordAtt's BatchNorm unfolded")
     if not torch.allclose(before, after, atol=1e-4, rtol=1e-4):
         raise AssertionError("fusing changed the model's outputs")
-
-
-def _check_criterion() -> None:
-    from ..yolox.loss import YOLOXLoss
-
-    criterion = _yolox_model().init_criterion()
-    if not isinstance(criterion, YOLOXLoss):
-        raise AssertionError(f"a YOLOX model got {type(criterion).__name__}, not YOLOXLoss")
-
-
-def _check_flops() -> None:
-    from ultralytics.utils.torch_utils import get_flops
-
-    if not get_flops(_yolox_model(), 64) > 0:
-        raise AssertionError("get_flops reports 0 GFLOPs for a Focus-stem model")
 
 
 def _check_trainer_files() -> None:
@@ -501,26 +392,15 @@ def _check_predictor_writes() -> None:
         raise AssertionError("stream_inference no longer releases its video writers itself")
 
 
-# name of the check -> (the Ultralytics internal it proves, check)
-SELF_CHECKS: dict[str, tuple[str, Callable[[], None]]] = {
+# name of the check -> (the Ultralytics internal it proves, check); the families register their own beside these
+_SEAM_CHECKS: dict[str, tuple[str, Callable[[], None]]] = {
     "parser": ("ultralytics.nn.tasks.parse_model (channel inference for attention rows)", _check_parser),
-    "yolox_head": ("ultralytics.nn.tasks.parse_model (multi-row YOLOX head, depthwise)", _check_yolox_head),
     "names": ("ultralytics.nn.tasks.check_yaml / yaml_model_load (model names)", _check_names),
     "activation": (
         "ultralytics.nn.tasks.parse_model (Conv.default_act is the activation of every Conv it builds)",
         _check_activation,
     ),
     "fuse": ("ultralytics.nn.tasks.BaseModel.fuse", _check_fuse),
-    "criterion": ("ultralytics.nn.tasks.DetectionModel.init_criterion", _check_criterion),
-    "classic_head": (
-        "ultralytics.nn.tasks.parse_model / DetectionModel stride and bias_init (classic YOLOv5 head)",
-        _check_classic_head,
-    ),
-    "classic_blocks": (
-        "ultralytics.nn.tasks.parse_model (module names resolved in its globals on every call)",
-        _check_classic_blocks,
-    ),
-    "flops": ("ultralytics.utils.torch_utils.get_flops", _check_flops),
     "trainer_files": ("ultralytics.engine.trainer.strip_optimizer / BaseTrainer.save_model", _check_trainer_files),
     "safe_load": ("ultralytics.nn.tasks.torch_safe_load (behind load_checkpoint)", _check_safe_load),
     "validator_dataset": (
@@ -552,3 +432,5 @@ SELF_CHECKS: dict[str, tuple[str, Callable[[], None]]] = {
         _check_random_perspective,
     ),
 }
+for _name, (_internal, _check) in _SEAM_CHECKS.items():
+    register_self_check(_name, _internal, _check)

@@ -16,6 +16,8 @@ import sys
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 
+from .trust import trust_checkpoints
+
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 # Set to 1 (true, yes, on) to see the full traceback of every failure run_tool would report in one line.
 DEBUG_ENV = "ATTNYOLO_DEBUG"
@@ -147,8 +149,6 @@ def apply_trust_checkpoint(args: dict) -> None:
     this run opens (the setting is inherited by the processes it starts, e.g. multi-GPU workers).
     """
     if args.pop(TRUST_KEY, False):
-        from ..integration.checkpoints import trust_checkpoints
-
         trust_checkpoints()
 
 

@@ -18,9 +18,9 @@ Here nothing from the file runs:
    :class:`~attnyolo.yolov5.head.YOLOv5Detect`; AttnYOLO's CoordAtt and ELA), the state dict is loaded strictly (every
    tensor must land), and the class names (list or dict), strides and anchors are kept.
 
-:data:`FORMAT` plugs this into :mod:`attnyolo.engine.importing` (``attnyolo import_weights``, ``pretrained=``) and,
-through :func:`attnyolo.integration.checkpoints.read_checkpoint` (which refuses the file's ``models.*`` classes and
-then asks the foreign formats), into ``YOLO(path)`` and every tool.
+:data:`FORMAT` (registered by :mod:`attnyolo.yolov5.registration`) plugs this into ``attnyolo import_weights``,
+``pretrained=`` and, through :func:`attnyolo.integration.checkpoints.read_checkpoint` (which refuses the file's
+``models.*`` classes and then asks the foreign formats), into ``YOLO(path)`` and every tool.
 
 Facts about the format (ultralytics/yolov5 v5.0 to v7.0; v7.0 is commit 915bbf294bb74c859f0b41f1c23bc395014ea679):
 train.py saves ``epoch``, ``best_fitness``, ``model`` and ``ema`` (fp16), ``updates``, ``optimizer``, ``opt``,
@@ -50,6 +50,8 @@ from ..integration.checkpoints import (
     scoped_globals,
     zip_pickle_record,
 )
+from ..integration.formats import native_checkpoint
+from ..integration.plugins import ForeignFormat, head_of
 from ..layers.coord_attention import CoordAtt
 from ..layers.registry import LAYER_ALIASES, layer_classes
 
@@ -321,10 +323,8 @@ def rebuild(src: nn.Module, path: Path, model: str | None = None, nc: int | None
         raise CheckpointError(f"{path}: the model stored in the checkpoint cannot be rebuilt: {error}") from None
     if not isinstance(dst.model[-1], YOLOv5Detect) and model is not None:
         # the file is a classic YOLOv5 checkpoint (read_classic found its classes); the YAML named by model= is not
-        from ..yolox.head import YOLOXDetect
-
-        head = dst.model[-1]
-        family = "YOLOX" if isinstance(head, YOLOXDetect) else f"{type(head).__name__}-headed (anchor-free)"
+        head, registered = dst.model[-1], head_of(dst)
+        family = registered.family if registered is not None else f"{type(head).__name__}-headed (anchor-free)"
         raise CheckpointError(
             f"{path} is a classic YOLOv5 checkpoint, but model={model} names a {family} model, not a classic YOLOv5 "
             "one (anchor-based Detect). Fix: leave model= out (the YAML stored in the file is used) or pass a classic "
@@ -385,8 +385,6 @@ def load(path: str | Path, model: str | None = None, nc: int | None = None) -> t
     Returns:
         ``(checkpoint, report)``: the dict Ultralytics' ``Model.save`` writes, with the rebuilt model, and the report.
     """
-    from ..engine.importing import native_checkpoint
-
     path = Path(path)
     ckpt = read_classic(path)
     src = ckpt.get("ema") or ckpt.get("model")
@@ -396,9 +394,7 @@ def load(path: str | Path, model: str | None = None, nc: int | None = None) -> t
 
 
 def _format():
-    """The :class:`~attnyolo.engine.importing.ForeignFormat` of classic YOLOv5 checkpoints."""
-    from ..engine.importing import ForeignFormat
-
+    """The :class:`~attnyolo.integration.plugins.ForeignFormat` of classic YOLOv5 checkpoints."""
     return ForeignFormat(
         name="yolov5-classic",
         description="checkpoints of ultralytics/yolov5 v5.0-v7.0 and its forks (models.yolo.DetectionModel)",

@@ -32,8 +32,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..engine.importing import ForeignFormat, native_checkpoint
 from ..errors import CheckpointError, first_line
+from ..integration.formats import describe_unreadable, native_checkpoint
+from ..integration.plugins import ForeignFormat
 from .official_keys import BACKBONE_PREFIX, official_key_map
 
 OFFICIAL_COMMIT = "6ddff4824372906469a7fae2dc3206c7aa4bbaee"  # the YOLOX commit the key map and tests follow
@@ -169,7 +170,6 @@ def _read(path: Path) -> tuple[Any, str]:
     Raises:
         CheckpointError: The file references a global YOLOX's trainer never saves (and the user did not opt in).
     """
-    from ..engine.importing import describe_unreadable
     from ..integration.checkpoints import (
         allow_globals,
         checkpoints_trusted,

@@ -21,13 +21,14 @@ from ultralytics.nn import tasks
 
 import attnyolo
 from attnyolo.engine import importing
-from attnyolo.integration import checkpoints, version
+from attnyolo.integration import checkpoints, formats, version
 from attnyolo.integration.checkpoints import (
     TRUST_ENV,
     allowed_global,
     checkpoint_label,
     read_checkpoint,
 )
+from attnyolo.yolox import registration as yolox_registration
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "legacy"
 
@@ -74,7 +75,7 @@ STOCK_CFG = {  # stock Ultralytics layers only
 @pytest.mark.parametrize("cfg", ["stock", "layers", "yolox"])
 def test_ultralytics_and_attnyolo_saves_load_without_opting_in(cfg, tmp_path):
     # Ultralytics' own writer (YOLO.save) on stock layers, on every AttnYOLO layer, and on a depthwise YOLOX.
-    d = {"stock": STOCK_CFG, "layers": version._LAYERS_CFG, "yolox": version._YOLOX_CFG}[cfg]
+    d = {"stock": STOCK_CFG, "layers": version._LAYERS_CFG, "yolox": yolox_registration._YOLOX_CFG}[cfg]
     (tmp_path / f"tiny-{cfg}.yaml").write_text(yaml.safe_dump(d))
     source = YOLO(tmp_path / f"tiny-{cfg}.yaml")
     source.save(tmp_path / "saved.pt")
@@ -86,7 +87,7 @@ def test_ultralytics_and_attnyolo_saves_load_without_opting_in(cfg, tmp_path):
 
 def test_yolox_depthwise_checkpoints_no_longer_pickle_the_replaced_convs(tmp_path):
     # Depthwise YOLOX rows copied the dense conv's bound `type` method, so checkpoints carried every replaced conv.
-    torch.save({"model": tasks.DetectionModel(dict(version._YOLOX_CFG))}, tmp_path / "nano.pt")
+    torch.save({"model": tasks.DetectionModel(dict(yolox_registration._YOLOX_CFG))}, tmp_path / "nano.pt")
     assert "attnyolo.yolox.blocks.DWSepConv" in pickle_globals(tmp_path / "nano.pt")
     assert "builtins.getattr" not in pickle_globals(tmp_path / "nano.pt")
 
@@ -256,13 +257,14 @@ def test_damaged_files_are_one_line_errors(tmp_path):
 
 
 def test_a_foreign_format_is_asked_before_refusing(malicious_checkpoint, monkeypatch):
-    # A format registered in attnyolo.engine.importing (e.g. classic YOLOv5) reads its files without unpickling code.
+    # A format a family registers (attnyolo.integration.plugins, e.g. classic YOLOv5) reads its files without
+    # unpickling code.
     path, marker = malicious_checkpoint()
     model = tasks.DetectionModel(dict(version._LAYERS_CFG), verbose=False)
     fmt = importing.ForeignFormat(
         "test-format", "a test", detect=lambda p: Path(p) == path, load=lambda p, **_: ({"model": model}, {})
     )
-    monkeypatch.setattr(importing, "formats", lambda: [fmt])
+    monkeypatch.setattr(formats, "formats", lambda: [fmt])
     assert YOLO(path).model is model
     assert not marker.exists()
     monkeypatch.setenv(TRUST_ENV, "1")  # trusting files does not hand a foreign format to Ultralytics' unpickler

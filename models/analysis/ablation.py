@@ -22,10 +22,14 @@ hyp.scratch-low (``box=0.05``, ...) and, on the sample dataset, ``mosaic=0.0``
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+import yaml
+from ultralytics.cfg import DEFAULT_CFG_DICT
 
 from ..engine.runs import FINISHED, run_epoch
 from ..engine.trainer import base_recipe, check_data_source, ensure_sample_data, train
@@ -60,8 +64,6 @@ def run_name(model: str) -> str:
 
 def load_state(out_dir: str | Path) -> dict[str, Any] | None:
     """The ablation state of ``out_dir``, or None if there is none yet."""
-    import json
-
     path = Path(out_dir) / STATE_FILE
     if not path.is_file():
         return None
@@ -122,9 +124,6 @@ def model_settings(run_dir: str | Path, recipe: dict[str, Any]) -> dict[str, Any
     Returns:
         Those settings, sorted by key; ``{}`` when the run has no ``args.yaml``.
     """
-    import yaml
-    from ultralytics.cfg import DEFAULT_CFG_DICT
-
     path = Path(run_dir) / "args.yaml"
     if not path.is_file():
         return {}
@@ -302,10 +301,10 @@ def format_ablation_table(result: dict[str, Any]) -> str:
 
 def plot_ablation(result: dict[str, Any], path: str | Path) -> Path:
     """The papers' Figure 1 for this ablation: COCO AP against parameters and, if measured, against latency."""
-    import matplotlib
+    import matplotlib  # heavy, and only plots need it: imported when one is drawn
 
     matplotlib.use("Agg")  # files only; no display on servers and CI
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # after choosing the backend, as matplotlib requires
 
     rows = result["rows"]
     panels = [("params", "parameters (M)", 1e-6)]

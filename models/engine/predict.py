@@ -6,10 +6,12 @@ import glob
 import json
 import math
 import os
+import sys
 import time
 import warnings
 from pathlib import Path
 
+import cv2
 from ultralytics.data.utils import IMG_FORMATS, VID_FORMATS
 from ultralytics.models.yolo.detect import DetectionPredictor
 from ultralytics.utils import LOGGER
@@ -36,8 +38,6 @@ def check_source(source) -> str:
         FileNotFoundError: A path or glob that matches nothing.
         ValueError: A video file OpenCV cannot open, or a file type that is neither image nor video.
     """
-    import cv2
-
     source = str(source)
     if _is_stream(source):
         return source
@@ -72,10 +72,6 @@ def _read_quietly(path: Path):
     libjpeg prints its own line for a damaged file ("Premature end of JPEG file") straight to file descriptor 2, and
     the caller's error says it in one.
     """
-    import sys
-
-    import cv2
-
     sys.stderr.flush()
     saved = os.dup(2)
     try:
@@ -113,8 +109,6 @@ def _open_failure(source: str, error: ConnectionError) -> ConnectionError:
 
 def _video_frame_counts(paths: set[str], vid_stride: int) -> dict[str, int]:
     """How many frames Ultralytics' video reader should return for each video file (its own formula)."""
-    import cv2
-
     counts = {}
     for path in paths:
         if Path(path).suffix.lower().lstrip(".") in VID_FORMATS:
@@ -140,8 +134,6 @@ def _warn_short_videos(per_path: dict[str, int], vid_stride: int, save_dir: Path
 
 def _quiet_opencv() -> None:
     """Silence OpenCV's and FFmpeg's own log lines for camera and stream opens (read by OpenCV at each open)."""
-    import cv2
-
     os.environ.setdefault(FFMPEG_LOGLEVEL_ENV, FFMPEG_QUIET)
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 
@@ -187,8 +179,6 @@ class AttnDetectionPredictor(DetectionPredictor):
 
     def stream_inference(self, *args, **kwargs):
         """Ultralytics' inference loop, then a check of every video it wrote (its writers are released by then)."""
-        import cv2
-
         self.frames_written: dict[Path, int] = {}  # video save_path -> frames given to its writer
         level = cv2.utils.logging.getLogLevel()
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # a line per failed frame; reported below
@@ -204,8 +194,6 @@ class AttnDetectionPredictor(DetectionPredictor):
         Raises:
             OSError: The cause (:func:`attnyolo.utils.atomic.write_failure`); the truncated video is removed.
         """
-        import cv2
-
         written, self.frames_written = self.frames_written, {}
         for save_path, count in written.items():
             # The writer's file is save_path with the container's suffix (.avi; .mp4 on macOS), created on opening.

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
+from ultralytics.data.converter import coco80_to_coco91_class
 
 from ..data.annotations import _check_coco_keys, read_coco_json, read_json  # noqa: F401  (read_coco_json: re-exported)
 
@@ -42,8 +43,6 @@ CocoSource = COCO | Mapping[str, Any] | str | Path
 @lru_cache(maxsize=1)
 def _coco91_table() -> tuple[int, ...]:
     # Imported lazily: Ultralytics is heavy to import and only this helper needs it.
-    from ultralytics.data.converter import coco80_to_coco91_class
-
     return tuple(coco80_to_coco91_class())
 
 

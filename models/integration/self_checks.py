@@ -1,15 +1,16 @@
-"""The behavioural self-checks of every Ultralytics internal AttnYOLO patches or reads (:data:`SELF_CHECKS`).
+"""The behavioural self-checks of every Ultralytics internal AttnYOLO patches or reads (:data:`attnyolo.integration.plugins.SELF_CHECKS`).
 
 Each entry of :data:`attnyolo.integration.internals.PATCHES` and :data:`~attnyolo.integration.internals.READS` names
 the check that proves it; :mod:`attnyolo.integration.version` runs them all outside the tested Ultralytics range. A
 check builds tiny models or data in a temporary folder and compares what Ultralytics does with what it must do;
 where a fact is about the order of steps inside one of Ultralytics' methods, it reads that method's source.
-
-Longer than the project's ~400 lines on purpose: many small, independent checks, kept beside the table that runs them.
+The families' own heads, keys and losses are checked by the checks they register
+(:func:`attnyolo.integration.plugins.register_self_check`, in ``yolov5/`` and ``yolox/registration.py``).
 """
 
 from __future__ import annotations
 
+import fractions
 import inspect
 import tempfile
 import time
@@ -17,9 +18,34 @@ from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
+import cv2
+import numpy as np
 import torch
+from ultralytics.cfg import check_cfg, get_cfg
+from ultralytics.data import build_yolo_dataset
+from ultralytics.data.augment import RandomPerspective
+from ultralytics.data.loaders import LoadImagesAndVideos, LoadStreams
+from ultralytics.engine import model as engine_model
+from ultralytics.engine import trainer
+from ultralytics.engine.predictor import BasePredictor
+from ultralytics.engine.trainer import BaseTrainer
+from ultralytics.engine.validator import BaseValidator
+from ultralytics.nn import tasks
+from ultralytics.nn.tasks import Conv, DetectionModel, load_checkpoint
+from ultralytics.utils import LOGGER as ULTRALYTICS_LOGGER
+from ultralytics.utils import USER_CONFIG_DIR, YAML, plotting
+from ultralytics.utils.downloads import GITHUB_ASSETS_NAMES
+from ultralytics.utils.instance import Instances
+from ultralytics.utils.metrics import plot_pr_curve
+from ultralytics.utils.ops import make_divisible
 
+from ..errors import CheckpointError
+from ..layers.coord_attention import CoordAtt
+from ..layers.registry import one_kind_per_layer
+from . import plots
+from .datasets import coco_class_names, evaluated_images, image_verdicts, predictor_frame_counts, training_labels
 from .plugins import register_self_check
+from .training import drop_unsaved_epochs
 
 # A tiny model that exercises the seam's patched paths: our layers' channel inference in the parser and CoordAtt
 # fusion. The families' heads, keys and losses have their own checks and models (yolov5/ and yolox/registration.py).
@@ -31,8 +57,6 @@ def _layers_cfg() -> tuple[dict, dict[int, int]]:
     The rows alternate between the spellings the parser must read: an explicit channel count (``[16]``) and none
     (``[]``, or ``[None, T]`` for a layer with arguments). Stages of 16, 32 and 48 channels feed Detect.
     """
-    from ..layers.registry import one_kind_per_layer
-
     first_of_class = one_kind_per_layer()
     stages, rows, channels_of, outputs = (16, 32, 48), [], {}, []
     for stage, width in enumerate(stages):
@@ -51,8 +75,6 @@ _LAYERS_CFG, _LAYER_CHANNELS = _layers_cfg()
 
 
 def _check_activation() -> None:
-    from ultralytics.nn.tasks import Conv, DetectionModel
-
     before = Conv.default_act
     model = DetectionModel({**_LAYERS_CFG, "activation": "nn.LeakyReLU(0.1)"}, ch=3, verbose=False)
     acts = {repr(m.act) for m in model.modules() if isinstance(m, Conv)}
@@ -63,8 +85,6 @@ def _check_activation() -> None:
 
 
 def _check_parser() -> None:
-    from ultralytics.nn.tasks import DetectionModel
-
     model = DetectionModel(dict(_LAYERS_CFG), ch=3, verbose=False).eval()
     for row, channels in _LAYER_CHANNELS.items():
         got = getattr(model.model[row], "channels", None)
@@ -77,21 +97,15 @@ def _check_parser() -> None:
     out = out[0] if isinstance(out, (list, tuple)) else out
     if tuple(out.shape[:2]) != (1, 4 + 2):
         raise AssertionError(f"a 2-class detector returned shape {tuple(out.shape)}")
-    from ultralytics.utils.ops import make_divisible
-
     if (make_divisible(20, 8), make_divisible(16.0, 8)) != (24, 16):
         raise AssertionError("make_divisible no longer rounds channel counts up to a multiple of the divisor")
 
 
 def _check_names() -> None:
-    from ultralytics.nn.tasks import yaml_model_load
-
+    yaml_model_load = tasks.yaml_model_load  # the wrapped one: read after the seam patched it
     d = yaml_model_load("yolov8n-CoordAtt.yaml")
     if d.get("attention") != "CoordAtt" or d.get("scale") != "n":
         raise AssertionError(f"yolov8n-CoordAtt.yaml loaded as attention={d.get('attention')}, scale={d.get('scale')}")
-    from ultralytics.engine import model as engine_model
-    from ultralytics.utils import YAML
-
     with tempfile.TemporaryDirectory() as tmp:
         for stem in ("yolov5s6", "yolov8m"):  # a name Ultralytics renames (to yolov5s-p6), and one it does not
             path = Path(tmp) / f"{stem}.yaml"
@@ -103,18 +117,11 @@ def _check_names() -> None:
                 got = load(str(path))
                 if got != {**_LAYERS_CFG, "scale": stem[6], "yaml_file": str(path)}:
                     raise AssertionError(f"yaml_model_load({path}) gave {got}, not the file with scale and yaml_file")
-    from ultralytics.utils import USER_CONFIG_DIR
-    from ultralytics.utils.downloads import GITHUB_ASSETS_NAMES
-
     if "yolov8n.pt" not in GITHUB_ASSETS_NAMES or not Path(USER_CONFIG_DIR).is_dir():
         raise AssertionError("GITHUB_ASSETS_NAMES lacks yolov8n.pt, or USER_CONFIG_DIR is not a folder")
 
 
 def _check_fuse() -> None:
-    from ultralytics.nn.tasks import DetectionModel
-
-    from ..layers.coord_attention import CoordAtt
-
     model = DetectionModel(dict(_LAYERS_CFG), ch=3, verbose=False).eval()
     x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
@@ -128,8 +135,6 @@ def _check_fuse() -> None:
 
 
 def _check_trainer_files() -> None:
-    from ultralytics.engine import trainer
-
     params = list(inspect.signature(trainer.strip_optimizer).parameters)
     if params[:3] != ["f", "s", "updates"]:
         raise AssertionError(f"strip_optimizer takes {params}, not (f, s, updates)")
@@ -139,14 +144,6 @@ def _check_trainer_files() -> None:
 
 
 def _check_safe_load() -> None:
-    import fractions
-    import tempfile
-    from pathlib import Path
-
-    from ultralytics.nn.tasks import DetectionModel, load_checkpoint
-
-    from ..errors import CheckpointError
-
     with tempfile.TemporaryDirectory() as folder:
         good, bad = Path(folder) / "good.pt", Path(folder) / "bad.pt"
         model = DetectionModel(dict(_LAYERS_CFG), ch=3, verbose=False)
@@ -165,15 +162,6 @@ def _check_safe_load() -> None:
 
 
 def _check_validator_dataset() -> None:
-    import tempfile
-    from pathlib import Path
-
-    import cv2
-    import numpy as np
-    from ultralytics.engine.validator import BaseValidator
-
-    from .datasets import image_verdicts
-
     with tempfile.TemporaryDirectory() as folder:
         images, labels = Path(folder) / "images", Path(folder) / "labels"
         images.mkdir()
@@ -195,8 +183,6 @@ def _check_validator_dataset() -> None:
 
 
 def _check_coco_names() -> None:
-    from .datasets import coco_class_names
-
     coco_class_names.cache_clear()
     names = coco_class_names()
     if (names[0], names[79]) != ("person", "toothbrush"):
@@ -205,9 +191,6 @@ def _check_coco_names() -> None:
 
 def _write_image_dataset(folder: Path, rows: dict[str, tuple[tuple[int, int], str]]) -> Path:
     """Images (h, w, grey) and their YOLO label files under ``folder/images`` and ``folder/labels``."""
-    import cv2
-    import numpy as np
-
     images, labels = folder / "images", folder / "labels"
     images.mkdir()
     labels.mkdir()
@@ -218,13 +201,6 @@ def _write_image_dataset(folder: Path, rows: dict[str, tuple[tuple[int, int], st
 
 
 def _check_dataset_layout() -> None:
-    import numpy as np
-    from ultralytics.cfg import get_cfg
-    from ultralytics.data import build_yolo_dataset
-    from ultralytics.utils import LOGGER as ULTRALYTICS_LOGGER
-
-    from .datasets import evaluated_images, training_labels
-
     with tempfile.TemporaryDirectory() as folder:
         rows = {"a": ((32, 48), "1 0.5 0.5 0.25 0.5\n"), "b": ((40, 24), "0 0.25 0.75 0.5 0.25\n")}
         images = _write_image_dataset(Path(folder), rows)
@@ -246,12 +222,6 @@ def _check_dataset_layout() -> None:
 
 
 def _check_stream_frames() -> None:
-    import cv2
-    import numpy as np
-    from ultralytics.data.loaders import LoadImagesAndVideos, LoadStreams
-
-    from .datasets import predictor_frame_counts
-
     with tempfile.TemporaryDirectory() as folder:
         video = Path(folder) / "three.avi"
         writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5, (32, 32))
@@ -269,10 +239,6 @@ def _check_stream_frames() -> None:
 
 
 def _check_results_csv() -> None:
-    from ultralytics.engine.trainer import BaseTrainer
-
-    from .training import drop_unsaved_epochs
-
     with tempfile.TemporaryDirectory() as folder:
         trainer = SimpleNamespace(csv=Path(folder) / "results.csv", epoch=0, train_time_start=time.time())
         for epoch in range(3):
@@ -288,8 +254,6 @@ def _check_results_csv() -> None:
 
 
 def _check_trainer_loop() -> None:
-    from ultralytics.engine.trainer import BaseTrainer
-
     setup = inspect.getsource(BaseTrainer._setup_train)
     loaders = max(setup.find("self._build_train_pipeline()"), setup.find("self.train_loader ="))
     weights, ema = setup.find("self.set_class_weights()"), setup.find("ModelEMA(")
@@ -306,11 +270,6 @@ def _check_trainer_loop() -> None:
 
 
 def _check_random_perspective() -> None:
-    import numpy as np
-    from ultralytics.cfg import check_cfg
-    from ultralytics.data.augment import RandomPerspective
-    from ultralytics.utils.instance import Instances
-
     check_cfg({"scale": (0.5, 1.5)})  # the trainer's argument check accepts a (min, max) range
     transform = RandomPerspective(degrees=0.0, translate=0.0, scale=(2.0, 2.0), shear=0.0, perspective=0.0)
     boxes = np.array([[24.0, 28.0, 40.0, 36.0]], np.float32)  # xyxy in a 64 x 64 image, centred on (32, 32)
@@ -327,12 +286,6 @@ def _check_random_perspective() -> None:
 
 
 def _check_plot_files() -> None:
-    import numpy as np
-    from ultralytics.utils import plotting
-    from ultralytics.utils.metrics import plot_pr_curve
-
-    from . import plots
-
     written, original = [], plots.write_bytes_atomic
     plots.write_bytes_atomic = lambda path, data, durable=True: written.append(Path(path).name) or original(path, data)
     try:
@@ -354,10 +307,6 @@ def _check_plot_files() -> None:
 
 
 def _check_predictor_writes() -> None:
-    import cv2
-    import numpy as np
-    from ultralytics.engine.predictor import BasePredictor
-
     image = np.full((32, 48, 3), 127, np.uint8)
     with tempfile.TemporaryDirectory() as folder:
         stub = SimpleNamespace(

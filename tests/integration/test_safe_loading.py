@@ -347,7 +347,7 @@ def test_screening_detects_a_foreign_format_without_converting_the_file(tmp_path
 
     path = tmp_path / "foreign.pt"
     torch.save({"x": fractions.Fraction(1, 2)}, path)  # a global no checkpoint of ours holds
-    monkeypatch.setattr(importing, "detect_format", lambda p: _FakeFormat())
+    monkeypatch.setattr(checkpoints, "detect_format", lambda p: _FakeFormat())
     checkpoints.screen_checkpoint(path)  # a foreign format's reader answers when loading: not refused here
 
 
@@ -356,6 +356,6 @@ def test_screening_takes_the_callers_word_that_a_file_is_not_foreign(tmp_path, m
 
     path = tmp_path / "plain.pt"
     torch.save({"x": fractions.Fraction(1, 2)}, path)
-    monkeypatch.setattr(importing, "detect_format", lambda p: pytest.fail("detected a format the caller knew"))
+    monkeypatch.setattr(checkpoints, "detect_format", lambda p: pytest.fail("detected a format the caller knew"))
     with pytest.raises(attnyolo.CheckpointError, match=r"references fractions\.Fraction.*trust_checkpoint=True"):
         checkpoints.screen_checkpoint(path, foreign=False)

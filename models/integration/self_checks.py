@@ -1,4 +1,6 @@
-"""The behavioural self-checks of every Ultralytics internal AttnYOLO patches or reads (:data:`attnyolo.integration.plugins.SELF_CHECKS`).
+"""The seam's behavioural self-checks of the Ultralytics internals AttnYOLO patches or reads.
+
+They are registered in :data:`attnyolo.integration.plugins.SELF_CHECKS`, beside those the families register.
 
 Each entry of :data:`attnyolo.integration.internals.PATCHES` and :data:`~attnyolo.integration.internals.READS` names
 the check that proves it; :mod:`attnyolo.integration.version` runs them all outside the tested Ultralytics range. A

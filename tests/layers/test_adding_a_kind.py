@@ -96,8 +96,11 @@ def add_kind_as_contributing_says(package: Path) -> None:
     reference.write_text(text[:cut] + TOY_REFERENCE + text[cut:])  # 2. its equations
     registry = layers / "registry.py"
     text = registry.read_text()
-    text = text.replace("from .squeeze_excite import SEAttention\n", "from .squeeze_excite import SEAttention\n"
-                        "from .toy_gate import ToyGate\n", 1)
+    text = text.replace(
+        "from .squeeze_excite import SEAttention\n",
+        "from .squeeze_excite import SEAttention\nfrom .toy_gate import ToyGate\n",
+        1,
+    )
     row = '    AttentionKind("Toy", ToyGate, (), reference.toy_gate, "a test"),\n'
     text = text.replace("KINDS: tuple[AttentionKind, ...] = (\n", "KINDS: tuple[AttentionKind, ...] = (\n" + row, 1)
     assert "ToyGate" in text and row in text, "registry.py no longer has the shape CONTRIBUTING.md describes"

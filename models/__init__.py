@@ -37,7 +37,7 @@ from . import yolox as _yolox  # noqa: E402, F401  (registers YOLOX with the sea
 from . import yolov5 as _yolov5  # noqa: E402, F401  (registers classic YOLOv5 with the seam)
 from .errors import CheckpointError, ModelConfigError, UnsupportedUltralyticsError  # noqa: E402
 from .integration import is_registered, register  # noqa: E402
-from .integration.legacy import LEGACY_MODULES  # noqa: E402
+from .integration.checkpoints.legacy import LEGACY_MODULES  # noqa: E402
 from .layers import (  # noqa: E402
     ELA,
     KINDS,

@@ -13,6 +13,8 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from PIL import Image
+
 from .annotations import read_voc_xml
 from .layout import link, write_data_yaml, write_labels, yolo_row
 
@@ -116,8 +118,6 @@ def _voc_image_size(xml: Path, image: Path) -> tuple[int, int]:
             return width, height
     except (AttributeError, TypeError, ValueError):
         pass  # missing or malformed <size>: a few third-party VOC-style sets have none
-    from PIL import Image
-
     with Image.open(image) as im:
         return im.size
 

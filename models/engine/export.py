@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from ultralytics.utils.checks import check_imgsz
 
 from ..integration.checkpoints import load_model
 
@@ -22,7 +23,7 @@ def verify_onnx(pt_path: str | Path, onnx_path: str | Path, sizes=((640, 640),),
     Returns:
         ``{"ok", "max_abs_diff", "max_abs_output", "inputs"}``.
     """
-    import onnxruntime as ort
+    import onnxruntime as ort  # optional: only verify=True needs it (requirements-dev.txt installs it)
 
     model = load_model(pt_path).model.float().fuse(verbose=False).eval()
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
@@ -61,8 +62,6 @@ def verification_sizes(imgsz, stride, dynamic: bool = False) -> list[tuple[int, 
         >>> verification_sizes([100, 64], 32, dynamic=True)
         [(128, 64), (160, 32)]
     """
-    from ultralytics.utils.checks import check_imgsz
-
     step = int(stride.max() if isinstance(stride, torch.Tensor) else stride)
     h, w = check_imgsz(imgsz, stride=step, min_dim=2)
     return [(h, w)] + ([(h + step, max(step, w - step))] if dynamic else [])

@@ -6,7 +6,7 @@ with the file's weights. :func:`import_weights` (``attnyolo import_weights sourc
 an ordinary Ultralytics checkpoint, which every tool and ``YOLO(path)`` then load like one of ours.
 
 The formats are registered by the families (:func:`attnyolo.integration.plugins.register_format`);
-:mod:`attnyolo.integration.formats` recognises them.
+:mod:`attnyolo.integration.checkpoints.formats` recognises them.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import torch
 
 from ..errors import CheckpointError
 from ..integration.checkpoints import checkpoint_label, screen_checkpoint
-from ..integration.formats import describe_unreadable, detect_format, formats, native_checkpoint  # noqa: F401
+from ..integration.checkpoints.formats import describe_unreadable, detect_format, formats, native_checkpoint  # noqa: F401
 from ..integration.plugins import ForeignFormat  # noqa: F401  (its documented home before the registry)
 from ..utils.atomic import atomic_path
 from ..yolox.official import legacy_refusal

@@ -146,9 +146,9 @@ def set_yolov5_loss_keys(yolo, keys: dict, name: str) -> None:
 def import_foreign_pretrained(pretrained: str | Path, folder: str | Path) -> str | Path:
     """A ``pretrained=`` checkpoint another project wrote (an official YOLOX .pth, ...), converted to ours first.
 
-    Files in a registered format (:mod:`attnyolo.integration.formats`) are converted into ``folder/<name>.pt``
-    (kept, so the run's exact starting weights stay on disk) and that path is returned; anything else is returned
-    unchanged.
+    Files in a registered format (:mod:`attnyolo.integration.checkpoints.formats`) are converted into
+    ``folder/<name>.pt`` (kept, so the run's exact starting weights stay on disk) and that path is returned; anything
+    else is returned unchanged.
     """
     path = Path(str(pretrained))
     if not path.is_file() or detect_format(path) is None:

@@ -166,7 +166,7 @@ READS: tuple[Read, ...] = (
     ),
     Read(
         "BaseTrainer.save_model writes to BaseTrainer.last / .best",
-        "integration/checkpoints.py: atomic writes",
+        "integration/checkpoints/writing.py: atomic writes",
         "trainer_files",
     ),
     Read(

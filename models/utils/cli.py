@@ -16,6 +16,11 @@ import sys
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 
+from ultralytics.cfg import DEFAULT_CFG_DICT
+
+from ..errors import UnsupportedUltralyticsError
+from ..layers.registry import get_kind
+from .atomic import temporary_target
 from .trust import trust_checkpoints
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
@@ -107,8 +112,6 @@ _OS_FAILURES = {
 
 def os_failure_message(error: OSError) -> str:
     """One line for an OS failure: the file (the real one, not its temporary name), what happened, and the fix."""
-    from .atomic import temporary_target
-
     what, fix = _OS_FAILURES.get(error.errno, (error.strerror or type(error).__name__, "check the path and run again"))
     name = errno.errorcode.get(error.errno, "") if error.errno else ""
     path = error.filename
@@ -124,8 +127,6 @@ def kinds_arg(value, key: str = "kinds") -> list[str] | None:
     Raises:
         ValueError: An unknown kind, naming the value, the closest kinds and all known ones.
     """
-    from ..layers.registry import get_kind
-
     if value is None or value == "all":
         return None
     items = value if isinstance(value, (list, tuple)) else str(value).split(",")
@@ -197,8 +198,6 @@ def check_run_settings(settings: dict, task: str) -> None:
 
 def ultralytics_keys() -> set[str]:
     """Every setting Ultralytics' train/val/predict/export accept (its default configuration's keys)."""
-    from ultralytics.cfg import DEFAULT_CFG_DICT
-
     return set(DEFAULT_CFG_DICT)
 
 
@@ -249,8 +248,6 @@ def failure_message(error: BaseException) -> tuple[str, int] | None:
     line too, since a wrong value often ends in one, but they may also be a bug in attnyolo, so the line says how to
     see the traceback. Anything else is a bug and keeps its traceback.
     """
-    from ..errors import UnsupportedUltralyticsError
-
     if isinstance(error, KeyboardInterrupt):
         return _interrupted_message(), 130
     if isinstance(error, UnsupportedUltralyticsError):

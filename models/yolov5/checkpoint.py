@@ -36,8 +36,10 @@ from typing import Any
 
 import torch
 from torch import nn
+from ultralytics.nn import tasks
+from ultralytics.nn.tasks import DetectionModel
 
-from ..errors import CheckpointError, first_line
+from ..errors import CheckpointError, ModelConfigError, first_line
 from ..integration.checkpoints import (
     allow_globals,
     checkpoint_label_of,
@@ -50,10 +52,11 @@ from ..integration.checkpoints import (
     scoped_globals,
     zip_pickle_record,
 )
-from ..integration.formats import native_checkpoint
+from ..integration.checkpoints.formats import native_checkpoint
 from ..integration.plugins import ForeignFormat, head_of
 from ..layers.coord_attention import CoordAtt
 from ..layers.registry import LAYER_ALIASES, layer_classes
+from .head import YOLOv5Detect
 
 # Attention classes the forks add to models/common.py, by the names their YAML rows use: AttnYOLO's YAML names of the
 # layers other projects alias (CoordAtt, ELA) and the aliases themselves (CA, CoordAttention, the ELA authors'
@@ -222,9 +225,7 @@ def read_classic(path: str | Path) -> dict:
 def _build_dict(src: nn.Module, path: Path, model: str | None) -> dict:
     """The model dict to rebuild from: the checkpoint's stored ``yaml`` (or the YAML ``model`` names)."""
     if model is not None:
-        from ultralytics.nn.tasks import yaml_model_load
-
-        return yaml_model_load(model)
+        return tasks.yaml_model_load(model)  # through the module: the wrapped one, read after the seam patched it
     yaml = getattr(src, "yaml", None)
     if not isinstance(yaml, dict) or not yaml.get("backbone"):
         raise CheckpointError(
@@ -304,11 +305,6 @@ def rebuild(src: nn.Module, path: Path, model: str | None = None, nc: int | None
     Raises:
         CheckpointError: The rebuilt model does not take every tensor of the checkpoint, or ``nc`` differs.
     """
-    from ultralytics.nn.tasks import DetectionModel
-
-    from ..errors import ModelConfigError
-    from .head import YOLOv5Detect
-
     d = _build_dict(src, path, model)
     src_nc = int(getattr(src, "nc", None) or d.get("nc") or 0)
     if nc is not None and src_nc and int(nc) != src_nc:

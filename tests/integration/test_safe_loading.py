@@ -21,12 +21,14 @@ from ultralytics.nn import tasks
 
 import attnyolo
 from attnyolo.engine import importing
-from attnyolo.integration import checkpoints, formats, version
+from attnyolo.integration import checkpoints, version
 from attnyolo.integration.checkpoints import (
     TRUST_ENV,
     allowed_global,
     checkpoint_label,
+    formats,
     read_checkpoint,
+    screen,
 )
 from attnyolo.yolox import registration as yolox_registration
 
@@ -297,10 +299,11 @@ def test_a_fresh_process_refuses_after_import_attnyolo(malicious_checkpoint, tmp
 def test_no_module_of_the_package_unpickles_in_full():
     # Every checkpoint goes through read_checkpoint: no torch.load(weights_only=False) elsewhere in the package.
     root = Path(attnyolo.__file__).parent
+    reader = root / "integration" / "checkpoints" / "reading.py"  # read_checkpoint's module
     offenders = [
         str(p.relative_to(root))
         for p in root.rglob("*.py")
-        if "weights_only=False" in p.read_text(encoding="utf-8") and p.name != "checkpoints.py"
+        if "weights_only=False" in p.read_text(encoding="utf-8") and p != reader
     ]
     assert offenders == []
 
@@ -320,7 +323,7 @@ def test_a_protocol_3_file_in_torchs_older_format_loads_without_torchs_protocol_
 
 
 def test_an_oversized_file_in_torchs_older_format_is_named_too_large_not_damaged(tmp_path):
-    from attnyolo.integration.pickles import MAX_PICKLE_BYTES
+    from attnyolo.integration.checkpoints.pickles import MAX_PICKLE_BYTES
 
     # One string longer than any checkpoint's whole pickle: the scan stops at the limit, where the data is cut off.
     path = tmp_path / "huge.pt"
@@ -347,7 +350,7 @@ def test_screening_detects_a_foreign_format_without_converting_the_file(tmp_path
 
     path = tmp_path / "foreign.pt"
     torch.save({"x": fractions.Fraction(1, 2)}, path)  # a global no checkpoint of ours holds
-    monkeypatch.setattr(checkpoints, "detect_format", lambda p: _FakeFormat())
+    monkeypatch.setattr(screen, "detect_format", lambda p: _FakeFormat())
     checkpoints.screen_checkpoint(path)  # a foreign format's reader answers when loading: not refused here
 
 
@@ -356,6 +359,6 @@ def test_screening_takes_the_callers_word_that_a_file_is_not_foreign(tmp_path, m
 
     path = tmp_path / "plain.pt"
     torch.save({"x": fractions.Fraction(1, 2)}, path)
-    monkeypatch.setattr(checkpoints, "detect_format", lambda p: pytest.fail("detected a format the caller knew"))
+    monkeypatch.setattr(screen, "detect_format", lambda p: pytest.fail("detected a format the caller knew"))
     with pytest.raises(attnyolo.CheckpointError, match=r"references fractions\.Fraction.*trust_checkpoint=True"):
         checkpoints.screen_checkpoint(path, foreign=False)

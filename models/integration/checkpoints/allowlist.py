@@ -11,12 +11,16 @@ from __future__ import annotations
 import enum
 import functools
 import importlib
+import pathlib
 import pickle
 import re
+import types
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from torch import nn
+from ultralytics.utils import IterableSimpleNamespace
 
 from .legacy import LEGACY_MODULES
 
@@ -72,8 +76,6 @@ def numpy_scalar_globals() -> dict[str, Any]:
     ``numpy.dtypes.Float64DType`` and the like). Part of :func:`data_globals`; on its own for readers whose files hold
     numbers but never arrays or paths (official YOLOX checkpoints: ``best_ap``).
     """
-    import numpy as np
-
     scalar = np.float64(0).__reduce__()[0]  # numpy's scalar reconstructor
     found: dict[str, Any] = {"numpy.dtype": np.dtype}
     for core in ("numpy.core.multiarray", "numpy._core.multiarray"):
@@ -93,10 +95,6 @@ def data_globals() -> dict[str, Any]:
     ``numpy._core.multiarray``; Python 3.13 records paths under ``pathlib._local``. A path saved on the other OS loads
     as this OS's path, as Ultralytics maps it.
     """
-    import pathlib
-
-    import numpy as np
-
     reconstruct = np.zeros(1).__reduce__()[0]  # numpy's array reconstructor
     local_path = type(Path())
     found: dict[str, Any] = {**numpy_scalar_globals(), "numpy.ndarray": np.ndarray}
@@ -113,10 +111,6 @@ def data_globals() -> dict[str, Any]:
 @functools.lru_cache(maxsize=1)
 def _fixed_globals() -> dict[str, Any]:
     """Non-layer globals of Ultralytics and AttnYOLO checkpoints: :func:`data_globals`, argument namespaces, getattr."""
-    import types
-
-    from ultralytics.utils import IterableSimpleNamespace
-
     return {
         **data_globals(),
         "ultralytics.utils.IterableSimpleNamespace": IterableSimpleNamespace,  # model.args of resumable checkpoints
@@ -130,8 +124,8 @@ def _transforms_global(name: str) -> Any | None:
     """The torchvision preprocessing classes Ultralytics' classification checkpoints pickle, or None."""
     if not name.startswith("torchvision.transforms."):
         return None
-    import torchvision.transforms.transforms as tvt
-    from torchvision.transforms.functional import InterpolationMode
+    import torchvision.transforms.transforms as tvt  # heavy (seconds): only for a checkpoint that names them
+    from torchvision.transforms.functional import InterpolationMode  # the same module tree, as heavy
 
     known = (tvt.Compose, tvt.Normalize, tvt.Resize, tvt.CenterCrop, tvt.ToTensor, InterpolationMode)
     return next((cls for cls in known if f"{cls.__module__}.{cls.__qualname__}" == name), None)

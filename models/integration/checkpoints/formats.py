@@ -18,9 +18,9 @@ from typing import Any
 
 from ultralytics import __version__
 
-from . import plugins
+from .. import plugins
+from ..plugins import ForeignFormat
 from .pickles import LEGACY_MAGIC, MAX_PICKLE_BYTES, legacy_pickles, torch_save_format
-from .plugins import ForeignFormat
 
 
 def formats() -> list[ForeignFormat]:

@@ -5,6 +5,9 @@ Used by every checkpoint reader of the package, through :func:`attnyolo.integrat
 
 from __future__ import annotations
 
+import _compat_pickle
+import io
+import pickletools
 import zipfile
 from collections import deque
 from collections.abc import Iterator
@@ -14,7 +17,7 @@ from typing import Any, BinaryIO
 
 import torch
 
-from ..errors import first_line
+from ...errors import first_line
 
 # torch.save writes a zip archive whose data.pkl holds the object (torch >= 1.6) or, in the older format, a sequence of
 # pickles before the tensor bytes: magic number, protocol version, system information, the object
@@ -61,8 +64,6 @@ def torch_save_format(path: str | Path) -> str | None:
 
 def _py3_global(module: str, name: str) -> str:
     """A GLOBAL opcode's ``module name`` as pickle and torch's weights-only unpickler resolve it (Python 2 names)."""
-    import _compat_pickle
-
     if (module, name) in _compat_pickle.NAME_MAPPING:
         module, name = _compat_pickle.NAME_MAPPING[(module, name)]
     else:
@@ -72,8 +73,6 @@ def _py3_global(module: str, name: str) -> str:
 
 def _one_pickle_globals(stream: BinaryIO, limit: int | None = None) -> Iterator[str]:
     """The globals one pickle references, read from ``stream`` up to its STOP opcode (or past ``limit`` bytes)."""
-    import pickletools
-
     memo: dict[Any, Any] = {}
     # What the opcodes since the last other opcode pushed (a string, or None for anything else); STACK_GLOBAL needs
     # the last two only, so a pickle of many strings is scanned in linear time.
@@ -130,8 +129,6 @@ def pickle_globals(
         OversizedPickle: The pickles run on past ``limit`` (also when ``partial``).
         ValueError: Damaged pickle data (unless ``partial``).
     """
-    import io
-
     stream = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
     found: dict[str, None] = {}
     try:
@@ -172,8 +169,6 @@ def legacy_pickles(path: str | Path) -> LegacyPickles:
     faster than byte reads from the file. The last result is kept for the file's size and modification time, since
     :func:`attnyolo.integration.formats.describe_unreadable` and the check of what the file references both need it.
     """
-    import io
-
     stat = Path(path).stat()
     key = f"{Path(path).resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
     if key in _legacy_cache:

@@ -6,7 +6,7 @@ checkpoint allowlist (:mod:`attnyolo.integration.allowlist`) resolves the old pa
 
 from __future__ import annotations
 
-from ..layers import cbam, coord_attention, eca, efficient_local_attention, squeeze_excite
+from ...layers import cbam, coord_attention, eca, efficient_local_attention, squeeze_excite
 
 # Module paths of attnyolo 0.1 -> where those classes live now.
 LEGACY_MODULES = {

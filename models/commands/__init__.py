@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "model_info": "print a model's size and where its attention layers sit; zoo tables",
     "benchmark": "time models and attention layers in one interleaved run",
     "benchmark_yolox": "time YOLOX-Nano's training step and batched SimOTA",
+    "benchmark_track": "time what tracking adds per frame over predict on one video",
     "ablate": "train several models with one recipe and compare them in one table",
     "visualize": "draw attention maps and Grad-CAM for one image",
 }

@@ -2,10 +2,13 @@
 
 import csv
 import io
+import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
+import tomllib
 import torch
 import yaml
 from ultralytics.engine.results import Results
@@ -85,9 +88,6 @@ def test_missing_lap_is_one_line_not_an_install(monkeypatch):
 
 
 def test_lap_is_a_declared_dependency_and_installed():
-    import tomllib
-    from pathlib import Path
-
     pyproject = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
     assert f"lap{tracking.LAP_REQUIREMENT}" in pyproject["project"]["dependencies"]
     tracking.require_lap()  # this environment installed the declared dependencies
@@ -136,8 +136,6 @@ def test_mot_text_is_motchallenge_rows_that_numpy_and_csv_read(tmp_path):
     expected.append([6, 3, 12, 21, 40, 60, 0.8, -1, -1, -1])
     np.testing.assert_allclose(rows, expected, atol=1e-4)
     assert [len(r) for r in csv.reader(io.StringIO(mot[0].read_text()))] == [10, 10, 10]
-    import json
-
     records = json.loads(json_path.read_text())
     assert [r["frame"] for r in records] == [2, 4, 6, 8] and records[0]["ids"] == [3, 7] and records[3]["ids"] == []
     assert records[0]["names"] == ["circle", "rectangle"] and records[0]["boxes_xyxy"][1] == [100, 50, 140, 70]

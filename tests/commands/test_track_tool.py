@@ -18,6 +18,8 @@ from scipy.optimize import linear_sum_assignment
 from torchvision.ops import box_iou
 
 from attnyolo.data.sample import sample_video_truth, write_sample_video
+from attnyolo.engine.predict import open_model
+from attnyolo.engine.track import track
 
 IOU_MATCH = 0.5  # MOTChallenge's CLEAR MOT threshold (Bernardin & Stiefelhagen 2008; Milan et al. 2016, sec. 4.1.3)
 
@@ -104,6 +106,30 @@ def test_track_keeps_one_id_per_true_shape_and_writes_readable_files(detector, t
     cin, cout = cv2.VideoCapture(str(video)), cv2.VideoCapture(str(out))
     for prop in (cv2.CAP_PROP_FRAME_WIDTH, cv2.CAP_PROP_FRAME_HEIGHT, cv2.CAP_PROP_FPS, cv2.CAP_PROP_FRAME_COUNT):
         assert cin.get(prop) == pytest.approx(cout.get(prop), rel=0.01), prop
+
+
+@pytest.mark.slow
+def test_persist_keeps_the_trackers_of_the_previous_call_as_ultralytics_does(detector, tmp_path):
+    """Two calls on one loaded model: persist=False starts new trackers (ids from 1 again); persist=True continues the
+    previous call's trackers, so the replayed video's shapes get new ids after the first call's."""
+    best, video = detector
+    ids = {}
+    for persist in (False, True):
+        model = open_model(best)
+        for call in range(2):
+            out = track(
+                model,
+                video,
+                tracker="bytetrack.yaml",
+                persist=persist,
+                imgsz=160,
+                save=False,
+                project=str(tmp_path),
+                name=f"{persist}{call}",
+            )
+            ids[persist, call] = {i for r in json.loads(out["json"].read_text()) for i in r["ids"]}
+    assert ids[False, 0] and ids[False, 1] == ids[False, 0] == ids[True, 0]
+    assert min(ids[True, 1]) > max(ids[True, 0])
 
 
 # ------------------------------------------------------------------------------- fast: the pipeline and its failures

@@ -244,16 +244,16 @@ def failure_message(error: BaseException) -> tuple[str, int] | None:
     """The one-line message and exit status :func:`run_tool` reports for ``error``, or None to keep its traceback.
 
     Wrong input (missing files, bad values and YAML rows: ``FileNotFoundError``, ``ValueError`` and its subclasses
-    ``ModelConfigError``/``CheckpointError``), an unsupported Ultralytics, an OS failure a person can act on (full or
-    read-only disk, permissions, a dropped connection) and Ctrl-C get one line. ``TypeError`` and ``KeyError`` get one
-    line too, since a wrong value often ends in one, but they may also be a bug in attnyolo, so the line says how to
-    see the traceback. Anything else is a bug and keeps its traceback.
+    ``ModelConfigError``/``CheckpointError``), an unsupported Ultralytics, a missing dependency, an OS failure a person
+    can act on (full or read-only disk, permissions, a dropped connection) and Ctrl-C get one line. ``TypeError`` and
+    ``KeyError`` get one line too, since a wrong value often ends in one, but they may also be a bug in attnyolo, so the
+    line says how to see the traceback. Anything else is a bug and keeps its traceback.
     """
-    from ..errors import UnsupportedUltralyticsError
+    from ..errors import MissingDependencyError, UnsupportedUltralyticsError
 
     if isinstance(error, KeyboardInterrupt):
         return _interrupted_message(), 130
-    if isinstance(error, UnsupportedUltralyticsError):
+    if isinstance(error, (UnsupportedUltralyticsError, MissingDependencyError)):
         return str(error), EXIT_FAILURE
     if isinstance(error, (FileNotFoundError, NotADirectoryError, ValueError)):
         return _one_line(error), EXIT_FAILURE

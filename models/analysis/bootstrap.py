@@ -40,7 +40,9 @@ value), which the tests check against literal copies.
 
 from __future__ import annotations
 
+import json
 import math
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -51,6 +53,7 @@ from pycocotools.cocoeval import COCOeval
 from scipy import sparse
 
 from ..evaluation.coco import CocoSource, evaluate_images
+from ..utils.cli import parse_kv_args
 from .statistics import interval_note, verdict
 
 # Metric -> (index into COCOeval's default areaRng: all, small, medium, large; IoU threshold or None for the mean
@@ -355,11 +358,12 @@ def bootstrap_difference(
 
     Returns:
         (dict): ``resamples``, ``seed``, ``images``, ``confidence``, ``note`` (what the interval covers),
-            ``seconds`` (wall time of pycocotools' matching of both models, of arranging the matches, and of
-            scoring the full set and the resamples), and ``metrics``: name -> ``{"a", "b", "diff"`` (on the full
-            test set; None where undefined), ``"ci_low", "ci_high"`` (percentiles (1 -+ confidence) / 2 of the
-            resampled differences), ``"sd"`` (their standard deviation, the bootstrap standard error),
-            ``"undefined"`` (resamples without any object of that size, left out), ``"verdict"``}.
+            ``seconds`` and ``cpu_seconds`` (wall and process CPU time of pycocotools' matching of both models,
+            of arranging the matches, and of scoring the full set and the resamples), and ``metrics``: name ->
+            ``{"a", "b", "diff"`` (on the full test set; None where undefined), ``"ci_low", "ci_high"``
+            (percentiles (1 -+ confidence) / 2 of the resampled differences), ``"sd"`` (their standard deviation,
+            the bootstrap standard error), ``"undefined"`` (resamples without any object of that size, left out),
+            ``"verdict"``}.
 
     Raises:
         ValueError: Malformed ground truth or results (the message names the file and entry), or bad arguments.
@@ -376,20 +380,30 @@ def bootstrap_difference(
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}.")
     if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0 < confidence < 1:
         raise ValueError(f"confidence must be a number strictly between 0 and 1 (e.g. 0.95), got {confidence!r}.")
-    start = time.perf_counter()
-    evaluator_a = evaluate_images(coco_gt, results_a)
+    phases = ("matching", "arranging", "resampling")
+    wall, cpu = dict.fromkeys(phases, 0.0), dict.fromkeys(phases, 0.0)
+
+    def timed(phase, function, *args):
+        start = (time.perf_counter(), time.process_time())
+        value = function(*args)
+        wall[phase] += time.perf_counter() - start[0]
+        cpu[phase] += time.process_time() - start[1]
+        return value
+
+    # One model at a time: a COCOeval's evalImgs on a COCO-sized set take gigabytes, the arranged matches far less.
     # The ground truth is parsed once; COCOeval resets the flags it writes into it on each evaluation.
-    evaluator_b = evaluate_images(evaluator_a.cocoGt, results_b)
-    matched = time.perf_counter()
-    matches_a, matches_b = CocoMatches(evaluator_a, metrics), CocoMatches(evaluator_b, metrics)
-    del evaluator_a, evaluator_b  # their evalImgs are the largest objects here; the matches hold what is needed
-    arranged = time.perf_counter()
+    evaluator = timed("matching", evaluate_images, coco_gt, results_a)
+    ground_truth = evaluator.cocoGt
+    matches_a = timed("arranging", CocoMatches, evaluator, metrics)
+    del evaluator  # before matching b, so only one set of evalImgs is alive at a time
+    evaluator = timed("matching", evaluate_images, ground_truth, results_b)
+    matches_b = timed("arranging", CocoMatches, evaluator, metrics)
+    del evaluator
     num_images = len(matches_a.image_ids)
     full = np.ones((1, num_images))
-    full_a, full_b = matches_a.scores(full), matches_b.scores(full)
-    weights = resample_weights(num_images, int(resamples), int(seed))
-    reps_a, reps_b = matches_a.scores(weights), matches_b.scores(weights)
-    resampled = time.perf_counter()
+    full_a, full_b = timed("resampling", matches_a.scores, full), timed("resampling", matches_b.scores, full)
+    weights = timed("resampling", resample_weights, num_images, int(resamples), int(seed))
+    reps_a, reps_b = timed("resampling", matches_a.scores, weights), timed("resampling", matches_b.scores, weights)
 
     tail = 100 * (1 - confidence) / 2
     result: dict[str, Any] = {
@@ -398,7 +412,8 @@ def bootstrap_difference(
         "images": num_images,
         "confidence": confidence,
         "note": interval_note("bootstrap", confidence),
-        "seconds": {"matching": matched - start, "arranging": arranged - matched, "resampling": resampled - arranged},
+        "seconds": wall,
+        "cpu_seconds": cpu,
         "metrics": {},
     }
     for name in metrics:
@@ -538,15 +553,19 @@ def benchmark_bootstrap(
         metrics (Sequence[str] | str): As for ``bootstrap_difference``.
 
     Returns:
-        (dict): ``sizes`` (images, classes, objects, detections per model), ``seconds`` (generating the data,
-            pycocotools' matching of both models, arranging, resampling), ``peak_rss_mib`` (the process's peak
-            resident memory, from ``resource.getrusage``) and ``result`` (the bootstrap's output).
+        (dict): ``sizes`` (images, classes, objects, detections per model), ``seconds`` (wall clock of generating
+            the data and of the bootstrap's phases, see ``bootstrap_difference``), ``cpu_seconds`` (this process's
+            CPU time of the same phases, which a machine shared with other work inflates less than wall time),
+            ``peak_rss_mib`` (peak resident memory, from ``resource.getrusage``; ``peak_rss_mib_before``: the same
+            before the benchmark started, i.e. the interpreter with the package imported) and ``result`` (the
+            bootstrap's output).
     """
     import resource  # POSIX only, and only the benchmark needs it
 
-    start = time.perf_counter()
+    imported_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    start, cpu = time.perf_counter(), time.process_time()
     ground_truth, results_a, results_b = synthetic_detection_set(images, classes, detections, seed)
-    generated = time.perf_counter() - start
+    generated, generated_cpu = time.perf_counter() - start, time.process_time() - cpu
     result = bootstrap_difference(ground_truth, results_a, results_b, resamples=resamples, seed=seed, metrics=metrics)
     return {
         "sizes": {
@@ -556,6 +575,46 @@ def benchmark_bootstrap(
             "detections_per_model": len(results_a),
         },
         "seconds": {"generating": generated, **result["seconds"]},
+        "cpu_seconds": {"generating": generated_cpu, **result["cpu_seconds"]},
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mib_before": imported_rss,
         "result": result,
     }
+
+
+_USAGE = """Benchmark the test-set bootstrap on a synthetic COCO-sized set (docs/results.md, "Test-set bootstrap").
+
+Usage:
+    python -m attnyolo.analysis.bootstrap                      # 5,000 images, 80 classes, 100 detections, B = 1000
+    python -m attnyolo.analysis.bootstrap images=500 resamples=200 metrics=AP,AP50,AP75,APs,APm,APl
+Keys: images, classes, detections (per image and model), resamples, seed, metrics (comma list of AP, AP50, AP75,
+APs, APm, APl). Prints the timings, peak memory and the intervals as JSON."""
+
+
+def main(argv: Sequence[str]) -> int:
+    """Run ``benchmark_bootstrap`` with ``key=value`` arguments and print its result as JSON.
+
+    Args:
+        argv (Sequence[str]): Arguments without the program name.
+
+    Returns:
+        (int): 0.
+    """
+    defaults = {
+        "images": 5000,
+        "classes": 80,
+        "detections": 100,
+        "resamples": 1000,
+        "seed": 0,
+        "metrics": "AP,AP50,AP75",
+    }
+    args = parse_kv_args(argv, defaults, _USAGE)
+    metrics = args.pop("metrics")
+    metrics = ",".join(map(str, metrics)) if isinstance(metrics, (list, tuple)) else str(metrics)
+    report = benchmark_bootstrap(**{k: int(v) for k, v in args.items()}, metrics=metrics)
+    print(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

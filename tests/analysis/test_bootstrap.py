@@ -73,7 +73,7 @@ def test_all_weights_one_equals_pycocotools(seed):
 
 
 def test_all_weights_one_equals_pycocotools_on_a_larger_set_with_many_ranks():
-    gt, results_a, results_b = synthetic_detection_set(images=150, classes=10, detections=40, seed=7)
+    gt, results_a, results_b = synthetic_detection_set(images=80, classes=8, detections=30, seed=7)
     for results in (results_a, results_b):
         matches = CocoMatches(evaluate_images(gt, results), ALL_METRICS)
         got = matches.scores(np.ones((1, len(matches.image_ids))))

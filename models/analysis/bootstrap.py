@@ -218,21 +218,14 @@ class CocoMatches:
         npig = np.asarray(self._gt @ columns).T  # (nb, areas x categories)
 
         # Cumulative weighted true positives within each segment (one category, area range and IoU threshold).
-        tp = np.take(weights, self._event_img, axis=1)
-        np.cumsum(tp, axis=1, out=tp)
-        tp -= np.take(_values_before(tp, self._seg_start), self._event_seg, axis=1)
+        tp = _segment_cumsum(np.take(weights, self._event_img, axis=1), self._seg_start)
 
         # Counted detections (true and false positives) up to each event: the fixed ones through the union rows of
         # their category, the ones counted at some IoU thresholds only through their own segment's rows.
-        fixed = np.asarray(self._fixed @ columns).T
-        np.cumsum(fixed, axis=1, out=fixed)
+        fixed = _segment_cumsum(np.asarray(self._fixed @ columns).T, self._ak_u_start)
         counted = np.take(fixed, self._event_u, axis=1)
-        counted -= np.take(_values_before(fixed, self._ak_u_start), self._event_ak, axis=1)
         if self._variable.nnz:
-            variable = np.asarray(self._variable @ columns).T
-            np.cumsum(variable, axis=1, out=variable)
-            counted += variable
-            counted -= np.take(_values_before(variable, self._seg_start), self._event_seg, axis=1)
+            counted += _segment_cumsum(np.asarray(self._variable @ columns).T, self._seg_start)
 
         # Precision and recall at each event, as pycocotools computes them (tp + fp is the counted total, exact in
         # float64), and how many recall thresholds each event's recall reaches.
@@ -266,13 +259,25 @@ class CocoMatches:
         return out
 
 
-def _values_before(cumulative: np.ndarray, starts: np.ndarray) -> np.ndarray:
-    """For each start column, the row's cumulative value just before it (0 at column 0)."""
-    if not cumulative.shape[1]:
-        return np.zeros((cumulative.shape[0], starts.size))
-    before = np.take(cumulative, np.maximum(starts - 1, 0), axis=1)
-    before[:, starts == 0] = 0.0
-    return before
+def _segment_cumsum(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Cumulative sums along each row that restart at every column in ``starts`` (sorted; segments may be empty).
+
+    Each segment's first column gets the previous segments' total subtracted before one plain cumulative sum, which
+    is exact here because every value is an integer count (float64 holds integers exactly up to 2**53).
+
+    Args:
+        values (np.ndarray): Shape (rows, columns), float64; overwritten.
+        starts (np.ndarray): First column of each segment, nondecreasing, the first one 0.
+
+    Returns:
+        (np.ndarray): ``values``, now holding the segment-wise cumulative sums.
+    """
+    starts = np.unique(starts[starts < values.shape[1]])
+    if starts.size > 1:
+        totals = np.add.reduceat(values, starts, axis=1)
+        values[:, starts[1:]] -= totals[:, :-1]
+    np.cumsum(values, axis=1, out=values)
+    return values
 
 
 def _recall_level(recall: np.ndarray, thresholds: np.ndarray) -> np.ndarray:

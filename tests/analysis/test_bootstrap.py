@@ -261,3 +261,16 @@ def test_bad_arguments_fail_with_one_line(kwargs, match):
     gt, a, b = _hand_case()
     with pytest.raises(ValueError, match=match):
         bootstrap_difference(gt, a, b, **kwargs)
+
+
+def test_metrics_without_objects_are_none_and_a_model_without_detections_scores_zero():
+    # The hand case's objects are 10 x 10 (COCO "small"): APm and APl have no object in any resample, as
+    # pycocotools' -1; a model with no detections has AP 0 where there are objects.
+    gt, a, _ = _hand_case()
+    with pytest.warns(UserWarning, match="holds no detections"):
+        result = bootstrap_difference(gt, a, [], resamples=20, metrics=("AP", "APs", "APm", "APl"))
+    assert result["metrics"]["APs"]["b"] == 0.0 and result["metrics"]["APs"]["a"] == pytest.approx(76 / 101)
+    for name in ("APm", "APl"):
+        m = result["metrics"][name]
+        assert m["a"] is None and m["b"] is None and m["diff"] is None and m["undefined"] == 20
+        assert m["ci_low"] is None and m["verdict"].startswith("no interval")

@@ -204,6 +204,8 @@ class CocoMatches:
         weights = np.asarray(weights, dtype=float)
         if weights.ndim != 2 or weights.shape[1] != len(self.image_ids):
             raise ValueError(f"weights must have shape (replicates, {len(self.image_ids)}), got {weights.shape}.")
+        if not np.isfinite(weights).all() or (weights < 0).any():
+            raise ValueError("weights must be finite and non-negative (how many times each image counts).")
         # Per replicate the work arrays hold one value per event and one per (segment, recall level).
         cells = max(self._num_events, self._seg_start.size * (self.rec_thresholds.size + 1), 1)
         batch = max(1, _CELLS_PER_BATCH // cells)

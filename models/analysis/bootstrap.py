@@ -24,18 +24,19 @@ and its right-to-left precision envelope. Two facts make it vectorise:
   thresholds. With all categories (and all replicates of a batch) laid end to end, that is one
   ``np.maximum.reduceat`` over the runs and a running maximum over the 101 levels.
 
-Exactness: with every weight 1 the result equals ``COCOeval.accumulate()``/``summarize()`` (tested to 1e-9; the
-remaining difference is the order of the final mean). With integer weights it equals pycocotools run on a data set
-where each image is copied as many times as it was drawn, except in one case: detections of one category with
-exactly equal scores in one image (or in images whose copies pycocotools would interleave). A weighted image enters
-the sorted list as one block per detection, i.e. as if its copies' tied detections were sorted copy by copy
-(all copies of the first tied detection, then all copies of the second), whereas literal copies with consecutive ids
-are sorted image by image. Only the order inside a run of equal scores differs, and that order is arbitrary in
-pycocotools too: it breaks ties by image id and detection order, so renumbering the images moves its AP in the same
-way. Untied detections, which is every detection of a detector whose scores are continuous, give identical results.
-A copied image's own detections tie with each other, but runs of copies of a single detection give the same
-envelope in both forms (the precision only rises within a run of true positives and the envelope keeps its last
-value), which the tests check against literal copies.
+Exactness: with every weight 1 the order of the detections is pycocotools' own, ties included, and the result
+equals ``COCOeval.accumulate()``/``summarize()`` (tested to 1e-9; the remaining difference is the order of the final
+mean). With integer weights it equals pycocotools run on the data set where each image is copied as many times as
+it was drawn (copies under consecutive new ids), except where detections of one category in one image have exactly
+equal scores. A weighted image enters the sorted list detection by detection, each with its multiplicity (all
+copies of the first tied detection, then all copies of the second), whereas literal copies are sorted copy by copy
+(the first copy's tied detections, then the second copy's). The two orders differ only inside that run of equal
+scores, so only recall thresholds first reached inside the run can get a different precision; and the order inside
+a run of equal scores is arbitrary in pycocotools as well (it breaks ties by image id and detection order, so
+renumbering the images moves its AP in the same way). Untied detections give identical results, and so do copies of
+one untied detection, which tie only with each other: within a run of true positives precision only rises and the
+envelope keeps the run's last value (the tests check both against literal copies). Ultralytics' ``save_json``
+rounds scores to 5 decimals, so ties within an image and class do occur in real results files, rarely.
 """
 
 from __future__ import annotations

@@ -17,6 +17,10 @@ class CheckpointError(ValueError):
     """A checkpoint file that cannot be read or mapped; the message names the file, the problem and the fix."""
 
 
+class MissingDependencyError(ImportError):
+    """A declared dependency that is not installed; the message names it, what needs it and the pip command."""
+
+
 def first_line(error: BaseException) -> str:
     """An exception's message reduced to its first line, without the emoji and ANSI colours Ultralytics adds.
 

@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "train": "train a detector from a model YAML, then score best.pt (COCO + VOC)",
     "val": "score a checkpoint or a predictions JSON with pycocotools and the VOC devkit",
     "predict": "run a checkpoint on images, folders, videos, webcams or streams",
+    "track": "track objects through videos and streams (BoT-SORT, ByteTrack); MOTChallenge text and JSON",
     "export": "export a checkpoint (ONNX checked against PyTorch)",
     "import_weights": "convert a checkpoint another project wrote (official YOLOX, classic YOLOv5) to ours",
     "convert": "convert a VOCdevkit or COCO folder to the YOLO layout",
@@ -26,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "model_info": "print a model's size and where its attention layers sit; zoo tables",
     "benchmark": "time models and attention layers in one interleaved run",
     "benchmark_yolox": "time YOLOX-Nano's training step and batched SimOTA",
+    "benchmark_track": "time what tracking adds per frame over predict on one video",
     "ablate": "train several models with one recipe and compare them in one table",
     "visualize": "draw attention maps and Grad-CAM for one image",
 }

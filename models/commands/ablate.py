@@ -21,11 +21,11 @@ from pathlib import Path
 
 from ..analysis.ablation import run_ablation
 from ..analysis.models import DEFAULT_FAMILY, default_models
+from ..layers.registry import kinds_arg
 from ..utils.cli import (
     TRUST_KEY,
     apply_trust_checkpoint,
     check_run_settings,
-    kinds_arg,
     parse_kv_args,
     ultralytics_keys,
 )

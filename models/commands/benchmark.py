@@ -25,7 +25,8 @@ from ..analysis.layers import benchmark_layers, format_layer_table
 from ..analysis.models import DEFAULT_FAMILY, benchmark_models, default_models, format_model_table
 from ..analysis.report import write_results
 from ..evaluation.report import run_directory
-from ..utils.cli import TRUST_KEY, apply_trust_checkpoint, kinds_arg, parse_kv_args
+from ..layers.registry import kinds_arg
+from ..utils.cli import TRUST_KEY, apply_trust_checkpoint, parse_kv_args
 from ..utils.paths import runs_dir
 
 DEFAULTS = {

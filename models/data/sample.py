@@ -1,8 +1,8 @@
 """A small synthetic detection dataset that trains in minutes on a CPU, written in YOLO, VOC and COCO formats.
 
 The renderer and the three annotation writers are here, beside the one source of truth per image they share; the
-drawing primitives (backgrounds, shape outlines, textures) are in :mod:`attnyolo.data.shapes` and the clip in
-:mod:`attnyolo.data.sample_video`.
+drawing primitives and the object record (backgrounds, shape outlines, textures, :class:`SampleObject`) are in
+:mod:`attnyolo.data.shapes`, the clip and its ground truth in :mod:`attnyolo.data.sample_video`.
 
 Backgrounds are random crops of the two photos that ship with Ultralytics (``bus.jpg`` and ``zidane.jpg``), so
 nothing is downloaded. On each background a few filled, textured shapes are pasted; the shape decides the class
@@ -42,7 +42,6 @@ from __future__ import annotations
 import json
 import shutil
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -56,8 +55,26 @@ from ..utils.atomic import (
     write_text_atomic,
 )
 from ..utils.paths import sample_data_dir
-from .sample_video import VIDEO_FPS, VIDEO_SECONDS, VIDEO_SIZE, count_video_frames, write_sample_video  # noqa: F401
-from .shapes import CLASS_NAMES, SIZE_RANGE, load_backgrounds, random_background, random_texture, shape_polygon
+from .sample_video import (  # noqa: F401  (re-exported: the dataset's clip)
+    VIDEO_FPS,
+    VIDEO_SECONDS,
+    VIDEO_SIZE,
+    count_video_frames,
+    sample_video_truth,
+    write_sample_video,
+)
+from .shapes import (  # noqa: F401  (re-exported: the classes and the difficulty rule)
+    CLASS_NAMES,
+    DIFFICULT_MIN_SIDE_FRAC,
+    DIFFICULT_MIN_VISIBLE,
+    SIZE_RANGE,
+    SampleObject,
+    load_backgrounds,
+    random_background,
+    random_texture,
+    shape_polygon,
+    visible_object,
+)
 
 # Defaults tuned by training on 2 CPU cores (Ultralytics 8.4): yolov8n-CoordAtt.yaml from scratch with imgsz=160,
 # epochs=15, batch=4, nbs=4 (an optimizer step every batch), optimizer=AdamW, lr0=0.003, warmup_epochs=1,
@@ -69,14 +86,11 @@ DEFAULT_N_VAL = 60
 DEFAULT_IMGSZ = 160
 
 # Small objects, as a fraction of the shorter image side (the usual sizes are shapes.SIZE_RANGE): a few, so that the
-# difficulty rule below has something to mark.
+# difficulty rule has something to mark.
 SMALL_SIZE_RANGE = (0.035, 0.09)
 SMALL_PROB = 0.08
 OBJECTS_PER_IMAGE = (2, 6)
 
-# Difficulty rule (see module docstring).
-DIFFICULT_MIN_SIDE_FRAC = 0.05
-DIFFICULT_MIN_VISIBLE = 0.7
 # A new shape is rejected when it would leave less than this fraction of an earlier shape visible, so that no
 # annotated object is hidden almost entirely.
 MIN_VISIBLE = 0.55
@@ -84,46 +98,6 @@ MIN_VISIBLE = 0.55
 VIDEO_NAME = "sample.mp4"
 
 _JPEG_QUALITY = 92
-
-
-@dataclass
-class SampleObject:
-    """One pasted shape: its class and visible box in continuous pixel coordinates.
-
-    The box spans pixel columns ``x0 .. x1 - 1`` and rows ``y0 .. y1 - 1`` (half-open, like COCO's ``[x, y, w, h]``),
-    so ``x0`` and ``y0`` are the 0-based indices of the first covered pixel.
-
-    Attributes:
-        cls (int): class index into :data:`CLASS_NAMES`.
-        x0 (int): left edge, pixels.
-        y0 (int): top edge, pixels.
-        x1 (int): right edge (exclusive), pixels.
-        y1 (int): bottom edge (exclusive), pixels.
-        area (int): number of visible pixels of the shape.
-        difficult (bool): whether the VOC devkit should ignore the object (see the module docstring).
-    """
-
-    cls: int
-    x0: int
-    y0: int
-    x1: int
-    y1: int
-    area: int
-    difficult: bool
-
-    def yolo_row(self, width: int, height: int) -> str:
-        """YOLO label row ``class cx cy w h``, normalised by the image size."""
-        cx = (self.x0 + self.x1) / 2 / width
-        cy = (self.y0 + self.y1) / 2 / height
-        return f"{self.cls} {cx:.6f} {cy:.6f} {(self.x1 - self.x0) / width:.6f} {(self.y1 - self.y0) / height:.6f}"
-
-    def voc_box(self) -> tuple[int, int, int, int]:
-        """VOC ``(xmin, ymin, xmax, ymax)``: 1-based, inclusive pixel indices, as the VOC devkit writes them."""
-        return self.x0 + 1, self.y0 + 1, self.x1, self.y1
-
-    def coco_box(self) -> list[int]:
-        """COCO ``[x, y, w, h]`` in pixels."""
-        return [self.x0, self.y0, self.x1 - self.x0, self.y1 - self.y0]
 
 
 def render_image(
@@ -168,13 +142,7 @@ def render_image(
     if rng.random() < 0.3:  # soften edges now and then, as camera images are rarely pixel-sharp
         image = cv2.GaussianBlur(image, (3, 3), 0)
 
-    objects = []
-    for cls, mask, full in zip(classes, masks, full_areas):
-        ys, xs = np.nonzero(mask)
-        x0, x1, y0, y1 = int(xs.min()), int(xs.max()) + 1, int(ys.min()), int(ys.max()) + 1
-        visible = int(mask.sum())
-        difficult = min(x1 - x0, y1 - y0) < DIFFICULT_MIN_SIDE_FRAC * short or visible < DIFFICULT_MIN_VISIBLE * full
-        objects.append(SampleObject(cls, x0, y0, x1, y1, visible, bool(difficult)))
+    objects = [visible_object(cls, mask, full, short) for cls, mask, full in zip(classes, masks, full_areas)]
     return image, objects
 
 

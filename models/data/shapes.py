@@ -1,12 +1,15 @@
-"""What the sample dataset draws: background crops of Ultralytics' two photos, shape outlines and textures.
+"""What the sample dataset draws, and the record of a drawn object.
 
-The shape decides the class (:data:`CLASS_NAMES`); colour and texture are random, so only the outline carries the
-label. :mod:`attnyolo.data.sample` pastes them into images and writes the annotations;
+Backgrounds are crops of Ultralytics' two photos; the shape decides the class (:data:`CLASS_NAMES`), colour and
+texture are random, so only the outline carries the label. A drawn shape's object (:class:`SampleObject`) is boxed by
+its visible pixels, with VOC's difficulty rule (:func:`visible_object`; the rule is described in
+:mod:`attnyolo.data.sample`). :mod:`attnyolo.data.sample` pastes shapes into images and writes the annotations;
 :mod:`attnyolo.data.sample_video` moves them over a photo.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -18,7 +21,51 @@ CLASS_NAMES = ("circle", "rectangle", "triangle")
 # Object sizes, as a fraction of the shorter image side: most objects are large enough to learn quickly.
 SIZE_RANGE = (0.16, 0.45)
 
+# Difficulty rule (see attnyolo.data.sample).
+DIFFICULT_MIN_SIDE_FRAC = 0.05
+DIFFICULT_MIN_VISIBLE = 0.7
+
 _BACKGROUND_FILES = ("bus.jpg", "zidane.jpg")
+
+
+@dataclass
+class SampleObject:
+    """One pasted shape: its class and visible box in continuous pixel coordinates.
+
+    The box spans pixel columns ``x0 .. x1 - 1`` and rows ``y0 .. y1 - 1`` (half-open, like COCO's ``[x, y, w, h]``),
+    so ``x0`` and ``y0`` are the 0-based indices of the first covered pixel.
+
+    Attributes:
+        cls (int): class index into :data:`CLASS_NAMES`.
+        x0 (int): left edge, pixels.
+        y0 (int): top edge, pixels.
+        x1 (int): right edge (exclusive), pixels.
+        y1 (int): bottom edge (exclusive), pixels.
+        area (int): number of visible pixels of the shape.
+        difficult (bool): whether the VOC devkit should ignore the object (see the module docstring).
+    """
+
+    cls: int
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+    area: int
+    difficult: bool
+
+    def yolo_row(self, width: int, height: int) -> str:
+        """YOLO label row ``class cx cy w h``, normalised by the image size."""
+        cx = (self.x0 + self.x1) / 2 / width
+        cy = (self.y0 + self.y1) / 2 / height
+        return f"{self.cls} {cx:.6f} {cy:.6f} {(self.x1 - self.x0) / width:.6f} {(self.y1 - self.y0) / height:.6f}"
+
+    def voc_box(self) -> tuple[int, int, int, int]:
+        """VOC ``(xmin, ymin, xmax, ymax)``: 1-based, inclusive pixel indices, as the VOC devkit writes them."""
+        return self.x0 + 1, self.y0 + 1, self.x1, self.y1
+
+    def coco_box(self) -> list[int]:
+        """COCO ``[x, y, w, h]`` in pixels."""
+        return [self.x0, self.y0, self.x1 - self.x0, self.y1 - self.y0]
 
 
 def load_backgrounds() -> list[np.ndarray]:
@@ -132,3 +179,14 @@ def random_texture(rng: np.random.Generator, width: int, height: int) -> np.ndar
     texture = base * (1 - weight[..., None]) + other * weight[..., None]
     texture += rng.normal(0, 8, texture.shape)
     return np.clip(texture, 0, 255).astype(np.uint8)
+
+
+def visible_object(cls: int, visible: np.ndarray, full: int, short: int) -> SampleObject | None:
+    """A shape's object from its visible pixels, with the images' difficulty rule; None when none is visible."""
+    if not visible.any():
+        return None
+    ys, xs = np.nonzero(visible)
+    x0, x1, y0, y1 = int(xs.min()), int(xs.max()) + 1, int(ys.min()), int(ys.max()) + 1
+    area = int(visible.sum())
+    difficult = min(x1 - x0, y1 - y0) < DIFFICULT_MIN_SIDE_FRAC * short or area < DIFFICULT_MIN_VISIBLE * full
+    return SampleObject(cls, x0, y0, x1, y1, area, bool(difficult))

@@ -9,10 +9,13 @@ import os
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
 from ultralytics.data.utils import IMG_FORMATS, VID_FORMATS
+from ultralytics.engine.model import Model
+from ultralytics.engine.results import Results
 from ultralytics.models.yolo.detect import DetectionPredictor
 from ultralytics.utils import LOGGER
 
@@ -92,6 +95,16 @@ def default_model() -> Path:
             "first (a few minutes on CPU), or pass model=path/to/best.pt."
         )
     return best
+
+
+def open_model(model=None) -> Model:
+    """``model`` if it is a loaded model, else the checkpoint it names, loaded safely (None: :func:`default_model`).
+
+    Passing the loaded model to later calls keeps its predictor, which tracking with ``persist=True`` continues from.
+    """
+    if isinstance(model, Model):
+        return model
+    return load_model(Path(model) if model else default_model())
 
 
 def _open_failure(source: str, error: ConnectionError) -> ConnectionError:
@@ -208,17 +221,32 @@ class AttnDetectionPredictor(DetectionPredictor):
                 raise error
 
 
-def predict(model=None, source=None, save_json: bool = False, progress_every: int = 25, **kw) -> dict:
+def predict(
+    model=None,
+    source=None,
+    save_json: bool = False,
+    progress_every: int = 25,
+    *,
+    tracker: str | None = None,
+    persist: bool = False,
+    on_result: Callable[[Results], None] | None = None,
+    **kw,
+) -> dict:
     """Run a checkpoint on a source, save annotated output, and report frames per second.
 
     Start-up (loading the model, setting up Ultralytics' predictor, the first frame) and the steady rate of the frames
     after it are timed separately: on a short video the start-up dominates a single overall rate.
 
     Args:
-        model: Checkpoint path; None means the newest best.pt of the default training run.
+        model: Checkpoint path, or a model this function loaded before (``YOLO``); None means the newest best.pt of
+            the default training run.
         source: Image, folder, glob, video file, webcam index or stream URL.
         save_json: Also write ``detections.json`` (one entry per image/frame, boxes in pixels xyxy).
         progress_every: Log progress every this many video frames.
+        tracker: A tracker YAML: run Ultralytics' ``track`` instead of ``predict`` (:mod:`attnyolo.engine.track`
+            checks it first); the results then carry track ids.
+        persist: With ``tracker``, Ultralytics' ``persist``: keep the trackers of an earlier call on the same model.
+        on_result: Called with each result (an image or frame) as it comes.
         **kw: Ultralytics predict settings (conf, iou, imgsz, device, save_txt, project, name, ...).
 
     Returns:
@@ -234,14 +262,17 @@ def predict(model=None, source=None, save_json: bool = False, progress_every: in
         raise ValueError("source= is required: an image, folder, glob, video, webcam index or stream URL.")
     start = time.perf_counter()
     source = check_source(source)
-    model = Path(model) if model else default_model()
-    yolo = load_model(model)
+    yolo = open_model(model)
     kw["project"] = str(Path(kw.get("project") or runs_dir("predict")).resolve())
     kw.setdefault("save", True)
     kw.setdefault("verbose", False)
     records, frames, n_det, per_path = [], 0, 0, {}
     first = None
-    results = yolo.predict(source=source, stream=True, predictor=AttnDetectionPredictor, **kw)
+    if tracker is None:
+        results = yolo.predict(source=source, stream=True, predictor=AttnDetectionPredictor, **kw)
+    else:
+        kw.update(tracker=str(tracker), persist=persist)
+        results = yolo.track(source=source, stream=True, predictor=AttnDetectionPredictor, **kw)
     if _is_stream(source):
         _quiet_opencv()  # OpenCV and FFmpeg print their own lines on a failed open; the error below says it in one
     try:
@@ -252,6 +283,8 @@ def predict(model=None, source=None, save_json: bool = False, progress_every: in
             per_path[result.path] = per_path.get(result.path, 0) + 1
             boxes = result.boxes
             n_det += len(boxes)
+            if on_result is not None:
+                on_result(result)
             if save_json:
                 records.append(
                     {

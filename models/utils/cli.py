@@ -18,8 +18,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 from ultralytics.cfg import DEFAULT_CFG_DICT
 
-from ..errors import UnsupportedUltralyticsError
-from ..layers.registry import get_kind
+from ..errors import MissingDependencyError, UnsupportedUltralyticsError
 from .atomic import temporary_target
 from .trust import trust_checkpoints
 
@@ -119,24 +118,6 @@ def os_failure_message(error: OSError) -> str:
         path = temporary_target(path) or path
     where = f"cannot write {path}" if path is not None else "a file operation failed"
     return f"{where}: {what}{f' ({name})' if name else ''}. Fix: {fix}."
-
-
-def kinds_arg(value, key: str = "kinds") -> list[str] | None:
-    """A ``kinds=`` value (``ELA-S,CoordAtt`` or a list) checked against the table of kinds; None means all.
-
-    Raises:
-        ValueError: An unknown kind, naming the value, the closest kinds and all known ones.
-    """
-    if value is None or value == "all":
-        return None
-    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
-    kinds = [str(k).strip() for k in items if str(k).strip()]
-    for kind in kinds:
-        try:
-            get_kind(kind)
-        except ValueError as error:
-            raise ValueError(f"{key}={value}: {error}") from None
-    return kinds
 
 
 TRUST_KEY = "trust_checkpoint"  # every tool that opens checkpoints accepts it
@@ -243,14 +224,14 @@ def failure_message(error: BaseException) -> tuple[str, int] | None:
     """The one-line message and exit status :func:`run_tool` reports for ``error``, or None to keep its traceback.
 
     Wrong input (missing files, bad values and YAML rows: ``FileNotFoundError``, ``ValueError`` and its subclasses
-    ``ModelConfigError``/``CheckpointError``), an unsupported Ultralytics, an OS failure a person can act on (full or
-    read-only disk, permissions, a dropped connection) and Ctrl-C get one line. ``TypeError`` and ``KeyError`` get one
-    line too, since a wrong value often ends in one, but they may also be a bug in attnyolo, so the line says how to
-    see the traceback. Anything else is a bug and keeps its traceback.
+    ``ModelConfigError``/``CheckpointError``), an unsupported Ultralytics, a missing dependency, an OS failure a person
+    can act on (full or read-only disk, permissions, a dropped connection) and Ctrl-C get one line. ``TypeError`` and
+    ``KeyError`` get one line too, since a wrong value often ends in one, but they may also be a bug in attnyolo, so the
+    line says how to see the traceback. Anything else is a bug and keeps its traceback.
     """
     if isinstance(error, KeyboardInterrupt):
         return _interrupted_message(), 130
-    if isinstance(error, UnsupportedUltralyticsError):
+    if isinstance(error, (UnsupportedUltralyticsError, MissingDependencyError)):
         return str(error), EXIT_FAILURE
     if isinstance(error, (FileNotFoundError, NotADirectoryError, ValueError)):
         return _one_line(error), EXIT_FAILURE

@@ -21,7 +21,7 @@ def test_unknown_command_is_a_usage_error_with_close_matches(capsys):
         main(["trian", "epochs=1"])
     assert stop.value.code == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error: unknown command 'trian'. Did you mean train?") and len(err.splitlines()) == 1
+    assert err.startswith("error: unknown command 'trian'. Did you mean train, track?") and len(err.splitlines()) == 1
 
 
 def test_dashes_reach_the_same_command_and_its_own_usage(capsys):

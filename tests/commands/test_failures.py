@@ -225,6 +225,23 @@ def test_a_stream_that_drops_says_so_after_saving_what_it_got(tiny_checkpoint, t
     assert len(saved) == int(match[1]) >= 1
 
 
+def test_a_tracked_stream_that_drops_keeps_the_tracks_of_the_frames_it_got(
+    tiny_checkpoint, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setattr(FakeCamera, "frames", 12)
+    monkeypatch.setattr(cv2, "VideoCapture", FakeCamera)
+    line = one_line_failure(
+        capsys, "track", [f"model={tiny_checkpoint}", "source=1", f"project={tmp_path}", "imgsz=64"]
+    )
+    match = re.fullmatch(
+        r"error: source=1: the stream stopped after (\d+) frames .*; the \1 frames were written to (.+)\.", line
+    )
+    assert match, line
+    run = tmp_path / os.path.basename(match[2])
+    assert len(json.loads((run / "tracks.json").read_text())) == int(match[1]) >= 1
+    assert (run / "mot" / "1.txt").is_file()  # MOTChallenge text of the stream, named after the camera index
+
+
 def test_a_video_that_ends_early_says_how_many_frames_were_written(tiny_checkpoint, tmp_path, capsys):
     # An MJPG AVI whose second half is missing: its header still says 30 frames, OpenCV decodes 18.
     video = tmp_path / "clip.avi"

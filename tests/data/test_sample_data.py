@@ -12,7 +12,14 @@ import numpy as np
 import pytest
 import yaml
 
-from attnyolo.data.sample import CLASS_NAMES, DIFFICULT_MIN_SIDE_FRAC, VIDEO_FPS, VIDEO_SECONDS, make_sample_dataset
+from attnyolo.data.sample import (
+    CLASS_NAMES,
+    DIFFICULT_MIN_SIDE_FRAC,
+    VIDEO_FPS,
+    VIDEO_SECONDS,
+    make_sample_dataset,
+    sample_video_truth,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "YOLO_OFFLINE": "1", "YOLO_AUTOINSTALL": "false"}
@@ -122,6 +129,34 @@ def test_video_is_readable(sample):
         assert frame.shape == (240, 320, 3)
     cap.release()
     assert frames == VIDEO_FPS * VIDEO_SECONDS
+
+
+def test_video_truth_boxes_the_moving_shapes_in_the_decoded_video(sample):
+    """Against the decoded file: the still background is each pixel's median over time (every shape moves on), the
+    pixels that differ from it are the shapes, and the true boxes must hold them, each box well filled by them."""
+    cap = cv2.VideoCapture(str(sample.parent / "sample.mp4"))
+    frames = []
+    while (read := cap.read())[0]:
+        frames.append(read[1].astype(np.int16))
+    cap.release()
+    frames = np.stack(frames)
+    truth = sample_video_truth(seed=3)
+    assert len(truth) == len(frames) == VIDEO_FPS * VIDEO_SECONDS
+    assert all(obj is None or obj.cls == i for objects in truth for i, obj in enumerate(objects))
+    background = np.median(frames, 0)
+    filled, stray = [], []
+    for frame, objects in zip(frames, truth):
+        assert len(objects) == len(CLASS_NAMES)  # one moving shape per class, identity = position in the list
+        changed = np.abs(frame - background).max(-1) > 40  # well above mp4v's coding noise
+        boxed = np.zeros(changed.shape, bool)
+        for obj in objects:
+            if obj is not None:
+                boxed[obj.y0 : obj.y1, obj.x0 : obj.x1] = True
+                filled.append(changed[obj.y0 : obj.y1, obj.x0 : obj.x1].mean())
+        stray.append((changed & ~boxed).mean())
+    # A triangle fills half its box; a box placed beside its shape would hold almost no changed pixel.
+    assert min(filled) > 0.25 and np.mean(filled) > 0.45, (min(filled), np.mean(filled))
+    assert max(stray) < 0.05, max(stray)  # only coding noise at the shapes' edges lies outside every box
 
 
 def test_bad_sizes_are_rejected(tmp_path):

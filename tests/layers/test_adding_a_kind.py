@@ -62,7 +62,7 @@ CHECK = textwrap.dedent(
     from ultralytics import YOLO
     from attnyolo.layers.registry import kind_names, kinds_markdown
     from attnyolo.layers.toy_gate import ToyGate
-    from attnyolo.utils.cli import kinds_arg
+    from attnyolo.layers.registry import kinds_arg
 
     assert attnyolo.__file__.startswith(sys.argv[1]), attnyolo.__file__
     built = YOLO("yolov8n-Toy.yaml").model  # a generated variant name: the YAML rows of every placement

@@ -276,14 +276,14 @@ def test_compiler_without_openmp_gets_the_serial_build(monkeypatch, fresh_cache,
 
     monkeypatch.setattr(cpp_extension, "load", fake_load)
     assert _kernels.fused_ops() is ops  # the namespace this process already registered
-    assert [b[0] for b in builds] == [_kernels.build_name(), _kernels.build_name() + "_serial"]
+    assert [b[0] for b in builds] == [_kernels.build_name(), _kernels.build_name(serial=True)]
     assert "-fopenmp" not in builds[1][1] + builds[1][2] and "-O3" in builds[1][1]
 
 
 def test_cached_serial_build_is_loaded_without_retrying_openmp(monkeypatch, fresh_cache, ops):
     from torch.utils import cpp_extension
 
-    serial = _kernels.build_name() + "_serial"
+    serial = _kernels.build_name(serial=True)
     (fresh_cache / "py" / serial).mkdir(parents=True)
     (fresh_cache / "py" / serial / f"{serial}.so").write_bytes(b"")  # newer than the source: written just now
     builds = []
@@ -341,9 +341,7 @@ def test_portable_build_passes_the_kernel_tests(tmp_path):
         timeout=900,
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
-    assert list(tmp_path.glob("*/attnyolo_fused_generic/attnyolo_fused_generic.so")) or list(
-        tmp_path.glob("attnyolo_fused_generic/attnyolo_fused_generic.so")
-    )
+    assert list(tmp_path.glob("*/attnyolo_fused_generic_*/attnyolo_fused_generic_*.so"))
 
 
 @pytest.mark.slow
@@ -371,3 +369,89 @@ def test_kernels_compile_from_an_empty_cache_in_a_fresh_process(tmp_path):
     assert list(tmp_path.glob(f"*/{_kernels.build_name()}/{_kernels.build_name()}.so")) or list(
         tmp_path.glob(f"{_kernels.build_name()}/{_kernels.build_name()}.so")
     )
+
+
+# ------------------------------------------------------------------------------------------------------ cache key
+def test_build_name_changes_with_whatever_makes_a_build_differ(monkeypatch, tmp_path):
+    """Source bytes, torch version, compiler, flags: each gives another name, so another folder in the cache."""
+    name, serial = _kernels.build_name(), _kernels.build_name(serial=True)
+    assert name.startswith(f"attnyolo_fused_{_kernels.vector_isa()}_") and serial != name
+    assert name == _kernels.build_name()  # stable within an environment
+    variant = tmp_path / "fused_attention.cpp"
+    variant.write_bytes(_kernels.SOURCE.read_bytes() + b"// another commit\n")
+    changed = {}
+    with monkeypatch.context() as m:
+        m.setattr(_kernels, "SOURCE", variant)
+        changed["source"] = _kernels.build_name()
+    with monkeypatch.context() as m:
+        m.setattr(torch, "__version__", torch.__version__ + ".post1")
+        changed["torch"] = _kernels.build_name()
+    with monkeypatch.context() as m:
+        m.setenv("CXX", "clang++-that-is-not-g++")
+        changed["compiler"] = _kernels.build_name()
+    with monkeypatch.context() as m:
+        m.setattr(sys.implementation, "cache_tag", "cpython-399")
+        changed["python"] = _kernels.build_name()
+    assert len({name, serial, *changed.values()}) == 2 + len(changed), changed
+    flags = _kernels._flags(serial=False)
+    assert _kernels.build_key(flags[0] + ["-DX"], flags[1]) != _kernels.build_key(*flags)
+
+
+def test_source_is_staged_under_its_content_hash_once(tmp_path):
+    staged = _kernels._staged_source(tmp_path)
+    assert staged.read_bytes() == _kernels.SOURCE.read_bytes() and staged.parent.parent == tmp_path
+    stamp = staged.stat().st_mtime_ns
+    assert _kernels._staged_source(tmp_path) == staged and staged.stat().st_mtime_ns == stamp  # not rewritten
+
+
+_LOAD_KERNELS = (
+    "import torch, attnyolo\n"
+    "from attnyolo.layers.fast import kernels\n"
+    "assert kernels.fused_ops() is not None, kernels.fused_unavailable_reason()\n"
+    "print('loaded', kernels.__file__)\n"
+)
+
+
+def _so_stamps(root: Path) -> dict[str, int]:
+    """Every built library and object file under a cache, with its modification time (ns)."""
+    return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in root.rglob("*") if p.suffix in {".so", ".o"}}
+
+
+@pytest.mark.slow
+def test_two_package_roots_sharing_one_cache_never_rebuild_each_other(tmp_path):
+    """Root A, root B (the kernel source changed: another commit) and root C (an identical copy of A, another path)
+    share one TORCH_EXTENSIONS_DIR. A and B each build once; after that neither rebuilds when the other has run, and C
+    loads A's build without compiling."""
+    if shutil.which(os.environ.get("CXX", "c++")) is None:
+        pytest.skip("no C++ compiler here")
+    ignore = shutil.ignore_patterns("__pycache__")
+    roots = {}
+    for label in "ABC":
+        roots[label] = tmp_path / label
+        shutil.copytree(REPO / "models", roots[label] / "attnyolo", ignore=ignore)
+    source_b = roots["B"] / "attnyolo" / "layers" / "fast" / "csrc" / "fused_attention.cpp"
+    source_b.write_text(source_b.read_text() + "// the same kernels at another commit\n")
+    cache = tmp_path / "torch_extensions"
+    env = {**os.environ, "TORCH_EXTENSIONS_DIR": str(cache)}
+    env.pop(_kernels.ENV_SWITCH, None)
+
+    def load(label):
+        run = subprocess.run(
+            [sys.executable, "-c", _LOAD_KERNELS],
+            cwd=tmp_path,
+            env={**env, "PYTHONPATH": str(roots[label])},
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        assert run.returncode == 0, run.stderr[-3000:]
+        assert f"loaded {roots[label]}" in run.stdout  # this root's package, not the repository's
+        return _so_stamps(cache)
+
+    built_a = load("A")
+    built_ab = load("B")
+    assert set(built_a) < set(built_ab)  # B built beside A ...
+    assert {k: built_ab[k] for k in built_a} == built_a  # ... without touching A's files
+    assert load("A") == built_ab  # A again: nothing rebuilt
+    assert load("C") == built_ab  # an identical copy at another path: A's build, nothing compiled
+    assert load("B") == built_ab

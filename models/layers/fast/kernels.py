@@ -6,6 +6,13 @@ fewer passes (see the C++ file). They are built with ``torch.utils.cpp_extension
 runs its inference path on a CPU float32 tensor (about 10 s with g++ on 2 cores), then cached by PyTorch under
 ``TORCH_EXTENSIONS_DIR`` (default ``~/.cache/torch_extensions``) for every later process.
 
+The build's name carries a key of everything that makes one build differ from another (:func:`build_key`): the
+kernel source's content, torch's version and install, the Python ABI and headers, the compiler and its flags. PyTorch
+rebuilds a cached extension whenever the ninja command for its name changes, so without the key two environments
+sharing the cache (two clones, two virtual environments, the project at two commits) rebuild over each other on
+every run. The source is staged in the cache under its content key too, so identical copies of the package share
+one build instead of differing by the source's path.
+
 Building needs a C++ compiler, the Python headers and ninja (``requirements.txt``); with OpenMP the kernels run on
 torch's threads, without it (Apple clang) on one. Where any is missing, or ``ATTNYOLO_FUSED_KERNELS=0`` is set,
 :func:`fused_ops` returns None once with one logged line saying why, and the layers run their eager path: the same
@@ -14,14 +21,19 @@ results, only slower.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import sys
+import sysconfig
 import threading
 from pathlib import Path
 from typing import Any
 
 import torch
 from ultralytics.utils import LOGGER
+
+from ...utils.atomic import write_bytes_atomic
 
 SOURCE = Path(__file__).with_name("csrc") / "fused_attention.cpp"
 ENV_SWITCH = "ATTNYOLO_FUSED_KERNELS"  # "0" keeps every layer on its eager path
@@ -31,9 +43,41 @@ _lock = threading.Lock()
 _state: dict[str, Any] = {"tried": False, "ops": None, "reason": None}
 
 
-def build_name() -> str:
-    """Extension name: one build per instruction set, so a shared cache never hands AVX2 code to an older CPU."""
-    return "attnyolo_fused_" + vector_isa()
+def build_name(serial: bool = False) -> str:
+    """Extension name of one build: ``attnyolo_fused_<isa>[_serial]_<key>``.
+
+    One build per instruction set, so a shared cache never hands AVX2 code to an older CPU; ``_serial`` is the build
+    without OpenMP; ``<key>`` is :func:`build_key` of that build's flags.
+    """
+    cflags, ldflags = _flags(serial)
+    return f"attnyolo_fused_{vector_isa()}{'_serial' if serial else ''}_{build_key(cflags, ldflags)}"
+
+
+def build_key(cflags: list[str], ldflags: list[str]) -> str:
+    """12 hex digits of SHA-256 over everything that makes one build of the kernels differ from another.
+
+    The kernel source's bytes; torch's version, C++ ABI and install folder (its headers, libraries and the include
+    paths in PyTorch's build command); the Python ABI tag and header folder; the compiler (``CXX``, as PyTorch's build
+    reads it) and the flags. Two environments that differ in any of these get two builds side by side; identical ones
+    share one.
+    """
+    parts = [
+        SOURCE.read_bytes(),
+        torch.__version__,
+        str(torch.compiled_with_cxx11_abi()),
+        str(Path(torch.__file__).resolve().parent),
+        sys.implementation.cache_tag or "",
+        sysconfig.get_config_var("SOABI") or "",
+        sysconfig.get_paths()["include"],
+        os.environ.get("CXX", "c++"),
+        " ".join(cflags),
+        " ".join(ldflags),
+    ]
+    digest = hashlib.sha256()
+    for part in parts:
+        data = part if isinstance(part, bytes) else part.encode()
+        digest.update(len(data).to_bytes(8, "little") + data)  # length-prefixed: no two lists hash alike
+    return digest.hexdigest()[:12]
 
 
 def vector_isa() -> str:
@@ -47,21 +91,39 @@ def vector_isa() -> str:
     return "avx2" if capability.upper().startswith(("AVX2", "AVX512")) else "generic"
 
 
+def _flags(serial: bool) -> tuple[list[str], list[str]]:
+    """``(cflags, ldflags)`` of the OpenMP build, or of the serial one."""
+    base = ["-O3"] + (["-mavx2", "-mfma"] if vector_isa() == "avx2" else [])
+    return (base, []) if serial else ([*base, "-fopenmp"], ["-fopenmp"])
+
+
 def _variants() -> list[tuple[str, list[str], list[str]]]:
     """Builds to try, best first, as ``(name, cflags, ldflags)``.
 
     With OpenMP, ``at::parallel_for`` uses torch's threads. Without it (Apple clang has no ``-fopenmp``) the same
     kernels run on one thread, still in fewer passes than eager PyTorch. AVX2/FMA only where the CPU has them.
     """
-    base = ["-O3"] + (["-mavx2", "-mfma"] if vector_isa() == "avx2" else [])
-    name = build_name()
-    return [(name, [*base, "-fopenmp"], ["-fopenmp"]), (f"{name}_serial", base, [])]
+    return [(build_name(serial), *_flags(serial)) for serial in (False, True)]
 
 
 def _built(root: Path, name: str) -> bool:
-    """Whether PyTorch's cache holds a build of ``name`` at least as new as the kernel source."""
-    found = [p for p in (*root.glob(f"*/{name}/{name}.so"), root / name / f"{name}.so") if p.exists()]
-    return any(p.stat().st_mtime >= SOURCE.stat().st_mtime for p in found)
+    """Whether PyTorch's cache holds a build of ``name`` (the name's key covers the source, so any build is current)."""
+    return any(p.exists() for p in (*root.glob(f"*/{name}/{name}.so"), root / name / f"{name}.so"))
+
+
+def _staged_source(root: Path) -> Path:
+    """The kernel source, copied into the cache under a name of its content's hash; returns the copy's path.
+
+    PyTorch's build command names the source file, so two copies of the package at two paths would otherwise rebuild
+    each other's (identical) build. Written once, atomically; an existing copy is left as it is, so its time stamp
+    (which ninja compares) never moves.
+    """
+    data = SOURCE.read_bytes()
+    staged = root / "attnyolo_sources" / f"fused_attention_{hashlib.sha256(data).hexdigest()[:16]}.cpp"
+    if not staged.is_file() or staged.read_bytes() != data:
+        staged.parent.mkdir(parents=True, exist_ok=True)
+        write_bytes_atomic(staged, data)
+    return staged
 
 
 def _load() -> Any:
@@ -89,13 +151,14 @@ def _load_quietly() -> Any:
     variants = _variants()
     variants.sort(key=lambda v: not _built(root, v[0]))  # stable: a cached build first, else the preferred order
     if not _built(root, variants[0][0]):
-        LOGGER.info(f"attnyolo: compiling the fused CPU attention kernels into {root} (once per machine) ...")
+        LOGGER.info(f"attnyolo: compiling the fused CPU attention kernels into {root} (once per environment) ...")
+    source = _staged_source(root)
     first_error = None
     for name, cflags, ldflags in variants:
         try:
             cpp_extension.load(
                 name=name,
-                sources=[str(SOURCE)],
+                sources=[str(source)],
                 extra_cflags=cflags,
                 extra_ldflags=ldflags,
                 is_python_module=False,

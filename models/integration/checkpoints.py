@@ -46,6 +46,7 @@ from ..utils.atomic import (
     replace_atomically,
     temporary_sibling,
 )
+from ..utils.cli import parse_bool
 from .allowlist import (  # noqa: F401  (re-exported)
     _checkpoint_getattr,
     _fixed_globals,
@@ -77,7 +78,7 @@ _label: contextvars.ContextVar[str | None] = contextvars.ContextVar("attnyolo_ch
 
 def checkpoints_trusted() -> bool:
     """Whether the user vouched for every checkpoint this process opens (``ATTNYOLO_TRUST_CHECKPOINTS=1``)."""
-    return os.environ.get(TRUST_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
+    return parse_bool(os.environ.get(TRUST_ENV, "")) is True  # anything but a true spelling keeps files untrusted
 
 
 def trust_checkpoints(enabled: bool = True) -> None:

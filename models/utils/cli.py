@@ -23,6 +23,53 @@ DEBUG_ENV = "ATTNYOLO_DEBUG"
 _MAYBE_BUGS = (TypeError, KeyError)
 
 
+# The spellings of a boolean value, any case (parse_bool). Every boolean key of every tool and the switches read from
+# the environment (ATTNYOLO_TRUST_CHECKPOINTS, ATTNYOLO_DEBUG) are parsed by this one table.
+_TRUE, _FALSE = frozenset({"true", "1", "yes", "on"}), frozenset({"false", "0", "no", "off"})
+# Keys whose value is a boolean or something else (a path, a cache kind, a compile mode): a boolean spelling is
+# parsed as one, any other value is kept as it is (Ultralytics' resume=, pretrained=, cache=, compile=).
+BOOL_OR_VALUE_KEYS = frozenset({"resume", "pretrained", "cache", "compile"})
+
+
+def parse_bool(value, key: str | None = None) -> bool | None:
+    """``value`` as a boolean: True/False, 1/0, yes/no, on/off in any case (also the bool and the ints 1 and 0).
+
+    Args:
+        value: The value given (text from the command line or the environment, or an already parsed value).
+        key: The key it was given for; with a key, a value that is no boolean spelling is an error naming both.
+
+    Returns:
+        The boolean, or None for a value that is none of the spellings (only without ``key``).
+
+    Raises:
+        ValueError: ``key`` given and ``value`` is no boolean spelling.
+    """
+    text = str(value).strip().lower() if not isinstance(value, bool) else str(value).lower()
+    if text in _TRUE or text in _FALSE:
+        return text in _TRUE
+    if key is None:
+        return None
+    raise ValueError(
+        f"{key}={value} is not true or false. Fix: give {key}=True or {key}=False (also 1/0, yes/no, on/off)."
+    )
+
+
+def boolean_keys(defaults: dict, passthrough: Iterable[str] = ()) -> frozenset[str]:
+    """The keys among ``defaults`` and ``passthrough`` that take only a boolean.
+
+    A tool's keys with a bool default, and Ultralytics' settings with a bool default (``save_json``, ``exist_ok``,
+    ``half``, ...), less :data:`BOOL_OR_VALUE_KEYS`.
+    """
+    keys = {key for key, value in defaults.items() if isinstance(value, bool)}
+    passthrough = set(passthrough) - set(defaults)
+    if passthrough:
+        from ultralytics.cfg import CFG_BOOL_KEYS, DEFAULT_CFG_DICT  # heavy: only for tools that pass Ultralytics keys
+
+        ultralytics = set(CFG_BOOL_KEYS) | {key for key, value in DEFAULT_CFG_DICT.items() if isinstance(value, bool)}
+        keys |= passthrough & ultralytics
+    return frozenset(keys - BOOL_OR_VALUE_KEYS)
+
+
 def convert_value(text: str):
     """Convert a command-line value: ints, floats, true/false, none/null, Python literals; anything else stays text."""
     lowered = text.lower()
@@ -58,6 +105,8 @@ def parse_kv_args(
             an argument without ``=``.
     """
     known = set(defaults) | set(passthrough)
+    given = {item.partition("=")[0].strip().lstrip("-").replace("-", "_") for item in argv}
+    booleans = boolean_keys(defaults, given & set(passthrough))
     args = dict(defaults)
     for item in argv:
         if item in {"help", "-h", "--help"}:
@@ -71,7 +120,15 @@ def parse_kv_args(
             close = difflib.get_close_matches(key, sorted(known), n=3, cutoff=0.6)
             hint = f" Did you mean {', '.join(close)}?" if close else ""
             fail(f"unknown argument {key!r}.{hint} Run with 'help' for the accepted keys.")
-        args[key] = convert_value(value)
+        if key in booleans:  # parsed before anything reads it: trust_checkpoint=no must never mean "trust"
+            try:
+                args[key] = parse_bool(value, key)
+            except ValueError as error:
+                fail(str(error))
+        elif key in BOOL_OR_VALUE_KEYS and parse_bool(value) is not None:
+            args[key] = parse_bool(value)
+        else:
+            args[key] = convert_value(value)
     return args
 
 
@@ -146,7 +203,8 @@ def apply_trust_checkpoint(args: dict) -> None:
     and AttnYOLO checkpoints never contain is refused. ``trust_checkpoint=True`` says the user vouches for the files
     this run opens (the setting is inherited by the processes it starts, e.g. multi-GPU workers).
     """
-    if args.pop(TRUST_KEY, False):
+    trusted = parse_bool(args.pop(TRUST_KEY, False), TRUST_KEY)  # parse_kv_args has parsed it; a caller's dict too
+    if trusted:
         from ..integration.checkpoints import trust_checkpoints
 
         trust_checkpoints()
@@ -230,7 +288,8 @@ def _interrupted_message() -> str:
 
 def debugging() -> bool:
     """Whether ``ATTNYOLO_DEBUG`` asks for tracebacks (any value but empty, 0, false, no, off)."""
-    return os.environ.get(DEBUG_ENV, "").strip().lower() not in {"", "0", "false", "no", "off"}
+    value = os.environ.get(DEBUG_ENV, "").strip()
+    return bool(value) and parse_bool(value) is not False
 
 
 def _one_line(error: BaseException) -> str:

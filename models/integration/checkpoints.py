@@ -38,7 +38,7 @@ from typing import Any
 
 import torch
 
-from ..errors import CheckpointError, first_line
+from ..errors import CheckpointError, first_line, without_unsafe_advice
 from ..utils.atomic import (
     atomic_path,
     name_failure,
@@ -50,6 +50,7 @@ from ..utils.cli import parse_bool
 from .allowlist import (  # noqa: F401  (re-exported)
     _checkpoint_getattr,
     _fixed_globals,
+    allowed_call,
     allowed_global,
     data_globals,
     numpy_scalar_globals,
@@ -57,13 +58,15 @@ from .allowlist import (  # noqa: F401  (re-exported)
 from .pickles import (  # noqa: F401  (re-exported: the listing every reader uses)
     _LEGACY_PICKLES,
     MAX_PICKLE_BYTES,
+    AmbiguousArchive,
     OversizedPickle,
+    archive_pickle,
     legacy_pickles,
+    legacy_storage_excess,
     pickle_globals,
-    read_zip_pickle,
+    scan_pickles,
     torch_default_globals,
     torch_save_format,
-    zip_pickle_info,
     zip_pickle_record,
 )
 
@@ -189,26 +192,41 @@ def referenced_globals(path: str | Path, label: str | None = None) -> tuple[list
         scan = legacy_pickles(path)  # a truncated file: the load reports it, with what it names refused first
         if scan.oversized:
             raise _oversized(label, f"its pickles run past {MAX_PICKLE_BYTES:,} bytes")
-        names = list(scan.names)
+        if scan.storage_bytes > path.stat().st_size:  # torch's pre-1.6 reader allocates them before reading
+            raise _damaged(label, ValueError(legacy_storage_excess(scan.storage_bytes, path.stat().st_size)))
+        names, calls = list(scan.names), list(scan.calls)
     else:
         try:
             with zipfile.ZipFile(path) as archive:
+                record = next((n for n in archive.namelist() if n.rpartition("/")[2] == "data.pkl"), "data.pkl")
                 members = [n.rpartition("/")[2] for n in archive.namelist()]
-                record = zip_pickle_info(archive)
-                data = read_zip_pickle(archive, record) if record and "constants.pkl" not in members else None
+            if "constants.pkl" in members:  # TorchScript archives keep their constants there (torch.jit.save)
+                raise _damaged(label, RuntimeError("TorchScript archive"))
+            data = archive_pickle(path)
         except OversizedPickle as error:
-            raise _oversized(label, f"its pickle {record.filename} is {error.size:,} bytes uncompressed") from None
-        except Exception as error:  # zipfile raises BadZipFile, OSError, EOFError, ... for a damaged archive
+            raise _oversized(label, f"its pickle {record} is {error.size:,} bytes uncompressed") from None
+        except AmbiguousArchive as error:
+            raise CheckpointError(
+                f"{label}: refused to load: {error}, which torch.save never writes and which could be read in two "
+                f"ways. {TRUST_HINT}"
+            ) from None
+        except CheckpointError:
+            raise
+        except Exception as error:  # zipfile and torch raise BadZipFile, OSError, RuntimeError, ... for damaged files
+            if "without data.pkl" in str(error):
+                raise _damaged(label, ValueError("a zip archive without data.pkl")) from None
             raise _damaged(label, error) from None
-        if "constants.pkl" in members:  # TorchScript archives keep their constants there (torch.jit.save)
-            raise _damaged(label, RuntimeError("TorchScript archive"))
-        if data is None:
-            raise _damaged(label, ValueError("a zip archive without data.pkl"))
         try:
-            names = pickle_globals(data)
+            scan = scan_pickles(data)
         except ValueError as error:
             raise _damaged(label, error) from None
+        names, calls = list(scan.names), list(scan.calls)
     default = torch_default_globals()
+    # A call of a global that may be referenced but never called (a layer class with arguments, bytearray(n)) is listed
+    # as "a call of <name>", which no reader allows; one of a global refused anyway is named once, as that global.
+    allowed = [name for name in calls if allowed_global(name) is not None or name in (default or ())]
+    names += [f"a call of {name}" for name in allowed if not allowed_call(name)]
+    names += ["a call of a value computed while unpickling"] if "<computed>" in calls else []
     if default is None and fmt == "zip":
         # Without torch's table: its public scan answers "not allowed by torch or by a registration"; what is
         # registered is known here (under the lock no registration of this module changes).
@@ -307,10 +325,10 @@ def _foreign(path: Path) -> dict[str, Any] | None:
 
 def _weights_only_reason(error: BaseException) -> str:
     """The reason in torch's weights-only error, without its advice to load with full unpickling."""
-    text = str(error)
-    reason = text.split("WeightsUnpickler error:", 1)[-1].split("Check the documentation", 1)[0]
-    reason = " ".join(reason.split()) or first_line(error)
-    return reason.split(". Please use", 1)[0].rstrip(".")
+    reason = without_unsafe_advice(str(error))
+    if reason.startswith("torch's weights-only reader refused it ("):
+        reason = reason[len("torch's weights-only reader refused it (") : -1]
+    return reason if reason != str(error) else first_line(error).rstrip(".")
 
 
 def read_checkpoint(path: str | Path, trust: bool = False, label: str | None = None, mmap: bool = False) -> Any:

@@ -16,6 +16,8 @@ import sys
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 
+from ..errors import without_unsafe_advice
+
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 # Set to 1 (true, yes, on) to see the full traceback of every failure run_tool would report in one line.
 DEBUG_ENV = "ATTNYOLO_DEBUG"
@@ -295,7 +297,7 @@ def debugging() -> bool:
 def _one_line(error: BaseException) -> str:
     """An error's whole message on one line (KeyError's str() wraps it in quotes; its first argument is the text)."""
     message = str(error.args[0] if isinstance(error, KeyError) and error.args else error).strip()
-    message = message or type(error).__name__
+    message = without_unsafe_advice(message or type(error).__name__)
     return " ".join(message.split()) if len(message) < 2000 else message
 
 

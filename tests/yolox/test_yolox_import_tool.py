@@ -220,8 +220,11 @@ def test_torchs_older_file_format_converts(tmp_path, capsys):
         ("before the class key", r"could not be read as a checkpoint: it is a truncated or damaged file in torch's "),
         ("after the class key", r"names official YOLOX tensors but could not be read: it is a truncated or damaged "),
         # the storages its pickle declares no longer fit in the file: refused before torch allocates them
-        ("in the tensor bytes", r"names official YOLOX tensors but could not be read: it is a truncated or damaged file "
-         r"in torch's pre-1.6 format: its pickle declares [\d,]+ bytes of tensor storage, more than the whole file"),
+        (
+            "in the tensor bytes",
+            r"names official YOLOX tensors but could not be read: it is a truncated or damaged "
+            r"file in torch's pre-1.6 format: its pickle declares [\d,]+ bytes of tensor storage, more than the whole",
+        ),
     ],
 )
 def test_a_truncated_file_in_torchs_older_format_says_it_could_not_be_read(cut, message, tmp_path, capsys):

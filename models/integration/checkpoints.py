@@ -470,7 +470,10 @@ def wrap_torch_safe_load(original):
         if checkpoints_trusted():
             # A foreign format is still read by its own loader: Ultralytics cannot build such a file's classes.
             foreign = _foreign(Path(str(weight))) if Path(str(weight)).is_file() else None
-            return (foreign, str(weight)) if foreign is not None else original(weight, *args, **kwargs)
+            if foreign is not None:
+                return foreign, str(weight)
+            ckpt, file = original(weight, *args, **kwargs)
+            return _with_model(ckpt, checkpoint_label_of(file)), file
         from ultralytics.utils.checks import check_suffix
         from ultralytics.utils.downloads import GITHUB_ASSETS_NAMES, attempt_download_asset
 
@@ -487,12 +490,38 @@ def wrap_torch_safe_load(original):
             Path(file).unlink(missing_ok=True)  # a damaged cached stock asset, asked for by name: fetch it again
             file = attempt_download_asset(weight)
             ckpt = read_checkpoint(file)
-        if not isinstance(ckpt, dict):
+        if not isinstance(ckpt, dict) and isinstance(getattr(ckpt, "model", ckpt), torch.nn.Module):
             ckpt = {"model": getattr(ckpt, "model", ckpt)}  # a whole YOLO object saved with torch.save
-        return ckpt, file
+        return _with_model(ckpt, checkpoint_label_of(file)), file
 
     torch_safe_load._attnyolo_original = original
     return torch_safe_load
+
+
+def _with_model(ckpt: Any, label: str) -> Any:
+    """``ckpt`` when it holds a model (``ckpt["ema"]`` or ``ckpt["model"]`` is a module); else a one-line error.
+
+    Ultralytics' loader answers a file without a model (a state_dict, a list) with advice about its own supported
+    format; the user needs to hear that the file holds no model, and what it holds instead.
+    """
+    if isinstance(ckpt, dict) and isinstance(ckpt.get("ema") or ckpt.get("model"), torch.nn.Module):
+        return ckpt
+    if not isinstance(ckpt, dict):
+        what = f"it holds a {type(ckpt).__name__}"
+    elif ckpt and all(isinstance(value, torch.Tensor) for value in ckpt.values()):
+        what = f"it is a state_dict ({len(ckpt)} tensors, the weights without the model they belong to)"
+    elif "model" in ckpt or "ema" in ckpt:
+        key = "model" if "model" in ckpt else "ema"
+        value = ckpt[key]
+        kind = "None" if value is None else f"a {type(value).__name__}"
+        hint = " (a state_dict?)" if isinstance(value, dict) else ""
+        what = f"its '{key}' entry is {kind}{hint}, not a model"
+    else:
+        what = f"it is a dict without a 'model' entry (keys: {', '.join(map(str, list(ckpt)[:5]))})"
+    raise CheckpointError(
+        f"{label} holds no model: {what}. Fix: pass a checkpoint written by training (e.g. weights/best.pt), which "
+        "holds the model itself."
+    )
 
 
 def check_checkpoint_file(path: str | Path, key: str = "model") -> Path:
@@ -507,6 +536,12 @@ def check_checkpoint_file(path: str | Path, key: str = "model") -> Path:
         CheckpointError: A model YAML or another file type where trained weights are needed.
     """
     path = Path(str(path))
+    if path.is_dir():
+        raise CheckpointError(f"{key}={path} is a folder, not a checkpoint file. Fix: pass the .pt file inside it.")
+    if path.exists() and not path.is_file():  # a FIFO, socket or device: reading it could block or never end
+        raise CheckpointError(
+            f"{key}={path} is not a regular file (a pipe, socket or device). Fix: pass the .pt file training wrote."
+        )
     if not path.is_file():
         raise FileNotFoundError(f"{key}={path} does not exist. Fix: pass a trained checkpoint, e.g. weights/best.pt.")
     if path.suffix.lower() in {".yaml", ".yml"}:

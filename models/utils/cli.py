@@ -159,6 +159,13 @@ _OS_FAILURES = {
     errno.EDQUOT: ("the disk quota is exceeded", "free some space, or write elsewhere with project="),
     errno.EIO: ("an input/output error (failing disk or lost network share)", "check the disk, then run again"),
     errno.ENAMETOOLONG: ("the file name is too long", "use shorter project=/name= values"),
+    errno.EISDIR: ("a folder is in the way of the file", "move the folder away, or name another file or folder"),
+    errno.EEXIST: ("something of that name is in the way", "move it away, or name another file or folder"),
+    errno.ENOTDIR: ("a part of the path is a file, not a folder", "check the path, or name another folder"),
+    errno.ELOOP: ("the path is a loop of symbolic links", "check the links along the path"),
+    errno.ENOTEMPTY: ("the folder is not empty", "move its contents away, or name another folder"),
+    errno.ETXTBSY: ("the file is in use", "close the program using it, or write elsewhere"),
+    errno.EFBIG: ("the file is too large for the file system", "write elsewhere with project= (out= for data tools)"),
 }
 
 
@@ -316,6 +323,8 @@ def failure_message(error: BaseException) -> tuple[str, int] | None:
         return _interrupted_message(), 130
     if isinstance(error, UnsupportedUltralyticsError):
         return str(error), EXIT_FAILURE
+    if isinstance(error, OSError) and error.errno in _OS_FAILURES:  # a full or read-only disk, a folder in the way
+        return os_failure_message(error), EXIT_FAILURE  # before NotADirectoryError: the OS's own carry no advice
     if isinstance(error, (FileNotFoundError, NotADirectoryError, ValueError)):
         return _one_line(error), EXIT_FAILURE
     if isinstance(error, _MAYBE_BUGS):
@@ -323,8 +332,6 @@ def failure_message(error: BaseException) -> tuple[str, int] | None:
         return f"{_one_line(error).rstrip('.')} ({hint}).", EXIT_FAILURE
     if isinstance(error, ConnectionError):  # a camera or stream that drops
         return " ".join(str(error).split()), EXIT_FAILURE
-    if isinstance(error, OSError) and error.errno in _OS_FAILURES:  # a full or read-only disk, permissions, ...
-        return os_failure_message(error), EXIT_FAILURE
     return None
 
 

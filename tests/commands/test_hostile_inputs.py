@@ -5,11 +5,16 @@ The malicious checkpoint (tests/conftest.py) runs ``os.system("touch <marker>")`
 the proof that code ran.
 """
 
+import json
+import os
+
 import pytest
+import torch
 
 from attnyolo.commands import run
+from attnyolo.data.sample import make_sample_dataset
 from attnyolo.integration.checkpoints import TRUST_ENV, checkpoints_trusted
-from attnyolo.utils.cli import parse_bool, parse_kv_args
+from attnyolo.utils.cli import failure_message, parse_bool, parse_kv_args
 
 
 @pytest.fixture(autouse=True)
@@ -76,3 +81,119 @@ def test_every_boolean_key_is_parsed_the_same_way():
     with pytest.raises(SystemExit):
         parse_kv_args(["save_json=perhaps"], {}, "usage", passthrough=set(DEFAULT_CFG_DICT))
     assert [parse_bool(v) for v in ("On", " yes ", "0", "x")] == [True, True, False, None]
+
+
+# ----------------------------------------------------------------- 6. OS errors: one line naming the path, no traceback
+def test_val_with_metrics_json_a_folder_is_one_line_naming_it(sample_data, perfect_predictions, tmp_path, capsys):
+    (tmp_path / "runs" / "exp" / "metrics.json").mkdir(parents=True)
+    argv = [f"data={sample_data}", f"predictions={perfect_predictions}", f"project={tmp_path / 'runs'}", "exist_ok=on"]
+    with pytest.raises(SystemExit) as done:
+        run("val", argv)
+    errors = error_lines(capsys)
+    assert done.value.code == 1 and errors == [
+        f"error: cannot write {tmp_path / 'runs' / 'exp' / 'metrics.json'}: a folder is in the way of the file "
+        "(EISDIR). Fix: move the folder away, or name another file or folder."
+    ]
+
+
+def test_import_weights_out_an_existing_folder_is_one_line(tiny_checkpoint, tmp_path, capsys):
+    out = tmp_path / "imported.pt"
+    out.mkdir()
+    with pytest.raises(SystemExit) as done:
+        run("import_weights", [f"source={tiny_checkpoint}", f"out={out}"])
+    errors = error_lines(capsys)
+    assert done.value.code == 1 and len(errors) == 1 and errors[0].startswith(f"error: cannot write {out}: a folder ")
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (
+            FileExistsError(17, "File exists", "/data/out"),
+            "cannot write /data/out: something of that name is in the way",
+        ),
+        (
+            NotADirectoryError(20, "Not a directory", "/data/f/x"),
+            "cannot write /data/f/x: a part of the path is a file",
+        ),
+        (IsADirectoryError(21, "Is a directory", "/data/m.json"), "cannot write /data/m.json: a folder is in the way"),
+    ],
+)
+def test_os_errors_become_one_line_naming_the_path(error, expected):
+    message, status = failure_message(error)
+    assert status == 1 and message.startswith(expected) and "Fix: " in message
+
+
+# --------------------------------------------------------------------------- 7. a COCO bbox that is not four numbers
+@pytest.mark.parametrize("bbox", ["abc", [1, 2, 3], [1, 2, "x", 4], None])
+def test_a_coco_bbox_that_is_not_four_numbers_names_file_and_annotation(bbox, tmp_path, capsys):
+    sample = make_sample_dataset(tmp_path / "sample", n_train=1, n_val=1, imgsz=64, video=False).parent
+    json_path = sample / "annotations" / "instances_val.json"
+    data = json.loads(json_path.read_text())
+    data["annotations"][0]["bbox"] = bbox
+    json_path.write_text(json.dumps(data))
+    with pytest.raises(SystemExit) as done:
+        run("convert", [f"source={sample}", f"out={tmp_path / 'out'}"])
+    errors = error_lines(capsys)
+    ann = data["annotations"][0]["id"]
+    assert done.value.code == 1 and errors == [
+        f"error: {json_path}: annotation id {ann} has bbox {bbox!r}; COCO boxes are [x, y, width, height], four "
+        "numbers. Fix: correct or remove that annotation."
+    ]
+
+
+# ------------------------------------------------------------------ 9. import_weights out= the source file itself
+def test_import_weights_into_its_own_source_is_refused_unless_overwrite(tmp_path, capsys):
+    source = tmp_path / "best.pt"
+    source.write_bytes(b"PK original bytes")  # refused before the file is read: its bytes must stay as they are
+    with pytest.raises(SystemExit) as done:
+        run("import_weights", [f"source={source}", f"out={source}"])
+    errors = error_lines(capsys)
+    assert done.value.code == 1 and errors == [
+        f"error: out={source} is the source file itself; converting would replace the original, and what it holds "
+        "beyond the weights (optimizer state, training options) would be lost. Fix: name another out=, or pass "
+        "overwrite=True to replace it."
+    ]
+    assert source.read_bytes() == b"PK original bytes"
+    with pytest.raises(SystemExit) as done:  # with overwrite=True it goes on to read the file (here: not a checkpoint)
+        run("import_weights", [f"source={source}", f"out={tmp_path / '.' / 'best.pt'}", "overwrite=yes"])
+    assert "is the source file itself" not in capsys.readouterr().err
+
+
+# -------------------------------------------------------------------------------------- 10. a .pt holding no model
+@pytest.mark.parametrize(
+    ("content", "what"),
+    [
+        ({"w": "tensor"}, "it is a state_dict (1 tensors, the weights without the model they belong to)"),
+        ({"model": {"w": "tensor"}}, "its 'model' entry is a dict (a state_dict?), not a model"),
+        ({"model": None}, "its 'model' entry is None, not a model"),
+        ([1, 2], "it holds a list"),
+    ],
+)
+def test_a_checkpoint_holding_no_model_says_so(content, what, tmp_path, capsys):
+    def tensors(value):
+        if isinstance(value, dict):
+            return {k: tensors(v) for k, v in value.items()}
+        return torch.ones(2) if value == "tensor" else value
+
+    path = tmp_path / "weights.pt"
+    torch.save(tensors(content), path)
+    with pytest.raises(SystemExit) as done:
+        run("model_info", [f"model={path}"])
+    errors = error_lines(capsys)
+    assert done.value.code == 1 and errors == [
+        f"error: model={path} holds no model: {what}. Fix: pass a checkpoint written by training (e.g. "
+        "weights/best.pt), which holds the model itself."
+    ]
+
+
+# --------------------------------------------------------------------- a folder or a FIFO named x.pt is not "missing"
+@pytest.mark.parametrize("kind", ["folder", "fifo"])
+def test_a_folder_or_fifo_named_like_a_checkpoint_is_named_for_what_it_is(kind, tmp_path, capsys):
+    path = tmp_path / "x.pt"
+    path.mkdir() if kind == "folder" else os.mkfifo(path)
+    with pytest.raises(SystemExit) as done:
+        run("model_info", [f"model={path}"])
+    errors = error_lines(capsys)
+    expected = "is a folder, not a checkpoint file" if kind == "folder" else "is not a regular file (a pipe, socket"
+    assert done.value.code == 1 and len(errors) == 1 and errors[0].startswith(f"error: model={path} {expected}")

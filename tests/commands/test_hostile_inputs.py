@@ -197,3 +197,29 @@ def test_a_folder_or_fifo_named_like_a_checkpoint_is_named_for_what_it_is(kind, 
     errors = error_lines(capsys)
     expected = "is a folder, not a checkpoint file" if kind == "folder" else "is not a regular file (a pipe, socket"
     assert done.value.code == 1 and len(errors) == 1 and errors[0].startswith(f"error: model={path} {expected}")
+
+
+# ------------------------------------------------------------------------- 5. a full disk during export leaves nothing
+def test_a_full_disk_during_export_leaves_no_partial_file_and_names_it(tiny_checkpoint, tmp_path, capsys, monkeypatch):
+    import errno
+    import shutil
+
+    model = shutil.copy(tiny_checkpoint, tmp_path / "tiny.pt")
+    earlier = tmp_path / "tiny.onnx"
+    earlier.write_bytes(b"an earlier, complete export")
+
+    def full_disk(module, args, f, *rest, **kwargs):
+        with open(f, "wb") as out:  # the exporter gets part of the way, as on a disk that fills up
+            out.write(b"\0" * 4096)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch.onnx, "export", full_disk)
+    with pytest.raises(SystemExit) as done:
+        run("export", [f"model={model}", "format=onnx", "imgsz=64"])
+    errors = error_lines(capsys)
+    assert done.value.code == 1 and errors == [
+        f"error: cannot write {earlier}: the disk is full (ENOSPC). Fix: free some space, or write elsewhere with "
+        "project= (out= for data tools)."
+    ]
+    assert earlier.read_bytes() == b"an earlier, complete export"  # not replaced by the truncated one
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.onnx", "tiny.pt"]  # no staging folder left

@@ -535,7 +535,13 @@ def check_checkpoint_file(path: str | Path, key: str = "model") -> Path:
         FileNotFoundError: No such file.
         CheckpointError: A model YAML or another file type where trained weights are needed.
     """
-    path = Path(str(path))
+    given = str(path)
+    if "://" in given:  # Path() would collapse the '//' of a URL in the message
+        raise CheckpointError(
+            f"{key}={given} is a URL; checkpoints are read from files, and a downloaded file is checked like any "
+            "other. Fix: download it, then pass the file's path."
+        )
+    path = Path(given)
     if path.is_dir():
         raise CheckpointError(f"{key}={path} is a folder, not a checkpoint file. Fix: pass the .pt file inside it.")
     if path.exists() and not path.is_file():  # a FIFO, socket or device: reading it could block or never end

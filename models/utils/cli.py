@@ -260,6 +260,34 @@ def check_run_settings(settings: dict, task: str) -> None:
     workers = settings.get("workers")
     if workers is not None and not (_is_int(workers) and workers >= 0):
         raise ValueError(f"workers={workers!r} must be a whole number >= 0 (0 loads data in the main process).")
+    check_device(settings.get("device"))
+
+
+def check_device(device) -> None:
+    """Refuse a CUDA ``device`` this machine does not have, naming the value as the user gave it.
+
+    Ultralytics' ``select_device`` rewrites the value before it complains (``device=cuda`` is reported as
+    ``device=0``); the user should see what they typed.
+
+    Raises:
+        ValueError: ``cuda``, ``cuda:N`` or GPU indices (``0``, ``0,1``) without that many CUDA devices.
+    """
+    if device is None:
+        return
+    # 0,1 arrives parsed as the tuple (0, 1); shown and checked as typed
+    text = ",".join(map(str, device)) if isinstance(device, (list, tuple)) else str(device).strip().lower()
+    text = text.replace(" ", "")
+    indices = text.removeprefix("cuda:").split(",") if text.startswith("cuda:") else text.split(",")
+    if text != "cuda" and not all(index.isdigit() for index in indices):
+        return  # cpu, mps, -1 (idle GPU), or a value Ultralytics judges itself
+    import torch  # only for tools that name a device; every such tool has torch imported already
+
+    wanted = 1 if text == "cuda" else max(int(index) for index in indices) + 1
+    available = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if wanted > available:
+        seen = f"only {available} CUDA device(s)" if available else "no CUDA device"
+        shown = text if isinstance(device, (list, tuple)) else device
+        raise ValueError(f"device={shown} asks for a CUDA device, but torch sees {seen} here. Fix: device=cpu.")
 
 
 def ultralytics_keys() -> set[str]:

@@ -223,3 +223,49 @@ def test_a_full_disk_during_export_leaves_no_partial_file_and_names_it(tiny_chec
     ]
     assert earlier.read_bytes() == b"an earlier, complete export"  # not replaced by the truncated one
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.onnx", "tiny.pt"]  # no staging folder left
+
+
+# ------------------------------------------------------------------------- values echoed as the user typed them
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+@pytest.mark.parametrize("device", ["cuda", "cuda:1", "0", "0,1"])
+def test_a_cuda_device_this_machine_lacks_is_echoed_as_given(device, tiny_checkpoint, sample_data, tmp_path, capsys):
+    with pytest.raises(SystemExit) as done:
+        run("val", [f"model={tiny_checkpoint}", f"data={sample_data}", f"device={device}", f"project={tmp_path}"])
+    assert done.value.code == 1 and error_lines(capsys) == [
+        f"error: device={device} asks for a CUDA device, but torch sees no CUDA device here. Fix: device=cpu."
+    ]
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", ["predict", "model_info", "val"])
+def test_a_url_as_model_is_echoed_whole(command, sample_data, tmp_path, capsys):
+    url = "http://example.com/weights/best.pt"
+    argv = {"predict": [f"source={tmp_path}"], "model_info": [], "val": [f"data={sample_data}"]}[command]
+    with pytest.raises(SystemExit) as done:
+        run(command, [f"model={url}", *argv])
+    assert done.value.code == 1 and error_lines(capsys) == [
+        f"error: model={url} is a URL; checkpoints are read from files, and a downloaded file is checked like any "
+        "other. Fix: download it, then pass the file's path."
+    ]
+
+
+def test_many_unreadable_images_are_a_count_and_a_listing(tiny_checkpoint, tmp_path, capsys):
+    import cv2
+    import numpy as np
+
+    source = tmp_path / "images"
+    source.mkdir()
+    empty = sorted(source / f"empty{i:03d}.jpg" for i in range(200))
+    for path in empty:
+        path.write_bytes(b"")
+    cv2.imwrite(str(source / "good.jpg"), np.full((64, 64, 3), 127, np.uint8))
+    listing = tmp_path / "runs" / "predict" / "unreadable.txt"
+    with pytest.warns(UserWarning) as caught:
+        run("predict", [f"model={tiny_checkpoint}", f"source={source}", f"project={tmp_path / 'runs'}", "imgsz=64"])
+    printed = capsys.readouterr()
+    assert "Image Read Error" not in printed.out + printed.err and "empty0" not in printed.out + printed.err
+    assert [str(w.message) for w in caught if "could not be read" in str(w.message)] == [
+        f"200 file(s) of source={source} could not be read as images (empty or damaged) and were skipped; listed in "
+        f"{listing}"
+    ]
+    assert sorted(listing.read_text().splitlines()) == [str(path) for path in empty]

@@ -24,7 +24,7 @@ def without_unsafe_advice(text: str) -> str:
     """``text``, or, when it is torch's weights-only refusal, only its reason (``Unsupported global: ...``).
 
     Every message AttnYOLO restates from torch passes through here (:func:`first_line`, the tools' one-line errors), so
-    torch's advice to re-run ``torch.load`` with ``weights_only=False`` is never shown.
+    torch's advice to re-run ``torch.load`` with full unpickling is never shown.
     """
     if not any(marker in text for marker in _TORCH_ADVICE):
         return text

@@ -10,6 +10,7 @@ The formats are provided by the modules named in :data:`FORMAT_PROVIDERS`; each 
 
 from __future__ import annotations
 
+import errno
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -77,7 +78,12 @@ def native_checkpoint(model: Any, **extra: Any) -> dict[str, Any]:
 
 
 def import_weights(
-    source: str | Path, out: str | Path, model: str | None = None, nc: int | None = None, legacy: bool = False
+    source: str | Path,
+    out: str | Path,
+    model: str | None = None,
+    nc: int | None = None,
+    legacy: bool = False,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Convert the foreign checkpoint ``source`` into an Ultralytics checkpoint at ``out``.
 
@@ -91,12 +97,14 @@ def import_weights(
         legacy: True for YOLOX's legacy weights (README "Legacy models"), which expect ImageNet-normalised input:
             refused, since that normalisation cannot be folded exactly into the model
             (:func:`~attnyolo.yolox.official.legacy_refusal`).
+        overwrite: Allow ``out`` to be ``source`` itself (replaced by the conversion); refused otherwise.
 
     Returns:
         The format's report, with ``format``, ``source`` and ``out`` added.
 
     Raises:
         FileNotFoundError: ``source`` does not exist.
+        IsADirectoryError: ``out`` is a folder.
         CheckpointError: ``source`` is in no known format, references a global no checkpoint holds (named, with the
             opt-in ``trust_checkpoint=True``), cannot be read or mapped, or ``legacy`` is True; the message says which
             and why.
@@ -116,6 +124,15 @@ def import_weights(
         raise FileNotFoundError(f"source={source} does not exist. Fix: pass the checkpoint file to import.")
     if out.suffix != ".pt":
         raise CheckpointError(f"out={out} must end in .pt, the suffix Ultralytics loads. Fix: e.g. out=imported.pt.")
+    if out.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "a folder is in the way", str(out))
+    if out.exists() and out.resolve() == source.resolve() and not overwrite:
+        # the converted file drops what the original holds beyond the weights (optimizer state, training options)
+        raise CheckpointError(
+            f"out={out} is the source file itself; converting would replace the original, and what it holds beyond "
+            "the weights (optimizer state, training options) would be lost. Fix: name another out=, or pass "
+            "overwrite=True to replace it."
+        )
     fmt = detect_format(source)
     if fmt is None and (why := describe_unreadable(source)):
         raise CheckpointError(
@@ -152,7 +169,13 @@ def describe_unreadable(path: str | Path) -> str | None:
     """
     import zipfile
 
-    from ..integration.pickles import LEGACY_MAGIC, MAX_PICKLE_BYTES, legacy_pickles, torch_save_format
+    from ..integration.pickles import (
+        LEGACY_MAGIC,
+        MAX_PICKLE_BYTES,
+        legacy_pickles,
+        legacy_storage_excess,
+        torch_save_format,
+    )
 
     path = Path(path)
     with open(path, "rb") as f:
@@ -180,6 +203,9 @@ def describe_unreadable(path: str | Path) -> str | None:
             )
         if scan.damaged:
             return f"it is a truncated or damaged file in torch's pre-1.6 format: {scan.damaged}"
+        if scan.storage_bytes > path.stat().st_size:
+            excess = legacy_storage_excess(scan.storage_bytes, path.stat().st_size)
+            return f"it is a truncated or damaged file in torch's pre-1.6 format: {excess}"
         return None
     if b"\x00" in head:  # binary, but neither of torch's formats
         return "it is neither a zip archive nor a pickle, the two formats torch.save writes"

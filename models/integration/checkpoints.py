@@ -38,7 +38,7 @@ from typing import Any
 
 import torch
 
-from ..errors import CheckpointError, first_line
+from ..errors import CheckpointError, first_line, without_unsafe_advice
 from ..utils.atomic import (
     atomic_path,
     name_failure,
@@ -46,9 +46,11 @@ from ..utils.atomic import (
     replace_atomically,
     temporary_sibling,
 )
+from ..utils.cli import parse_bool
 from .allowlist import (  # noqa: F401  (re-exported)
     _checkpoint_getattr,
     _fixed_globals,
+    allowed_call,
     allowed_global,
     data_globals,
     numpy_scalar_globals,
@@ -56,13 +58,15 @@ from .allowlist import (  # noqa: F401  (re-exported)
 from .pickles import (  # noqa: F401  (re-exported: the listing every reader uses)
     _LEGACY_PICKLES,
     MAX_PICKLE_BYTES,
+    AmbiguousArchive,
     OversizedPickle,
+    archive_pickle,
     legacy_pickles,
+    legacy_storage_excess,
     pickle_globals,
-    read_zip_pickle,
+    scan_pickles,
     torch_default_globals,
     torch_save_format,
-    zip_pickle_info,
     zip_pickle_record,
 )
 
@@ -77,7 +81,7 @@ _label: contextvars.ContextVar[str | None] = contextvars.ContextVar("attnyolo_ch
 
 def checkpoints_trusted() -> bool:
     """Whether the user vouched for every checkpoint this process opens (``ATTNYOLO_TRUST_CHECKPOINTS=1``)."""
-    return os.environ.get(TRUST_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
+    return parse_bool(os.environ.get(TRUST_ENV, "")) is True  # anything but a true spelling keeps files untrusted
 
 
 def trust_checkpoints(enabled: bool = True) -> None:
@@ -188,26 +192,41 @@ def referenced_globals(path: str | Path, label: str | None = None) -> tuple[list
         scan = legacy_pickles(path)  # a truncated file: the load reports it, with what it names refused first
         if scan.oversized:
             raise _oversized(label, f"its pickles run past {MAX_PICKLE_BYTES:,} bytes")
-        names = list(scan.names)
+        if scan.storage_bytes > path.stat().st_size:  # torch's pre-1.6 reader allocates them before reading
+            raise _damaged(label, ValueError(legacy_storage_excess(scan.storage_bytes, path.stat().st_size)))
+        names, calls = list(scan.names), list(scan.calls)
     else:
         try:
             with zipfile.ZipFile(path) as archive:
+                record = next((n for n in archive.namelist() if n.rpartition("/")[2] == "data.pkl"), "data.pkl")
                 members = [n.rpartition("/")[2] for n in archive.namelist()]
-                record = zip_pickle_info(archive)
-                data = read_zip_pickle(archive, record) if record and "constants.pkl" not in members else None
+            if "constants.pkl" in members:  # TorchScript archives keep their constants there (torch.jit.save)
+                raise _damaged(label, RuntimeError("TorchScript archive"))
+            data = archive_pickle(path)
         except OversizedPickle as error:
-            raise _oversized(label, f"its pickle {record.filename} is {error.size:,} bytes uncompressed") from None
-        except Exception as error:  # zipfile raises BadZipFile, OSError, EOFError, ... for a damaged archive
+            raise _oversized(label, f"its pickle {record} is {error.size:,} bytes uncompressed") from None
+        except AmbiguousArchive as error:
+            raise CheckpointError(
+                f"{label}: refused to load: {error}, which torch.save never writes and which could be read in two "
+                f"ways. {TRUST_HINT}"
+            ) from None
+        except CheckpointError:
+            raise
+        except Exception as error:  # zipfile and torch raise BadZipFile, OSError, RuntimeError, ... for damaged files
+            if "without data.pkl" in str(error):
+                raise _damaged(label, ValueError("a zip archive without data.pkl")) from None
             raise _damaged(label, error) from None
-        if "constants.pkl" in members:  # TorchScript archives keep their constants there (torch.jit.save)
-            raise _damaged(label, RuntimeError("TorchScript archive"))
-        if data is None:
-            raise _damaged(label, ValueError("a zip archive without data.pkl"))
         try:
-            names = pickle_globals(data)
+            scan = scan_pickles(data)
         except ValueError as error:
             raise _damaged(label, error) from None
+        names, calls = list(scan.names), list(scan.calls)
     default = torch_default_globals()
+    # A call of a global that may be referenced but never called (a layer class with arguments, bytearray(n)) is listed
+    # as "a call of <name>", which no reader allows; one of a global refused anyway is named once, as that global.
+    allowed = [name for name in calls if allowed_global(name) is not None or name in (default or ())]
+    names += [f"a call of {name}" for name in allowed if not allowed_call(name)]
+    names += ["a call of a value computed while unpickling"] if "<computed>" in calls else []
     if default is None and fmt == "zip":
         # Without torch's table: its public scan answers "not allowed by torch or by a registration"; what is
         # registered is known here (under the lock no registration of this module changes).
@@ -306,10 +325,10 @@ def _foreign(path: Path) -> dict[str, Any] | None:
 
 def _weights_only_reason(error: BaseException) -> str:
     """The reason in torch's weights-only error, without its advice to load with full unpickling."""
-    text = str(error)
-    reason = text.split("WeightsUnpickler error:", 1)[-1].split("Check the documentation", 1)[0]
-    reason = " ".join(reason.split()) or first_line(error)
-    return reason.split(". Please use", 1)[0].rstrip(".")
+    reason = without_unsafe_advice(str(error))
+    if reason.startswith("torch's weights-only reader refused it ("):
+        reason = reason[len("torch's weights-only reader refused it (") : -1]
+    return reason if reason != str(error) else first_line(error).rstrip(".")
 
 
 def read_checkpoint(path: str | Path, trust: bool = False, label: str | None = None, mmap: bool = False) -> Any:
@@ -451,7 +470,10 @@ def wrap_torch_safe_load(original):
         if checkpoints_trusted():
             # A foreign format is still read by its own loader: Ultralytics cannot build such a file's classes.
             foreign = _foreign(Path(str(weight))) if Path(str(weight)).is_file() else None
-            return (foreign, str(weight)) if foreign is not None else original(weight, *args, **kwargs)
+            if foreign is not None:
+                return foreign, str(weight)
+            ckpt, file = original(weight, *args, **kwargs)
+            return _with_model(ckpt, checkpoint_label_of(file)), file
         from ultralytics.utils.checks import check_suffix
         from ultralytics.utils.downloads import GITHUB_ASSETS_NAMES, attempt_download_asset
 
@@ -468,12 +490,38 @@ def wrap_torch_safe_load(original):
             Path(file).unlink(missing_ok=True)  # a damaged cached stock asset, asked for by name: fetch it again
             file = attempt_download_asset(weight)
             ckpt = read_checkpoint(file)
-        if not isinstance(ckpt, dict):
+        if not isinstance(ckpt, dict) and isinstance(getattr(ckpt, "model", ckpt), torch.nn.Module):
             ckpt = {"model": getattr(ckpt, "model", ckpt)}  # a whole YOLO object saved with torch.save
-        return ckpt, file
+        return _with_model(ckpt, checkpoint_label_of(file)), file
 
     torch_safe_load._attnyolo_original = original
     return torch_safe_load
+
+
+def _with_model(ckpt: Any, label: str) -> Any:
+    """``ckpt`` when it holds a model (``ckpt["ema"]`` or ``ckpt["model"]`` is a module); else a one-line error.
+
+    Ultralytics' loader answers a file without a model (a state_dict, a list) with advice about its own supported
+    format; the user needs to hear that the file holds no model, and what it holds instead.
+    """
+    if isinstance(ckpt, dict) and isinstance(ckpt.get("ema") or ckpt.get("model"), torch.nn.Module):
+        return ckpt
+    if not isinstance(ckpt, dict):
+        what = f"it holds a {type(ckpt).__name__}"
+    elif ckpt and all(isinstance(value, torch.Tensor) for value in ckpt.values()):
+        what = f"it is a state_dict ({len(ckpt)} tensors, the weights without the model they belong to)"
+    elif "model" in ckpt or "ema" in ckpt:
+        key = "model" if "model" in ckpt else "ema"
+        value = ckpt[key]
+        kind = "None" if value is None else f"a {type(value).__name__}"
+        hint = " (a state_dict?)" if isinstance(value, dict) else ""
+        what = f"its '{key}' entry is {kind}{hint}, not a model"
+    else:
+        what = f"it is a dict without a 'model' entry (keys: {', '.join(map(str, list(ckpt)[:5]))})"
+    raise CheckpointError(
+        f"{label} holds no model: {what}. Fix: pass a checkpoint written by training (e.g. weights/best.pt), which "
+        "holds the model itself."
+    )
 
 
 def check_checkpoint_file(path: str | Path, key: str = "model") -> Path:
@@ -487,7 +535,19 @@ def check_checkpoint_file(path: str | Path, key: str = "model") -> Path:
         FileNotFoundError: No such file.
         CheckpointError: A model YAML or another file type where trained weights are needed.
     """
-    path = Path(str(path))
+    given = str(path)
+    if "://" in given:  # Path() would collapse the '//' of a URL in the message
+        raise CheckpointError(
+            f"{key}={given} is a URL; checkpoints are read from files, and a downloaded file is checked like any "
+            "other. Fix: download it, then pass the file's path."
+        )
+    path = Path(given)
+    if path.is_dir():
+        raise CheckpointError(f"{key}={path} is a folder, not a checkpoint file. Fix: pass the .pt file inside it.")
+    if path.exists() and not path.is_file():  # a FIFO, socket or device: reading it could block or never end
+        raise CheckpointError(
+            f"{key}={path} is not a regular file (a pipe, socket or device). Fix: pass the .pt file training wrote."
+        )
     if not path.is_file():
         raise FileNotFoundError(f"{key}={path} does not exist. Fix: pass a trained checkpoint, e.g. weights/best.pt.")
     if path.suffix.lower() in {".yaml", ".yml"}:

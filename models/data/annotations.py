@@ -7,6 +7,7 @@ Both the converters (:mod:`attnyolo.data.convert_coco`, :mod:`attnyolo.data.conv
 from __future__ import annotations
 
 import json
+import math
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,25 @@ def read_coco_json(path: str | Path) -> dict[str, Any]:
     """
     data = read_json(path)
     _check_coco_keys(data, str(path))
+    _check_boxes(data["annotations"], str(path))
     return data
+
+
+def _check_boxes(annotations: Any, source: str) -> None:
+    """Raise a ValueError naming ``source`` and the annotation whose ``bbox`` is not ``[x, y, width, height]``."""
+    if not isinstance(annotations, list):
+        raise ValueError(f"{source}: 'annotations' must be a list of objects, not {type(annotations).__name__}.")
+    for index, ann in enumerate(annotations):
+        box = ann.get("bbox") if isinstance(ann, dict) else None
+        numbers = isinstance(box, list) and len(box) == 4
+        if not (
+            numbers and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in box)
+        ):
+            which = f"id {ann.get('id')}" if isinstance(ann, dict) and "id" in ann else f"number {index}"
+            raise ValueError(
+                f"{source}: annotation {which} has bbox {box!r}; COCO boxes are [x, y, width, height], four numbers. "
+                "Fix: correct or remove that annotation."
+            )
 
 
 def _check_coco_keys(dataset: Any, source: str) -> None:

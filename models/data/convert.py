@@ -36,7 +36,7 @@ from pathlib import Path
 from ..utils.atomic import remove_stale_temporaries
 from .convert_coco import coco_jsons, coco_to_yolo, convert_coco
 from .convert_voc import VOC_CLASS_NAMES, VOC_PARTS, convert_voc, voc_class_names, voc_xml_to_yolo, voc_years
-from .layout import warn_dropped_boxes
+from .layout import track_replaced, warn_dropped_boxes, warn_replaced
 
 __all__ = [
     "VOC_CLASS_NAMES",
@@ -80,8 +80,11 @@ def detect_format(source: str | Path) -> str:
 def convert_dataset(source: str | Path, out: str | Path, names: Sequence[str] | str | None = None) -> Path:
     """Convert a VOCdevkit or COCO folder into the YOLO layout under ``out`` (see the module docstring).
 
-    Existing files under ``out`` with the same names are replaced; others are left alone, so convert into an empty
-    folder or into the output of an earlier conversion of the same source. Every box that cannot become a label
+    Existing files under ``out`` with the same names are replaced, and one warning says how many and names the first
+    few; others are left alone, so convert into an empty folder or into the output of an earlier conversion of the
+    same source. Every path derived from the dataset's contents (COCO ``file_name``, VOC image ids) must stay inside
+    its folder and inside ``out``, symlinks followed; otherwise the conversion fails naming the entry, before any
+    file is written. Every box that cannot become a label
     (inverted, zero-size or outside its image) is counted in one warning with the first examples.
 
     Args:
@@ -108,10 +111,14 @@ def convert_dataset(source: str | Path, out: str | Path, names: Sequence[str] | 
     if kind == "coco" and names is not None:
         raise ValueError(f"names= applies to VOC folders; {source} is a COCO folder, whose JSON names its classes.")
     out = Path(out).resolve()
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"out={out} is a file, not a folder. Fix: name a new or empty folder for out=.")
     out.mkdir(parents=True, exist_ok=True)
     for folder in out.glob("labels/*"):
         remove_stale_temporaries(folder)  # label files an earlier, killed conversion was writing
     dropped: list[str] = []
-    data_yaml = convert_voc(source, out, names, dropped) if kind == "voc" else convert_coco(source, out, dropped)
+    with track_replaced() as replaced:
+        data_yaml = convert_voc(source, out, names, dropped) if kind == "voc" else convert_coco(source, out, dropped)
     warn_dropped_boxes(dropped)
+    warn_replaced(out, replaced)
     return data_yaml

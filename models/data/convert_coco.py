@@ -10,7 +10,7 @@ import warnings
 from pathlib import Path
 
 from .annotations import read_coco_json
-from .layout import link, write_data_yaml, write_labels, yolo_row
+from .layout import contained, link, write_data_yaml, write_labels, yolo_row
 
 
 def coco_jsons(source: Path) -> list[Path]:
@@ -108,6 +108,7 @@ def convert_coco(source: str | Path, out: str | Path, dropped: list[str] | None 
     splits: dict[str, list[str]] = {"train": [], "val": [], "test": []}
     annotations: dict[str, list[str]] = {"train": [], "val": [], "test": []}
     categories = None
+    work: list[tuple[Path, Path, Path | None, list[str] | None]] = []  # (source, link, label file, rows)
     for json_path in json_paths:
         split = json_path.stem[len("instances_") :]
         role = _coco_role(split)
@@ -123,18 +124,25 @@ def convert_coco(source: str | Path, out: str | Path, dropped: list[str] | None 
         image_dir = _coco_image_dir(source, split, json_path)
         rows = coco_to_yolo(data, class_of_category, dropped, str(json_path))
         for image in data["images"]:
-            src = image_dir / image["file_name"]
+            # file_name comes from the JSON: it must name a file inside the image folder, and so must its outputs
+            entry = f"{json_path} image {image.get('id')} file_name {image['file_name']!r}"
+            src = contained(image_dir, str(image["file_name"]), entry)
             if not src.is_file():
                 raise FileNotFoundError(f"Image {src} listed in {json_path} is missing.")
             rel = Path(image["file_name"])
-            link(src, out / "images" / split / rel)
-            write_labels((out / "labels" / split / rel).with_suffix(".txt"), rows[image["id"]])
-        link(json_path, out / "annotations" / json_path.name)
+            dst_image = contained(out, Path("images") / split / rel, entry, resolve=True)
+            dst_label = contained(out, (Path("labels") / split / rel).with_suffix(".txt"), entry, resolve=True)
+            work.append((src, dst_image, dst_label, rows[image["id"]]))
+        work.append((json_path, out / "annotations" / json_path.name, None, None))
         splits[role].append(f"images/{split}")
         annotations[role].append(f"annotations/{json_path.name}")
     for role in ("train", "val"):
         if not splits[role]:
             raise ValueError(f"No COCO {role} split in {source}: looked for annotations/instances_{role}*.json.")
+    for src, dst, label, rows in work:  # written only once every entry of every JSON has been checked
+        link(src, dst)
+        if label is not None:
+            write_labels(label, rows)
     data_yaml = {role: paths[0] if len(paths) == 1 else paths for role, paths in splits.items() if paths}
     data_yaml["names"] = {i: name for i, (_, name) in enumerate(categories)}
     # The evaluator scores one split against one JSON; splits made of several JSON files get no entry.

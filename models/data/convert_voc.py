@@ -16,7 +16,7 @@ from pathlib import Path
 from PIL import Image
 
 from .annotations import read_voc_xml
-from .layout import link, write_data_yaml, write_labels, yolo_row
+from .layout import contained, link, write_data_yaml, write_labels, yolo_row
 
 # The 20 PASCAL VOC classes in the devkit's order (VOCdevkit/VOCcode/VOCinit.m), which every VOC result table uses.
 VOC_CLASS_NAMES = (
@@ -238,13 +238,20 @@ def convert_voc(
                         f"Image id {image_id} is in both {seen[image_id]} and {year}; the output folder needs unique "
                         "names. Convert the years separately."
                     )
-                xml = year / "Annotations" / f"{image_id}.xml"
+                # the id comes from the split list: it must name files inside the year's folders and inside out=
+                entry = f"{year / 'ImageSets' / 'Main' / image_set}.txt entry {image_id!r}"
+                xml = contained(year / "Annotations", f"{image_id}.xml", entry)
+                contained(year / "JPEGImages", image_id, entry)
+                contained(out, Path("labels") / role / f"{image_id}.txt", entry, resolve=True)
                 if not xml.is_file():
                     raise FileNotFoundError(
                         f"Annotation {xml} of image {image_id} ({year.name} {image_set}) is missing."
                     )
                 work.append((role, image_id, xml, _voc_image(year, image_id)))
     names = _names_arg(names) or voc_class_names(xml for _, _, xml, _ in work)
+    for role, image_id, xml, image in work:
+        for path in (out / "images" / role / image.name, out / "Annotations" / xml.name):
+            contained(out, path.relative_to(out), f"image {image_id}'s output", resolve=True)
     for role, image_id, xml, image in work:
         write_labels(out / "labels" / role / f"{image_id}.txt", voc_xml_to_yolo(xml, image, names, dropped))
         link(image, out / "images" / role / image.name)

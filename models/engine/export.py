@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+from ultralytics.engine.exporter import export_formats
 from ultralytics.utils.checks import check_imgsz
 
 from ..integration.checkpoints import load_model
+from ..utils.atomic import replace_atomically
 
 
 def verify_onnx(pt_path: str | Path, onnx_path: str | Path, sizes=((640, 640),), rtol: float = 1e-3) -> dict:
@@ -67,6 +72,57 @@ def verification_sizes(imgsz, stride, dynamic: bool = False) -> list[tuple[int, 
     return [(h, w)] + ([(h + step, max(step, w - step))] if dynamic else [])
 
 
+def _exported_name(stem: str, format: str) -> str:
+    """The name Ultralytics' exporter gives the export of ``<stem>.pt`` in ``format`` (its ``export_formats`` table)."""
+    table = export_formats()
+    suffixes = dict(zip(table["Argument"], table["Suffix"]))
+    return f"{stem}{suffixes.get(format, '.' + format)}"
+
+
+def export_atomically(yolo: Any, model: Path, format: str, **kw: Any) -> str:
+    """``yolo.export(format=..., **kw)`` written into a staging folder beside ``model``, then renamed into place.
+
+    Ultralytics' exporters write straight to ``<model stem>.<format>`` beside the checkpoint (the path comes from the
+    model's ``pt_path``); a full disk then leaves a truncated file where a complete one may have been. Here the model's
+    ``pt_path`` points into a staging folder in the same folder for the export, so the file (or folder, for formats
+    that write one) appears at its real name only once complete, by a rename; an earlier export stays until then.
+
+    Returns:
+        The path of the export at its final place.
+
+    Raises:
+        OSError: The export failed to write; the error names the final file, and the staging folder is removed.
+    """
+    folder = model.resolve().parent
+    final = folder / _exported_name(model.stem, format)
+    staging = Path(tempfile.mkdtemp(prefix=f".{model.stem}.export-", dir=folder))
+    previous = getattr(yolo.model, "pt_path", None)
+    yolo.model.pt_path = str(staging / model.name)
+    try:
+        produced = Path(yolo.export(format=format, **kw))
+        target = folder / produced.name
+        if produced.is_dir():
+            old = staging / f"{produced.name}.previous"
+            if target.exists():
+                target.rename(old)  # the earlier export is put back if the new one cannot take its place
+            try:
+                produced.rename(target)
+            except OSError:
+                if old.exists():
+                    old.rename(target)
+                raise
+        else:
+            replace_atomically(produced, target)
+        return str(target)
+    except OSError as error:
+        if error.filename is None or staging in Path(str(error.filename)).parents:
+            error.filename = str(final)  # the staging name means nothing to the user
+        raise
+    finally:
+        yolo.model.pt_path = previous
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def export_model(model: str | Path | None = None, format: str = "onnx", verify: bool = True, **kw):
     """Export a checkpoint; for ONNX also verify the file against PyTorch.
 
@@ -78,11 +134,14 @@ def export_model(model: str | Path | None = None, format: str = "onnx", verify: 
 
     Returns:
         ``(exported path, check dict or None)``.
+
+    Raises:
+        OSError: The export could not be written (e.g. a full disk), naming the file; nothing of it is left behind.
     """
     if model is None:
         raise ValueError("model= is required, e.g. model=runs/train/exp/weights/best.pt")
     yolo = load_model(model)
-    path = yolo.export(format=format, **kw)
+    path = export_atomically(yolo, Path(str(model)), format, **kw)
     if format != "onnx" or not verify or kw.get("nms"):
         # With nms=True the graph ends in NMS and returns final boxes, not the raw head output compared below.
         return path, None

@@ -11,6 +11,7 @@ The formats are registered by the families (:func:`attnyolo.integration.plugins.
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,12 @@ from ..yolox.official import legacy_refusal
 
 
 def import_weights(
-    source: str | Path, out: str | Path, model: str | None = None, nc: int | None = None, legacy: bool = False
+    source: str | Path,
+    out: str | Path,
+    model: str | None = None,
+    nc: int | None = None,
+    legacy: bool = False,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Convert the foreign checkpoint ``source`` into an Ultralytics checkpoint at ``out``.
 
@@ -39,12 +45,14 @@ def import_weights(
         legacy: True for YOLOX's legacy weights (README "Legacy models"), which expect ImageNet-normalised input:
             refused, since that normalisation cannot be folded exactly into the model
             (:func:`~attnyolo.yolox.official.legacy_refusal`).
+        overwrite: Allow ``out`` to be ``source`` itself (replaced by the conversion); refused otherwise.
 
     Returns:
         The format's report, with ``format``, ``source`` and ``out`` added.
 
     Raises:
         FileNotFoundError: ``source`` does not exist.
+        IsADirectoryError: ``out`` is a folder.
         CheckpointError: ``source`` is in no known format, references a global no checkpoint holds (named, with the
             opt-in ``trust_checkpoint=True``), cannot be read or mapped, or ``legacy`` is True; the message says which
             and why.
@@ -58,6 +66,15 @@ def import_weights(
         raise FileNotFoundError(f"source={source} does not exist. Fix: pass the checkpoint file to import.")
     if out.suffix != ".pt":
         raise CheckpointError(f"out={out} must end in .pt, the suffix Ultralytics loads. Fix: e.g. out=imported.pt.")
+    if out.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "a folder is in the way", str(out))
+    if out.exists() and out.resolve() == source.resolve() and not overwrite:
+        # the converted file drops what the original holds beyond the weights (optimizer state, training options)
+        raise CheckpointError(
+            f"out={out} is the source file itself; converting would replace the original, and what it holds beyond "
+            "the weights (optimizer state, training options) would be lost. Fix: name another out=, or pass "
+            "overwrite=True to replace it."
+        )
     fmt = detect_format(source)
     if fmt is None and (why := describe_unreadable(source)):
         raise CheckpointError(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import json
+import logging
 import math
 import os
 import sys
@@ -104,7 +105,7 @@ def open_model(model=None) -> Model:
     """
     if isinstance(model, Model):
         return model
-    return load_model(Path(model) if model else default_model())
+    return load_model(str(model) if model else default_model())  # as given: Path() would turn a URL's '//' into '/'
 
 
 def _open_failure(source: str, error: ConnectionError) -> ConnectionError:
@@ -143,6 +144,42 @@ def _warn_short_videos(per_path: dict[str, int], vid_stride: int, save_dir: Path
             )
             warnings.warn(lines[-1], UserWarning, stacklevel=3)
     return lines
+
+
+class _UnreadableImages(logging.Filter):
+    """Collects Ultralytics' per-file ``Image Read Error <path>`` warnings instead of letting each print a line.
+
+    A folder of thousands of empty or damaged files would otherwise print thousands of lines; they are counted and
+    listed in a file instead (:func:`_report_unreadable`).
+    """
+
+    MARK = "Image Read Error"
+
+    def __init__(self, level: int) -> None:
+        """Start with no paths; ``level``: the logger's own level, which every other record must still meet."""
+        super().__init__()
+        self.paths: list[str] = []
+        self.level = level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Keep the path of an unreadable-image warning and drop the record; let every other record through."""
+        message = record.getMessage()
+        if self.MARK not in message:
+            return record.levelno >= self.level
+        self.paths.append(message.split(self.MARK, 1)[1].strip())
+        return False
+
+
+def _report_unreadable(paths: list[str], source, save_dir: Path) -> str | None:
+    """One warning for the files of ``source`` that could not be read, listed in ``save_dir/unreadable.txt``."""
+    if not paths:
+        return None
+    save_dir.mkdir(parents=True, exist_ok=True)
+    listing = write_text_atomic(save_dir / "unreadable.txt", "".join(f"{path}\n" for path in paths))
+    line = f"{len(paths)} file(s) of source={source} could not be read as images (empty or damaged) and were skipped; "
+    line += f"listed in {listing}"
+    warnings.warn(line, UserWarning, stacklevel=3)
+    return line
 
 
 def _quiet_opencv() -> None:
@@ -275,6 +312,9 @@ def predict(
         results = yolo.track(source=source, stream=True, predictor=AttnDetectionPredictor, **kw)
     if _is_stream(source):
         _quiet_opencv()  # OpenCV and FFmpeg print their own lines on a failed open; the error below says it in one
+    unreadable, level = _UnreadableImages(LOGGER.level), LOGGER.level
+    LOGGER.setLevel(min(level or logging.WARNING, logging.WARNING))  # counted also when YOLO_VERBOSE=false hides them
+    LOGGER.addFilter(unreadable)
     try:
         for result in results:
             if first is None:
@@ -303,9 +343,15 @@ def predict(
         if frames == 0 and _is_stream(source):
             raise _open_failure(source, error) from None
         raise
+    finally:
+        LOGGER.removeFilter(unreadable)
+        LOGGER.setLevel(level)
     end = time.perf_counter()
     if frames == 0 and not _is_stream(str(source)):
-        raise ValueError(f"source {source} gave no readable image or frame (every file skipped). Fix: check the files.")
+        skipped = f"; {len(unreadable.paths)} could not be read as images" if unreadable.paths else ""
+        raise ValueError(
+            f"source {source} gave no readable image or frame (every file skipped{skipped}). Fix: check the files."
+        )
     save_dir = Path(yolo.predictor.save_dir)
     out = {"save_dir": save_dir, "frames": frames, "seconds": end - start, "fps": frames / max(end - start, 1e-9)}
     out["startup_s"] = (first or end) - start
@@ -315,6 +361,7 @@ def predict(
         save_dir.mkdir(parents=True, exist_ok=True)
         out["json"] = write_text_atomic(save_dir / "detections.json", json.dumps(records, indent=1))
     out["warnings"] = _warn_short_videos(per_path, int(kw.get("vid_stride") or 1), save_dir)
+    out["warnings"] += [line] if (line := _report_unreadable(unreadable.paths, source, save_dir)) else []
     if _is_stream(source) and _stream_stopped(predictor_frame_counts(yolo.predictor)):
         raise ConnectionError(
             f"source={source}: the stream stopped after {frames} frames (connection lost or camera disconnected); "

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, first_line
 from ..integration.checkpoints import read_checkpoint
 from ..utils.paths import runs_dir
 
@@ -57,6 +57,8 @@ def latest_interrupted_checkpoint(project: str | Path | None = None) -> Path:
 
     Raises:
         FileNotFoundError: No ``weights/last.pt`` at all, or every run finished; the message says which and the fix.
+        CheckpointError: No run can be resumed and one has a damaged ``last.pt`` (a copy cut short, a kill mid-write
+            of a writer that is not atomic): named with its reason, never reported as finished.
     """
     project = Path(project) if project is not None else runs_dir("train")
     found = sorted(project.glob("*/weights/last.pt"), key=lambda p: p.stat().st_mtime, reverse=True)
@@ -64,9 +66,28 @@ def latest_interrupted_checkpoint(project: str | Path | None = None) -> Path:
         raise FileNotFoundError(
             f"resume=True found no weights/last.pt under {project}. Fix: pass resume=path/to/last.pt."
         )
+    damaged = []
     for last in found:
-        if resumable_epoch(last) is not None:
+        epoch = run_epoch(last)
+        if epoch is None:
+            damaged.append(last)
+        elif epoch != FINISHED:
             return last
+    if damaged:  # a run whose last.pt cannot be read did not finish cleanly: never reported as finished
+        try:
+            read_checkpoint(damaged[0], mmap=True)
+            reason = "it holds no training state"
+        except (CheckpointError, OSError) as error:
+            reason = (
+                first_line(error).split(". Fix:")[0].rstrip(".")
+            )  # the reader's own fix is for a file given by hand
+            reason = reason.split(": ", 1)[1] if reason.startswith(str(damaged[0])) and ": " in reason else reason
+        raise CheckpointError(
+            f"resume=True found no run under {project} that can be resumed: {damaged[0]} (the newest run that did not "
+            f"finish) is damaged ({reason}), so its run was interrupted but cannot continue from it"
+            + (f"; {len(found) - len(damaged)} other run(s) finished" if len(found) > len(damaged) else "")
+            + ". Fix: start that run again (its best.pt, if readable, can be fine-tuned with model=)."
+        )
     raise FileNotFoundError(
         f"resume=True found no interrupted run under {project}: all {len(found)} runs there finished (newest: "
         f"{found[0]}). Fix: start a new run, or fine-tune a finished one with model=<its best.pt>."

@@ -16,17 +16,62 @@ import sys
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 
-from ultralytics.cfg import DEFAULT_CFG_DICT
+import torch
+from ultralytics.cfg import CFG_BOOL_KEYS, DEFAULT_CFG_DICT
 
-from ..errors import MissingDependencyError, UnsupportedUltralyticsError
+from ..errors import MissingDependencyError, UnsupportedUltralyticsError, without_unsafe_advice
 from .atomic import temporary_target
-from .trust import trust_checkpoints
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 # Set to 1 (true, yes, on) to see the full traceback of every failure run_tool would report in one line.
 DEBUG_ENV = "ATTNYOLO_DEBUG"
 # Errors that may come from a bug rather than from the input: still one line, with how to see the traceback.
 _MAYBE_BUGS = (TypeError, KeyError)
+
+
+# The spellings of a boolean value, any case (parse_bool). Every boolean key of every tool and the switches read from
+# the environment (ATTNYOLO_TRUST_CHECKPOINTS, ATTNYOLO_DEBUG) are parsed by this one table.
+_TRUE, _FALSE = frozenset({"true", "1", "yes", "on"}), frozenset({"false", "0", "no", "off"})
+# Keys whose value is a boolean or something else (a path, a cache kind, a compile mode): a boolean spelling is
+# parsed as one, any other value is kept as it is (Ultralytics' resume=, pretrained=, cache=, compile=).
+BOOL_OR_VALUE_KEYS = frozenset({"resume", "pretrained", "cache", "compile"})
+
+
+def parse_bool(value, key: str | None = None) -> bool | None:
+    """``value`` as a boolean: True/False, 1/0, yes/no, on/off in any case (also the bool and the ints 1 and 0).
+
+    Args:
+        value: The value given (text from the command line or the environment, or an already parsed value).
+        key: The key it was given for; with a key, a value that is no boolean spelling is an error naming both.
+
+    Returns:
+        The boolean, or None for a value that is none of the spellings (only without ``key``).
+
+    Raises:
+        ValueError: ``key`` given and ``value`` is no boolean spelling.
+    """
+    text = str(value).strip().lower() if not isinstance(value, bool) else str(value).lower()
+    if text in _TRUE or text in _FALSE:
+        return text in _TRUE
+    if key is None:
+        return None
+    raise ValueError(
+        f"{key}={value} is not true or false. Fix: give {key}=True or {key}=False (also 1/0, yes/no, on/off)."
+    )
+
+
+def boolean_keys(defaults: dict, passthrough: Iterable[str] = ()) -> frozenset[str]:
+    """The keys among ``defaults`` and ``passthrough`` that take only a boolean.
+
+    A tool's keys with a bool default, and Ultralytics' settings with a bool default (``save_json``, ``exist_ok``,
+    ``half``, ...), less :data:`BOOL_OR_VALUE_KEYS`.
+    """
+    keys = {key for key, value in defaults.items() if isinstance(value, bool)}
+    passthrough = set(passthrough) - set(defaults)
+    if passthrough:
+        ultralytics = set(CFG_BOOL_KEYS) | {key for key, value in DEFAULT_CFG_DICT.items() if isinstance(value, bool)}
+        keys |= passthrough & ultralytics
+    return frozenset(keys - BOOL_OR_VALUE_KEYS)
 
 
 def convert_value(text: str):
@@ -64,6 +109,8 @@ def parse_kv_args(
             an argument without ``=``.
     """
     known = set(defaults) | set(passthrough)
+    given = {item.partition("=")[0].strip().lstrip("-").replace("-", "_") for item in argv}
+    booleans = boolean_keys(defaults, given & set(passthrough))
     args = dict(defaults)
     for item in argv:
         if item in {"help", "-h", "--help"}:
@@ -77,7 +124,15 @@ def parse_kv_args(
             close = difflib.get_close_matches(key, sorted(known), n=3, cutoff=0.6)
             hint = f" Did you mean {', '.join(close)}?" if close else ""
             fail(f"unknown argument {key!r}.{hint} Run with 'help' for the accepted keys.")
-        args[key] = convert_value(value)
+        if key in booleans:  # parsed before anything reads it: trust_checkpoint=no must never mean "trust"
+            try:
+                args[key] = parse_bool(value, key)
+            except ValueError as error:
+                fail(str(error))
+        elif key in BOOL_OR_VALUE_KEYS and parse_bool(value) is not None:
+            args[key] = parse_bool(value)
+        else:
+            args[key] = convert_value(value)
     return args
 
 
@@ -106,6 +161,13 @@ _OS_FAILURES = {
     errno.EDQUOT: ("the disk quota is exceeded", "free some space, or write elsewhere with project="),
     errno.EIO: ("an input/output error (failing disk or lost network share)", "check the disk, then run again"),
     errno.ENAMETOOLONG: ("the file name is too long", "use shorter project=/name= values"),
+    errno.EISDIR: ("a folder is in the way of the file", "move the folder away, or name another file or folder"),
+    errno.EEXIST: ("something of that name is in the way", "move it away, or name another file or folder"),
+    errno.ENOTDIR: ("a part of the path is a file, not a folder", "check the path, or name another folder"),
+    errno.ELOOP: ("the path is a loop of symbolic links", "check the links along the path"),
+    errno.ENOTEMPTY: ("the folder is not empty", "move its contents away, or name another folder"),
+    errno.ETXTBSY: ("the file is in use", "close the program using it, or write elsewhere"),
+    errno.EFBIG: ("the file is too large for the file system", "write elsewhere with project= (out= for data tools)"),
 }
 
 
@@ -121,6 +183,28 @@ def os_failure_message(error: OSError) -> str:
 
 
 TRUST_KEY = "trust_checkpoint"  # every tool that opens checkpoints accepts it
+TRUST_ENV = "ATTNYOLO_TRUST_CHECKPOINTS"  # "1": read every checkpoint with full unpickling (the user vouches for it)
+
+
+def checkpoints_trusted() -> bool:
+    """Whether the user vouched for every checkpoint this process opens (``ATTNYOLO_TRUST_CHECKPOINTS=1``)."""
+    return parse_bool(os.environ.get(TRUST_ENV, "")) is True  # anything but a true spelling keeps files untrusted
+
+
+def trust_checkpoints(enabled: bool = True) -> None:
+    """Read every checkpoint of this process, and of the processes it starts, with full unpickling (or stop).
+
+    Tools call this for ``trust_checkpoint=True``. Full unpickling runs whatever code a file names, so it is only for
+    files the user vouches for; by default :func:`attnyolo.integration.checkpoints.read_checkpoint` refuses them.
+    The setting lives in the environment, so the processes a run starts (multi-GPU workers) inherit it.
+
+    Args:
+        enabled: True to trust, False to return to safe loading.
+    """
+    if enabled:
+        os.environ[TRUST_ENV] = "1"
+    else:
+        os.environ.pop(TRUST_ENV, None)
 
 
 def apply_trust_checkpoint(args: dict) -> None:
@@ -130,7 +214,8 @@ def apply_trust_checkpoint(args: dict) -> None:
     and AttnYOLO checkpoints never contain is refused. ``trust_checkpoint=True`` says the user vouches for the files
     this run opens (the setting is inherited by the processes it starts, e.g. multi-GPU workers).
     """
-    if args.pop(TRUST_KEY, False):
+    trusted = parse_bool(args.pop(TRUST_KEY, False), TRUST_KEY)  # parse_kv_args has parsed it; a caller's dict too
+    if trusted:
         trust_checkpoints()
 
 
@@ -175,6 +260,32 @@ def check_run_settings(settings: dict, task: str) -> None:
     workers = settings.get("workers")
     if workers is not None and not (_is_int(workers) and workers >= 0):
         raise ValueError(f"workers={workers!r} must be a whole number >= 0 (0 loads data in the main process).")
+    check_device(settings.get("device"))
+
+
+def check_device(device) -> None:
+    """Refuse a CUDA ``device`` this machine does not have, naming the value as the user gave it.
+
+    Ultralytics' ``select_device`` rewrites the value before it complains (``device=cuda`` is reported as
+    ``device=0``); the user should see what they typed.
+
+    Raises:
+        ValueError: ``cuda``, ``cuda:N`` or GPU indices (``0``, ``0,1``) without that many CUDA devices.
+    """
+    if device is None:
+        return
+    # 0,1 arrives parsed as the tuple (0, 1); shown and checked as typed
+    text = ",".join(map(str, device)) if isinstance(device, (list, tuple)) else str(device).strip().lower()
+    text = text.replace(" ", "")
+    indices = text.removeprefix("cuda:").split(",") if text.startswith("cuda:") else text.split(",")
+    if text != "cuda" and not all(index.isdigit() for index in indices):
+        return  # cpu, mps, -1 (idle GPU), or a value Ultralytics judges itself
+    wanted = 1 if text == "cuda" else max(int(index) for index in indices) + 1
+    available = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if wanted > available:
+        seen = f"only {available} CUDA device(s)" if available else "no CUDA device"
+        shown = text if isinstance(device, (list, tuple)) else device
+        raise ValueError(f"device={shown} asks for a CUDA device, but torch sees {seen} here. Fix: device=cpu.")
 
 
 def ultralytics_keys() -> set[str]:
@@ -210,13 +321,14 @@ def _interrupted_message() -> str:
 
 def debugging() -> bool:
     """Whether ``ATTNYOLO_DEBUG`` asks for tracebacks (any value but empty, 0, false, no, off)."""
-    return os.environ.get(DEBUG_ENV, "").strip().lower() not in {"", "0", "false", "no", "off"}
+    value = os.environ.get(DEBUG_ENV, "").strip()
+    return bool(value) and parse_bool(value) is not False
 
 
 def _one_line(error: BaseException) -> str:
     """An error's whole message on one line (KeyError's str() wraps it in quotes; its first argument is the text)."""
     message = str(error.args[0] if isinstance(error, KeyError) and error.args else error).strip()
-    message = message or type(error).__name__
+    message = without_unsafe_advice(message or type(error).__name__)
     return " ".join(message.split()) if len(message) < 2000 else message
 
 
@@ -233,6 +345,8 @@ def failure_message(error: BaseException) -> tuple[str, int] | None:
         return _interrupted_message(), 130
     if isinstance(error, (UnsupportedUltralyticsError, MissingDependencyError)):
         return str(error), EXIT_FAILURE
+    if isinstance(error, OSError) and error.errno in _OS_FAILURES:  # a full or read-only disk, a folder in the way
+        return os_failure_message(error), EXIT_FAILURE  # before NotADirectoryError: the OS's own carry no advice
     if isinstance(error, (FileNotFoundError, NotADirectoryError, ValueError)):
         return _one_line(error), EXIT_FAILURE
     if isinstance(error, _MAYBE_BUGS):
@@ -240,8 +354,6 @@ def failure_message(error: BaseException) -> tuple[str, int] | None:
         return f"{_one_line(error).rstrip('.')} ({hint}).", EXIT_FAILURE
     if isinstance(error, ConnectionError):  # a camera or stream that drops
         return " ".join(str(error).split()), EXIT_FAILURE
-    if isinstance(error, OSError) and error.errno in _OS_FAILURES:  # a full or read-only disk, permissions, ...
-        return os_failure_message(error), EXIT_FAILURE
     return None
 
 

@@ -190,7 +190,7 @@ def _read(path: Path) -> tuple[Any, str]:
     try:
         names, _ = referenced_globals(path, f"source={path}")
     except CheckpointError as error:
-        return None, first_line(error)
+        return None, describe_unreadable(path) or first_line(error)
     refused = [name for name in names if name not in numpy_scalar_globals()]
     if refused:
         raise refusal(f"source={path}", refused, writers="YOLOX's trainer (tensors, numbers and numpy scalars)")

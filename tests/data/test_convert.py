@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import yaml
 
+from attnyolo.commands import run
 from attnyolo.data.convert import VOC_CLASS_NAMES, convert_dataset, detect_format
 from attnyolo.data.sample import make_sample_dataset
 
@@ -306,3 +307,109 @@ def test_convert_tool_exit_codes(devkit, tmp_path, capsys):
     with pytest.raises(SystemExit):
         tool.main([f"source={tmp_path / 'nope'}", "out=x"])
     assert str(tmp_path / "nope") in capsys.readouterr().err
+
+
+# --------------------------------------- paths a dataset's contents name stay inside its folders and inside out=
+def files_under(folder: Path) -> list[Path]:
+    """Every file and link under ``folder`` (empty when it does not exist)."""
+    return sorted(p for p in folder.rglob("*") if p.is_file() or p.is_symlink()) if folder.exists() else []
+
+
+def coco_with_file_name(root: Path, file_name: str) -> Path:
+    """The hand-made COCO folder, with the first val image's file_name replaced."""
+    make_coco(root)
+    json_path = root / "annotations" / "instances_val2017.json"
+    data = json.loads(json_path.read_text())
+    data["images"][0]["file_name"] = file_name
+    json_path.write_text(json.dumps(data))
+    return json_path
+
+
+@pytest.mark.parametrize("kind", ["absolute", "dotdot", "dotdot-inside-then-out"])
+def test_a_coco_file_name_outside_the_image_folder_is_refused_and_nothing_written(kind, tmp_path):
+    victim = tmp_path / "home" / "notes.txt"
+    victim.parent.mkdir()
+    victim.write_text("my notes\n")
+    write_image(tmp_path / "home" / "notes.jpg", 200, 100)  # an image outside the dataset: must not be linked in
+    file_name = {
+        "absolute": str(tmp_path / "home" / "notes.jpg"),
+        "dotdot": "../../home/notes.jpg",
+        "dotdot-inside-then-out": "sub/../../../home/notes.jpg",
+    }[kind]
+    json_path = coco_with_file_name(tmp_path / "coco", file_name)
+    out = tmp_path / "out"
+    with pytest.raises(ValueError) as error:
+        convert_dataset(tmp_path / "coco", out)
+    message = str(error.value)
+    assert message.startswith(f"{json_path} image 20 file_name {file_name!r} leads to "), message
+    assert "nothing was written" in message and "\n" not in message
+    assert files_under(out) == [] and victim.read_text() == "my notes\n"
+    assert sorted(p.name for p in (tmp_path / "home").iterdir()) == ["notes.jpg", "notes.txt"]
+
+
+def test_the_convert_tool_says_it_in_one_line(tmp_path, capsys):
+    coco_with_file_name(tmp_path / "coco", "../../etc/passwd.jpg")
+    with pytest.raises(SystemExit) as done:
+        run("convert", [f"source={tmp_path / 'coco'}", f"out={tmp_path / 'out'}"])
+    err = capsys.readouterr().err
+    assert done.value.code == 1 and err.count("\n") == 1 and "leads to" in err and "Traceback" not in err
+    assert files_under(tmp_path / "out") == []
+
+
+def test_a_symlink_inside_out_that_leads_elsewhere_is_refused(tmp_path):
+    make_coco(tmp_path / "coco")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    out = tmp_path / "out"
+    (out / "labels").mkdir(parents=True)
+    (out / "labels" / "val2017").symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(ValueError, match=r"leads to .*elsewhere.*outside .*out; nothing was written"):
+        convert_dataset(tmp_path / "coco", out)
+    assert list(elsewhere.iterdir()) == []
+    assert [p for p in files_under(out) if p.name != "val2017"] == []
+
+
+def test_a_voc_image_id_with_dotdot_is_refused_and_nothing_written(tmp_path):
+    devkit = tmp_path / "VOCdevkit"
+    make_voc_year(devkit, "VOC2007", {"000001": [("dog", 11, 6, 60, 45, 0)]}, {"trainval": ["000001"], "test": []})
+    other = tmp_path / "other" / "JPEGImages"
+    make_voc_year(tmp_path / "other-devkit", "VOC2007", {"000244": [("cat", 2, 2, 41, 21, 0)]}, {})
+    other.parent.mkdir(parents=True)
+    (tmp_path / "other-devkit" / "VOC2007" / "JPEGImages").rename(other)
+    annotations = tmp_path / "other" / "Annotations"
+    (tmp_path / "other-devkit" / "VOC2007" / "Annotations").rename(annotations)
+    entry = "../../../other/JPEGImages/000244"
+    (devkit / "VOC2007" / "ImageSets" / "Main" / "test.txt").write_text(f"{entry}\n")
+    out = tmp_path / "out"
+    with pytest.raises(ValueError) as error:
+        convert_dataset(devkit, out)
+    assert f"test.txt entry {entry!r} leads to " in str(error.value) and "nothing was written" in str(error.value)
+    assert files_under(out) == [] and not (tmp_path / "other" / "000244.txt").exists()
+    assert sorted(p.name for p in files_under(tmp_path / "other")) == ["000244.jpg", "000244.xml"]
+
+
+def test_converting_into_a_folder_with_files_says_what_it_replaced(tmp_path):
+    make_coco(tmp_path / "coco")
+    out = tmp_path / "out"
+    convert_dataset(tmp_path / "coco", out)
+    mine = out / "notes.txt"
+    mine.write_text("kept\n")
+    # the 3 label files (one per image); the images and JSON files are links to the same files, left as they are
+    labels = "labels/train2017/000000000010.txt, labels/val2017/000000000020.txt, labels/val2017/000000000021.txt"
+    with pytest.warns(UserWarning, match=rf"already held 3 file\(s\) this conversion replaced: {labels}$"):
+        convert_dataset(tmp_path / "coco", out)
+    assert mine.read_text() == "kept\n"  # files the conversion does not write are left alone
+
+
+def test_out_an_existing_file_is_one_line(tmp_path, capsys):
+    make_coco(tmp_path / "coco")
+    out = tmp_path / "out.txt"
+    out.write_text("a file\n")
+    with pytest.raises(SystemExit) as done:
+        run("convert", [f"source={tmp_path / 'coco'}", f"out={out}"])
+    err = capsys.readouterr().err
+    assert (
+        done.value.code == 1
+        and err.strip() == f"error: out={out} is a file, not a folder. Fix: name a new or empty folder for out=."
+    )
+    assert out.read_text() == "a file\n"

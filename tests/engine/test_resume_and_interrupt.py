@@ -119,3 +119,22 @@ def test_settings_given_with_resume_are_named_in_one_warning(tmp_path, monkeypat
         warnings.simplefilter("error")  # project= alone selects the run: nothing to warn about
         with pytest.raises(SystemExit):
             run("train", ["resume=True", f"project={tmp_path}"])
+
+
+@pytest.mark.parametrize("others", [0, 2])
+def test_resume_tells_a_damaged_last_pt_from_a_finished_run(others, tmp_path, capsys):
+    for index in range(others):
+        write_run(tmp_path, f"finished{index}", epoch=-1, mtime=1_000 + index)
+    whole = write_run(tmp_path, "cut", epoch=3, mtime=5_000)
+    data = whole.read_bytes()
+    whole.write_bytes(data[: len(data) // 2])  # a last.pt cut short
+    with pytest.raises(SystemExit) as done:
+        run("train", ["resume=True", f"project={tmp_path}"])
+    err = capsys.readouterr().err
+    assert done.value.code == 1 and err.count("\n") == 1 and "finished (newest" not in err, err
+    assert err.startswith(
+        f"error: resume=True found no run under {tmp_path} that can be resumed: {whole} (the newest run that did not "
+        "finish) is damaged (the file is empty, truncated or corrupted (BadZipFile: "
+    ), err
+    assert "so its run was interrupted but cannot continue from it" in err
+    assert ("; 2 other run(s) finished. Fix: " in err) == (others == 2)

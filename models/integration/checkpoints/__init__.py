@@ -12,7 +12,7 @@
 The names below are this package's interface (``attnyolo.integration.checkpoints.read_checkpoint``, ...).
 """
 
-from ...utils.trust import (  # noqa: F401
+from ...utils.cli import (  # noqa: F401
     TRUST_ENV,
     checkpoints_trusted,
     trust_checkpoints,
@@ -20,6 +20,7 @@ from ...utils.trust import (  # noqa: F401
 from .allowlist import (  # noqa: F401
     _checkpoint_getattr,
     _fixed_globals,
+    allowed_call,
     allowed_global,
     data_globals,
     numpy_scalar_globals,
@@ -30,13 +31,15 @@ from .formats import (  # noqa: F401
 from .pickles import (  # noqa: F401
     _LEGACY_PICKLES,
     MAX_PICKLE_BYTES,
+    AmbiguousArchive,
     OversizedPickle,
+    archive_pickle,
     legacy_pickles,
+    legacy_storage_excess,
     pickle_globals,
-    read_zip_pickle,
+    scan_pickles,
     torch_default_globals,
     torch_save_format,
-    zip_pickle_info,
     zip_pickle_record,
 )
 from .reading import (  # noqa: F401
@@ -64,6 +67,7 @@ from .screen import (  # noqa: F401
     _registered,
     _scoped,
     _torch_registered_names,
+    _with_model,
     allow_globals,
     load_weights_only,
     referenced_globals,

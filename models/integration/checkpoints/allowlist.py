@@ -67,6 +67,57 @@ def _checkpoint_getattr(obj: Any, name: str) -> Any:
     raise pickle.UnpicklingError(f"getattr({type(obj).__name__}, {name!r}) is not a model layer's method or member")
 
 
+# numpy's reconstructors and dtype, as checkpoints call them; each refuses arguments numpy's own pickles never carry,
+# since they would allocate from a number in the pickle instead of from data the file holds.
+_MAX_ITEMSIZE = 16  # the widest numeric numpy type a checkpoint holds (complex128); a void dtype can claim gigabytes
+
+
+def _checked_dtype_of(dtype: Any) -> Any:
+    """``dtype`` when it is a numeric (or bool) numpy dtype of at most :data:`_MAX_ITEMSIZE` bytes, else refused."""
+    if not isinstance(dtype, np.dtype) or dtype.kind not in "biufc" or dtype.itemsize > _MAX_ITEMSIZE:
+        raise pickle.UnpicklingError(f"numpy dtype {dtype!r} is not a number type checkpoints hold")
+    return dtype
+
+
+def _checked_dtype(spec: Any, align: Any = False, copy: Any = True) -> Any:
+    """``numpy.dtype(spec, align, copy)`` as numpy pickles it (``('f8', False, True)``), for number types only."""
+    if not isinstance(spec, str) or not isinstance(align, bool) or not isinstance(copy, bool):
+        raise pickle.UnpicklingError(f"numpy.dtype{(spec, align, copy)!r} is not how numpy pickles a dtype")
+    return _checked_dtype_of(np.dtype(spec, align, copy))
+
+
+def _checked_scalar(dtype: Any, data: Any = None) -> Any:
+    """The numpy scalar reconstructor for a number: ``data`` holds exactly the bytes of one value of ``dtype``."""
+    _checked_dtype_of(dtype)
+    if not isinstance(data, bytes) or len(data) != dtype.itemsize:
+        raise pickle.UnpicklingError(f"a numpy scalar of {dtype} needs {dtype.itemsize} bytes of data")
+    return np.float64(0).__reduce__()[0](dtype, data)
+
+
+def _checked_reconstruct(subtype: Any, shape: Any, dtype: Any) -> Any:
+    """The numpy array reconstructor as ``ndarray.__reduce__`` calls it, ``(ndarray, (0,), b'b')``: an empty array.
+
+    The array's shape and bytes come after, from the pickled state (numpy checks they agree), so nothing is allocated
+    beyond what the pickle holds.
+    """
+    if subtype is not np.ndarray or shape != (0,) or dtype != b"b":
+        raise pickle.UnpicklingError(f"numpy array reconstruction{(shape, dtype)!r} is not how numpy pickles an array")
+    return np.zeros(1).__reduce__()[0](subtype, shape, dtype)
+
+
+def _checked_path(cls: type) -> Any:
+    """A path class's constructor for pickled paths: text parts only, as ``pathlib`` pickles a path."""
+
+    def path(*parts: Any) -> Any:
+        """``cls(*parts)`` when every part is text."""
+        if not all(isinstance(part, str) for part in parts):
+            raise pickle.UnpicklingError(f"a pickled {cls.__name__} holds text parts only")
+        return cls(*parts)
+
+    path.__qualname__ = path.__name__ = f"checked_{cls.__name__}"
+    return path
+
+
 @functools.lru_cache(maxsize=1)
 def numpy_scalar_globals() -> dict[str, Any]:
     """The globals a pickled numpy scalar (``np.float64(40.5)``) references, by the name pickle records them under.
@@ -76,10 +127,9 @@ def numpy_scalar_globals() -> dict[str, Any]:
     ``numpy.dtypes.Float64DType`` and the like). Part of :func:`data_globals`; on its own for readers whose files hold
     numbers but never arrays or paths (official YOLOX checkpoints: ``best_ap``).
     """
-    scalar = np.float64(0).__reduce__()[0]  # numpy's scalar reconstructor
-    found: dict[str, Any] = {"numpy.dtype": np.dtype}
+    found: dict[str, Any] = {"numpy.dtype": _checked_dtype}
     for core in ("numpy.core.multiarray", "numpy._core.multiarray"):
-        found[f"{core}.scalar"] = scalar
+        found[f"{core}.scalar"] = _checked_scalar
     for dtype in {type(np.dtype(t)) for t in (np.float16, np.float32, np.float64, np.int32, np.int64, np.bool_)}:
         found[f"{dtype.__module__}.{dtype.__qualname__}"] = dtype  # numpy >= 1.25 pickles dtypes by their class
     return found
@@ -95,16 +145,15 @@ def data_globals() -> dict[str, Any]:
     ``numpy._core.multiarray``; Python 3.13 records paths under ``pathlib._local``. A path saved on the other OS loads
     as this OS's path, as Ultralytics maps it.
     """
-    reconstruct = np.zeros(1).__reduce__()[0]  # numpy's array reconstructor
-    local_path = type(Path())
+    local_path = _checked_path(type(Path()))
     found: dict[str, Any] = {**numpy_scalar_globals(), "numpy.ndarray": np.ndarray}
     for core in ("numpy.core.multiarray", "numpy._core.multiarray"):
-        found[f"{core}._reconstruct"] = reconstruct
+        found[f"{core}._reconstruct"] = _checked_reconstruct
     for module in ("pathlib", "pathlib._local"):
         for cls in ("Path", "PosixPath", "WindowsPath"):
             found[f"{module}.{cls}"] = local_path
-        found[f"{module}.PurePosixPath"] = pathlib.PurePosixPath
-        found[f"{module}.PureWindowsPath"] = pathlib.PureWindowsPath
+        found[f"{module}.PurePosixPath"] = _checked_path(pathlib.PurePosixPath)
+        found[f"{module}.PureWindowsPath"] = _checked_path(pathlib.PureWindowsPath)
     return found
 
 
@@ -150,7 +199,7 @@ def allowed_global(name: str) -> Any | None:
     namespace; torchvision's preprocessing classes; a restricted ``getattr``.
 
     Args:
-        name: The global as :func:`attnyolo.integration.pickles.pickle_globals` lists it (``module.Name``).
+        name: The global as :func:`attnyolo.integration.checkpoints.pickles.pickle_globals` lists it (``module.Name``).
 
     Returns:
         The object to unpickle it as, or None.
@@ -177,3 +226,41 @@ def allowed_global(name: str) -> Any | None:
         obj = _import_attribute(module, attr)
         return obj if isinstance(obj, type) and obj.__module__ == module else None
     return None
+
+
+# What a checkpoint may call (pickle's REDUCE, or NEWOBJ with arguments), besides the argument-checked constructors of
+# data_globals, getattr and enum lookups: torch's tensor rebuilders, whose sizes torch checks against the storage
+# records the file holds, and containers filled from the pickle's own items. Everything else on the allowlist (layer
+# and model classes, loss classes) is only ever rebuilt from its pickled state, never called: a call would run its
+# __init__ with arguments from the file (torch.nn.Linear(20000, 20000) allocates 1.6 GB; Ultralytics' TorchVision
+# downloads weights). torch's own weights-only table also allows calls that allocate from a number in the pickle
+# (builtins.bytearray, torch.FloatTensor, torch.UntypedStorage), which are refused here too.
+_CALLABLE = frozenset(
+    {
+        "torch._utils._rebuild_tensor",
+        "torch._utils._rebuild_tensor_v2",
+        "torch._utils._rebuild_parameter",
+        "torch._utils._rebuild_parameter_with_state",
+        "collections.OrderedDict",
+        "builtins.set",
+        "_codecs.encode",
+        "torch.device",
+        "torch.Size",
+        "types.SimpleNamespace",
+        "ultralytics.utils.IterableSimpleNamespace",
+        "ultralytics.yolo.utils.IterableSimpleNamespace",
+        "builtins.getattr",
+    }
+)
+
+
+def allowed_call(name: str) -> bool:
+    """Whether a checkpoint may call the global ``name`` with arguments while it is unpickled.
+
+    True for torch's tensor rebuilders and containers (:data:`_CALLABLE`), the argument-checked constructors of
+    numpy values and paths (:func:`data_globals`), the restricted ``getattr``, and enum classes (a member lookup).
+    """
+    if name in _CALLABLE or not isinstance(data_globals().get(name, type), type):  # the checked constructors
+        return True
+    obj = allowed_global(name)
+    return isinstance(obj, type) and issubclass(obj, enum.Enum)

@@ -20,7 +20,7 @@ from ultralytics import __version__
 
 from .. import plugins
 from ..plugins import ForeignFormat
-from .pickles import LEGACY_MAGIC, MAX_PICKLE_BYTES, legacy_pickles, torch_save_format
+from .pickles import LEGACY_MAGIC, MAX_PICKLE_BYTES, legacy_pickles, legacy_storage_excess, torch_save_format
 
 
 def formats() -> list[ForeignFormat]:
@@ -87,6 +87,9 @@ def describe_unreadable(path: str | Path) -> str | None:
             )
         if scan.damaged:
             return f"it is a truncated or damaged file in torch's pre-1.6 format: {scan.damaged}"
+        if scan.storage_bytes > path.stat().st_size:
+            excess = legacy_storage_excess(scan.storage_bytes, path.stat().st_size)
+            return f"it is a truncated or damaged file in torch's pre-1.6 format: {excess}"
         return None
     if b"\x00" in head:  # binary, but neither of torch's formats
         return "it is neither a zip archive nor a pickle, the two formats torch.save writes"

@@ -1,7 +1,7 @@
 """Module paths of attnyolo 0.1 (flat layout), kept importable: checkpoints pickle the class paths they were saved with.
 
 ``import attnyolo`` registers each old path as an alias of the module that holds those classes now, and the
-checkpoint allowlist (:mod:`attnyolo.integration.allowlist`) resolves the old paths to the same classes.
+checkpoint allowlist (:mod:`attnyolo.integration.checkpoints.allowlist`) resolves the old paths to the same classes.
 """
 
 from __future__ import annotations

@@ -9,9 +9,7 @@ import _compat_pickle
 import io
 import pickletools
 import zipfile
-from collections import deque
-from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -31,6 +29,7 @@ _STRING_OPCODES = frozenset(
 )
 _MEMO_OPCODES = frozenset({"MEMOIZE", "PUT", "BINPUT", "LONG_BINPUT"})  # store the top of the stack, change nothing
 _GET_OPCODES = frozenset({"GET", "BINGET", "LONG_BINGET"})
+_INT_OPCODES = frozenset({"INT", "BININT", "BININT1", "BININT2", "LONG", "LONG1", "LONG4"})
 # The most pickle data a checkpoint may hold. A checkpoint's pickle records the structure only (module tree,
 # attributes, arguments, optimizer groups); the tensors are separate records (zip) or follow the pickles (pre-1.6).
 # The biggest measured: 680 KB, a yolo11x training checkpoint pickling both model and EMA with 1000 epochs of results
@@ -71,76 +70,157 @@ def _py3_global(module: str, name: str) -> str:
     return f"{module}.{name}"
 
 
-def _one_pickle_globals(stream: BinaryIO, limit: int | None = None) -> Iterator[str]:
-    """The globals one pickle references, read from ``stream`` up to its STOP opcode (or past ``limit`` bytes)."""
+class _Global(str):
+    """A global's ``module.name`` on the simulated stack of :func:`_scan_one` (told apart from a pickled string)."""
+
+
+@dataclass
+class PickleScan:
+    """What :func:`scan_pickles` found: what the pickles reference, and what they would call with arguments.
+
+    Attributes:
+        names: The globals, each once, in order of first use.
+        calls: The globals the pickles call (``REDUCE``, or ``NEWOBJ``/``NEWOBJ_EX`` with arguments, which run
+            ``__new__`` with them), each once, in order; ``<computed>`` for a callable that is no global (the result
+            of another call), which no checkpoint has.
+        storages: The persistent ids of the tensor storages (``('storage', type, key, location, numel, ...)``), with
+            the values the scan could follow (ints, strings, globals; None for anything else).
+    """
+
+    names: dict[str, None] = field(default_factory=dict)
+    calls: dict[str, None] = field(default_factory=dict)
+    storages: list[tuple] = field(default_factory=list)
+
+
+def _callee(value: Any) -> str:
+    """How :attr:`PickleScan.calls` names a callable on the simulated stack."""
+    return str(value) if isinstance(value, _Global) else "<computed>"
+
+
+def _scan_one(stream: BinaryIO, found: PickleScan, limit: int | None = None) -> None:
+    """Add what one pickle, read from ``stream`` up to its STOP opcode, references and calls to ``found``.
+
+    The pickle's stack is followed with :mod:`pickletools`' own description of each opcode (``stack_before`` /
+    ``stack_after``), keeping only what names a callable or a storage: globals, strings, ints and tuples of them;
+    every other value is None. Nothing is built, and memory is bounded by the pickle's size.
+    """
+    stack: list[Any] = []
+    marks: list[int] = []
     memo: dict[Any, Any] = {}
-    # What the opcodes since the last other opcode pushed (a string, or None for anything else); STACK_GLOBAL needs
-    # the last two only, so a pickle of many strings is scanned in linear time.
-    pushed: deque[Any] = deque([None, None], maxlen=2)
     for opcode, arg, pos in pickletools.genops(stream):
         if limit is not None and pos is not None and pos > limit:
             raise OversizedPickle(pos)
-        name = opcode.name
+        name, before, after = opcode.name, opcode.stack_before, opcode.stack_after
+        if name == "MARK":
+            marks.append(len(stack))
+            continue
+        if name in _MEMO_OPCODES:  # store the top of the stack, change nothing
+            memo[len(memo) if name == "MEMOIZE" else arg] = stack[-1]
+            continue
+        if name == "POP" and marks and marks[-1] == len(stack):  # POP of a mark
+            marks.pop()
+            continue
+        if pickletools.markobject in before:  # the items above the last mark, and those below it the opcode takes
+            start = marks.pop()
+            items = stack[start:]
+            below = before.index(pickletools.markobject)
+            del stack[start:]
+            taken = stack[len(stack) - below :] if below else []
+            del stack[len(stack) - below :]
+        else:
+            items = stack[len(stack) - len(before) :] if before else []
+            if len(items) != len(before):
+                raise ValueError(f"stack underflow at {name}")
+            del stack[len(stack) - len(before) :]
+            taken = []
         if name == "GLOBAL":
             module, _, attr = str(arg).partition(" ")
-            yield _py3_global(module, attr)
-            pushed.append(None)
+            value = _Global(_py3_global(module, attr))
         elif name == "STACK_GLOBAL":
             # Its module and name are the two values pushed just before (strings, or strings fetched from the memo);
             # anything computed at load time cannot be named here, so it is listed as the opcode and refused.
-            module, attr = pushed
-            ok = isinstance(module, str) and isinstance(attr, str)
-            yield f"{module}.{attr}" if ok else "<pickle opcode STACK_GLOBAL>"
-            pushed.append(None)
+            module, attr = items
+            ok = type(module) is str and type(attr) is str
+            value = _Global(f"{module}.{attr}" if ok else "<pickle opcode STACK_GLOBAL>")
         elif name in {"INST", "OBJ"}:  # protocols 0-1 class instantiation: torch neither writes nor loads it
-            yield f"<pickle opcode {name}>"
-            pushed.append(None)
+            value = _Global(f"<pickle opcode {name}>")
         elif name in _STRING_OPCODES:
-            pushed.append(str(arg))
-        elif name in _MEMO_OPCODES:
-            memo[len(memo) if name == "MEMOIZE" else arg] = pushed[-1]
+            value = str(arg)
+        elif name in _INT_OPCODES:
+            value = arg
         elif name in _GET_OPCODES:
-            pushed.append(memo.get(arg))
+            value = memo.get(arg)
+        elif name == "EMPTY_TUPLE":
+            value = ()
+        elif name in {"TUPLE", "TUPLE1", "TUPLE2", "TUPLE3"}:
+            value = tuple(items)
+        elif name == "DUP":
+            value = items[0]
+        elif name == "REDUCE":
+            found.calls.setdefault(_callee(items[0]))
+            value = None
+        elif name in {"NEWOBJ", "NEWOBJ_EX"}:  # cls.__new__(cls, *args): a call only when it has arguments
+            if items[1] != () or (name == "NEWOBJ_EX" and items[2] is not None):
+                found.calls.setdefault(_callee(items[0]))
+            value = None
+        elif name in {"BINPERSID", "PERSID"}:
+            pid = items[0] if name == "BINPERSID" else arg
+            if isinstance(pid, tuple):
+                found.storages.append(pid)
+            value = None
         else:
-            pushed.append(None)
+            value = None
+        if isinstance(value, _Global):
+            found.names.setdefault(str(value))
+        del taken  # what an opcode consumes below a mark (SETITEMS' dict, APPENDS' list) is pushed again as `value`
+        if after:
+            stack.extend([value] * len(after))
+        if name == "STOP":
+            return
 
 
-def pickle_globals(
+def scan_pickles(
     source: bytes | BinaryIO, pickles: int = 1, partial: bool = False, limit: int | None = MAX_PICKLE_BYTES
-) -> list[str]:
-    """The ``module.name`` of every global ``pickles`` consecutive pickles reference, in order of first use.
+) -> PickleScan:
+    """What ``pickles`` consecutive pickles reference (every global, in order of first use) and call.
 
     The pickles are disassembled with :mod:`pickletools`, never loaded. ``GLOBAL`` (protocols 0-3) names are mapped
     from Python 2's module names as pickle maps them on loading (``__builtin__.set`` -> ``builtins.set``);
-    ``STACK_GLOBAL`` (protocol 4+) takes its module and name from the two strings pushed just before it. ``INST`` and
+    ``STACK_GLOBAL`` (protocol 4+) takes its module and name from the two strings pushed before it. ``INST`` and
     ``OBJ`` (protocols 0-1) are listed as ``<pickle opcode INST>``: torch.save never writes them and torch's
     weights-only unpickler does not support them, so a check refuses them by that name.
 
     Args:
         source: The pickle bytes, or a binary file positioned at the first pickle.
         pickles: How many pickles follow each other (torch's pre-1.6 format writes 4 before its tensor bytes).
-        partial: Return the names found so far when the data ends or breaks off early, instead of raising.
+        partial: Return what was found so far when the data ends or breaks off early, instead of raising.
         limit: Stop at this stream position (bytes): no checkpoint's pickles are longer (None: no limit).
-
-    Returns:
-        The names, each once.
 
     Raises:
         OversizedPickle: The pickles run on past ``limit`` (also when ``partial``).
         ValueError: Damaged pickle data (unless ``partial``).
     """
     stream = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
-    found: dict[str, None] = {}
+    found = PickleScan()
     try:
         for _ in range(pickles):
-            for name in _one_pickle_globals(stream, limit):
-                found.setdefault(name)  # kept when the data breaks off later
+            _scan_one(stream, found, limit)  # what was found is kept when the data breaks off later
     except OversizedPickle:
         raise
     except Exception as error:  # pickletools raises ValueError and others on truncated or corrupt data
         if not partial:
             raise ValueError(f"damaged pickle data ({first_line(error)})") from None
-    return list(found)
+    return found
+
+
+def pickle_globals(
+    source: bytes | BinaryIO, pickles: int = 1, partial: bool = False, limit: int | None = MAX_PICKLE_BYTES
+) -> list[str]:
+    """The ``module.name`` of every global the pickles reference, each once, in order of first use.
+
+    :func:`scan_pickles`' ``names``; the arguments and exceptions are its.
+    """
+    return list(scan_pickles(source, pickles, partial, limit).names)
 
 
 @dataclass(frozen=True)
@@ -151,11 +231,16 @@ class LegacyPickles:
         names: The globals, in order of first use (those found before the data ended, when it did).
         oversized: The pickles run on past :data:`MAX_PICKLE_BYTES`: no checkpoint's do, so the file is refused as such.
         damaged: Why the pickles break off or cannot be disassembled, or "" when they are whole.
+        calls: The globals the pickles call with arguments (:attr:`PickleScan.calls`).
+        storage_bytes: The bytes the storages the pickles declare take together: torch's pre-1.6 reader allocates
+            them as the pickle says before it reads the tensor bytes that follow.
     """
 
     names: tuple[str, ...]
     oversized: bool
     damaged: str
+    calls: tuple[str, ...] = ()
+    storage_bytes: int = 0
 
 
 _legacy_cache: dict[str, LegacyPickles] = {}  # the last file scanned: import_weights asks twice (why unreadable, what)
@@ -167,7 +252,7 @@ def legacy_pickles(path: str | Path) -> LegacyPickles:
     The pickles (magic number, protocol, system information, the object, the storage keys) come before the tensor
     bytes and must end within :data:`MAX_PICKLE_BYTES`, so that much is read: scanning from memory is several times
     faster than byte reads from the file. The last result is kept for the file's size and modification time, since
-    :func:`attnyolo.integration.formats.describe_unreadable` and the check of what the file references both need it.
+    :func:`attnyolo.engine.importing.describe_unreadable` and the check of what the file references both need it.
     """
     stat = Path(path).stat()
     key = f"{Path(path).resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
@@ -175,49 +260,105 @@ def legacy_pickles(path: str | Path) -> LegacyPickles:
         return _legacy_cache[key]
     with open(path, "rb") as f:
         stream = io.BytesIO(f.read(MAX_PICKLE_BYTES + 1))
-    found: dict[str, None] = {}
+    found = PickleScan()
     damaged = ""
     try:
         for _ in range(_LEGACY_PICKLES + 1):  # the storage keys' pickle names no global, but a cut in it is damage
-            for name in _one_pickle_globals(stream, None):
-                found.setdefault(name)
+            _scan_one(stream, found, None)
     except Exception as error:  # pickletools raises ValueError and others on truncated or corrupt data
         damaged = f"damaged pickle data ({first_line(error)})"
     # Checked first: pickles that ran on to the end of what was read are too large, not merely cut short.
-    result = LegacyPickles(tuple(found), stream.tell() > MAX_PICKLE_BYTES, damaged)
+    oversized = stream.tell() > MAX_PICKLE_BYTES
+    result = LegacyPickles(tuple(found.names), oversized, damaged, tuple(found.calls), storage_bytes(found.storages))
     _legacy_cache.clear()
     _legacy_cache[key] = result
     return result
 
 
-def zip_pickle_info(archive: zipfile.ZipFile) -> zipfile.ZipInfo | None:
-    """The entry of a torch.save zip archive's pickle (``<folder>/data.pkl``), or None when there is none."""
-    return next((i for i in archive.infolist() if i.filename.rpartition("/")[2] == "data.pkl"), None)
+class AmbiguousArchive(ValueError):
+    """A zip archive whose records could be read in two ways (a name twice, two pickles): no torch.save file is."""
 
 
-def read_zip_pickle(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
-    """The pickle record ``info`` of ``archive``, checked against :data:`MAX_PICKLE_BYTES` before it is read.
+def _unambiguous(names: list[str]) -> None:
+    """Refuse a listing of zip records that holds a name twice, or more than one pickle (``data.pkl``)."""
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise AmbiguousArchive(f"the zip archive holds {twice[0]!r} twice")
+    pickles = [name for name in names if name.rpartition("/")[2] == "data.pkl"]
+    if len(pickles) > 1:
+        raise AmbiguousArchive(f"the zip archive holds {len(pickles)} pickles ({', '.join(pickles[:3])})")
+
+
+def archive_pickle(path: str | Path) -> bytes:
+    """The pickle of a torch.save zip archive: exactly the bytes ``torch.load`` unpickles, read by torch's own reader.
+
+    Before anything is read, the archive must be unambiguous: no record name twice and one ``data.pkl`` only, as
+    listed both by Python's :mod:`zipfile` and by torch's reader (``torch._C.PyTorchFileReader``, the one
+    ``torch.load`` uses, which takes the last of two records of one name where :mod:`zipfile`'s list shows the first).
+    The record's size is checked against :data:`MAX_PICKLE_BYTES` before it is read.
 
     Raises:
-        OversizedPickle: The record is larger (its uncompressed size, which also bounds what zipfile returns).
+        AmbiguousArchive: A record name twice, or more than one pickle.
+        OversizedPickle: The pickle is larger than any checkpoint's.
+        RuntimeError, zipfile.BadZipFile, OSError, ...: Not a readable zip archive.
     """
-    if info.file_size > MAX_PICKLE_BYTES:
-        raise OversizedPickle(info.file_size)
-    return archive.read(info)
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+    _unambiguous(names)
+    reader = torch._C.PyTorchFileReader(str(path))
+    _unambiguous(reader.get_all_records())
+    if not reader.has_record("data.pkl"):
+        raise ValueError("a zip archive without data.pkl")
+    size = reader.get_record_size("data.pkl")
+    if size > MAX_PICKLE_BYTES:
+        raise OversizedPickle(size)
+    return bytes(reader.get_record("data.pkl"))
+
+
+def legacy_storage_excess(declared: int, size: int) -> str:
+    """Why a file in torch's pre-1.6 format whose storages need more bytes than the file holds is not read."""
+    return (
+        f"its pickle declares {declared:,} bytes of tensor storage, more than the whole file ({size:,} bytes), which "
+        "torch's pre-1.6 reader would allocate before reading"
+    )
 
 
 def zip_pickle_record(path: str | Path) -> bytes | None:
-    """The pickle (``data.pkl``) of a torch.save zip archive, or None when ``path`` is no readable such archive.
+    """The pickle (``data.pkl``) of a torch.save zip archive, or None when ``path`` is no readable, unambiguous one.
 
-    A record larger than :data:`MAX_PICKLE_BYTES` is not read (None too): no checkpoint's pickle is that large, and
-    :func:`attnyolo.integration.checkpoints.referenced_globals` refuses the file with its size.
+    Read by :func:`archive_pickle`. A record larger than :data:`MAX_PICKLE_BYTES` is not read (None too): no
+    checkpoint's pickle is that large, and :func:`attnyolo.integration.checkpoints.referenced_globals` refuses the file
+    with its size.
     """
     try:
-        with zipfile.ZipFile(path) as archive:
-            info = zip_pickle_info(archive)
-            return read_zip_pickle(archive, info) if info else None
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError):  # OversizedPickle is a ValueError
+        return archive_pickle(path)
+    except Exception:  # zipfile and torch's reader raise BadZipFile, RuntimeError, OSError, ... for damaged archives
         return None
+
+
+# Bytes per element of torch's typed storage classes (torch.<Kind>Storage), as torch.save names them in a persistent id.
+_STORAGE_ELEMENT_BYTES = {
+    **dict.fromkeys(["Double", "Long", "ComplexFloat"], 8),
+    **dict.fromkeys(["Float", "Int", "QInt32"], 4),
+    **dict.fromkeys(["Half", "BFloat16", "Short"], 2),
+    "ComplexDouble": 16,
+}
+
+
+def storage_bytes(storages: list[tuple]) -> int:
+    """How many bytes the storages of :attr:`PickleScan.storages` declare: each key counted once, as torch allocates.
+
+    A persistent id is ``('storage', storage type, key, location, numel, ...)``; the element size comes from the
+    storage type's name (``torch.FloatStorage``: 4 bytes; ``torch.UntypedStorage``: bytes). An id whose size the scan
+    could not follow counts as 0 (torch then fails on it).
+    """
+    sizes: dict[Any, int] = {}
+    for pid in storages:
+        if len(pid) < 5 or not isinstance(pid[4], int) or isinstance(pid[4], bool):
+            continue
+        element = _STORAGE_ELEMENT_BYTES.get(str(pid[1]).rpartition(".")[2].removesuffix("Storage"), 1)
+        sizes[pid[2]] = max(sizes.get(pid[2], 0), pid[4] * element)
+    return sum(sizes.values())
 
 
 def torch_default_globals() -> frozenset[str] | None:

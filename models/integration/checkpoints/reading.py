@@ -18,10 +18,16 @@ from ultralytics.utils.checks import check_suffix
 from ultralytics.utils.downloads import GITHUB_ASSETS_NAMES, attempt_download_asset
 
 from ...errors import CheckpointError, first_line
-from ...utils.trust import checkpoints_trusted
+from ...utils.cli import checkpoints_trusted
 from .formats import detect_format
-from .refusals import _damaged, checkpoint_label, checkpoint_label_of, old_torch_refusal, weights_only_refusal
-from .screen import allow_globals, load_weights_only, referenced_globals
+from .refusals import (
+    _damaged,
+    checkpoint_label,
+    checkpoint_label_of,
+    old_torch_refusal,
+    weights_only_refusal,
+)
+from .screen import _with_model, allow_globals, load_weights_only, referenced_globals
 
 
 def _foreign(path: Path) -> dict[str, Any] | None:
@@ -34,7 +40,7 @@ def read_checkpoint(path: str | Path, trust: bool = False, label: str | None = N
     """Read a checkpoint without running code from it; refuse one that references anything checkpoints never hold.
 
     The file is read with ``torch.load(weights_only=True)`` after registering the globals it references, each checked
-    by :func:`allowed_global`. A file in a foreign format that :mod:`attnyolo.integration.formats` recognises (e.g. a
+    by :func:`allowed_global`. A file in a foreign format that :mod:`.formats` recognises (e.g. a
     classic YOLOv5 checkpoint) is read by that format's loader, which maps it without unpickling its code.
 
     Args:
@@ -74,6 +80,34 @@ def read_checkpoint(path: str | Path, trust: bool = False, label: str | None = N
         raise _damaged(label, error) from None
 
 
+def load_trusted(path: str | Path, substitutes: dict[str, Any] | None = None) -> Any:
+    """Unpickle ``path`` in full, running what it names: only for a file the user vouches for (``trust_checkpoint``).
+
+    Args:
+        path: The file.
+        substitutes: Globals to resolve to the given objects instead of importing them (``module.Name`` -> object),
+            e.g. the code-free stand-ins of a classic YOLOv5 checkpoint's classes.
+
+    Raises:
+        CheckpointError: The file is damaged.
+    """
+    substitutes = dict(substitutes or {})
+
+    class Unpickler(pickle.Unpickler):
+        """pickle's Unpickler, with ``substitutes`` resolved to their objects."""
+
+        def find_class(self, module, name):
+            """The substitute for ``module.name``, else what pickle finds."""
+            return substitutes.get(f"{module}.{name}") or super().find_class(module, name)
+
+    pickle_module = types.ModuleType("attnyolo_trusted_pickle")  # torch.load subclasses pickle_module.Unpickler
+    pickle_module.Unpickler, pickle_module.load = Unpickler, pickle.load
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False, pickle_module=pickle_module)
+    except (RuntimeError, EOFError, pickle.UnpicklingError) as error:
+        raise _damaged(checkpoint_label_of(path), error) from None
+
+
 def wrap_torch_safe_load(original):
     """Return a torch_safe_load that reads through :func:`read_checkpoint` unless the user trusts checkpoints.
 
@@ -81,7 +115,7 @@ def wrap_torch_safe_load(original):
     file with ``torch_safe_load``, which unpickles in full. Kept from the original: the ``.pt`` suffix check, bare
     asset names downloaded through ``attempt_download_asset``, one re-download of a damaged cached asset, and a
     pickled whole model turned into ``{"model": ...}``. With the user's opt-in the original runs unchanged, except
-    that files in a foreign format (:mod:`attnyolo.integration.formats`) are always read by that format's loader. A file
+    that files in a foreign format (:mod:`.formats`) are always read by that format's loader. A file
     that exists at the path given is read as given, never swapped for the stock weight Ultralytics renames it to.
     """
 
@@ -91,7 +125,10 @@ def wrap_torch_safe_load(original):
         if checkpoints_trusted():
             # A foreign format is still read by its own loader: Ultralytics cannot build such a file's classes.
             foreign = _foreign(Path(str(weight))) if Path(str(weight)).is_file() else None
-            return (foreign, str(weight)) if foreign is not None else original(weight, *args, **kwargs)
+            if foreign is not None:
+                return foreign, str(weight)
+            ckpt, file = original(weight, *args, **kwargs)
+            return _with_model(ckpt, checkpoint_label_of(file)), file
         check_suffix(file=weight, suffix=".pt")
         # A file that exists is read as given: attempt_download_asset renames yolov5s.pt/yolov3.pt-style names to
         # Ultralytics' "u" models (yolov5su.pt) first, the names under which classic YOLOv5 released its weights.
@@ -105,9 +142,9 @@ def wrap_torch_safe_load(original):
             Path(file).unlink(missing_ok=True)  # a damaged cached stock asset, asked for by name: fetch it again
             file = attempt_download_asset(weight)
             ckpt = read_checkpoint(file)
-        if not isinstance(ckpt, dict):
+        if not isinstance(ckpt, dict) and isinstance(getattr(ckpt, "model", ckpt), torch.nn.Module):
             ckpt = {"model": getattr(ckpt, "model", ckpt)}  # a whole YOLO object saved with torch.save
-        return ckpt, file
+        return _with_model(ckpt, checkpoint_label_of(file)), file
 
     torch_safe_load._attnyolo_original = original
     return torch_safe_load
@@ -124,7 +161,19 @@ def check_checkpoint_file(path: str | Path, key: str = "model") -> Path:
         FileNotFoundError: No such file.
         CheckpointError: A model YAML or another file type where trained weights are needed.
     """
-    path = Path(str(path))
+    given = str(path)
+    if "://" in given:  # Path() would collapse the '//' of a URL in the message
+        raise CheckpointError(
+            f"{key}={given} is a URL; checkpoints are read from files, and a downloaded file is checked like any "
+            "other. Fix: download it, then pass the file's path."
+        )
+    path = Path(given)
+    if path.is_dir():
+        raise CheckpointError(f"{key}={path} is a folder, not a checkpoint file. Fix: pass the .pt file inside it.")
+    if path.exists() and not path.is_file():  # a FIFO, socket or device: reading it could block or never end
+        raise CheckpointError(
+            f"{key}={path} is not a regular file (a pipe, socket or device). Fix: pass the .pt file training wrote."
+        )
     if not path.is_file():
         raise FileNotFoundError(f"{key}={path} does not exist. Fix: pass a trained checkpoint, e.g. weights/best.pt.")
     if path.suffix.lower() in {".yaml", ".yml"}:
@@ -164,31 +213,3 @@ def load_model(path: str | Path, key: str = "model"):
     if yolo.task != "detect":
         raise CheckpointError(f"{key}={path} is a '{yolo.task}' model; AttnYOLO's tools handle detection models only.")
     return yolo
-
-
-def load_trusted(path: str | Path, substitutes: dict[str, Any] | None = None) -> Any:
-    """Unpickle ``path`` in full, running what it names: only for a file the user vouches for (``trust_checkpoint``).
-
-    Args:
-        path: The file.
-        substitutes: Globals to resolve to the given objects instead of importing them (``module.Name`` -> object),
-            e.g. the code-free stand-ins of a classic YOLOv5 checkpoint's classes.
-
-    Raises:
-        CheckpointError: The file is damaged.
-    """
-    substitutes = dict(substitutes or {})
-
-    class Unpickler(pickle.Unpickler):
-        """pickle's Unpickler, with ``substitutes`` resolved to their objects."""
-
-        def find_class(self, module, name):
-            """The substitute for ``module.name``, else what pickle finds."""
-            return substitutes.get(f"{module}.{name}") or super().find_class(module, name)
-
-    pickle_module = types.ModuleType("attnyolo_trusted_pickle")  # torch.load subclasses pickle_module.Unpickler
-    pickle_module.Unpickler, pickle_module.load = Unpickler, pickle.load
-    try:
-        return torch.load(path, map_location="cpu", weights_only=False, pickle_module=pickle_module)
-    except (RuntimeError, EOFError, pickle.UnpicklingError) as error:
-        raise _damaged(checkpoint_label_of(path), error) from None

@@ -13,9 +13,11 @@ from pathlib import Path
 
 import torch
 
-from ...errors import CheckpointError, first_line
-from ...utils.trust import TRUST_ENV
-from .pickles import MAX_PICKLE_BYTES
+from ...errors import CheckpointError, first_line, without_unsafe_advice
+from ...utils.cli import TRUST_ENV
+from .pickles import (
+    MAX_PICKLE_BYTES,
+)
 
 TRUST_HINT = f"If you trust this file, pass trust_checkpoint=True (or set {TRUST_ENV}=1)."
 
@@ -70,10 +72,10 @@ def _damaged(label: str, error: BaseException) -> CheckpointError:
 
 def _weights_only_reason(error: BaseException) -> str:
     """The reason in torch's weights-only error, without its advice to load with full unpickling."""
-    text = str(error)
-    reason = text.split("WeightsUnpickler error:", 1)[-1].split("Check the documentation", 1)[0]
-    reason = " ".join(reason.split()) or first_line(error)
-    return reason.split(". Please use", 1)[0].rstrip(".")
+    reason = without_unsafe_advice(str(error))
+    if reason.startswith("torch's weights-only reader refused it ("):
+        reason = reason[len("torch's weights-only reader refused it (") : -1]
+    return reason if reason != str(error) else first_line(error).rstrip(".")
 
 
 @contextlib.contextmanager

@@ -16,23 +16,26 @@ from typing import Any
 
 import torch
 
-from ...utils.trust import checkpoints_trusted
+from ...errors import CheckpointError
+from ...utils.cli import checkpoints_trusted
 from .allowlist import (
     _fixed_globals,
+    allowed_call,
     allowed_global,
 )
 from .formats import detect_format
 from .pickles import (
     MAX_PICKLE_BYTES,
+    AmbiguousArchive,
     OversizedPickle,
+    archive_pickle,
     legacy_pickles,
-    pickle_globals,
-    read_zip_pickle,
+    legacy_storage_excess,
+    scan_pickles,
     torch_default_globals,
     torch_save_format,
-    zip_pickle_info,
 )
-from .refusals import _damaged, _oversized, checkpoint_label_of, refusal
+from .refusals import TRUST_HINT, _damaged, _oversized, checkpoint_label_of, refusal
 
 _registered: dict[str, Any] = {}  # name -> object already given to torch.serialization.add_safe_globals
 
@@ -86,26 +89,41 @@ def referenced_globals(path: str | Path, label: str | None = None) -> tuple[list
         scan = legacy_pickles(path)  # a truncated file: the load reports it, with what it names refused first
         if scan.oversized:
             raise _oversized(label, f"its pickles run past {MAX_PICKLE_BYTES:,} bytes")
-        names = list(scan.names)
+        if scan.storage_bytes > path.stat().st_size:  # torch's pre-1.6 reader allocates them before reading
+            raise _damaged(label, ValueError(legacy_storage_excess(scan.storage_bytes, path.stat().st_size)))
+        names, calls = list(scan.names), list(scan.calls)
     else:
         try:
             with zipfile.ZipFile(path) as archive:
+                record = next((n for n in archive.namelist() if n.rpartition("/")[2] == "data.pkl"), "data.pkl")
                 members = [n.rpartition("/")[2] for n in archive.namelist()]
-                record = zip_pickle_info(archive)
-                data = read_zip_pickle(archive, record) if record and "constants.pkl" not in members else None
+            if "constants.pkl" in members:  # TorchScript archives keep their constants there (torch.jit.save)
+                raise _damaged(label, RuntimeError("TorchScript archive"))
+            data = archive_pickle(path)
         except OversizedPickle as error:
-            raise _oversized(label, f"its pickle {record.filename} is {error.size:,} bytes uncompressed") from None
-        except Exception as error:  # zipfile raises BadZipFile, OSError, EOFError, ... for a damaged archive
+            raise _oversized(label, f"its pickle {record} is {error.size:,} bytes uncompressed") from None
+        except AmbiguousArchive as error:
+            raise CheckpointError(
+                f"{label}: refused to load: {error}, which torch.save never writes and which could be read in two "
+                f"ways. {TRUST_HINT}"
+            ) from None
+        except CheckpointError:
+            raise
+        except Exception as error:  # zipfile and torch raise BadZipFile, OSError, RuntimeError, ... for damaged files
+            if "without data.pkl" in str(error):
+                raise _damaged(label, ValueError("a zip archive without data.pkl")) from None
             raise _damaged(label, error) from None
-        if "constants.pkl" in members:  # TorchScript archives keep their constants there (torch.jit.save)
-            raise _damaged(label, RuntimeError("TorchScript archive"))
-        if data is None:
-            raise _damaged(label, ValueError("a zip archive without data.pkl"))
         try:
-            names = pickle_globals(data)
+            scan = scan_pickles(data)
         except ValueError as error:
             raise _damaged(label, error) from None
+        names, calls = list(scan.names), list(scan.calls)
     default = torch_default_globals()
+    # A call of a global that may be referenced but never called (a layer class with arguments, bytearray(n)) is listed
+    # as "a call of <name>", which no reader allows; one of a global refused anyway is named once, as that global.
+    allowed = [name for name in calls if allowed_global(name) is not None or name in (default or ())]
+    names += [f"a call of {name}" for name in allowed if not allowed_call(name)]
+    names += ["a call of a value computed while unpickling"] if "<computed>" in calls else []
     if default is None and fmt == "zip":
         # Without torch's table: its public scan answers "not allowed by torch or by a registration"; what is
         # registered is known here (under the lock no registration of this module changes).
@@ -203,7 +221,7 @@ def screen_checkpoint(path: str | Path, label: str | None = None, foreign: bool 
     Args:
         path: The checkpoint file.
         label: How messages name the file (default: the path).
-        foreign: Whether the file is in a foreign format :mod:`attnyolo.integration.formats` reads, when the caller has
+        foreign: Whether the file is in a foreign format :mod:`.formats` reads, when the caller has
             detected that already (None: detected here, only if the file references a disallowed global).
 
     Raises:
@@ -217,3 +235,29 @@ def screen_checkpoint(path: str | Path, label: str | None = None, foreign: bool 
         foreign = detect_format(Path(path)) is not None  # detected, not converted: converting it would cost a read
     if refused and not foreign:  # a foreign format's reader gives its own answer when loading
         raise refusal(label, refused)
+
+
+def _with_model(ckpt: Any, label: str) -> Any:
+    """``ckpt`` when it holds a model (``ckpt["ema"]`` or ``ckpt["model"]`` is a module); else a one-line error.
+
+    Ultralytics' loader answers a file without a model (a state_dict, a list) with advice about its own supported
+    format; the user needs to hear that the file holds no model, and what it holds instead.
+    """
+    if isinstance(ckpt, dict) and isinstance(ckpt.get("ema") or ckpt.get("model"), torch.nn.Module):
+        return ckpt
+    if not isinstance(ckpt, dict):
+        what = f"it holds a {type(ckpt).__name__}"
+    elif ckpt and all(isinstance(value, torch.Tensor) for value in ckpt.values()):
+        what = f"it is a state_dict ({len(ckpt)} tensors, the weights without the model they belong to)"
+    elif "model" in ckpt or "ema" in ckpt:
+        key = "model" if "model" in ckpt else "ema"
+        value = ckpt[key]
+        kind = "None" if value is None else f"a {type(value).__name__}"
+        hint = " (a state_dict?)" if isinstance(value, dict) else ""
+        what = f"its '{key}' entry is {kind}{hint}, not a model"
+    else:
+        what = f"it is a dict without a 'model' entry (keys: {', '.join(map(str, list(ckpt)[:5]))})"
+    raise CheckpointError(
+        f"{label} holds no model: {what}. Fix: pass a checkpoint written by training (e.g. weights/best.pt), which "
+        "holds the model itself."
+    )

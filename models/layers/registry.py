@@ -417,7 +417,42 @@ def kinds_markdown() -> str:
     """The table of kinds as Markdown (docs/layers.md): kind, YAML row, parameters at C = 256, paper."""
     lines = ["| kind | YAML row | parameters at C = 256 | paper |", "|---|---|---:|---|"]
     for kind in KINDS:
-        row = f"`[-1, 1, {kind.yaml_name}, [256{''.join(', ' + str(a) for a in kind.args)}]]`"
+        spelling = get_spelling(kind.yaml_name)
+        # a raw row under a name the forks also use builds their form unless it ends in `paper`
+        args = kind.args or (("paper",) if spelling is not None and spelling.variant else ())
+        row = f"`[-1, 1, {kind.yaml_name}, [256{''.join(', ' + str(a) for a in args)}]]`"
         params = sum(p.numel() for p in kind.build(256).parameters())
         lines.append(f"| {kind.name} | {row} | {params:,} | {kind.paper} |")
+    return "\n".join(lines)
+
+
+def yaml_convention(spelling: Spelling) -> str:
+    """How a row under ``spelling`` writes its arguments, for docs/models.md (``c``: the channel count)."""
+    if spelling.layer is CoordAtt:
+        return "`[c]`, `[c, r]`, `[inp, oup]`, `[inp, oup, r]`"
+    if spelling.layer is ELA:
+        return "`[c]`, `[c, kernel 7 or 5]`, `[c, T/B/S/L]`"
+    text = f"`[c, {', '.join(spelling.args)}]`"
+    return text + (f"; a lone number other than c: {spelling.lone}" if spelling.lone else "")
+
+
+def spelling_layer(spelling: Spelling, channels: int) -> nn.Module:
+    """The layer a row under ``spelling`` with only a channel count builds, for ``channels`` input channels."""
+    return spelling.layer(channels, **spelling.variant)
+
+
+def spellings_markdown() -> str:
+    """Every YAML row name and what it builds, as Markdown (docs/models.md), from :data:`SPELLINGS`."""
+    lines = [
+        "| YAML name | models | public class | YAML arguments | builds | parameters at C = 256 |",
+        "|---|---|---|---|---|---:|",
+    ]
+    for spelling in SPELLINGS:
+        models = {"classic": "classic YOLOv5", "ultralytics": "Ultralytics"}.get(spelling.family, "all")
+        built = f"{spelling.layer.__name__}, {spelling.label}"
+        params = sum(p.numel() for p in spelling_layer(spelling, 256).parameters())
+        lines.append(
+            f"| `{spelling.name}` | {models} | `{spelling.signature}` | {yaml_convention(spelling)} | {built} | "
+            f"{params:,} |"
+        )
     return "\n".join(lines)

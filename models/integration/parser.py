@@ -43,14 +43,14 @@ from torch import nn
 
 from ..errors import ModelConfigError, first_line
 from ..layers.coord_attention import CoordAtt
-from ..layers.registry import LAYER_ALIASES, get_kind, kind_names, layer_classes
+from ..layers.registry import get_kind, get_spelling, kind_names, layer_classes, spelling_names
 from ..yolov5.blocks import CLASSIC_BLOCKS
 from ..yolov5.head import YOLOv5Detect
 from ..yolox.blocks import make_depthwise_separable
 from ..yolox.head import YOLOX_HEAD_WIDTH, YOLOXDetect
 from .activation import default_activation, parse_activation  # noqa: F401  (parse_activation: public API here)
 from .names import with_yolox_scale, yaml_label
-from .parser_forks import coordatt_rest, is_number, resolve_classic_args, with_fork_rows
+from .parser_forks import RENAMED, coordatt_rest, is_number, resolve_classic_args, resolve_spelling, with_fork_rows
 
 ATTENTION_ROW = "Attention"  # placeholder module name in placement YAMLs, replaced by the chosen kind
 
@@ -102,7 +102,34 @@ def known_module_names() -> list[str]:
     tasks = _tasks()
     names = {k for k, v in vars(tasks).items() if isinstance(v, type) and issubclass(v, nn.Module)}
     names.discard(PROBE_NAME)
-    return sorted(names | set(layer_classes()) | set(LAYER_ALIASES))
+    return sorted(names | set(layer_classes()) | set(spelling_names()))
+
+
+# At most this many names in an unknown-layer hint: the message stays one line a person reads.
+_MAX_HINTS = 5
+
+
+def close_layer_names(name: str) -> list[str]:
+    """Up to five layer names close to ``name`` (case-insensitive): AttnYOLO's layers and their spellings first.
+
+    Then Ultralytics' layers (classes of ``ultralytics.nn.modules`` in the parser's namespace). Model classes the
+    parser's namespace also holds (``BaseModel``, ``DetectionModel``, ``Ensemble``) are not layers and never offered.
+    """
+    tasks = _tasks()
+    ours = list(dict.fromkeys([*spelling_names(), *layer_classes()]))
+    theirs = sorted(
+        k
+        for k, v in vars(tasks).items()
+        if isinstance(v, type) and issubclass(v, nn.Module) and v.__module__.startswith("ultralytics.nn.modules")
+    )
+    found: list[str] = []
+    for pool in (ours, [n for n in theirs if n not in ours]):
+        if len(found) == _MAX_HINTS:
+            break
+        lower = {n.lower(): n for n in pool}
+        matches = difflib.get_close_matches(str(name).lower(), lower, n=_MAX_HINTS - len(found), cutoff=0.6)
+        found += [lower[m] for m in matches]
+    return found[:_MAX_HINTS]
 
 
 def _check_rows(d: dict) -> list[list]:
@@ -123,13 +150,12 @@ def _check_rows(d: dict) -> list[list]:
         name = row[2]
         if name == ATTENTION_ROW:
             continue  # resolved from the top-level `attention:` key by _apply_attention_kind
-        if not isinstance(name, str) or not _module_exists(name, tasks):
-            known = known_module_names()
-            close = difflib.get_close_matches(str(name), known, n=3, cutoff=0.5)
+        if not isinstance(name, str) or not (name in spelling_names() or _module_exists(name, tasks)):
+            close = close_layer_names(name)
             hint = f" Did you mean {', '.join(close)}?" if close else ""
             raise ModelConfigError(
-                f"{label}, row {i}: unknown layer {name!r}.{hint} Known layers: {', '.join(known)}. "
-                "AttnYOLO layers are available after `import attnyolo`."
+                f"{label}, row {i}: unknown layer {name!r}.{hint} Fix: correct the row's layer name; docs/models.md "
+                "lists the attention layer names AttnYOLO reads."
             )
     return rows
 
@@ -191,7 +217,7 @@ def _check_values(d: dict, rows: list[list]) -> None:
             raise ModelConfigError(
                 f"{label}, row {i} ({name}): number={n!r} is not a repeat count. Fix: write a whole number, e.g. 3."
             )
-        if str(name).startswith(_TEXT_ARG_MODULES) or name in (*layer_classes(), *LAYER_ALIASES, *_OWN_HEADS):
+        if str(name).startswith(_TEXT_ARG_MODULES) or name in (*layer_classes(), *spelling_names(), *_OWN_HEADS):
             continue  # text is an argument of theirs; our layers and heads check their own arguments
         for k, arg in enumerate(args):
             if isinstance(arg, str) and arg not in d and not _literal(arg):
@@ -243,22 +269,32 @@ def _scale_params(d: dict) -> tuple[float, float]:
     return d.get("width_multiple", 1.0), float("inf")
 
 
-def _resolve_args(d: dict, i: int, row: list, c_in: int) -> list:
-    """Turn an attention row's YAML args into constructor args ``[c1, *layer_args]``.
+def _resolve_args(d: dict, i: int, row: list, c_in: int, own: bool = True, classic: bool = False) -> list:
+    """Turn an attention row into ``[class name, constructor args [c1, *layer_args]]``.
 
     The first YAML arg, when it is a number, is the layer's channel count written as for ``Conv`` (unscaled); it is
-    scaled and clipped exactly as the parser does for ``Conv`` and must agree with the inferred input channels. It
-    may be omitted (``[]``) or ``null`` to rely on inference alone.
+    scaled and clipped exactly as the parser does for ``Conv`` and must agree with the inferred input channels, or be
+    those channels as written (a fork whose parser passes attention rows their real channels). It may be omitted
+    (``[]``) or ``null`` to rely on inference alone. Rows the ``attention:`` key filled (``own``) build the kind's
+    paper form; other rows named as public code names a layer (:data:`~attnyolo.layers.registry.SPELLINGS`) build what
+    that code builds (:func:`~attnyolo.integration.parser_forks.resolve_spelling`).
     """
     from ultralytics.utils.ops import make_divisible
 
+    width, max_channels = _scale_params(d)
+
+    def scales_to_c_in(given) -> bool:
+        return make_divisible(min(given, max_channels) * width, 8) == c_in
+
+    spelling = None if own or row[2] in RENAMED.values() else get_spelling(row[2], classic)
+    if spelling is not None:
+        return resolve_spelling(d, i, row, c_in, spelling, scales_to_c_in)
     args = list(row[3])
     if args and (args[0] is None or is_number(args[0])):
         given = args.pop(0)
         if given is not None:
-            width, max_channels = _scale_params(d)
             expected = make_divisible(min(given, max_channels) * width, 8)
-            if expected != c_in:
+            if expected != c_in and given != c_in:
                 raise ModelConfigError(
                     f"{yaml_label(d)}, row {i} ({row[2]}): the YAML channel argument {given} scales to {expected} "
                     f"channels at this scale, but the layer feeding this row outputs {c_in} channels. Fix: write the "
@@ -266,7 +302,7 @@ def _resolve_args(d: dict, i: int, row: list, c_in: int) -> list:
                 )
             if layer_classes().get(row[2]) is CoordAtt:
                 args = coordatt_rest(d, i, row, given, args)
-    return [c_in, *args]
+    return [row[2], [c_in, *args]]
 
 
 def _probe_output_channels(seq: nn.Sequential, ch: int, last: int) -> list[int]:
@@ -481,8 +517,9 @@ def _parse_model(original, d: dict, ch: int, verbose: bool):
     """The body of the wrapped parse_model (:func:`wrap_parse_model`), for a dict whose activation is already set."""
     rows = _check_rows(d)
     _check_values(d, rows)
+    own = {i for i, row in enumerate(rows) if row[2] == ATTENTION_ROW}  # the kinds' paper forms
     rows = _apply_attention_kind(d, rows)
-    ours = [i for i, row in enumerate(rows) if row[2] in layer_classes()]
+    ours = [i for i, row in enumerate(rows) if row[2] in layer_classes() or row[2] in spelling_names()]
     head = _head_row(d, rows)
     depthwise = _wants_depthwise(d)
     if not ours and head is None and not depthwise:
@@ -508,8 +545,9 @@ def _parse_model(original, d: dict, ch: int, verbose: bool):
         c_out = _probe_output_channels(probe_seq, ch, max(ours + ([head - 1] if head is not None else [])))
         c_in = {i: (probe_seq[i][0] if isinstance(probe_seq[i], nn.Sequential) else probe_seq[i]).c1 for i in ours}
         del probe_seq
+        classic = head is not None and rows[head][2] == "YOLOv5Detect"
         for i in ours:
-            rows[i][3] = _resolve_args(d, i, rows[i], c_in[i])
+            rows[i][2], rows[i][3] = _resolve_args(d, i, rows[i], c_in[i], i in own, classic)
     head_from = None
     if head is not None:
         head_from = rows[head][0]

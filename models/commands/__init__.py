@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "benchmark_yolox": "time YOLOX-Nano's training step and batched SimOTA",
     "ablate": "train several models with one recipe and compare them in one table",
     "visualize": "draw attention maps and Grad-CAM for one image",
+    "gpu_check": "check the CUDA and mixed-precision paths on a GPU (device=cpu: a dry run)",
 }
 
 

@@ -23,6 +23,7 @@ says so.
 from __future__ import annotations
 
 import contextlib
+import copy
 import csv
 import importlib.util
 import math
@@ -236,34 +237,35 @@ def check_precision(name: str, device: torch.device, imgsz: int, batch: int, dty
     model = _trainable(name, device)
     data = synthetic_batch(batch, imgsz, device)
     row: dict[str, Any] = {"model": name, "failures": []}
+    # Every eval-mode output first: a train-mode forward moves the BatchNorm running statistics that eval reads.
+    model.eval()
     with exact_float32():
-        model.eval()
         with torch.no_grad():
             ref = _decoded(model, data["img"])  # the layers' inference fast path
         with torch.enable_grad():  # the same weights through the module path (autograd on)
             module_path = _decoded(model, data["img"]).detach()
-        row["fast_path_error"] = relative_error(ref, module_path)
-        if not row["fast_path_error"] <= FAST_PATH_TOLERANCE:
-            row["failures"].append(f"fast path vs module path {row['fast_path_error']:.2e} > {FAST_PATH_TOLERANCE}")
-        model.train()
+    row["fast_path_error"] = relative_error(ref, module_path)
+    if not row["fast_path_error"] <= FAST_PATH_TOLERANCE:
+        row["failures"].append(f"fast path vs module path {row['fast_path_error']:.2e} > {FAST_PATH_TOLERANCE}")
+    outputs = {}
+    for dtype_name in dtypes:
+        if dtype_name == "half":
+            half = copy.deepcopy(model).half()
+            with torch.no_grad():
+                outputs[dtype_name] = _decoded(half, data["img"].half())
+            del half
+        else:
+            with torch.no_grad(), torch.autocast(device.type, dtype=getattr(torch, dtype_name)):
+                outputs[dtype_name] = _decoded(model, data["img"])
+    model.train()
+    with exact_float32():
         ref_loss, ref_grad = _gradient(model, data, None)
     for dtype_name in dtypes:
         tol = TOLERANCES[dtype_name]
         entry: dict[str, Any] = {}
-        if dtype_name == "half":
-            half = open_model(name, "models").model.float().to(device)
-            half.load_state_dict(model.state_dict())
-            half = half.half().eval()
-            with torch.no_grad():
-                out = _decoded(half, data["img"].half())
-            del half
-        else:
-            dtype = getattr(torch, dtype_name)
-            model.eval()
-            with torch.no_grad(), torch.autocast(device.type, dtype=dtype):
-                out = _decoded(model, data["img"])
-            model.train()
-            loss, grad = _gradient(model, data, dtype)
+        out = outputs[dtype_name]
+        if dtype_name != "half":
+            loss, grad = _gradient(model, data, getattr(torch, dtype_name))
             entry["loss_error"] = abs(loss - ref_loss) / abs(ref_loss)
             entry["grad_error"] = relative_error(grad, ref_grad)
             entry["grad_cosine"] = cosine(grad, ref_grad)

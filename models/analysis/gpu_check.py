@@ -67,15 +67,15 @@ class Tolerance:
 
     Attributes:
         output: Largest ``||y - y32|| / ||y32||`` of the decoded boxes and, separately, of the class scores.
-        loss: Largest ``|L - L32| / |L32|`` of the training loss.
-        grad: Largest ``||g - g32|| / ||g32||`` of the whole flattened gradient.
-        cosine: Smallest cosine similarity of the flattened gradient with float32's.
+        loss: Largest ``|L - L32| / |L32|`` of the training loss (None: not compared).
+        grad: Largest ``||g - g32|| / ||g32||`` of the whole flattened gradient (None: not compared).
+        cosine: Smallest cosine similarity of the flattened gradient with float32's (None: not compared).
     """
 
     output: float
-    loss: float
-    grad: float
-    cosine: float
+    loss: float | None = None
+    grad: float | None = None
+    cosine: float | None = None
 
 
 # Why these numbers: a float16 rounding is at most u = 2^-11 (4.9e-4) relative, a bfloat16 one 2^-8 (3.9e-3), 8x more
@@ -90,7 +90,7 @@ class Tolerance:
 TOLERANCES: dict[str, Tolerance] = {
     "float16": Tolerance(output=2e-2, loss=2e-2, grad=0.15, cosine=0.99),
     "bfloat16": Tolerance(output=0.15, loss=0.15, grad=0.6, cosine=0.9),
-    "half": Tolerance(output=2e-2, loss=math.inf, grad=math.inf, cosine=-1.0),
+    "half": Tolerance(output=2e-2),  # inference only: no loss or gradient
 }
 FAST_PATH_TOLERANCE = 1e-4  # eval fast path vs module path in float32: the same equations, other summation orders
 LOSS_SCALE = 2.0**10  # what GradScaler's first steps use, order of magnitude: keeps float16 gradients from underflowing
@@ -308,7 +308,11 @@ def check_training(
     name: str, data: Path, device: torch.device, settings: dict[str, Any], project: Path
 ) -> dict[str, Any]:
     """Train ``name`` 2 epochs with AMP, score it with both evaluators, and check the loss is finite and falls."""
-    recipe = {"epochs": 2, "optimizer": "AdamW", "lr0": 0.003, "warmup_epochs": 1, "close_mosaic": 0, "val": False}
+    # Two epochs must show learning: one optimizer step per batch (nbs = batch), no warmup (Ultralytics warms up for
+    # at least 100 iterations, with a bias learning rate of 0.1 that raises the early loss), and no mosaic, so the
+    # second epoch sees the images of the first and its mean loss is comparable.
+    recipe = {"epochs": 2, "optimizer": "AdamW", "lr0": 0.003, "nbs": settings["batch"], "warmup_epochs": 0}
+    recipe.update(mosaic=0.0, close_mosaic=0, val=False)
     start = time.perf_counter()
     metrics, run_dir, _ = train(
         model=name,

@@ -507,6 +507,7 @@ def run_gpu_check(
             row = check_precision(name, dev, sizes["precision_imgsz"], sizes["precision_batch"], dtypes)
             rows.append(row)
             failures += [f"precision {name}: {f}" for f in row["failures"]]
+            log(f"  {name}: {'ok' if row['ok'] else 'FAILED ' + '; '.join(row['failures'])}")
         report["precision"] = rows
 
     trained: list[dict[str, Any]] = []

@@ -83,6 +83,7 @@ def test_check_precision_passes_within_its_tolerances_and_names_each_bound_cross
     # bfloat16 rounding really happened (not a float32 rerun), and stayed within the bounds
     assert 0 < entry["box_error"] <= gpu_check.TOLERANCES["bfloat16"].output and entry["finite"]
     assert 0 < entry["grad_error"] and entry["grad_cosine"] > gpu_check.TOLERANCES["bfloat16"].cosine
+    assert entry["grad_finite"]
     assert row["fast_path_error"] <= gpu_check.FAST_PATH_TOLERANCE
 
     strict = gpu_check.Tolerance(output=0.0, loss=0.0, grad=0.0, cosine=1.0 + 1e-9)

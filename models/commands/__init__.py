@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "benchmark_track": "time what tracking adds per frame over predict on one video",
     "ablate": "train several models with one recipe and compare them in one table",
     "visualize": "draw attention maps and Grad-CAM for one image",
+    "gpu_check": "check the CUDA and mixed-precision paths on a GPU (device=cpu: a dry run)",
 }
 
 

@@ -36,7 +36,7 @@ MARKER_PREFIX = ".ray-storage-check-"
 # Environment the workers of a Ray this driver starts should share with it: Ultralytics' offline and no-pip switches,
 # and where compiled fused kernels are cached (one build per node, not per run or per worker process).
 SHARED_ENV = ("YOLO_OFFLINE", "YOLO_AUTOINSTALL", "YOLO_CONFIG_DIR", "TORCH_EXTENSIONS_DIR", "ATTNYOLO_FUSED_KERNELS")
-SUMMARY_SECONDS = 60.0  # a running/waiting/done line at least this often while runs train
+SUMMARY_SECONDS = 30.0  # a running/waiting/done line at least this often while runs train
 
 
 class RayUnavailableError(ValueError):
@@ -95,23 +95,30 @@ def runtime_env(local: bool) -> dict[str, Any]:
     return env
 
 
-def start_ray(ray, address: str | None, log: Callable[[str], None] = print) -> float:
+def start_ray(ray, address: str | None, log: Callable[[str], Any] = print) -> float:
     """Join the cluster at ``address``, or start a Ray on this machine; returns the seconds it took.
 
     Without ``address`` a new local Ray is started even when ``RAY_ADDRESS`` or a ``ray start`` on this machine
-    exists (``address="local"``): the default never joins a cluster the user did not name.
+    exists (``address="local"``): the default never joins a cluster the user did not name. The runs' own output
+    (Ultralytics' epoch lines) stays in Ray's worker logs and the dashboard, so the driver's console shows the
+    progress lines; each run's ``results.csv`` is in its run directory as with the local backend.
     """
     t0 = time.monotonic()
     context = ray.init(
         address=address or "local",
         runtime_env=runtime_env(local=not address),
-        log_to_driver=True,
+        log_to_driver=False,
         configure_logging=False,
     )
     seconds = time.monotonic() - t0
     where = f"joined the Ray cluster at {address}" if address else "started a local Ray"
-    dashboard = getattr(context, "dashboard_url", None)
-    log(f"{where} in {seconds:.1f} s" + (f"; dashboard: http://{dashboard}" if dashboard else ""))
+    line = f"Ray: {where} in {seconds:.1f} s"
+    if getattr(context, "dashboard_url", None):
+        line += f"; dashboard http://{context.dashboard_url}"
+    session = (getattr(context, "address_info", None) or {}).get("session_dir")
+    if session:
+        line += f"; the runs' logs: {Path(session) / 'logs'}" + (" on the head node" if address else "")
+    log(line)
     return seconds
 
 
@@ -182,50 +189,87 @@ def _first_line(error: BaseException) -> str:
     return lines[0][:300] if lines else type(error).__name__
 
 
+def call_run(run: Callable[[Any], dict], spec: Any) -> dict:
+    """The Ray task: ``run(spec)`` in a worker process.
+
+    A module-level function of this package, so the worker imports ``attnyolo`` (registering the layers) to find it,
+    and ``run`` (often a ``functools.partial`` of the ablation's run function, which ``ray.remote`` does not take
+    directly) travels as an argument.
+    """
+    return run(spec)
+
+
 def default_gpus(ray) -> float:
     """``gpus_per_run`` when not given: one GPU per run where the cluster has GPUs, none otherwise."""
     return 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
 
 
 def summary_line(ray, refs: dict, total: int, done: int) -> str:
-    """``running R, waiting W, done D of N``; running comes from Ray's state API, else in-flight tasks are counted."""
+    """``running R, waiting W, done D of N``: running from Ray's state API, else the tasks in flight are counted.
+
+    The state API (``ray[default]``) reports task states about a second late, so a run that has just been given a
+    worker may still count as waiting.
+    """
     in_flight = len(refs)
     try:
-        from ray.util.state import list_tasks  # part of ray[default]; absent or unreachable without the dashboard
+        from ray.util.state import list_tasks  # part of ray[default]; fails without the dashboard
 
         ids = {ref.task_id().hex() for ref in refs}
-        running = sum(t.task_id in ids and t.state == "RUNNING" for t in list_tasks(limit=10_000, raise_on_missing_output=False))
-        return f"running {running}, waiting {in_flight - running}, done {done} of {total}"
+        tasks = list_tasks(filters=[("state", "=", "RUNNING")], limit=10_000, raise_on_missing_output=False)
+        running = len({t.task_id for t in tasks} & ids)
+        return f"Ray: running {running}, waiting {in_flight - running}, done {done} of {total}"
     except Exception:  # the state API is a convenience: progress must not fail with it
-        return f"in flight {in_flight}, done {done} of {total}"
+        return f"Ray: in flight {in_flight} (running or waiting for resources), done {done} of {total}"
 
 
-def run_on_ray(
-    specs: Sequence[Any],
-    run: Callable[[Any], dict],
-    on_finished: Callable[[Any, dict], None],
+def attempts(ref) -> int | None:
+    """How many times Ray ran the task of ``ref`` (2 and more: retried after its worker was lost); None if unknown."""
+    try:
+        from ray.util.state import list_tasks  # part of ray[default]; fails without the dashboard
+
+        found = list_tasks(filters=[("task_id", "=", ref.task_id().hex())], raise_on_missing_output=False)
+        return max(t.attempt_number for t in found) + 1 if found else None
+    except Exception:  # a convenience for the progress line only
+        return None
+
+
+def finished_line(spec: dict[str, Any], record: dict[str, Any], tries: int | None) -> str:
+    """The driver's line for one finished run: run, model, seed, metrics, wall time and any retries."""
+    coco = record.get("coco", {})
+    metrics = ", ".join(f"{k} {coco[k]:.4f}" for k in ("AP", "AP50") if coco.get(k) is not None)
+    line = f"{spec['name']} ({spec['model']}, seed {spec['seed']}) finished on Ray: {metrics}"
+    line += f"; {record.get('train_seconds', 0):.0f} s wall"
+    if tries and tries > 1:
+        line += f" in its last attempt (attempt {tries}: Ray retried it after its worker was lost; it resumed)"
+    return line
+
+
+def run_ray(
+    specs: Sequence[dict[str, Any]],
+    run: Callable[[dict[str, Any]], dict[str, Any]],
+    on_finished: Callable[[dict[str, Any], dict[str, Any]], Any],
+    log: Callable[[str], Any] = print,
     *,
     out_dir: str | Path,
-    label: Callable[[Any], str] = str,
     address: str | None = None,
     gpus_per_run: float | None = None,
     cpus_per_run: float = 1.0,
     max_retries: int = DEFAULT_RETRIES,
-    log: Callable[[str], None] = print,
 ) -> None:
-    """Run ``run(spec)`` for every spec as a Ray task and hand each finished record to ``on_finished`` on the driver.
+    """The Ray backend: every spec is one Ray task; each finished record goes to ``on_finished`` on this driver.
 
     Args:
-        specs: The runs still to do (picklable).
-        run: A module-level function that trains or resumes one run into its own directory and returns its record.
-        on_finished: Called on the driver with ``(spec, record)`` as each run finishes (records the state file).
+        specs: The runs still to do (plain dicts with ``name``, ``model``, ``seed``).
+        run: ``run(spec)`` trains or resumes one run into its own directory and returns its record (picklable:
+            a module-level function, or a ``functools.partial`` of one).
+        on_finished: Called here as ``on_finished(spec, record)`` as each run finishes; it writes the state file,
+            so only this process ever writes it.
+        log: Where progress lines go.
         out_dir: The ablation directory, checked for shared storage on every node first.
-        label: A spec's name for the progress lines.
-        address: A running Ray cluster to join (``ray start --head`` printed it); None starts a local Ray.
+        address: A running Ray cluster to join (the address ``ray start --head`` printed); None starts a local Ray.
         gpus_per_run: GPUs each run asks for; None means 1 where the cluster has GPUs, else 0.
         cpus_per_run: CPUs each run asks for (Ray also sets the run's thread count to it).
         max_retries: How often Ray reruns a run whose worker died; the rerun resumes from the run's ``last.pt``.
-        log: Where progress lines go.
 
     Raises:
         RayUnavailableError: Ray is not installed.
@@ -234,6 +278,7 @@ def run_on_ray(
             other run has finished and been recorded.
     """
     ray = import_ray()
+    specs = list(specs)
     if not specs:
         return
     started_here = not ray.is_initialized()
@@ -241,28 +286,30 @@ def run_on_ray(
         start_ray(ray, address, log)
     try:
         nodes = check_shared_storage(ray, out_dir)
-        log(f"{len(nodes)} Ray node(s) see {Path(out_dir).resolve()}")
+        log(f"Ray: {len(nodes)} node(s) see {Path(out_dir).resolve()}")
         gpus = default_gpus(ray) if gpus_per_run is None else float(gpus_per_run)
-        task = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus, max_retries=max_retries, retry_exceptions=False)(run)
-        t0 = time.monotonic()
-        refs = {task.options(name=label(spec)).remote(spec): (spec, time.monotonic()) for spec in specs}
-        log(f"{len(refs)} runs submitted ({cpus_per_run:g} CPU, {gpus:g} GPU each; {max_retries} retries)")
-        done, failed, last_summary = 0, [], time.monotonic()
+        task = ray.remote(num_cpus=cpus_per_run, num_gpus=gpus, max_retries=max_retries, retry_exceptions=False)(
+            call_run
+        )
+        refs = {task.options(name=spec["name"]).remote(run, spec): spec for spec in specs}
+        log(f"Ray: {len(refs)} runs submitted, each asking for {cpus_per_run:g} CPU and {gpus:g} GPU")
+        started, done, failed, last_summary = time.monotonic(), 0, [], time.monotonic()
         while refs:
             ready, _ = ray.wait(list(refs), num_returns=1, timeout=SUMMARY_SECONDS)
             for ref in ready:
-                spec, submitted = refs.pop(ref)
+                spec = refs.pop(ref)
                 try:
                     record = ray.get(ref)
                 except ray.exceptions.RayError as e:  # an error in the run, or its worker lost too often
-                    failed.append(f"{label(spec)} ({type(e).__name__}: {_first_line(e)})")
-                    log(f"{label(spec)}: FAILED on Ray: {_first_line(e)}")
+                    failed.append(f"{spec['name']} ({type(e).__name__}: {_first_line(e)})")
+                    log(f"{spec['name']}: FAILED on Ray: {_first_line(e)}")
                     continue
+                log(finished_line(spec, record, attempts(ref)))
                 on_finished(spec, record)
                 done += 1
-                log(f"{label(spec)}: finished, {time.monotonic() - submitted:.0f} s since submitted")
             if ready or time.monotonic() - last_summary >= SUMMARY_SECONDS:
-                log(summary_line(ray, refs, len(specs), done) + f", {(time.monotonic() - t0) / 60:.1f} min elapsed")
+                elapsed = (time.monotonic() - started) / 60
+                log(f"{summary_line(ray, refs, len(specs), done)}, {elapsed:.1f} min since submitting")
                 last_summary = time.monotonic()
         if failed:
             raise RunsFailedError(

@@ -37,6 +37,7 @@ MARKER_PREFIX = ".ray-storage-check-"
 # and where compiled fused kernels are cached (one build per node, not per run or per worker process).
 SHARED_ENV = ("YOLO_OFFLINE", "YOLO_AUTOINSTALL", "YOLO_CONFIG_DIR", "TORCH_EXTENSIONS_DIR", "ATTNYOLO_FUSED_KERNELS")
 SUMMARY_SECONDS = 30.0  # a running/waiting/done line at least this often while runs train
+KEYS = ("address", "cpus_per_run", "gpus_per_run", "max_retries")  # ablate's keys for this backend
 
 
 class RayUnavailableError(ValueError):
@@ -61,6 +62,40 @@ def import_ray():
             "or use backend=local."
         ) from None
     return ray
+
+
+def backend_options(backend: str, given: dict[str, Any]) -> dict[str, Any]:
+    """The Ray keys of ``ablate`` (:data:`KEYS`) checked for ``backend``: values for ``backend=ray``, else ``{}``.
+
+    For ``backend=ray`` Ray is imported here, so a missing Ray is one line before anything trains.
+
+    Args:
+        backend: The ``backend=`` value.
+        given: The Ray keys as given (None where not given).
+
+    Raises:
+        ValueError: A Ray key with another backend, or a value out of range, naming the key and the fix.
+        RayUnavailableError: ``backend=ray`` where Ray is not installed.
+    """
+    set_keys = {k: v for k, v in given.items() if v is not None}
+    if backend != "ray":
+        if set_keys:
+            keys = ", ".join(f"{k}=" for k in set_keys)
+            raise ValueError(f"{keys} applies to backend=ray only (backend={backend}). Fix: add backend=ray.")
+        return {}
+    import_ray()
+    for key, low in (("cpus_per_run", 0.0), ("gpus_per_run", 0.0), ("max_retries", 0)):
+        value = set_keys.get(key)
+        if value is None:
+            continue
+        whole = key == "max_retries"
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (whole and not isinstance(value, int)):
+            raise ValueError(f"{key}={value!r} is not a {'whole ' if whole else ''}number. Fix: e.g. {key}=1.")
+        if value < low or (key == "cpus_per_run" and value == 0):
+            raise ValueError(f"{key}={value} is out of range. Fix: {key}={'0 or more' if low == 0 else 'above 0'}.")
+    if "address" in set_keys:
+        set_keys["address"] = str(set_keys["address"])
+    return set_keys
 
 
 def setup_worker() -> None:

@@ -26,7 +26,7 @@ COMMANDS: dict[str, str] = {
     "model_info": "print a model's size and where its attention layers sit; zoo tables",
     "benchmark": "time models and attention layers in one interleaved run",
     "benchmark_yolox": "time YOLOX-Nano's training step and batched SimOTA",
-    "ablate": "train several models with one recipe and compare them in one table",
+    "ablate": "train models x seeds with one recipe; statistics, bootstrap, placements and cost in one report",
     "visualize": "draw attention maps and Grad-CAM for one image",
 }
 

@@ -339,6 +339,44 @@ def load_results(
     return checked
 
 
+def evaluate_images(
+    coco_gt: CocoSource, results: str | Path | Sequence[Mapping[str, Any]], source: str | None = None
+) -> COCOeval:
+    """Check detections and run pycocotools' per-image matching (``COCOeval.evaluate()``), without accumulating.
+
+    ``evaluate_coco`` accumulates the returned evaluator into AP; the test-set bootstrap
+    (``attnyolo.analysis.bootstrap``) re-accumulates its ``evalImgs`` over resampled image sets instead.
+
+    Args:
+        coco_gt (COCO | Mapping | str | Path): Ground truth, as for ``evaluate_coco``. A COCO object is used as it
+            is (COCOeval resets the flags it writes into it on every evaluation, so it can be shared).
+        results (str | Path | Sequence[Mapping]): Detections, checked by ``load_results``.
+        source (str | None): How messages name the results (default: the file, or "results list").
+
+    Returns:
+        (COCOeval): iouType ``bbox``, default parameters, after ``evaluate()``: ``evalImgs`` holds one entry per
+            (category, area range, image), ``cocoGt`` the ground truth. pycocotools' prints are suppressed.
+
+    Raises:
+        ValueError: If the ground truth or the results are malformed (see ``load_results``).
+    """
+    coco = _load_coco(coco_gt)
+    detections = load_results(results, coco, source)
+    with contextlib.redirect_stdout(io.StringIO()):
+        if detections:
+            coco_dt = coco.loadRes(detections)
+        else:
+            # loadRes([]) indexes the first entry and crashes; an empty results set built by hand lets COCOeval
+            # score zero detections normally (AP 0 where there is ground truth, -1 where there is none).
+            coco_dt = COCO()
+            coco_dt.dataset = {"images": list(coco.dataset["images"]), "annotations": [], "categories": []}
+            coco_dt.dataset["categories"] = copy.deepcopy(coco.dataset["categories"])
+            coco_dt.createIndex()
+        evaluator = COCOeval(coco, coco_dt, iouType="bbox")
+        evaluator.evaluate()
+    return evaluator
+
+
 def evaluate_coco(
     coco_gt: CocoSource, results: str | Path | Sequence[Mapping[str, Any]], per_class: bool = True
 ) -> dict[str, Any]:
@@ -364,21 +402,9 @@ def evaluate_coco(
         >>> metrics["AP"], metrics["AP50"]  # doctest: +SKIP
         (0.373, 0.526)
     """
-    coco = _load_coco(coco_gt)
-    detections = load_results(results, coco)
-
+    evaluator = evaluate_images(coco_gt, results)
+    coco = evaluator.cocoGt
     with contextlib.redirect_stdout(io.StringIO()):
-        if detections:
-            coco_dt = coco.loadRes(detections)
-        else:
-            # loadRes([]) indexes the first entry and crashes; an empty results set built by hand lets COCOeval
-            # score zero detections normally (AP 0 where there is ground truth, -1 where there is none).
-            coco_dt = COCO()
-            coco_dt.dataset = {"images": list(coco.dataset["images"]), "annotations": [], "categories": []}
-            coco_dt.dataset["categories"] = copy.deepcopy(coco.dataset["categories"])
-            coco_dt.createIndex()
-        evaluator = COCOeval(coco, coco_dt, iouType="bbox")
-        evaluator.evaluate()
         evaluator.accumulate()
     summary = io.StringIO()
     with contextlib.redirect_stdout(summary):

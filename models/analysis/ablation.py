@@ -96,6 +96,7 @@ def train_ablation(
     seeds: Any = None,
     backend: str = "local",
     log=print,
+    backend_options: dict[str, Any] | None = None,
     **recipe: Any,
 ) -> tuple[Path, dict[str, Any], list[dict[str, Any]]]:
     """Train every run of the grid that has not finished yet.
@@ -108,6 +109,8 @@ def train_ablation(
             ``seed`` if given, else seed 0.
         backend: A name of :data:`attnyolo.analysis.ablation_runs.BACKENDS`.
         log: Where progress lines go.
+        backend_options: The backend's own settings (ray: ``address``, ``cpus_per_run``, ``gpus_per_run``,
+            ``max_retries``; :func:`attnyolo.analysis.ray_backend.run_ray`).
         **recipe: Ultralytics training settings shared by every run.
 
     Returns:
@@ -156,7 +159,7 @@ def train_ablation(
 
     save_state(out, state)
     run = functools.partial(train_run, out_dir=str(out), data=data, log=log)
-    BACKENDS[backend](pending, run, on_finished, log=log)
+    BACKENDS[backend](pending, run, on_finished, log=log, out_dir=str(out), **(backend_options or {}))
     return out, state, specs
 
 
@@ -170,6 +173,7 @@ def run_ablation(
     placements: Sequence[str] = (),
     baseline: str | None = None,
     backend: str = "local",
+    backend_options: dict[str, Any] | None = None,
     bootstrap: int = 1000,
     confidence: float = 0.95,
     latency_repeats: int = 20,
@@ -188,7 +192,10 @@ def run_ablation(
         placements: Placement names (:data:`attnyolo.analysis.placements.PLACEMENTS`).
         baseline: The model the others are compared with (a label or model name); None means the one model without
             attention layers, if there is exactly one.
-        backend: How runs are executed (``local``).
+        backend: How runs are executed: ``local`` (one after another here) or ``ray`` (Ray tasks, several at a time,
+            on this machine or a cluster: :mod:`attnyolo.analysis.ray_backend`).
+        backend_options: The backend's own settings (ray: ``address``, ``cpus_per_run``, ``gpus_per_run``,
+            ``max_retries``).
         bootstrap: Test-set bootstrap resamples (0 skips the bootstrap).
         confidence: Confidence level of every interval.
         latency_repeats: Interleaved timing rounds for the latency column (0 skips latency).
@@ -200,7 +207,7 @@ def run_ablation(
         The report (:func:`attnyolo.analysis.ablation_report.build_report`) with ``files``: the paths written.
     """
     entries = model_entries(models, base, kinds, placements)
-    out, state, specs = train_ablation(entries, data, out_dir, seeds, backend, log, **recipe)
+    out, state, specs = train_ablation(entries, data, out_dir, seeds, backend, log, backend_options, **recipe)
     result = build_report(
         state,
         specs,

@@ -38,6 +38,7 @@ from ..engine.trainer import base_recipe, train
 from ..evaluation.validator import validate_model
 from ..utils.atomic import write_json_atomic, write_text_atomic
 from .models import model_kind
+from .ray_backend import run_ray
 
 STATE_FILE = "ablation_state.json"
 STATE_VERSION = 2
@@ -385,6 +386,7 @@ def run_local(
     run: Callable[[dict[str, Any]], dict[str, Any]],
     on_finished: Callable[[dict[str, Any], dict[str, Any]], Any],
     log: Callable[[str], Any] = print,
+    out_dir: str | Path | None = None,
 ) -> None:
     """The local backend: run the specs one after another in this process, reporting each as it finishes.
 
@@ -393,6 +395,8 @@ def run_local(
         run: The run function, called as ``run(spec)`` (:func:`train_run` with the ablation's arguments bound).
         on_finished: Called as ``on_finished(spec, record)`` after each run; the driver saves the state there.
         log: Where progress lines go.
+        out_dir: The ablation directory, which every backend is told (Ray checks that its nodes see it); the runs
+            here train in this process, which does.
     """
     specs = list(specs)
     for i, spec in enumerate(specs, 1):
@@ -400,8 +404,9 @@ def run_local(
         on_finished(spec, run(spec))
 
 
-# Backends by name, for ablate's backend= key: each takes (specs, run, on_finished, log) as run_local does.
-BACKENDS: dict[str, Backend] = {"local": run_local}
+# Backends by name, for ablate's backend= key: each takes (specs, run, on_finished, log, out_dir) as run_local does,
+# and its own options (ray: attnyolo.analysis.ray_backend.KEYS) as keywords.
+BACKENDS: dict[str, Backend] = {"local": run_local, "ray": run_ray}
 
 
 def progress_line(done: int, total: int, durations: Sequence[float], started: float) -> str:

@@ -11,13 +11,16 @@ Usage:
     attnyolo ablate models=yolov8n.yaml,yolov8n-CoordAtt.yaml seeds=3     # does CA help yolov8n, beyond seed noise?
     attnyolo ablate base=yolov8n.yaml kinds=CoordAtt,ELA-S placements=backbone,neck,all seeds=3
     attnyolo ablate family=yolo11n data=data/VOC.yaml epochs=100 imgsz=640 batch=32 device=0 name=voc
+    attnyolo ablate models=yolov8n.yaml,yolov8n-CoordAtt.yaml seeds=3 backend=ray address=10.0.0.1:6379 project=/nfs/abl
 Keys: models (comma list; default: <family>.yaml and <family>-<kind>.yaml for each kind), family, kinds (comma list;
 default: every kind), seeds (a count, 3 = seeds 0,1,2, or a list 0,1,2; default 0), base and placements (base model
 and placement names backbone, neck, all: generated variants of base for each kind, docs/tools.md), baseline (default:
 the one model without attention), bootstrap (test-set resamples, default 1000; 0 skips), confidence (default 0.95),
-backend (local), data (default: the sample dataset), project, name (the ablation directory project/name; reuse it to
-continue), latency_repeats (0 skips the latency column), plus every Ultralytics training setting, shared by all runs
-(epochs, imgsz, batch, device, workers, lr0, ...). Defaults: deterministic=True plots=False, and on the sample
+backend (local: one run after another here; ray: Ray tasks, several at a time, here or on a cluster, with address,
+cpus_per_run, gpus_per_run, max_retries; pip install "attnyolo[ray]"; docs/tools.md), data (default: the sample
+dataset), project, name (the ablation directory project/name; reuse it to continue), latency_repeats (0 skips the
+latency column), plus every Ultralytics training setting, shared by all runs (epochs, imgsz, batch, device, workers,
+lr0, ...). Defaults: deterministic=True plots=False, and on the sample
 dataset the recipe `attnyolo train` uses there (epochs=15 imgsz=160 ...); on other data, Ultralytics' defaults.
 trust_checkpoint=True reads .pt files you vouch for with full unpickling (docs/security.md).
 """
@@ -28,6 +31,8 @@ from ..analysis.ablation import run_ablation
 from ..analysis.ablation_runs import BACKENDS
 from ..analysis.models import DEFAULT_FAMILY, default_models
 from ..analysis.placements import check_placements
+from ..analysis.ray_backend import KEYS as RAY_KEYS
+from ..analysis.ray_backend import backend_options
 from ..layers.registry import kind_names
 from ..utils.cli import (
     TRUST_KEY,
@@ -51,6 +56,7 @@ DEFAULTS = {
     "bootstrap": 1000,
     "confidence": 0.95,
     "backend": "local",
+    **dict.fromkeys(RAY_KEYS),
     "data": None,
     "project": None,
     "name": "exp",
@@ -77,6 +83,7 @@ def main(argv):
         models = [m.strip() for m in models.split(",") if m.strip()]
     if args["backend"] not in BACKENDS:
         fail(f"backend={args['backend']} is not one of {', '.join(BACKENDS)}.")
+    options = backend_options(args["backend"], {k: args.pop(k) for k in RAY_KEYS})  # Ray missing: one line, now
     out = Path(args.pop("project") or runs_dir("ablate")) / str(args.pop("name"))
     result = run_ablation(
         models,
@@ -88,6 +95,7 @@ def main(argv):
         placements=placements or (),
         baseline=args.pop("baseline"),
         backend=args.pop("backend"),
+        backend_options=options,
         bootstrap=args.pop("bootstrap"),
         confidence=args.pop("confidence"),
         latency_repeats=args.pop("latency_repeats"),

@@ -41,6 +41,7 @@ from .ablation_runs import (
     STATE_FILE,
     STATE_VERSION,
     check_recipe,
+    driver_lock,
     expand_grid,
     initial_recipe,
     load_state,
@@ -123,7 +124,9 @@ def train_ablation(
         raise ValueError(f"backend={backend!r} is not one of {', '.join(BACKENDS)}.")
     if seeds is not None and "seed" in recipe:
         raise ValueError(f"seed={recipe['seed']} and seeds={seeds} both given. Fix: give the seeds in seeds= only.")
-    seed_list = parse_seeds(seeds if seeds is not None else recipe.pop("seed", None))
+    if seeds is None and recipe.get("seed") is not None:
+        seeds = [recipe["seed"]]  # seed=5 is the one seed 5 (a count would be seeds=5)
+    seed_list = parse_seeds(seeds)
     recipe.pop("seed", None)
     out = Path(out_dir) if out_dir else runs_dir("ablate") / "exp"
     expand_grid(entries, seed_list, {})  # duplicate labels fail before anything is built or written
@@ -200,17 +203,20 @@ def run_ablation(
         The report (:func:`attnyolo.analysis.ablation_report.build_report`) with ``files``: the paths written.
     """
     entries = model_entries(models, base, kinds, placements)
-    out, state, specs = train_ablation(entries, data, out_dir, seeds, backend, log, **recipe)
-    result = build_report(
-        state,
-        specs,
-        out,
-        baseline=baseline,
-        bootstrap=bootstrap,
-        confidence=confidence,
-        latency_repeats=latency_repeats,
-        log=log,
-    )
-    save_state(out, state)  # keeps the cost measurement, so a rerun prints the same report
-    result["files"] = {k: str(v) for k, v in write_ablation(result, out).items()}
+    out = Path(out_dir) if out_dir else runs_dir("ablate") / "exp"
+    out.mkdir(parents=True, exist_ok=True)
+    with driver_lock(out):  # one driver per ablation directory: only it trains runs and writes the state
+        out, state, specs = train_ablation(entries, data, out, seeds, backend, log, **recipe)
+        result = build_report(
+            state,
+            specs,
+            out,
+            baseline=baseline,
+            bootstrap=bootstrap,
+            confidence=confidence,
+            latency_repeats=latency_repeats,
+            log=log,
+        )
+        save_state(out, state)  # keeps the cost measurement, so a rerun prints the same report
+        result["files"] = {k: str(v) for k, v in write_ablation(result, out).items()}
     return result

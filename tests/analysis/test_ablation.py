@@ -291,6 +291,9 @@ def test_continuing_with_another_recipe_is_refused(data, tmp_path, monkeypatch):
         ["yolov8n-ECA.yaml"], data=data, out_dir=out, latency_repeats=0, bootstrap=0, log=quiet, workers=1, seeds="4"
     )
     assert calls[0]["epochs"] == 1 and calls[0]["imgsz"] == 64 and calls[0]["workers"] == 1 and calls[0]["seed"] == 4
+    calls.clear()
+    run_ablation(["yolov8n.yaml"], data=data, out_dir=out, latency_repeats=0, bootstrap=0, log=quiet, seed=3)
+    assert [c["name"] for c in calls] == ["yolov8n-seed3"]  # seed=3 is seed 3 alone, not a count
     with pytest.raises(ValueError, match="seed=1 and seeds=2 both given"):
         _run(["yolov8n.yaml"], data, out, seed=1, seeds=2)
 
@@ -561,3 +564,18 @@ def test_the_recipe_wins_and_each_models_own_defaults_are_recorded(tmp_path, mon
     assert state["finished"]["yolov5n-classic-seed0"]["settings"] == {"box": 0.05, "mosaic": 0.0}
     assert state["finished"]["yolov8n-seed0"]["settings"] == {}
     assert "- yolov5n-classic: box=0.05, mosaic=0.0" in (out / "ablation.md").read_text()
+
+
+def test_one_driver_per_ablation_directory(data, tmp_path, monkeypatch):
+    out, calls = tmp_path / "abl", []
+    out.mkdir()
+    monkeypatch.setattr(ablation_runs, "train", _fake_train(calls))
+    (out / ablation_runs.LOCK_FILE).write_text(str(os.getppid()))  # a live process drives this ablation
+    with pytest.raises(ValueError, match=rf"another ablate \(process {os.getppid()}\) is running"):
+        _run(["yolov8n.yaml"], data, out)
+    assert not calls
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    (out / ablation_runs.LOCK_FILE).write_text(str(gone.pid))  # left by a killed driver: taken over
+    _run(["yolov8n.yaml"], data, out)
+    assert [c["name"] for c in calls] == ["yolov8n-seed0"] and not (out / ablation_runs.LOCK_FILE).exists()

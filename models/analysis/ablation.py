@@ -41,6 +41,7 @@ from .ablation_runs import (
     STATE_FILE,
     STATE_VERSION,
     check_recipe,
+    driver_lock,
     expand_grid,
     initial_recipe,
     load_state,
@@ -124,10 +125,7 @@ def train_ablation(
         raise ValueError("models= is empty; give two or more model YAMLs, e.g. models=yolov8n.yaml,yolov8n-SE.yaml")
     if backend not in BACKENDS:
         raise ValueError(f"backend={backend!r} is not one of {', '.join(BACKENDS)}.")
-    if seeds is not None and "seed" in recipe:
-        raise ValueError(f"seed={recipe['seed']} and seeds={seeds} both given. Fix: give the seeds in seeds= only.")
-    seed_list = parse_seeds(seeds if seeds is not None else recipe.pop("seed", None))
-    recipe.pop("seed", None)
+    seed_list = ablation_seeds(seeds, recipe.pop("seed", None))
     out = Path(out_dir) if out_dir else runs_dir("ablate") / "exp"
     expand_grid(entries, seed_list, {})  # duplicate labels fail before anything is built or written
     out.mkdir(parents=True, exist_ok=True)
@@ -161,6 +159,37 @@ def train_ablation(
     run = functools.partial(train_run, out_dir=str(out), data=data, log=log)
     BACKENDS[backend](pending, run, on_finished, log=log, out_dir=str(out), **(backend_options or {}))
     return out, state, specs
+
+
+def ablation_seeds(seeds: Any, seed: Any = None) -> list[int]:
+    """The seeds of an ablation from ``seeds=`` (:func:`attnyolo.analysis.ablation_runs.parse_seeds`) or ``seed=``.
+
+    ``seed=5`` alone is the one seed 5 (a count would be ``seeds=5``); neither given means seed 0.
+
+    Raises:
+        ValueError: Both given, or a bad value, naming it and the fix.
+    """
+    if seeds is not None and seed is not None:
+        raise ValueError(f"seed={seed} and seeds={seeds} both given. Fix: give the seeds in seeds= only.")
+    return parse_seeds([seed] if seed is not None else seeds, "seeds" if seed is None else "seed")
+
+
+def check_report_settings(
+    entries: Sequence[dict[str, Any]], baseline: str | None, bootstrap: Any, confidence: Any, latency_repeats: Any
+) -> None:
+    """Refuse bad report settings before anything trains (they are used only once every run has finished).
+
+    Raises:
+        ValueError: Naming the value and the fix.
+    """
+    for key, value in (("bootstrap", bootstrap), ("latency_repeats", latency_repeats)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{key}={value!r} must be a whole number >= 0 (0 skips it). Fix: e.g. {key}=1000.")
+    if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0 < confidence < 1:
+        raise ValueError(f"confidence={confidence!r} must be a number between 0 and 1. Fix: e.g. confidence=0.95.")
+    labels = [e["label"] for e in entries]
+    if baseline is not None and Path(str(baseline)).stem not in labels:
+        raise ValueError(f"baseline={baseline} is not one of the models ({', '.join(labels)}). Fix: name one of them.")
 
 
 def run_ablation(
@@ -207,17 +236,22 @@ def run_ablation(
         The report (:func:`attnyolo.analysis.ablation_report.build_report`) with ``files``: the paths written.
     """
     entries = model_entries(models, base, kinds, placements)
-    out, state, specs = train_ablation(entries, data, out_dir, seeds, backend, log, backend_options, **recipe)
-    result = build_report(
-        state,
-        specs,
-        out,
-        baseline=baseline,
-        bootstrap=bootstrap,
-        confidence=confidence,
-        latency_repeats=latency_repeats,
-        log=log,
-    )
-    save_state(out, state)  # keeps the cost measurement, so a rerun prints the same report
-    result["files"] = {k: str(v) for k, v in write_ablation(result, out).items()}
+    check_report_settings(entries, baseline, bootstrap, confidence, latency_repeats)
+    ablation_seeds(seeds, recipe.get("seed"))  # bad seeds fail before the ablation directory is made
+    out = Path(out_dir) if out_dir else runs_dir("ablate") / "exp"
+    out.mkdir(parents=True, exist_ok=True)
+    with driver_lock(out):  # one driver per ablation directory: only it trains runs and writes the state
+        out, state, specs = train_ablation(entries, data, out, seeds, backend, log, backend_options, **recipe)
+        result = build_report(
+            state,
+            specs,
+            out,
+            baseline=baseline,
+            bootstrap=bootstrap,
+            confidence=confidence,
+            latency_repeats=latency_repeats,
+            log=log,
+        )
+        save_state(out, state)  # keeps the cost measurement, so a rerun prints the same report
+        result["files"] = {k: str(v) for k, v in write_ablation(result, out).items()}
     return result

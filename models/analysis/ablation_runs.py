@@ -26,9 +26,11 @@ as the runs of its one seed.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,7 @@ from .models import model_kind
 from .ray_backend import run_ray
 
 STATE_FILE = "ablation_state.json"
+LOCK_FILE = "ablation.lock"  # the driver's process id while it runs: one driver per ablation directory
 STATE_VERSION = 2
 # Settings every ablation fixes unless told otherwise: deterministic training (with one seed per run, two runs of one
 # spec train the same model) and no plots (they need a font download). On the sample dataset the ablation starts from
@@ -207,6 +210,51 @@ def _from_version_1(state: dict[str, Any], out: Path) -> dict[str, Any]:
 def save_state(out_dir: str | Path, state: dict[str, Any]) -> Path:
     """Write the state atomically (the driver's job alone: run functions never write it)."""
     return write_json_atomic(Path(out_dir) / STATE_FILE, state)
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (POSIX); True where that cannot be told, so a live driver is never overridden."""
+    if os.name == "nt":
+        return True  # os.kill(pid, 0) would terminate the process on Windows
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # e.g. another user's process
+    return True
+
+
+@contextlib.contextmanager
+def driver_lock(out_dir: str | Path) -> Iterator[Path]:
+    """Hold ``ablation.lock`` while this process drives the ablation in ``out_dir``.
+
+    Two drivers on one directory would train the same runs twice and overwrite each other's state. A lock left by a
+    process that no longer runs (a killed ablation) is taken over.
+
+    Raises:
+        ValueError: Another live process holds the lock, naming it and the fix.
+    """
+    path = Path(out_dir) / LOCK_FILE
+    while True:
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            break
+        except FileExistsError:
+            text = path.read_text(encoding="utf-8").strip() if path.is_file() else ""
+            pid = int(text) if text.isdigit() else None
+            if pid is not None and pid != os.getpid() and _pid_alive(pid):
+                raise ValueError(
+                    f"{path}: another ablate (process {pid}) is running on this ablation directory. Fix: wait for "
+                    "it to finish, or give another name= for a separate ablation."
+                ) from None
+            path.unlink(missing_ok=True)  # left by a killed driver
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(str(os.getpid()))
+    try:
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
 
 
 def check_recipe(state: dict[str, Any], recipe: dict[str, Any], data: str, path: Path) -> None:

@@ -38,7 +38,6 @@ from ..utils.cli import (
     TRUST_KEY,
     apply_trust_checkpoint,
     check_run_settings,
-    fail,
     kinds_arg,
     parse_kv_args,
     ultralytics_keys,
@@ -82,7 +81,7 @@ def main(argv):
     elif isinstance(models, str):
         models = [m.strip() for m in models.split(",") if m.strip()]
     if args["backend"] not in BACKENDS:
-        fail(f"backend={args['backend']} is not one of {', '.join(BACKENDS)}.")
+        raise ValueError(f"backend={args['backend']} is not one of {', '.join(BACKENDS)}. Fix: backend=local.")
     options = backend_options(args["backend"], {k: args.pop(k) for k in RAY_KEYS})  # Ray missing: one line, now
     out = Path(args.pop("project") or runs_dir("ablate")) / str(args.pop("name"))
     result = run_ablation(

@@ -291,6 +291,9 @@ def test_continuing_with_another_recipe_is_refused(data, tmp_path, monkeypatch):
         ["yolov8n-ECA.yaml"], data=data, out_dir=out, latency_repeats=0, bootstrap=0, log=quiet, workers=1, seeds="4"
     )
     assert calls[0]["epochs"] == 1 and calls[0]["imgsz"] == 64 and calls[0]["workers"] == 1 and calls[0]["seed"] == 4
+    calls.clear()
+    run_ablation(["yolov8n.yaml"], data=data, out_dir=out, latency_repeats=0, bootstrap=0, log=quiet, seed=3)
+    assert [c["name"] for c in calls] == ["yolov8n-seed3"]  # seed=3 is seed 3 alone, not a count
     with pytest.raises(ValueError, match="seed=1 and seeds=2 both given"):
         _run(["yolov8n.yaml"], data, out, seed=1, seeds=2)
 
@@ -561,3 +564,44 @@ def test_the_recipe_wins_and_each_models_own_defaults_are_recorded(tmp_path, mon
     assert state["finished"]["yolov5n-classic-seed0"]["settings"] == {"box": 0.05, "mosaic": 0.0}
     assert state["finished"]["yolov8n-seed0"]["settings"] == {}
     assert "- yolov5n-classic: box=0.05, mosaic=0.0" in (out / "ablation.md").read_text()
+
+
+def test_one_driver_per_ablation_directory(data, tmp_path, monkeypatch):
+    out, calls = tmp_path / "abl", []
+    out.mkdir()
+    monkeypatch.setattr(ablation_runs, "train", _fake_train(calls))
+    (out / ablation_runs.LOCK_FILE).write_text(str(os.getppid()))  # a live process drives this ablation
+    with pytest.raises(ValueError, match=rf"another ablate \(process {os.getppid()}\) is running"):
+        _run(["yolov8n.yaml"], data, out)
+    assert not calls
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    (out / ablation_runs.LOCK_FILE).write_text(str(gone.pid))  # left by a killed driver: taken over
+    _run(["yolov8n.yaml"], data, out)
+    assert [c["name"] for c in calls] == ["yolov8n-seed0"] and not (out / ablation_runs.LOCK_FILE).exists()
+
+
+@pytest.mark.parametrize(
+    ("arg", "expected"),
+    [
+        ("seeds=0", "seeds=0: a seed count must be 1 or more"),
+        ("seeds=1,1", "seeds=(1, 1): a seed appears twice"),
+        ("placements=head", "placements: 'head' is not a placement. Fix: use one or more of backbone, neck, all"),
+        ("backend=slurm", "backend=slurm is not one of local"),
+        ("bootstrap=-1", "bootstrap=-1 must be a whole number >= 0"),
+        ("confidence=95", "confidence=95 must be a number between 0 and 1"),
+        ("baseline=yolov8s.yaml", "baseline=yolov8s.yaml is not one of the models (yolov8n, yolov8n-CoordAtt)"),
+    ],
+)
+def test_bad_settings_fail_in_one_line_before_anything_starts(arg, expected, data, tmp_path, capsys, monkeypatch):
+    from attnyolo.commands import run
+
+    calls = []
+    monkeypatch.setattr(ablation_runs, "train", _fake_train(calls))
+    with pytest.raises(SystemExit) as done:
+        run("ablate", [f"models={MODELS}", f"data={data}", arg, f"project={tmp_path}", "name=abl"])
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert done.value.code == 1 and len(errors) == 1 and "Traceback" not in err, err[-2000:]
+    assert errors[0].startswith(f"error: {expected}")
+    assert not calls and not (tmp_path / "abl").exists()

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from attnyolo.analysis import ablation, ray_backend
 from attnyolo.analysis.ablation_runs import load_state, train_run
@@ -122,8 +123,8 @@ def train_run_killed_once(spec, *args, **kw):
     if spec["seed"] == 1 and not marker.exists():
 
         def die(trainer):
-            if not marker.exists():
-                marker.write_text(f"{os.getpid()} {trainer.epoch}\n")
+            if not marker.exists():  # the pid, the epoch index, and results.csv as the first attempt left it
+                marker.write_text(f"{os.getpid()} {trainer.epoch}\n" + Path(trainer.csv).read_text())
                 os._exit(1)  # the whole worker process goes, as when its node is lost: no exception, no cleanup
 
         base.default_callbacks["on_fit_epoch_end"].append(die)  # copied into every trainer built after this
@@ -149,12 +150,18 @@ def test_a_lost_worker_is_retried_and_resumes_from_its_last_epoch(data, tmp_path
         log=lines.append,
         **recipe,
     )
-    killed = out / "killed-yolov8n-seed1"
-    assert killed.read_text().split()[1] == "0"  # the worker died after the first epoch (index 0)
+    killed = (out / "killed-yolov8n-seed1").read_text().splitlines()
+    assert killed[0].split()[1] == "0"  # the worker died after the first epoch (index 0)
     state = load_state(out)
     assert set(state["finished"]) == {"yolov8n-seed0", "yolov8n-seed1"}  # the table is complete
     run_dir = out / state["finished"]["yolov8n-seed1"]["run_dir"]
-    assert [e["epoch"] for e in _epochs(run_dir)] == ["1", "2"]  # resumed: each epoch once, not restarted from 0
+    csv_lines = (run_dir / "results.csv").read_text().splitlines()
+    assert [e["epoch"] for e in _epochs(run_dir)] == ["1", "2"]  # each epoch once
+    # resumed, not restarted from epoch 0: the first attempt's epoch-1 row (its own time and losses) is kept, and
+    # Ultralytics recorded the resume in the run's arguments
+    assert len(killed) == 3 and csv_lines[:2] == killed[1:]  # the header and epoch 1
+    args = yaml.safe_load((run_dir / "args.yaml").read_text())
+    assert Path(args["resume"]) == run_dir / "weights" / "last.pt"
     assert (
         json.loads((run_dir / "metrics.json").read_text())["coco"]["AP"]
         == state["finished"]["yolov8n-seed1"]["coco"]["AP"]

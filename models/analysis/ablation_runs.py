@@ -38,7 +38,7 @@ from typing import Any
 from ..engine.runs import FINISHED, run_epoch
 from ..engine.trainer import base_recipe, train
 from ..evaluation.validator import validate_model
-from ..utils.atomic import write_json_atomic, write_text_atomic
+from ..utils.atomic import write_bytes_atomic, write_json_atomic, write_text_atomic
 from .models import model_kind
 from .ray_backend import run_ray
 
@@ -347,16 +347,21 @@ def _run_files(run_dir: Path, out: Path) -> dict[str, str | None]:
 
     The validator writes ``predictions.json`` (the detections of ``best.pt`` on the val split, COCO results format)
     and ``metrics.json`` into the run directory; the ground truth is the ``ground_truth.json`` built from YOLO labels
-    beside them, or the dataset's own COCO annotation file that ``metrics.json`` names.
+    beside them, or the dataset's own COCO annotation file that ``metrics.json`` names. That file is copied into the
+    run directory as ``ground_truth.json``, so a dataset regenerated or moved later cannot pair these detections with
+    other annotations.
     """
     predictions = run_dir / "predictions.json"
     ground_truth = None
     metrics = run_dir / "metrics.json"
+    kept = run_dir / "ground_truth.json"
     if metrics.is_file():
         gt = json.loads(metrics.read_text(encoding="utf-8")).get("ground_truth", {})
         ground_truth = gt.get("coco_file") or gt.get("coco")
-    if ground_truth is None and (run_dir / "ground_truth.json").is_file():
-        ground_truth = str(run_dir / "ground_truth.json")
+    if ground_truth and Path(ground_truth).is_file() and not kept.is_file():
+        write_bytes_atomic(kept, Path(ground_truth).read_bytes())
+    if kept.is_file():
+        ground_truth = str(kept)
     return {
         "predictions": _relative(predictions, out) if predictions.is_file() else None,
         "ground_truth": _relative(Path(ground_truth), out) if ground_truth and Path(ground_truth).is_file() else None,

@@ -494,7 +494,14 @@ def test_ablation_tool_writes_the_report(finished):
     for run in state["finished"].values():
         metrics = json.loads((out / run["run_dir"] / "metrics.json").read_text())
         assert metrics["coco"]["AP"] == run["coco"]["AP"]  # the table holds the evaluator's numbers
-        assert (out / run["predictions"]).is_file() and (out / run["ground_truth"]).is_file()
+        assert (out / run["predictions"]).is_file() and run["ground_truth"] == f"{run['run_dir']}/ground_truth.json"
+    # The bootstrap's full-set AP of each run is the evaluator's (pycocotools on the same files), for both sides.
+    report = json.loads((out / "ablation.json").read_text())
+    for model in report["models"][1:]:
+        for boot in model["vs_baseline"]["bootstrap"]:
+            ap, seed = boot["metrics"]["AP"], boot["seed"]
+            assert ap["a"] == pytest.approx(state["finished"][f"yolov8n-CoordAtt-seed{seed}"]["coco"]["AP"], abs=1e-9)
+            assert ap["b"] == pytest.approx(state["finished"][f"yolov8n-seed{seed}"]["coco"]["AP"], abs=1e-9)
     assert cv2.imread(str(out / "ablation.png")) is not None
 
 

@@ -19,23 +19,24 @@ and its right-to-left precision envelope. Two facts make it vectorise:
   recall, and that largest precision is always reached at a true positive (a false or ignored detection only lowers
   or repeats the precision before it). So only true positives are kept as events, and the detections between two of
   them enter as one block count per image (a sparse matrix times the weights).
-- Recall reaches threshold r at the first true positive whose cumulative weighted count is at least
-  ``m_r = min{m : m / npig >= r}`` (in floating point, as pycocotools compares); with the cumulative counts of all
-  categories laid end to end, all thresholds of all categories are one ``np.searchsorted``, and the envelope is one
-  ``np.maximum.reduceat`` followed by a running maximum over the 101 thresholds.
+- Recall only rises along a category's sorted list, so the events that reach exactly the same number of recall
+  thresholds form runs; the envelope at threshold r is the largest precision over the runs that reach more than r
+  thresholds. With all categories (and all replicates of a batch) laid end to end, that is one
+  ``np.maximum.reduceat`` over the runs and a running maximum over the 101 levels.
 
-Exactness: with every weight 1 the result equals ``COCOeval.accumulate()``/``summarize()`` (tested to 1e-9; the
-remaining difference is the order of the final mean). With integer weights it equals pycocotools run on a data set
-where each image is copied as many times as it was drawn, except in one case: detections of one category with
-exactly equal scores in one image (or in images whose copies pycocotools would interleave). A weighted image enters
-the sorted list as one block per detection, i.e. as if its copies' tied detections were sorted copy by copy
-(all copies of the first tied detection, then all copies of the second), whereas literal copies with consecutive ids
-are sorted image by image. Only the order inside a run of equal scores differs, and that order is arbitrary in
-pycocotools too: it breaks ties by image id and detection order, so renumbering the images moves its AP in the same
-way. Untied detections, which is every detection of a detector whose scores are continuous, give identical results.
-A copied image's own detections tie with each other, but runs of copies of a single detection give the same
-envelope in both forms (the precision only rises within a run of true positives and the envelope keeps its last
-value), which the tests check against literal copies.
+Exactness: with every weight 1 the order of the detections is pycocotools' own, ties included, and the result
+equals ``COCOeval.accumulate()``/``summarize()`` (tested to 1e-9; the remaining difference is the order of the final
+mean). With integer weights it equals pycocotools run on the data set where each image is copied as many times as
+it was drawn (copies under consecutive new ids), except where detections of one category in one image have exactly
+equal scores. A weighted image enters the sorted list detection by detection, each with its multiplicity (all
+copies of the first tied detection, then all copies of the second), whereas literal copies are sorted copy by copy
+(the first copy's tied detections, then the second copy's). The two orders differ only inside that run of equal
+scores, so only recall thresholds first reached inside the run can get a different precision; and the order inside
+a run of equal scores is arbitrary in pycocotools as well (it breaks ties by image id and detection order, so
+renumbering the images moves its AP in the same way). Untied detections give identical results, and so do copies of
+one untied detection, which tie only with each other: within a run of true positives precision only rises and the
+envelope keeps the run's last value (the tests check both against literal copies). Ultralytics' ``save_json``
+rounds scores to 5 decimals, so ties within an image and class do occur in real results files, rarely.
 """
 
 from __future__ import annotations
@@ -204,8 +205,11 @@ class CocoMatches:
         weights = np.asarray(weights, dtype=float)
         if weights.ndim != 2 or weights.shape[1] != len(self.image_ids):
             raise ValueError(f"weights must have shape (replicates, {len(self.image_ids)}), got {weights.shape}.")
-        # Per replicate the work arrays hold one value per event and one per (segment, recall threshold).
-        batch = max(1, _CELLS_PER_BATCH // max(self._num_events, self._seg_start.size * self.rec_thresholds.size, 1))
+        if not np.isfinite(weights).all() or (weights < 0).any():
+            raise ValueError("weights must be finite and non-negative (how many times each image counts).")
+        # Per replicate the work arrays hold one value per event and one per (segment, recall level).
+        cells = max(self._num_events, self._seg_start.size * (self.rec_thresholds.size + 1), 1)
+        batch = max(1, _CELLS_PER_BATCH // cells)
         parts = [self._score_batch(weights[i : i + batch]) for i in range(0, weights.shape[0], batch)]
         return {name: np.concatenate([p[name] for p in parts]) for name in self.metrics}
 
@@ -216,48 +220,35 @@ class CocoMatches:
         columns = np.ascontiguousarray(weights.T)
         npig = np.asarray(self._gt @ columns).T  # (nb, areas x categories)
 
-        # Cumulative weighted true positives, end to end over all segments: monotone along each row.
-        key = np.take(weights, self._event_img, axis=1)
-        np.cumsum(key, axis=1, out=key)
-        tp_before = _values_before(key, self._seg_start)  # (nb, segments)
-        tp = key - np.take(tp_before, self._event_seg, axis=1)
+        # Cumulative weighted true positives within each segment (one category, area range and IoU threshold).
+        tp = _segment_cumsum(np.take(weights, self._event_img, axis=1), self._seg_start)
 
         # Counted detections (true and false positives) up to each event: the fixed ones through the union rows of
         # their category, the ones counted at some IoU thresholds only through their own segment's rows.
-        fixed = np.asarray(self._fixed @ columns).T
-        np.cumsum(fixed, axis=1, out=fixed)
+        fixed = _segment_cumsum(np.asarray(self._fixed @ columns).T, self._ak_u_start)
         counted = np.take(fixed, self._event_u, axis=1)
-        counted -= np.take(_values_before(fixed, self._ak_u_start), self._event_ak, axis=1)
         if self._variable.nnz:
-            variable = np.asarray(self._variable @ columns).T
-            np.cumsum(variable, axis=1, out=variable)
-            counted += variable
-            counted -= np.take(_values_before(variable, self._seg_start), self._event_seg, axis=1)
+            counted += _segment_cumsum(np.asarray(self._variable @ columns).T, self._seg_start)
 
-        # Precision at each event, as pycocotools computes it (tp + fp is the counted total, exact in float64); one
-        # trailing 0 per batch so reduceat's last interval has an end.
-        precision = np.zeros(nb * self._num_events + 1)
-        np.divide(tp, counted + np.spacing(1), out=precision[:-1].reshape(nb, self._num_events))
+        # Precision and recall at each event, as pycocotools computes them (tp + fp is the counted total, exact in
+        # float64), and how many recall thresholds each event's recall reaches.
+        counted += np.spacing(1)
+        precision = np.divide(tp, counted, out=counted)
+        with np.errstate(invalid="ignore", divide="ignore"):  # segments without objects: excluded below
+            recall = np.divide(tp, np.take(npig, self._event_ak, axis=1), out=tp)
+        level = _recall_level(recall, self.rec_thresholds)
 
-        # The first event of each segment reaching each recall threshold, found in the end-to-end cumulative counts.
-        needed = _min_true_positives(npig, self.rec_thresholds)  # (nb, areas x categories, R); inf: unreachable
-        seg_ak = np.arange(num_seg) // self._num_t
-        # Rows are laid end to end too, each shifted past the previous row's largest count.
-        row_shift = np.arange(nb) * (float(key[:, -1].max() + 1) if self._num_events else 1.0)
-        queries = needed[:, seg_ak, :]  # (nb, segments, R)
-        queries += (tp_before + row_shift[:, None])[:, :, None]
-        key += row_shift[:, None]
-        first = np.searchsorted(key.ravel(), queries.ravel(), side="left").reshape(nb, num_seg, num_r)
-        offsets = (np.arange(nb) * self._num_events)[:, None, None]
-        # Recall 0 is reached at the segment's first event (its key may equal the previous segment's last one); a
-        # threshold the segment never reaches points at its end, so every reduceat interval stays in its segment.
-        ends = self._seg_end[None, :, None] + offsets
-        first = np.minimum(np.maximum(first, self._seg_start[None, :, None] + offsets), ends)
-        reached = first < ends
-        envelope = np.maximum.reduceat(precision, first.ravel()).reshape(nb, num_seg, num_r)
-        envelope *= reached
-        # Right-to-left running maximum over the recall thresholds: the precision envelope at each threshold.
-        envelope = np.maximum.accumulate(envelope[:, :, ::-1], axis=2)[:, :, ::-1]
+        # The envelope at threshold r is the largest precision of the events reaching it, i.e. with level > r. The
+        # levels rise along each segment, so events of equal (replicate, segment, level) are runs: one reduceat gives
+        # each run's largest precision, and a right-to-left running maximum over the levels gives the envelope.
+        table = np.zeros((nb, num_seg, num_r + 1))
+        if self._num_events:
+            cell = level + (self._event_seg * (num_r + 1))[None, :]
+            cell += (np.arange(nb) * (num_seg * (num_r + 1)))[:, None]
+            cell = cell.ravel()
+            starts = np.flatnonzero(np.concatenate(([True], cell[1:] != cell[:-1])))
+            table.ravel()[cell[starts]] = np.maximum.reduceat(precision.ravel(), starts)
+        envelope = np.maximum.accumulate(table[:, :, :0:-1], axis=2)  # levels R..1; the mean over r needs no order
         per_t = envelope.mean(axis=2).reshape(nb, len(self._areas), self._num_cats, self._num_t)
 
         valid = (npig > 0).reshape(nb, len(self._areas), self._num_cats)
@@ -271,32 +262,48 @@ class CocoMatches:
         return out
 
 
-def _values_before(cumulative: np.ndarray, starts: np.ndarray) -> np.ndarray:
-    """For each start column, the row's cumulative value just before it (0 at column 0)."""
-    if not cumulative.shape[1]:
-        return np.zeros((cumulative.shape[0], starts.size))
-    before = np.take(cumulative, np.maximum(starts - 1, 0), axis=1)
-    before[:, starts == 0] = 0.0
-    return before
+def _segment_cumsum(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Cumulative sums along each row that restart at every column in ``starts`` (sorted; segments may be empty).
 
-
-def _min_true_positives(npig: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
-    """The least m with ``m / npig >= threshold`` in float64 (pycocotools' recall test), per npig and threshold.
+    Each segment's first column gets the previous segments' total subtracted before one plain cumulative sum, which
+    is exact here because every value is an integer count (float64 holds integers exactly up to 2**53).
 
     Args:
-        npig (np.ndarray): Weighted object counts, any shape, non-negative integers as floats.
-        thresholds (np.ndarray): Recall thresholds in [0, 1].
+        values (np.ndarray): Shape (rows, columns), float64; overwritten.
+        starts (np.ndarray): First column of each segment, nondecreasing, the first one 0.
 
     Returns:
-        (np.ndarray): Shape ``npig.shape + (len(thresholds),)``; ``inf`` where npig is 0 (no recall is defined).
+        (np.ndarray): ``values``, now holding the segment-wise cumulative sums.
     """
-    n = npig[..., None]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        m = np.ceil(thresholds * n)
-        # The product is rounded once, so the ceiling is within one of the answer; step to the exact float test.
-        m -= (m >= 1) & ((m - 1) / n >= thresholds)
-        m += m / n < thresholds
-    return np.where(n > 0, m, np.inf)
+    starts = np.unique(starts[starts < values.shape[1]])
+    if starts.size > 1:
+        totals = np.add.reduceat(values, starts, axis=1)
+        values[:, starts[1:]] -= totals[:, :-1]
+    np.cumsum(values, axis=1, out=values)
+    return values
+
+
+def _recall_level(recall: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """How many recall thresholds each recall reaches (``thresholds <= recall``, pycocotools' test), exactly.
+
+    Equals ``np.searchsorted(thresholds, recall, side="right")`` for evenly spaced thresholds from 0 to 1 (as
+    pycocotools' ``recThrs``), computed from an estimate and one exact comparison each way instead of a search.
+
+    Args:
+        recall (np.ndarray): Recall values, any shape; NaN (no objects) gives an arbitrary level in [0, R].
+        thresholds (np.ndarray): The R thresholds, ``np.linspace(0, 1, R)``.
+
+    Returns:
+        (np.ndarray): int64 levels in [0, R], the shape of ``recall``.
+    """
+    num_r = thresholds.size
+    with np.errstate(invalid="ignore"):
+        # The estimate is within one of the answer: thresholds and product are each off by an ulp at most.
+        level = (recall * (num_r - 1)).astype(np.int64) + 1
+    np.clip(level, 0, num_r, out=level)
+    level += (level < num_r) & (thresholds[np.minimum(level, num_r - 1)] <= recall)
+    level -= (level > 0) & (thresholds[np.maximum(level - 1, 0)] > recall)
+    return level
 
 
 def _check_metrics(metrics: Sequence[str]) -> tuple[str, ...]:

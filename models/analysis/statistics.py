@@ -29,7 +29,7 @@ from scipy import stats
 BETTER = "better"
 WORSE = "worse"
 NO_DIFFERENCE = "no difference detected (CI contains 0)"
-NO_INTERVAL = "no interval (fewer than 2 values)"
+NO_INTERVAL = "no interval (too few values)"
 
 # What each kind of interval covers, for the line under a table. The confidence level is filled in by interval_note.
 _INTERVAL_TEMPLATES = {
@@ -159,12 +159,12 @@ def verdict(ci_low: float | None, ci_high: float | None, higher_is_better: bool 
 
     Returns:
         (str): ``"better"`` if the whole interval lies on the good side of 0, ``"worse"`` if it lies on the other
-            side, ``"no difference detected (CI contains 0)"`` if it contains 0, and ``"no interval (fewer than 2
-            values)"`` if either end is None or NaN.
+            side, ``"no difference detected (CI contains 0)"`` if it contains 0, and ``"no interval (too few values)"``
+            if either end is None or NaN (fewer than 2 seeds, or a metric undefined in every resample).
 
     Examples:
         >>> verdict(0.1, 0.5), verdict(-0.5, -0.1), verdict(-0.1, 0.5), verdict(None, None)
-        ('better', 'worse', 'no difference detected (CI contains 0)', 'no interval (fewer than 2 values)')
+        ('better', 'worse', 'no difference detected (CI contains 0)', 'no interval (too few values)')
     """
     if ci_low is None or ci_high is None or math.isnan(ci_low) or math.isnan(ci_high):
         return NO_INTERVAL

@@ -12,7 +12,7 @@ import pytest
 from attnyolo.analysis.bootstrap import (
     COCO_BOOTSTRAP_METRICS,
     CocoMatches,
-    _min_true_positives,
+    _recall_level,
     bootstrap_difference,
     resample_weights,
     synthetic_detection_set,
@@ -95,13 +95,15 @@ def test_integer_weights_equal_pycocotools_on_copied_images(seed):
             assert got[name][row] == pytest.approx(expected[name], abs=1e-9, nan_ok=True), (row, name)
 
 
-def test_min_true_positives_is_pycocotools_recall_test():
-    npig = np.array([1.0, 2.0, 3.0, 7.0, 10.0, 33.0, 100.0, 101.0, 997.0, 5000.0, 36781.0])
-    needed = _min_true_positives(npig, RECALL_THRESHOLDS)
-    for i, n in enumerate(npig):
-        recall = np.arange(int(n) + 1) / n  # what pycocotools' rc holds after m true positives
-        assert np.array_equal(needed[i], np.searchsorted(recall, RECALL_THRESHOLDS, side="left"))
-    assert np.isinf(_min_true_positives(np.array([0.0]), RECALL_THRESHOLDS)).all()
+def test_recall_level_is_pycocotools_recall_test():
+    # pycocotools reaches threshold r at the first rank with tp / npig >= recThrs[r]; the level of a recall is the
+    # number of thresholds it reaches, for every recall tp / npig that can occur.
+    for npig in [1, 2, 3, 7, 10, 33, 100, 101, 997, 5000, 36781]:
+        recall = np.arange(npig + 1) / np.float64(npig)
+        assert np.array_equal(
+            _recall_level(recall, RECALL_THRESHOLDS), np.searchsorted(RECALL_THRESHOLDS, recall, "right")
+        )
+    assert _recall_level(np.array([0.0, 1.0]), RECALL_THRESHOLDS).tolist() == [1, 101]
 
 
 # ------------------------------------------------------------------------------------------- a case worked by hand
@@ -259,3 +261,16 @@ def test_bad_arguments_fail_with_one_line(kwargs, match):
     gt, a, b = _hand_case()
     with pytest.raises(ValueError, match=match):
         bootstrap_difference(gt, a, b, **kwargs)
+
+
+def test_metrics_without_objects_are_none_and_a_model_without_detections_scores_zero():
+    # The hand case's objects are 10 x 10 (COCO "small"): APm and APl have no object in any resample, as
+    # pycocotools' -1; a model with no detections has AP 0 where there are objects.
+    gt, a, _ = _hand_case()
+    with pytest.warns(UserWarning, match="holds no detections"):
+        result = bootstrap_difference(gt, a, [], resamples=20, metrics=("AP", "APs", "APm", "APl"))
+    assert result["metrics"]["APs"]["b"] == 0.0 and result["metrics"]["APs"]["a"] == pytest.approx(76 / 101)
+    for name in ("APm", "APl"):
+        m = result["metrics"][name]
+        assert m["a"] is None and m["b"] is None and m["diff"] is None and m["undefined"] == 20
+        assert m["ci_low"] is None and m["verdict"].startswith("no interval")

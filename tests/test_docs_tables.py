@@ -5,13 +5,17 @@ from pathlib import Path
 import pytest
 
 from attnyolo.analysis.summary import zoo_markdown, zoo_names
-from attnyolo.layers.registry import kinds_markdown
+from attnyolo.layers.registry import kinds_markdown, spellings_markdown
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 
 
 def test_layers_doc_holds_the_generated_table_of_kinds():
     assert kinds_markdown() in (DOCS / "layers.md").read_text(), "regenerate: python tools/model_info.py table=layers"
+
+
+def test_models_doc_holds_the_generated_table_of_layer_names():
+    assert spellings_markdown() in (DOCS / "models.md").read_text(), "regenerate from registry.spellings_markdown()"
 
 
 @pytest.mark.parametrize("family", ["yolov8", "yolov5-classic", "yolox"])

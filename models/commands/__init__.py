@@ -28,8 +28,9 @@ COMMANDS: dict[str, str] = {
     "benchmark": "time models and attention layers in one interleaved run",
     "benchmark_yolox": "time YOLOX-Nano's training step and batched SimOTA",
     "benchmark_track": "time what tracking adds per frame over predict on one video",
-    "ablate": "train several models with one recipe and compare them in one table",
+    "ablate": "train models x seeds with one recipe; statistics, bootstrap, placements and cost in one report",
     "visualize": "draw attention maps and Grad-CAM for one image",
+    "gpu_check": "check the CUDA and mixed-precision paths on a GPU (device=cpu: a dry run)",
 }
 
 

@@ -44,11 +44,11 @@ from ultralytics.utils.ops import make_divisible
 
 from ..errors import ModelConfigError, first_line
 from ..layers.coord_attention import CoordAtt
-from ..layers.registry import get_kind, kind_names, layer_classes
+from ..layers.registry import get_kind, get_spelling, kind_names, layer_classes, spelling_names
 from .activation import default_activation, parse_activation  # noqa: F401  (parse_activation: public API here)
 from .names import with_yolox_scale, yaml_label
 from .parser_checks import ATTENTION_ROW, PROBE_NAME, _tasks, check_rows, check_values
-from .parser_forks import coordatt_rest, is_number, with_fork_rows
+from .parser_forks import RENAMED, coordatt_rest, is_number, resolve_spelling, with_fork_rows
 from .plugins import HEADS, MODEL_KEYS, Head
 
 _PROBE_IMGSZ = 64  # smallest square that survives stride 32 with a 2x2 map; rows beyond our last one are not run
@@ -101,20 +101,30 @@ def scale_params(d: dict) -> tuple[float, float]:
     return d.get("width_multiple", 1.0), float("inf")
 
 
-def _resolve_args(d: dict, i: int, row: list, c_in: int) -> list:
-    """Turn an attention row's YAML args into constructor args ``[c1, *layer_args]``.
+def _resolve_args(d: dict, i: int, row: list, c_in: int, own: bool = True, classic: bool = False) -> list:
+    """Turn an attention row into ``[class name, constructor args [c1, *layer_args]]``.
 
     The first YAML arg, when it is a number, is the layer's channel count written as for ``Conv`` (unscaled); it is
-    scaled and clipped exactly as the parser does for ``Conv`` and must agree with the inferred input channels. It
-    may be omitted (``[]``) or ``null`` to rely on inference alone.
+    scaled and clipped exactly as the parser does for ``Conv`` and must agree with the inferred input channels, or be
+    those channels as written (a fork whose parser passes attention rows their real channels). It may be omitted
+    (``[]``) or ``null`` to rely on inference alone. Rows the ``attention:`` key filled (``own``) build the kind's
+    paper form; other rows named as public code names a layer (:data:`~attnyolo.layers.registry.SPELLINGS`) build what
+    that code builds (:func:`~attnyolo.integration.parser_forks.resolve_spelling`).
     """
+    width, max_channels = scale_params(d)
+
+    def scales_to_c_in(given) -> bool:
+        return make_divisible(min(given, max_channels) * width, 8) == c_in
+
+    spelling = None if own or row[2] in RENAMED.values() else get_spelling(row[2], classic)
+    if spelling is not None:
+        return resolve_spelling(d, i, row, c_in, spelling, scales_to_c_in)
     args = list(row[3])
     if args and (args[0] is None or is_number(args[0])):
         given = args.pop(0)
         if given is not None:
-            width, max_channels = scale_params(d)
             expected = make_divisible(min(given, max_channels) * width, 8)
-            if expected != c_in:
+            if expected != c_in and given != c_in:
                 raise ModelConfigError(
                     f"{yaml_label(d)}, row {i} ({row[2]}): the YAML channel argument {given} scales to {expected} "
                     f"channels at this scale, but the layer feeding this row outputs {c_in} channels. Fix: write the "
@@ -122,7 +132,7 @@ def _resolve_args(d: dict, i: int, row: list, c_in: int) -> list:
                 )
             if layer_classes().get(row[2]) is CoordAtt:
                 args = coordatt_rest(d, i, row, given, args)
-    return [c_in, *args]
+    return [row[2], [c_in, *args]]
 
 
 def _probe_output_channels(seq: nn.Sequential, ch: int, last: int) -> list[int]:
@@ -306,8 +316,9 @@ def _parse_model(original, d: dict, ch: int, verbose: bool):
     """The body of the wrapped parse_model (:func:`wrap_parse_model`), for a dict whose activation is already set."""
     rows = check_rows(d)
     check_values(d, rows)
+    own = {i for i, row in enumerate(rows) if row[2] == ATTENTION_ROW}  # the kinds' paper forms
     rows = _apply_attention_kind(d, rows)
-    ours = [i for i, row in enumerate(rows) if row[2] in layer_classes()]
+    ours = [i for i, row in enumerate(rows) if row[2] in layer_classes() or row[2] in spelling_names()]
     head = _head_row(d, rows)
     keys = _wanted_keys(d)
     if not ours and head is None and not keys:
@@ -334,8 +345,9 @@ def _parse_model(original, d: dict, ch: int, verbose: bool):
         c_out = _probe_output_channels(probe_seq, ch, max(ours + ([head - 1] if head is not None else [])))
         c_in = {i: (probe_seq[i][0] if isinstance(probe_seq[i], nn.Sequential) else probe_seq[i]).c1 for i in ours}
         del probe_seq
+        classic = head is not None and rows[head][2] == "YOLOv5Detect"  # the classic forks' spellings (by name)
         for i in ours:
-            rows[i][3] = _resolve_args(d, i, rows[i], c_in[i])
+            rows[i][2], rows[i][3] = _resolve_args(d, i, rows[i], c_in[i], i in own, classic)
     head_from = None
     if head is not None:
         head_from = rows[head][0]

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ..errors import ModelConfigError
-from ..layers.registry import LAYER_ALIASES, layer_classes
+from ..layers.registry import layer_classes, spelling_names
 from .names import yaml_label
 from .parser_forks import is_number
 from .plugins import HEADS
@@ -49,7 +49,34 @@ def known_module_names() -> list[str]:
     tasks = _tasks()
     names = {k for k, v in vars(tasks).items() if isinstance(v, type) and issubclass(v, nn.Module)}
     names.discard(PROBE_NAME)
-    return sorted(names | set(layer_classes()) | set(LAYER_ALIASES))
+    return sorted(names | set(layer_classes()) | set(spelling_names()))
+
+
+# At most this many names in an unknown-layer hint: the message stays one line a person reads.
+_MAX_HINTS = 5
+
+
+def close_layer_names(name: str) -> list[str]:
+    """Up to five layer names close to ``name`` (case-insensitive): AttnYOLO's layers and their spellings first.
+
+    Then Ultralytics' layers (classes of ``ultralytics.nn.modules`` in the parser's namespace). Model classes the
+    parser's namespace also holds (``BaseModel``, ``DetectionModel``, ``Ensemble``) are not layers and never offered.
+    """
+    tasks = _tasks()
+    ours = list(dict.fromkeys([*spelling_names(), *layer_classes()]))
+    theirs = sorted(
+        k
+        for k, v in vars(tasks).items()
+        if isinstance(v, type) and issubclass(v, nn.Module) and v.__module__.startswith("ultralytics.nn.modules")
+    )
+    found: list[str] = []
+    for pool in (ours, [n for n in theirs if n not in ours]):
+        if len(found) == _MAX_HINTS:
+            break
+        lower = {n.lower(): n for n in pool}
+        matches = difflib.get_close_matches(str(name).lower(), lower, n=_MAX_HINTS - len(found), cutoff=0.6)
+        found += [lower[m] for m in matches]
+    return found[:_MAX_HINTS]
 
 
 def check_rows(d: dict) -> list[list]:
@@ -70,13 +97,12 @@ def check_rows(d: dict) -> list[list]:
         name = row[2]
         if name == ATTENTION_ROW:
             continue  # resolved from the top-level `attention:` key by _apply_attention_kind
-        if not isinstance(name, str) or not _module_exists(name, tasks):
-            known = known_module_names()
-            close = difflib.get_close_matches(str(name), known, n=3, cutoff=0.5)
+        if not isinstance(name, str) or not (name in spelling_names() or _module_exists(name, tasks)):
+            close = close_layer_names(name)
             hint = f" Did you mean {', '.join(close)}?" if close else ""
             raise ModelConfigError(
-                f"{label}, row {i}: unknown layer {name!r}.{hint} Known layers: {', '.join(known)}. "
-                "AttnYOLO layers are available after `import attnyolo`."
+                f"{label}, row {i}: unknown layer {name!r}.{hint} Fix: correct the row's layer name; docs/models.md "
+                "lists the attention layer names AttnYOLO reads."
             )
     return rows
 
@@ -135,7 +161,7 @@ def check_values(d: dict, rows: list[list]) -> None:
             raise ModelConfigError(
                 f"{label}, row {i} ({name}): number={n!r} is not a repeat count. Fix: write a whole number, e.g. 3."
             )
-        if str(name).startswith(_TEXT_ARG_MODULES) or name in (*layer_classes(), *LAYER_ALIASES, *HEADS):
+        if str(name).startswith(_TEXT_ARG_MODULES) or name in (*layer_classes(), *spelling_names(), *HEADS):
             continue  # text is an argument of theirs; our layers and the registered heads check their own arguments
         for k, arg in enumerate(args):
             if isinstance(arg, str) and arg not in d and not _literal(arg):

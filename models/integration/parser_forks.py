@@ -1,8 +1,10 @@
 """Rows other projects' model YAMLs write, read as those projects mean them (the YOLOv5/YOLOv7/YOLO11 forks).
 
-* layer names of other projects (:data:`attnyolo.layers.registry.LAYER_ALIASES`: ``CA``, ``CoordAttention``, the
-  ELA authors' ``EfficientLocalizationAttention``) become AttnYOLO's (:func:`with_fork_rows`); ELA rows under either
-  name take a variant or the authors' kernel size (:func:`ela_args`);
+* layer names of other projects (:data:`attnyolo.layers.registry.SPELLINGS`: ``CA``, ``CoordAttention``, the ELA
+  authors' ``EfficientLocalizationAttention``, ``SE``, ``eca_layer``, ``CBAMBlock``, ...) build the layer the class of
+  that name builds, with its arguments read as that class takes them (:func:`resolve_spelling`); CoordAtt and ELA
+  names become AttnYOLO's before the build (:func:`with_fork_rows`), and ELA rows under any name take a variant or the
+  authors' kernel size (:func:`ela_args`);
 * YOLOv5's anchor-based ``Detect, [nc, anchors]`` becomes :class:`~attnyolo.yolov5.head.YOLOv5Detect`, whose arguments
   are checked and resolved here (:func:`resolve_classic_args`);
 * CoordAtt's ``[inp, oup(, reduction)]`` rows are told apart from ``[c, reduction]`` ones (:func:`coordatt_rest`).
@@ -12,21 +14,26 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 
 from ..errors import ModelConfigError
-from ..layers.efficient_local_attention import ELA_VARIANTS
-from ..layers.registry import LAYER_ALIASES
+from ..layers.coord_attention import CoordAtt
+from ..layers.efficient_local_attention import ELA, ELA_VARIANTS
+from ..layers.registry import SPELLINGS, Spelling, get_spelling, own_kind_of
 from .names import yaml_label
 
 LOGGER = logging.getLogger("attnyolo")
 
 
-# The ELA authors' class ``EfficientLocalizationAttention(channel, kernel_size=7)`` (depthwise Conv1d, GroupNorm with
-# 16 groups) is ELA-B at kernel 7; kernel 5 is nearest to ELA-T, whose GroupNorm has 32 groups (arXiv 2403.01123).
+# The widely copied ``ELA(channel, kernel_size=7)`` and the ELA authors' ``EfficientLocalizationAttention`` (depthwise
+# Conv1d, GroupNorm with 16 groups) are ELA-B at kernel 7; kernel 5 is nearest to ELA-T, whose GroupNorm has 32 groups
+# (arXiv 2403.01123).
 ELA_KERNEL_VARIANTS = {7: "B", 5: "T"}
-# The variant a row without one builds: the authors' class defaults to kernel 7 (ELA-B), AttnYOLO's ELA to ELA-T.
-ELA_DEFAULT_VARIANT = {"EfficientLocalizationAttention": "B", "ELA": "T"}
+# Names renamed to AttnYOLO's class before the build (their arguments are read by ela_args and coordatt_rest).
+RENAMED: dict[str, str] = {s.name: s.layer.__name__ for s in SPELLINGS if s.layer in (CoordAtt, ELA)}
+# The word that ends a row asking for the paper's form instead of the form the spelling implies.
+PAPER = "paper"
 
 
 def ela_args(d: dict, i: int, row: list) -> list:
@@ -39,12 +46,14 @@ def ela_args(d: dict, i: int, row: list) -> list:
     args, where = list(row[3]), f"{yaml_label(d)}, row {i} ({row[2]})"
     channel = [args.pop(0)] if args and (args[0] is None or is_number(args[0])) else []
     if not args:
-        return [*(channel or [None]), ELA_DEFAULT_VARIANT[row[2]]]
+        return [*(channel or [None]), get_spelling(row[2]).variant["variant"]]
     second, variants = args[0], ", ".join(ELA_VARIANTS)
     fix = f"Fix: [c, <variant>] with a variant of {variants}, or the ELA authors' kernel_size 7 (ELA-B) or 5 (ELA-T)."
     if len(args) > 1:
         raise ModelConfigError(f"{where}: args {row[3]!r} have {len(args) - 1} value(s) after the variant. {fix}")
     if isinstance(second, str):
+        if second == PAPER:  # the ELA paper has four variants and no default: the kind ELA-T is AttnYOLO's first
+            return [*(channel or [None]), own_kind_of(ELA).args[0]]
         if second.upper() not in ELA_VARIANTS:
             raise ModelConfigError(f"{where}: unknown ELA variant {second!r}. {fix}")
         return [*(channel or [None]), second.upper()]
@@ -75,10 +84,10 @@ def _classic_head_row(d: dict, i: int, row: list) -> list:
 
 
 def with_fork_rows(d: dict) -> dict:
-    """The model dict with other projects' layer names (:data:`LAYER_ALIASES`) and classic YOLOv5 heads renamed.
+    """The model dict with other projects' CoordAtt and ELA names (:data:`RENAMED`) and classic YOLOv5 heads renamed.
 
-    Rows the YOLOv5/YOLOv7/YOLO11 forks write: ``CA``/``CoordAttention`` for CoordAtt, the ELA authors'
-    ``EfficientLocalizationAttention`` and YOLOv5's ``Detect, [nc, anchors]``, which becomes
+    Rows the YOLOv5/YOLOv7/YOLO11 forks write: ``CA``/``CoordAttention``/``CoordinateAttention`` for CoordAtt, the
+    ELA authors' ``EfficientLocalizationAttention`` and YOLOv5's ``Detect, [nc, anchors]``, which becomes
     :class:`~attnyolo.yolov5.head.YOLOv5Detect` (Ultralytics' own ``Detect`` is anchor-free). ELA rows, under either
     name, get ``[c, variant]`` args (:func:`ela_args`), so a bad variant or kernel size fails naming the file and row.
     """
@@ -89,9 +98,9 @@ def with_fork_rows(d: dict) -> dict:
             i = j + (len(d.get("backbone") or []) if part == "head" else 0)
             if isinstance(row, (list, tuple)) and len(row) == 4 and isinstance(row[3], (list, tuple)):
                 new = list(row)
-                if row[2] in LAYER_ALIASES:
-                    new = [row[0], row[1], LAYER_ALIASES[row[2]], list(row[3])]
-                if row[2] in ELA_DEFAULT_VARIANT:
+                if row[2] in RENAMED:
+                    new = [row[0], row[1], RENAMED[row[2]], list(row[3])]
+                if RENAMED.get(row[2]) == "ELA":
                     new[3] = ela_args(d, i, row)
                 new = _classic_head_row(d, i, new)
                 changed |= new != list(row)
@@ -183,3 +192,86 @@ def resolve_classic_args(d: dict, i: int, row: list, channels: list[int]) -> lis
             f"{row[0]!r}. Fix: one anchor list per input row."
         )
     return [nc, [list(level) for level in anchors], channels]
+
+
+def _plausible(argument: str, value, layer: type, c_in: int) -> bool:
+    """Whether a lone YAML number can be ``argument`` (a reduction ratio or a kernel size) of ``layer`` at ``c_in``.
+
+    Reductions in the public YAMLs are 2 to 64, kernel sizes small and odd (Ultralytics' CBAM takes 3 or 7); channel
+    counts are multiples of 8 from 16 up, so only 16, 32 and 64 could be either, and those are decided by the row's
+    real input channels first.
+    """
+    if isinstance(value, bool) or not isinstance(value, int):
+        return False
+    if argument == "reduction":
+        return 1 <= value <= 64 and value <= c_in
+    if argument == "kernel_size":
+        return value in (3, 7) if layer.__name__ == "UltralyticsCBAM" else value % 2 == 1 and 1 <= value <= 15
+    return False
+
+
+def _positional(layer: type, c_in: int, kwargs: dict) -> list:
+    """``[c_in, ...]``: the constructor's arguments in its own order (parse_model calls ``layer(*args)``)."""
+    bound = inspect.signature(layer).bind(c_in, **kwargs)
+    bound.apply_defaults()
+    return list(bound.args)
+
+
+def resolve_spelling(d: dict, i: int, row: list, c_in: int, spelling: Spelling, given_ok) -> list:
+    """Turn a row written under ``spelling`` into ``[class name, constructor args]`` as that spelling's class reads it.
+
+    The first number is the channel count when it equals the row's real input channels ``c_in`` (at any scale) or
+    when ``given_ok(value)`` says it scales to them (a Conv-style unscaled count); else, when the spelling reads a lone
+    number as another argument (``SEAttention, [16]`` is reduction 16) and the value fits it, it is that argument,
+    with one warning line; else the row is refused naming both readings. When the channel reading is taken but the
+    other would build a different layer, a warning says how to write the other. The numbers after the channel count
+    fill ``spelling.args`` in order; a final ``paper`` builds the paper's form instead of the spelling's variant.
+
+    Raises:
+        ModelConfigError: A channel count that fits neither reading, or more numbers than the spelling takes.
+    """
+    label, name, layer = yaml_label(d), row[2], spelling.layer
+    where = f"{label}, row {i} ({name})"
+    args = list(row[3])
+    variant = dict(spelling.variant)
+    if args and args[-1] == PAPER:
+        args.pop()
+        kind = own_kind_of(layer)
+        layer = kind.layer
+        variant = dict(zip(list(inspect.signature(layer).parameters)[1:], kind.args))
+    first = args[0] if args else None
+    if args and first is None:
+        args.pop(0)
+    elif args and isinstance(first, (int, float)) and not isinstance(first, bool):
+        lone = spelling.lone
+        if first == c_in or given_ok(first):
+            args.pop(0)
+            if lone and len(args) == 0 and _plausible(lone, first, layer, c_in):
+                other = _positional(layer, c_in, {**variant, lone: first})
+                if other != _positional(layer, c_in, variant):
+                    LOGGER.warning(
+                        f"{where}: {row[3]!r} is read as the channel count ({c_in} channels enter this row). To mean "
+                        f"{lone} {first}, write [null, {first}]."
+                    )
+        elif lone and _plausible(lone, first, layer, c_in):
+            LOGGER.warning(
+                f"{where}: {row[3]!r} is read as {lone} {first} of {spelling.signature}, not as channels ({c_in} "
+                f"enter this row). To give channels, write [{c_in}, ...] or [null, ...]."
+            )
+        else:
+            also = f", nor a {lone} {name} takes" if lone else ""
+            raise ModelConfigError(
+                f"{where}: {first} is not the {c_in} channels entering this row (as written, or width-scaled like "
+                f"Conv){also}. Fix: write {c_in}, the unscaled count of the row that feeds it, or null to infer it."
+            )
+    if len(args) > len(spelling.args):
+        raise ModelConfigError(
+            f"{where}: args {row[3]!r} have {len(args)} value(s) after the channel count; {name} takes "
+            f"{len(spelling.args)} ({', '.join(spelling.args)}). Fix: e.g. [{c_in}, "
+            f"{', '.join(f'<{a}>' for a in spelling.args)}]."
+        )
+    kwargs = {**variant, **dict(zip(spelling.args, args))}
+    try:
+        return [layer.__name__, _positional(layer, c_in, kwargs)]
+    except TypeError as error:  # an argument the class does not take: the table's fault, named plainly
+        raise ModelConfigError(f"{where}: {error}") from None

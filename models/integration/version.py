@@ -65,10 +65,24 @@ def self_check() -> None:
             check()
         except Exception as error:
             raise UnsupportedUltralyticsError(
-                f"ultralytics {installed_version()} changed {internal}: the '{name}' self-check failed ({error}). "
+                f"ultralytics {installed_version()} changed {internal}: the '{name}' self-check failed "
+                f"({first_line(error)}). "
                 f"attnyolo is tested with ultralytics {TESTED_RANGE[0]} to {TESTED_RANGE[1]}. Fix: "
                 f"pip install 'ultralytics>={TESTED_RANGE[0]},<={TESTED_RANGE[1]}'."
             ) from error
+
+
+def first_line(error: BaseException) -> str:
+    """The first non-blank line of ``error``'s message, whitespace collapsed, marked when more lines were cut.
+
+    The refusal is printed as one line (``attnyolo._refusal_as_one_line``, and the last line of a traceback under
+    ``ATTNYOLO_DEBUG``), but a torch error can span many lines (torch 2.11's argument-mismatch message lists every
+    overload); the whole text stays on the exception chain (``raise ... from error``), shown under ``ATTNYOLO_DEBUG``.
+    """
+    lines = [" ".join(line.split()) for line in str(error).splitlines()]
+    lines = [line for line in lines if line] or [type(error).__name__]
+    more = len(lines) - 1
+    return lines[0] + (f" [{more} more line{'s' * (more > 1)}: ATTNYOLO_DEBUG=1 shows them]" if more else "")
 
 
 def pass_record(version: str) -> Path:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from ultralytics.nn.modules.conv import CBAM
 
 from .fast.kernels import fused_ops, usable
 from .fast.paths import needs_module_path
@@ -32,10 +33,20 @@ class CBAMAttention(nn.Module):
     (and drops the bias) after the spatial conv and stacks the maps as [max; mean]; this layer uses the paper's
     [mean; max] order without BatchNorm, so those weights do not load one-to-one.
 
+    Forms of the public YOLO forks (# NOTE: not in paper), chosen by the arguments below: ``bias=False`` is the YOLOv5
+    forks' ``CBAM(c1, c2, ratio=16, kernel_size=7)`` (bias-free 1x1-conv MLP and spatial conv); ``bias=False,
+    spatial_bias=True, residual=True`` with ``kernel_size=49`` is ``CBAMBlock(channel=512, reduction=16,
+    kernel_size=49)`` of github xmu-xiaoma666/External-Attention-pytorch (model/attention/CBAM.py), which returns
+    ``x + CBAM(x)`` and stacks the spatial maps as [max; mean] (the same layer with its spatial conv's two input
+    channels swapped, so counts and training are identical; its weights load with that swap).
+
     Args:
         c1 (int): Input channels C. The output has the same number of channels.
         reduction (int): Reduction ratio r; the hidden width is max(1, C // r).
         kernel_size (int): Odd kernel size k of the spatial conv (the paper uses 7, and compares with 3).
+        bias (bool): Whether the shared MLP's layers have biases (the paper's form).
+        spatial_bias (bool | None): Whether the spatial conv has a bias; None means the same as ``bias``.
+        residual (bool): Return ``x + CBAM(x)`` (External-Attention-pytorch's CBAMBlock) instead of ``CBAM(x)``.
 
     Shape:
         - Input: (N, C, H, W).
@@ -44,6 +55,7 @@ class CBAMAttention(nn.Module):
     Attributes:
         hidden (int): Width of the shared MLP's hidden layer.
         kernel_size (int): Kernel size of the spatial conv.
+        variant (str | None): The fork form's name (``"bias-free"``, ``"CBAMBlock"``); None for the paper's form.
 
     Examples:
         >>> layer = CBAMAttention(64)
@@ -56,8 +68,20 @@ class CBAMAttention(nn.Module):
         {"mean_max_pool", "gated_channel_mean_max", "spatial_conv", "apply_channel_spatial"}
     )
 
-    def __init__(self, c1: int, reduction: int = CBAM_REDUCTION, kernel_size: int = CBAM_KERNEL_SIZE) -> None:
+    def __init__(
+        self,
+        c1: int,
+        reduction: int = CBAM_REDUCTION,
+        kernel_size: int = CBAM_KERNEL_SIZE,
+        bias: bool = True,
+        spatial_bias: bool | None = None,
+        residual: bool = False,
+    ) -> None:
         super().__init__()
+        spatial_bias = bias if spatial_bias is None else spatial_bias
+        for name, value in (("bias", bias), ("spatial_bias", spatial_bias), ("residual", residual)):
+            if not isinstance(value, bool):
+                raise ValueError(f"CBAMAttention: {name} must be true or false, got {value!r}.")
         self.channels = positive_int("CBAMAttention", "c1 (input channels)", c1)
         positive_int("CBAMAttention", "reduction", reduction)
         if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
@@ -69,10 +93,28 @@ class CBAMAttention(nn.Module):
         # NOTE: not in paper: the floor of 1 keeps the MLP buildable when C < r (thin width-scaled layers).
         self.hidden = max(1, c1 // reduction)
         self.kernel_size = kernel_size
-        self.fc1 = nn.Conv2d(c1, self.hidden, kernel_size=1, bias=True)
+        self.fc1 = nn.Conv2d(c1, self.hidden, kernel_size=1, bias=bias)
         self.act = nn.ReLU(inplace=True)
-        self.fc2 = nn.Conv2d(self.hidden, c1, kernel_size=1, bias=True)
-        self.spatial = nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2, bias=True)
+        self.fc2 = nn.Conv2d(self.hidden, c1, kernel_size=1, bias=bias)
+        self.spatial = nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2, bias=spatial_bias)
+        if residual:  # set only when used: checkpoints of the paper's form keep their attributes
+            self.residual = True
+
+    @property
+    def variant(self) -> str | None:
+        """The fork form's name: ``"CBAMBlock"`` (residual), ``"bias-free"``; None for the paper's form."""
+        if getattr(self, "residual", False):
+            return "CBAMBlock"
+        if self.fc1.bias is None:
+            return "bias-free" if self.spatial.bias is None else "bias-free MLP"
+        return None
+
+    def extra_repr(self) -> str:
+        """The constructor's arguments, so a printed model shows which form each layer is."""
+        return (
+            f"{self.channels}, hidden={self.hidden}, kernel_size={self.kernel_size}, bias={self.fc1.bias is not None}, "
+            f"spatial_bias={self.spatial.bias is not None}, residual={getattr(self, 'residual', False)}"
+        )
 
     def _mlp(self, s: torch.Tensor) -> torch.Tensor:
         """Shared MLP on a pooled descriptor (N, C, 1, 1)."""
@@ -88,7 +130,14 @@ class CBAMAttention(nn.Module):
         read and one write); elsewhere the spatial gate is applied in place on the channel-gated tensor, one x-sized
         allocation. Outputs agree within 1e-5 (tests/layers/test_layers.py, tests/layers/test_kernels.py).
         """
-        if needs_module_path(self):
+        if getattr(self, "residual", False):
+            return x + self._gated(x)
+        return self._gated(x)
+
+    def _gated(self, x: torch.Tensor) -> torch.Tensor:
+        """CBAM(x): both gates applied (the body of :meth:`forward`)."""
+        # the fast paths take the paper's biases; the bias-free forms run the module path
+        if needs_module_path(self) or self.fc1.bias is None or self.spatial.bias is None:
             m_c = (self._mlp(x.mean((2, 3), keepdim=True)) + self._mlp(x.amax((2, 3), keepdim=True))).sigmoid()
             x = x * m_c  # (N, C, H, W)
             maps = torch.cat((x.mean(1, keepdim=True), x.amax(1, keepdim=True)), dim=1)  # (N, 2, H, W)
@@ -109,3 +158,37 @@ class CBAMAttention(nn.Module):
         out = x * gate.view(n, c, 1, 1)
         maps = torch.cat((out.mean(1, keepdim=True), out.amax(1, keepdim=True)), dim=1)  # (N, 2, H, W)
         return out.mul_(nn.functional.conv2d(maps, sp.weight, sp.bias, padding=sp.padding).sigmoid_())
+
+
+class UltralyticsCBAM(CBAM):
+    """Ultralytics' own ``CBAM(c1, kernel_size=7)`` (ultralytics.nn.modules.conv), as YOLOv8/YOLO11 forks build it.
+
+    Not the paper's CBAM: its channel gate is ``sigmoid(conv1x1(mean_hw(x)))`` (one biased C x C conv, no MLP, no max
+    pool) and its spatial conv has no bias; parameters C^2 + C + 2k^2. This subclass only adds the input channel count
+    and the variant name that AttnYOLO's model summaries read; the computation is Ultralytics' own.
+
+    Args:
+        c1 (int): Input channels C. The output has the same number of channels.
+        kernel_size (int): Kernel size of the spatial conv, 3 or 7 (Ultralytics accepts only these).
+
+    Examples:
+        >>> layer = UltralyticsCBAM(64)
+        >>> layer(torch.randn(2, 64, 13, 21)).shape
+        torch.Size([2, 64, 13, 21])
+    """
+
+    # No fused CPU kernels: the computation is Ultralytics'.
+    FUSED_KERNELS: frozenset[str] = frozenset()
+    variant = "Ultralytics"
+
+    def __init__(self, c1: int, kernel_size: int = CBAM_KERNEL_SIZE) -> None:
+        positive_int("UltralyticsCBAM", "c1 (input channels)", c1)
+        if kernel_size not in (3, 7) or isinstance(kernel_size, bool):
+            raise ValueError(f"UltralyticsCBAM: kernel_size must be 3 or 7 (Ultralytics' CBAM), got {kernel_size!r}.")
+        super().__init__(c1, kernel_size)
+        self.channels = c1
+        self.kernel_size = kernel_size
+
+    def extra_repr(self) -> str:
+        """The constructor's arguments."""
+        return f"{self.channels}, kernel_size={self.kernel_size}"

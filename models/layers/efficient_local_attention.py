@@ -119,6 +119,13 @@ class ELA(nn.Module):
         )
         self.gn = nn.GroupNorm(self.gn_groups, c1)
 
+    def extra_repr(self) -> str:
+        """The variant and the sizes it was built with, so a printed model shows which ELA each layer is."""
+        return (
+            f"{self.channels}, variant={self.variant}, kernel_size={self.kernel_size}, conv_groups={self.conv_groups}, "
+            f"gn_groups={self.gn_groups}"
+        )
+
     def _gate(self, z: torch.Tensor) -> torch.Tensor:
         """Map a pooled descriptor (N, C, L) to a gate in (0, 1) of the same shape with the shared conv and norm."""
         return self.gn(self.conv(z)).sigmoid()

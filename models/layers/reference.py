@@ -78,17 +78,20 @@ def cbam(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
     The spatial gate convolves the stacked channel-wise [mean; max] maps of the channel-gated input with a k x k conv.
     """
+    x0 = x
     x = x * (_mlp(layer, x.mean((2, 3), keepdim=True)) + _mlp(layer, x.amax((2, 3), keepdim=True))).sigmoid()
     maps = torch.cat((x.mean(1, keepdim=True), x.amax(1, keepdim=True)), dim=1)  # (N, 2, H, W)
     sp = layer.spatial
-    return x * F.conv2d(maps, sp.weight, sp.bias, padding=sp.kernel_size[0] // 2).sigmoid()
+    y = x * F.conv2d(maps, sp.weight, sp.bias, padding=sp.kernel_size[0] // 2).sigmoid()
+    return x0 + y if getattr(layer, "residual", False) else y  # External-Attention-pytorch's CBAMBlock adds x
 
 
 def eca(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """ECA: global average pool -> Conv1d across channels (no bias) -> sigmoid -> scale."""
+    """ECA: global average pool -> Conv1d across channels (a fork's ECAAttention adds a bias) -> sigmoid -> scale."""
     s = x.mean((2, 3)).unsqueeze(1)  # (N, 1, C)
     k = layer.conv.kernel_size[0]
-    return x * F.conv1d(s, layer.conv.weight, None, padding=k // 2).sigmoid().view(x.shape[0], x.shape[1], 1, 1)
+    gate = F.conv1d(s, layer.conv.weight, layer.conv.bias, padding=k // 2).sigmoid()
+    return x * gate.view(x.shape[0], x.shape[1], 1, 1)
 
 
 def randomize_(module: nn.Module, seed: int = 0) -> nn.Module:

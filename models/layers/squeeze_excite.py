@@ -24,9 +24,14 @@ class SEAttention(nn.Module):
     ``y = x * sigmoid(W2 relu(W1 mean_hw(x) + b1) + b2)``. The two fully connected layers are 1x1 convs with bias,
     which compute exactly what ``nn.Linear`` computes on the pooled (N, C, 1, 1) tensor without reshaping.
 
+    ``bias=False`` drops b1 and b2: the bias-free form of the ``SEAttention(channel, reduction=16)`` class of
+    github xmu-xiaoma666/External-Attention-pytorch (model/attention/SEAttention.py) and of the YOLOv5 forks'
+    ``SE(c1, c2, ratio=16)``, both ``nn.Linear(..., bias=False)``. # NOTE: not in paper (its FC layers have biases).
+
     Args:
         c1 (int): Input channels C. The output has the same number of channels.
         reduction (int): Reduction ratio r; the hidden width is max(1, C // r).
+        bias (bool): Whether the two fully connected layers have biases (the paper's form).
 
     Shape:
         - Input: (N, C, H, W).
@@ -34,6 +39,7 @@ class SEAttention(nn.Module):
 
     Attributes:
         hidden (int): Width of the bottleneck.
+        variant (str | None): ``"bias-free"`` for ``bias=False``; None for the paper's form.
 
     Examples:
         >>> layer = SEAttention(64)
@@ -44,15 +50,26 @@ class SEAttention(nn.Module):
     # The fused CPU ops (layers/fast/kernels.py) an eval-mode forward calls; empty for a layer without kernels.
     FUSED_KERNELS: frozenset[str] = frozenset({"squeeze_excite"})
 
-    def __init__(self, c1: int, reduction: int = SE_REDUCTION) -> None:
+    def __init__(self, c1: int, reduction: int = SE_REDUCTION, bias: bool = True) -> None:
         super().__init__()
         self.channels = positive_int("SEAttention", "c1 (input channels)", c1)
         positive_int("SEAttention", "reduction", reduction)
+        if not isinstance(bias, bool):
+            raise ValueError(f"SEAttention: bias must be true or false, got {bias!r}.")
         # NOTE: not in paper: the floor of 1 keeps the bottleneck buildable when C < r (thin width-scaled layers).
         self.hidden = max(1, c1 // reduction)
-        self.fc1 = nn.Conv2d(c1, self.hidden, kernel_size=1, bias=True)
+        self.fc1 = nn.Conv2d(c1, self.hidden, kernel_size=1, bias=bias)
         self.act = nn.ReLU(inplace=True)
-        self.fc2 = nn.Conv2d(self.hidden, c1, kernel_size=1, bias=True)
+        self.fc2 = nn.Conv2d(self.hidden, c1, kernel_size=1, bias=bias)
+
+    @property
+    def variant(self) -> str | None:
+        """``"bias-free"`` when the FC layers have no biases (the forks' SEAttention/SE); None for the paper's form."""
+        return None if self.fc1.bias is not None else "bias-free"
+
+    def extra_repr(self) -> str:
+        """The constructor's arguments, so a printed model shows which form each layer is."""
+        return f"{self.channels}, hidden={self.hidden}, bias={self.fc1.bias is not None}"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Gate the channels of ``x`` (N, C, H, W); returns a tensor of the same shape.
@@ -62,7 +79,7 @@ class SEAttention(nn.Module):
         elsewhere the two 1x1 convs as matrix products on the pooled (N, C) vector with in-place activations.
         Outputs agree within 1e-5 (tests/layers/test_layers.py, tests/layers/test_kernels.py).
         """
-        if needs_module_path(self):
+        if needs_module_path(self) or self.fc1.bias is None:  # the fast paths take the paper's biases
             s = x.mean((2, 3), keepdim=True)  # (N, C, 1, 1); mean() rather than an adaptive pool for export/counters
             return x * self.fc2(self.act(self.fc1(s))).sigmoid()
 

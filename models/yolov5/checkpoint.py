@@ -55,14 +55,16 @@ from ..integration.checkpoints import (
 from ..integration.checkpoints.formats import native_checkpoint
 from ..integration.plugins import ForeignFormat, head_of
 from ..layers.coord_attention import CoordAtt
-from ..layers.registry import LAYER_ALIASES, layer_classes
+from ..layers.efficient_local_attention import ELA, ELA_VARIANTS
+from ..layers.registry import SPELLINGS, layer_classes
 from .head import YOLOv5Detect
 
-# Attention classes the forks add to models/common.py, by the names their YAML rows use: AttnYOLO's YAML names of the
-# layers other projects alias (CoordAtt, ELA) and the aliases themselves (CA, CoordAttention, the ELA authors'
-# EfficientLocalizationAttention). Derived from LAYER_ALIASES, so a YAML name AttnYOLO reads is a class name it reads.
+# Attention classes the forks add to models/common.py, by the names their YAML rows use: every spelling of CoordAtt
+# (CoordAtt, CA, CoordAttention, CoordinateAttention) and of ELA (ELA, the ELA authors' EfficientLocalizationAttention),
+# whose public classes name their tensors as AttnYOLO's layers do (conv1/bn1/conv_h/conv_w; conv/gn). Derived from the
+# table of spellings. The forks' SE, CBAM and ECA classes name theirs differently (fc.0, l1, channel_attention.f1).
 FORK_ATTENTION_CLASSES: tuple[str, ...] = tuple(
-    f"models.common.{name}" for name in dict.fromkeys([*LAYER_ALIASES.values(), *LAYER_ALIASES])
+    f"models.common.{s.name}" for s in SPELLINGS if s.layer in (CoordAtt, ELA)
 )
 
 # Classes a YOLOv5 checkpoint pickles under the `models` package, and which AttnYOLO rebuilds: the official ones of
@@ -257,6 +259,39 @@ def _copy_activations(src: nn.Module, dst: nn.Module) -> int:
     return changed
 
 
+def _ela_variant(weight: torch.Tensor) -> str | None:
+    """The ELA variant whose shared Conv1d has this weight's shape (C, C / groups, k); None if no variant's does."""
+    per_group, k = int(weight.shape[1]), int(weight.shape[2])
+    for name, spec in ELA_VARIANTS.items():
+        if spec.kernel_size == k and (spec.channels_per_group or 1) == per_group:
+            return name
+    return None
+
+
+def _fit_ela(dst: nn.Module, state: dict[str, torch.Tensor]) -> int:
+    """Rebuild ELA layers whose variant differs from the one the checkpoint's tensors show; return how many.
+
+    A bare ``ELA`` row builds ELA-B, the form of the widely copied ``ELA(channel, kernel_size=7)``; a fork that built
+    another kernel or grouping left tensors of that shape, and the tensors decide.
+    """
+    fitted = 0
+    for name, m in list(dst.named_modules()):
+        key = f"{name}.conv.weight"
+        if not isinstance(m, ELA) or key not in state or state[key].shape == m.conv.weight.shape:
+            continue
+        variant = _ela_variant(state[key])
+        if variant is None:
+            continue  # the strict load names the tensor
+        layer = ELA(m.channels, variant)
+        for attr in ("i", "f", "type", "np"):
+            if hasattr(m, attr):
+                setattr(layer, attr, getattr(m, attr))
+        parent, _, attr = name.rpartition(".")
+        setattr(dst.get_submodule(parent) if parent else dst, attr, layer)
+        fitted += 1
+    return fitted
+
+
 def _fit_coordatt(dst: nn.Module, state: dict[str, torch.Tensor]) -> int:
     """Rebuild CoordAtt layers whose hidden width differs from the checkpoint's; return how many.
 
@@ -332,6 +367,7 @@ def rebuild(src: nn.Module, path: Path, model: str | None = None, nc: int | None
     state = {k: v for k, v in state.items() if not k.endswith(".anchor_grid")}  # a v5.0 buffer, recomputed at run time
     activations = _copy_activations(src, dst)
     coordatt = _fit_coordatt(dst, state)
+    ela = _fit_ela(dst, state)
     mine = dst.state_dict()
     missing = [k for k in mine if k not in state]
     unexpected = [k for k in state if k not in mine]
@@ -369,6 +405,8 @@ def rebuild(src: nn.Module, path: Path, model: str | None = None, nc: int | None
         report["activations"] = f"{activations} taken from the checkpoint"
     if coordatt:
         report["coordatt"] = f"{coordatt} layers rebuilt with the checkpoint's hidden width"
+    if ela:
+        report["ela"] = f"{ela} layers rebuilt as the variant the checkpoint's tensors show"
     return dst, report
 
 

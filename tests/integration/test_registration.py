@@ -161,11 +161,13 @@ def load_cfg(name):
 def test_wrong_channel_argument_names_file_row_and_both_numbers():
     d = load_cfg("yolov8-attention.yaml")
     d["scale"] = "s"
-    d["backbone"][8][3] = [256]  # P4 row fed by 512 * 0.5 = 256 channels, but 256 * 0.5 = 128 written
+    d["backbone"][8][3] = [384]  # P4 row fed by 512 * 0.5 = 256 channels, but 384 * 0.5 = 192 written
     with pytest.raises(attnyolo.ModelConfigError) as e:
         build(d)
     msg = str(e.value)
-    assert "yolov8-attention.yaml" in msg and "row 8" in msg and "128" in msg and "256" in msg
+    assert "yolov8-attention.yaml" in msg and "row 8" in msg and "192" in msg and "256" in msg
+    d["backbone"][8][3] = [256]  # the real channel count as written (forks that do not scale attention rows)
+    assert [m.channels for m in attention_layers(build(d))] == [128, 256, 512]
 
 
 def test_channel_argument_may_be_omitted_or_null():
@@ -187,7 +189,8 @@ def test_unknown_layer_name_lists_known_names_and_close_matches():
     with pytest.raises(attnyolo.ModelConfigError) as e:
         build(d)
     msg = str(e.value)
-    assert "row 5" in msg and "'CoordAttn'" in msg and "Did you mean CoordAtt" in msg and "C2f" in msg
+    assert "row 5" in msg and "'CoordAttn'" in msg and "Did you mean CoordAtt" in msg and "Fix:" in msg
+    assert "DetectionModel" not in msg and "Ensemble" not in msg  # close layer names only, not every name there is
 
 
 def test_unknown_attention_kind_and_malformed_row():

@@ -222,15 +222,47 @@ def test_import_outside_the_range_warns_and_works_in_a_fresh_process():
     assert "departs from the paper" not in out.stderr  # the self-check's own models raise no layer warnings
 
 
+# torch 2.11's argument-mismatch TypeError, as it spans lines (the shape of its text; the self-check quotes it).
+_MULTI_LINE = (
+    "add() received an invalid combination of arguments - got (int),\n but expected one of:\n * (Tensor input)\n"
+)
+
+
+def _divisible_raising(x, divisor):
+    raise TypeError(_MULTI_LINE)
+
+
+def test_a_multi_line_reason_is_cut_to_its_first_line(monkeypatch):
+    from attnyolo.integration import version
+
+    monkeypatch.setattr(
+        version, "SELF_CHECKS", {"probe": ("ultralytics.utils.ops.make_divisible", lambda: _divisible_raising(1, 8))}
+    )
+    with pytest.raises(attnyolo.UnsupportedUltralyticsError) as caught:
+        version.self_check()
+    message = str(caught.value)
+    assert "\n" not in message
+    assert (
+        "self-check failed (add() received an invalid combination of arguments - got (int), [2 more lines: " in message
+    )
+    assert str(caught.value.__cause__) == _MULTI_LINE  # the whole text stays on the chain, shown under ATTNYOLO_DEBUG
+
+
 @pytest.mark.parametrize("debug", [False, True])
-def test_a_refusal_at_import_is_one_line_and_exit_1_for_every_entry_point(tmp_path, debug):
-    # An Ultralytics "release" outside the range whose make_divisible stopped rounding: the self-check refuses while
-    # attnyolo is imported, before any tool's error handling runs. Uncaught, it must read as one line.
-    code = (
-        "import ultralytics, ultralytics.utils.ops as ops\n"
-        "ultralytics.__version__ = '8.9.0'\n"
+@pytest.mark.parametrize("reason", ["rounding", "multi-line"])
+def test_a_refusal_at_import_is_one_line_and_exit_1_for_every_entry_point(tmp_path, debug, reason):
+    # An Ultralytics "release" outside the range whose make_divisible stopped rounding (or raises an error whose text
+    # spans lines, as torch 2.11's argument-mismatch TypeError does): the self-check refuses while attnyolo is
+    # imported, before any tool's error handling runs. Uncaught, it must read as one line.
+    patch = (
         "ops.make_divisible = lambda x, divisor: x\n"
-        "import attnyolo\n"
+        if reason == "rounding"
+        else f"def raising(x, divisor):\n    raise TypeError({_MULTI_LINE!r})\nops.make_divisible = raising\n"
+    )
+    code = (
+        "import ultralytics, ultralytics.utils.ops as ops\nultralytics.__version__ = '8.9.0'\n"
+        + patch
+        + "import attnyolo\n"
     )
     env = {**os.environ, "ATTNYOLO_CACHE_DIR": str(tmp_path), "ATTNYOLO_DEBUG": "1" if debug else "0"}
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=env)

@@ -320,11 +320,12 @@ def test_a_fork_checkpoint_pickling_its_attention_as_ca_loads_with_the_real_outp
 
 
 def test_the_fork_classes_read_are_the_yaml_aliases():
-    from attnyolo.layers.registry import LAYER_ALIASES
+    from attnyolo.layers.registry import SPELLINGS
 
-    names = {f"models.common.{name}" for pair in LAYER_ALIASES.items() for name in pair}
+    names = {f"models.common.{s.name}" for s in SPELLINGS if s.layer.__name__ in ("CoordAtt", "ELA")}
     assert names == set(checkpoint.FORK_ATTENTION_CLASSES) and names <= set(checkpoint.CLASSIC_CLASSES)
     assert {"models.common.CA", "models.common.CoordAttention", "models.common.EfficientLocalizationAttention"} <= names
+    assert "models.common.CoordinateAttention" in names and "models.common.ELA" in names
 
 
 @pytest.mark.parametrize("pickled", ["EfficientLocalizationAttention", "ELA"])
@@ -342,6 +343,29 @@ def test_an_ela_fork_checkpoint_loads(tmp_path, pickled):
     assert f"models.common.{pickled}" in pickle_globals(zip_pickle_record(path))
     loaded = YOLO(str(path)).model.eval()
     assert [m.i for m in loaded.model if isinstance(m, ELA)] == [5, 8, 11]
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(loaded(x)[0], source.half().float()(x)[0], atol=1e-4)
+
+
+@pytest.mark.parametrize(("built", "variant"), [("T", "T"), ("S", "S"), ("B", "B")])
+def test_an_ela_fork_checkpoint_loads_the_variant_its_tensors_show(tmp_path, built, variant):
+    # The stored YAML writes bare `ELA, [c]` rows (ELA-B today, the form of the widely copied ELA(channel,
+    # kernel_size=7)); a fork that built kernel 5 or grouped convs left tensors of that shape, and they decide.
+    import yaml
+
+    from attnyolo.layers.efficient_local_attention import ELA
+
+    stored = yaml.safe_load((FIXTURES / "ca_fork_tiny.yaml").read_text())
+    d = yaml.safe_load((FIXTURES / "ca_fork_tiny.yaml").read_text())
+    for stored_row, row in zip(stored["backbone"], d["backbone"]):
+        if row[2] == "CoordAtt":
+            stored_row[2], row[2], row[3] = "ELA", "ELA", [*row[3], built]
+    d["width_multiple"] = stored["width_multiple"] = 0.25  # 64+ channels: every variant's sizes as in the paper
+    source = _tiny(d)
+    path = write_classic_checkpoint(source, tmp_path / "ela.pt", stored, classes={ELA: "models.common.ELA"})
+    loaded = YOLO(str(path)).model.eval()
+    assert [m.variant for m in loaded.model if isinstance(m, ELA)] == [variant] * 3
     x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
         assert torch.allclose(loaded(x)[0], source.half().float()(x)[0], atol=1e-4)

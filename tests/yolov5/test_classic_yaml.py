@@ -325,7 +325,7 @@ def test_both_ela_names_read_a_variant_or_the_authors_kernel_size(name, extra, v
 
     with caplog.at_level(logging.WARNING, logger="attnyolo"):
         model = DetectionModel(fork_yaml(edit, width_multiple=0.25), verbose=False)
-    default = {"ELA": "T", "EfficientLocalizationAttention": "B"}[name]  # each class's own default
+    default = "B"  # both public classes default to kernel 7, depthwise, GroupNorm(16): ELA-B
     assert isinstance(model.model[5], attnyolo.ELA) and model.model[5].variant == (variant or default)
     assert model.model[5].kernel_size == {"T": 5, "B": 7, "S": 5, "L": 7}[variant or default]
     assert ("uses 16 groups" in caplog.text) is (extra == [5])

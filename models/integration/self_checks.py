@@ -12,7 +12,6 @@ The families' own heads, keys and losses are checked by the checks they register
 
 from __future__ import annotations
 
-import fractions
 import inspect
 import tempfile
 import time
@@ -29,9 +28,7 @@ from ultralytics.data.augment import RandomPerspective
 from ultralytics.data.loaders import LoadImagesAndVideos, LoadStreams
 from ultralytics.engine import model as engine_model
 from ultralytics.engine import trainer
-from ultralytics.engine.predictor import BasePredictor
 from ultralytics.engine.trainer import BaseTrainer
-from ultralytics.engine.validator import BaseValidator
 from ultralytics.nn import tasks
 from ultralytics.nn.tasks import Conv, DetectionModel, load_checkpoint
 from ultralytics.utils import LOGGER as ULTRALYTICS_LOGGER
@@ -146,6 +143,8 @@ def _check_trainer_files() -> None:
 
 
 def _check_safe_load() -> None:
+    import fractions  # its decimal module costs at import; only this check, outside the tested range, needs it
+
     with tempfile.TemporaryDirectory() as folder:
         good, bad = Path(folder) / "good.pt", Path(folder) / "bad.pt"
         model = DetectionModel(dict(_LAYERS_CFG), ch=3, verbose=False)
@@ -164,6 +163,8 @@ def _check_safe_load() -> None:
 
 
 def _check_validator_dataset() -> None:
+    from ultralytics.engine.validator import BaseValidator  # not otherwise loaded by `import attnyolo`
+
     with tempfile.TemporaryDirectory() as folder:
         images, labels = Path(folder) / "images", Path(folder) / "labels"
         images.mkdir()
@@ -309,6 +310,8 @@ def _check_plot_files() -> None:
 
 
 def _check_predictor_writes() -> None:
+    from ultralytics.engine.predictor import BasePredictor  # not otherwise loaded by `import attnyolo`
+
     image = np.full((32, 48, 3), 127, np.uint8)
     with tempfile.TemporaryDirectory() as folder:
         stub = SimpleNamespace(

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from ultralytics import YOLO
 from ultralytics.utils.checks import check_suffix
 from ultralytics.utils.downloads import GITHUB_ASSETS_NAMES, attempt_download_asset
 
@@ -197,6 +196,8 @@ def load_model(path: str | Path, key: str = "model"):
         FileNotFoundError: No such file.
         CheckpointError: Not a checkpoint, damaged, or not a detection model; the message names the file.
     """
+    from ultralytics import YOLO  # heavy: ultralytics.models (every task's model and trainer) loads on first use
+
     path = check_checkpoint_file(path, key)
     try:
         with checkpoint_label(f"{key}={path}"):

@@ -47,7 +47,8 @@ def attention_placements(model: nn.Module, imgsz: int = 64) -> list[dict]:
         stride = imgsz // sizes[i] if sizes.get(i) else 0
         layers = row_attention_layers(m)
         first = layers[0]
-        extra = f" {first.variant}" if hasattr(first, "variant") else ""
+        variant = getattr(first, "variant", None)  # None: the paper's form, which needs no label
+        extra = f" {variant}" if variant else ""
         extra += f" x{len(layers)}" if len(layers) > 1 else ""
         out.append(
             {

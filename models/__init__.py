@@ -13,6 +13,11 @@ Importing the package registers the layers with Ultralytics' model parser (:mod:
 * ``analysis/`` — benchmarks, ablation, visualisation; ``commands/`` — the ``attnyolo`` command and tools/;
 * ``utils/`` — the ``key=value`` command line, crash-safe writes, where files live; ``errors.py`` — the exceptions.
 
+Imports run down the floors: layers -> integration (the seam) -> families (yolov5/, yolox/) -> engine, evaluation ->
+analysis -> commands (docs/design.md). The seam never imports a family: each family registers its heads, YAML keys,
+checkpoint format and self-checks with :mod:`attnyolo.integration.plugins` when it is imported, here, before
+:func:`register` patches Ultralytics.
+
 Class import paths are part of the checkpoint format (Ultralytics pickles whole models): the module paths of earlier
 releases stay importable through :data:`LEGACY_MODULES`.
 """
@@ -25,9 +30,14 @@ import sys
 # name. Users may opt back in with YOLO_AUTOINSTALL=true.
 os.environ.setdefault("YOLO_AUTOINSTALL", "false")
 
-from . import layers  # noqa: E402  (after the environment setting above)
+from . import layers  # noqa: E402, F401  (after the environment setting above; attnyolo.layers)
+from . import yolox as _yolox  # noqa: E402, F401  (registers YOLOX with the seam; its format is tried first)
+
+# isort: split
+from . import yolov5 as _yolov5  # noqa: E402, F401  (registers classic YOLOv5 with the seam)
 from .errors import CheckpointError, ModelConfigError, UnsupportedUltralyticsError  # noqa: E402
 from .integration import is_registered, register  # noqa: E402
+from .integration.checkpoints.legacy import LEGACY_MODULES  # noqa: E402
 from .layers import (  # noqa: E402
     ELA,
     KINDS,
@@ -39,38 +49,12 @@ from .layers import (  # noqa: E402
     kind_names,
     layer_classes,
 )
+from .utils.cli import debugging, plain  # noqa: E402
+from .utils.paths import package_version  # noqa: E402
+from .utils.paths import package_version as _version  # noqa: E402, F401  (the name earlier releases had)
 
+__version__ = package_version()
 
-def _version() -> str:
-    """The installed distribution's version (pyproject.toml is its one source); else that of the source tree.
-
-    A checkout used without ``pip install`` has no distribution metadata, so its ``pyproject.toml`` (beside
-    ``models/``) is read instead; "0+unknown" when neither exists.
-    """
-    import re
-    from importlib.metadata import PackageNotFoundError, version
-    from pathlib import Path
-
-    try:
-        return version("attnyolo")
-    except PackageNotFoundError:
-        pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
-        text = pyproject.read_text(encoding="utf-8") if pyproject.is_file() else ""
-        found = re.search(r'^version\s*=\s*"([^"]+)"', text, re.M)  # [project]'s; no other key is named version
-        return found[1] if found else "0+unknown"
-
-
-__version__ = _version()
-
-# Module paths of attnyolo 0.1 (flat layout) -> where those classes live now. Checkpoints saved by 0.1 name the old
-# paths; registering the aliases lets unpickling find the same classes.
-LEGACY_MODULES = {
-    "attnyolo.coord_attention": layers.coord_attention,
-    "attnyolo.efficient_local_attention": layers.efficient_local_attention,
-    "attnyolo.squeeze_excite": layers.squeeze_excite,
-    "attnyolo.cbam": layers.cbam,
-    "attnyolo.eca": layers.eca,
-}
 for _name, _module in LEGACY_MODULES.items():
     sys.modules.setdefault(_name, _module)
 
@@ -101,8 +85,6 @@ def _refusal_as_one_line(previous_hook):
     """
 
     def hook(kind, error, traceback):
-        from .utils.cli import debugging, plain
-
         if issubclass(kind, UnsupportedUltralyticsError) and not debugging():
             print(f"error: {plain(str(error))}", file=sys.stderr)
         else:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 
 class ModelConfigError(ValueError):
     """A model YAML that cannot be built as written; the message names the file, the row and the fix."""
@@ -43,8 +45,6 @@ def first_line(error: BaseException) -> str:
     Used wherever an error from torch, pickle or Ultralytics is restated in one of AttnYOLO's one-line messages; torch's
     advice to unpickle in full is dropped (:func:`without_unsafe_advice`).
     """
-    import re
-
     text = str(error.args[0] if isinstance(error, KeyError) and error.args else error).strip()
     text = without_unsafe_advice(text)
     if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":  # a quoted message; "'utf-8' codec ..." is not

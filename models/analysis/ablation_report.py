@@ -351,7 +351,7 @@ def plot_ablation(result: dict[str, Any], models: Sequence[dict[str, Any]], path
     import matplotlib  # heavy; only the report needs it
 
     matplotlib.use("Agg")  # files only; no display on servers and CI
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # after choosing the backend, as matplotlib requires
 
     panels = []
     if all("latency_ms" in m["cost"] for m in models):

@@ -35,6 +35,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+from ultralytics.cfg import DEFAULT_CFG_DICT
+
 from ..engine.runs import FINISHED, run_epoch
 from ..engine.trainer import base_recipe, train
 from ..evaluation.validator import validate_model
@@ -312,9 +315,6 @@ def model_settings(run_dir: str | Path, recipe: dict[str, Any]) -> dict[str, Any
     Returns:
         Those settings, sorted by key; ``{}`` when the run has no ``args.yaml``.
     """
-    import yaml
-    from ultralytics.cfg import DEFAULT_CFG_DICT
-
     path = Path(run_dir) / "args.yaml"
     if not path.is_file():
         return {}

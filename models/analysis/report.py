@@ -27,7 +27,7 @@ def write_csv(path: str | Path, rows: Sequence[dict], fields: Sequence[str] | No
 
 def save_figure(fig: Any, path: str | Path) -> Path:
     """Save a matplotlib figure as PNG atomically and close it."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # heavy, and only plots need it: imported when one is drawn
 
     path = Path(path)
     with atomic_path(path) as tmp:
@@ -38,10 +38,10 @@ def save_figure(fig: Any, path: str | Path) -> Path:
 
 def plot_models(result: dict[str, Any], path: str | Path) -> Path:
     """Bar chart of batch-1 latency (median, IQR whiskers) per model, annotated with the overhead ratio."""
-    import matplotlib
+    import matplotlib  # heavy, and only plots need it: imported when one is drawn
 
     matplotlib.use("Agg")  # files only; no display on servers and CI
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # after choosing the backend, as matplotlib requires
 
     rows = result["rows"]
     labels = [Path(r["model"]).stem for r in rows]
@@ -70,10 +70,10 @@ def plot_models(result: dict[str, Any], path: str | Path) -> Path:
 
 def plot_layers(result: dict[str, Any], path: str | Path) -> Path:
     """Grouped bars of our/plain time per layer kind and shape, with the target line."""
-    import matplotlib
+    import matplotlib  # heavy, and only plots need it: imported when one is drawn
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # after choosing the backend, as matplotlib requires
 
     kinds = list(result["summary"])
     shapes = [tuple(s) for s in result["settings"]["shapes"]]

@@ -5,9 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import torch
 from torch import nn
+from ultralytics import YOLO
+from ultralytics.utils import torch_utils
 
-from ..integration.names import SCALED_FAMILIES, YOLOX_SIZE_NAMES, scaled_stem
+from ..integration.checkpoints import load_model
+from ..integration.names import SCALED_FAMILIES, YOLOX_SIZE_NAMES, check_model_source, scaled_stem
 from ..layers.registry import kind_names, row_attention_layers
 
 # Stride of each pyramid level, for naming where a layer sits (P3/8 ... P5/32).
@@ -27,8 +31,6 @@ def attention_placements(model: nn.Module, imgsz: int = 64) -> list[dict]:
     Returns:
         One dict per attention row: ``{"row", "layer", "channels", "level", "repeats"}``.
     """
-    import torch
-
     rows = [(i, m) for i, m in enumerate(model.model) if row_attention_layers(m)]
     sizes: dict[int, int] = {}
     hooks = [m.register_forward_pre_hook(lambda mod, a, i=i: sizes.__setitem__(i, a[0].shape[-1])) for i, m in rows]
@@ -71,11 +73,6 @@ def open_model(name: str | Path, key: str = "model"):
         FileNotFoundError: Nothing of that name, with close matches.
         CheckpointError: A checkpoint that cannot be read or is not a detection model.
     """
-    from ultralytics import YOLO
-
-    from ..integration.checkpoints import load_model
-    from ..integration.names import check_model_source
-
     check_model_source(name, key)  # errors name the file the user typed, not Ultralytics' fallback name
     if str(name).endswith(".pt") and Path(str(name)).is_file():
         return load_model(name, key)
@@ -92,14 +89,12 @@ def model_summary(model_name: str, imgsz: int = 640) -> dict:
     Returns:
         ``{"model", "layers", "params", "gflops", "imgsz", "attention": attention_placements(...)}``.
     """
-    from ultralytics.utils.torch_utils import get_flops
-
     model = open_model(model_name).model
     return {
         "model": model_name,
         "layers": len(list(model.modules())),
         "params": sum(p.numel() for p in model.parameters()),
-        "gflops": get_flops(model, imgsz),
+        "gflops": torch_utils.get_flops(model, imgsz),  # through the module: the get_flops the seam patched
         "imgsz": imgsz,
         "attention": attention_placements(model),
     }

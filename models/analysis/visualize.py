@@ -25,6 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from ultralytics.utils.nms import non_max_suppression
 
 from ..integration.checkpoints import load_model
 from ..layers.coord_attention import CoordAtt
@@ -190,8 +191,6 @@ def detect(model: nn.Module, x: torch.Tensor, conf: float = 0.25, iou: float = 0
         boxes (k, 6) ``[x1, y1, x2, y2, score, class]`` in letterboxed pixels sorted by score, and anchors (k,) the
         index of each box in ``raw``.
     """
-    from ultralytics.utils.nms import non_max_suppression
-
     out = model(x)
     raw = out[0] if isinstance(out, (list, tuple)) else out
     kept, idx = non_max_suppression(raw.detach(), conf_thres=conf, iou_thres=iou, return_idxs=True)

@@ -18,8 +18,11 @@ import statistics
 import time
 from collections.abc import Callable
 
+import thop
 import torch
 from torch import nn
+from ultralytics.cfg import get_cfg
+from ultralytics.nn.tasks import DetectionModel
 
 from ..yolox.simota import simota_assign, simota_assign_per_image
 
@@ -47,8 +50,6 @@ def yolox_gflops(model: nn.Module, imgsz: int) -> float:
     Returns:
         2 x multiply-adds / 1e9 at ``imgsz``.
     """
-    import thop
-
     was_training = model.training
     model.eval()
     try:
@@ -88,9 +89,6 @@ def synthetic_batch(batch: int, imgsz: int, objects: int = 4, nc: int = 3, seed:
 
 def time_training_step(model_name: str, batch: dict, nc: int = 3, repeats: int = 5, warmup: int = 2) -> float:
     """Median seconds of one training step (forward, loss, backward, SGD step) of ``model_name`` on ``batch``."""
-    from ultralytics.cfg import get_cfg
-    from ultralytics.nn.tasks import DetectionModel
-
     model = DetectionModel(model_name, nc=nc, verbose=False).train()
     model.args = get_cfg()  # the hyperparameters Ultralytics' own criterion reads (as its trainer sets them)
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)

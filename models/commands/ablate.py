@@ -33,12 +33,11 @@ from ..analysis.models import DEFAULT_FAMILY, default_models
 from ..analysis.placements import check_placements
 from ..analysis.ray_backend import KEYS as RAY_KEYS
 from ..analysis.ray_backend import backend_options
-from ..layers.registry import kind_names
+from ..layers.registry import kind_names, kinds_arg
 from ..utils.cli import (
     TRUST_KEY,
     apply_trust_checkpoint,
     check_run_settings,
-    kinds_arg,
     parse_kv_args,
     ultralytics_keys,
 )

@@ -19,11 +19,14 @@ Writes models.md/.csv/.png, layers.md/.csv/.png and benchmark.json into project/
 trust_checkpoint=True reads .pt files you vouch for with full unpickling (docs/security.md).
 """
 
+import torch
+
 from ..analysis.layers import benchmark_layers, format_layer_table
 from ..analysis.models import DEFAULT_FAMILY, benchmark_models, default_models, format_model_table
 from ..analysis.report import write_results
 from ..evaluation.report import run_directory
-from ..utils.cli import TRUST_KEY, apply_trust_checkpoint, kinds_arg, parse_kv_args
+from ..layers.registry import kinds_arg
+from ..utils.cli import TRUST_KEY, apply_trust_checkpoint, parse_kv_args
 from ..utils.paths import runs_dir
 
 DEFAULTS = {
@@ -62,8 +65,6 @@ def _model_list(value, family, kinds):
 
 def main(argv):
     """Parse key=value arguments, run the benchmarks, print Markdown tables and write the result files."""
-    import torch
-
     args = parse_kv_args(argv, DEFAULTS, __doc__)
     apply_trust_checkpoint(args)
     if args["threads"]:

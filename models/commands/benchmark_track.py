@@ -10,6 +10,8 @@ overhead (median of the rounds' paired ratios). Not a test: numbers depend on th
 trust_checkpoint=True reads .pt files you vouch for with full unpickling (docs/security.md).
 """
 
+import torch
+
 from ..analysis.tracking import format_track_overhead, track_overhead
 from ..engine.track import DEFAULT_TRACKER
 from ..utils.cli import TRUST_KEY, apply_trust_checkpoint, check_run_settings, parse_kv_args, ultralytics_keys
@@ -32,8 +34,6 @@ def main(argv):
     check_run_settings(args, "predict")
     threads = args.pop("threads")
     if threads:
-        import torch  # only to set its thread count
-
         torch.set_num_threads(int(threads))
     print(format_track_overhead(track_overhead(**args)))
     return 0

@@ -8,6 +8,8 @@ Keys: imgsz (320) and batch (8) of the training-step comparison (same synthetic 
 (torch CPU threads; default: torch's choice). Not a test: numbers depend on the machine and its load.
 """
 
+import torch
+
 from ..analysis.yolox import benchmark, format_benchmark
 from ..utils.cli import parse_kv_args
 
@@ -27,8 +29,6 @@ def main(argv):
     args = parse_kv_args(argv, DEFAULTS, __doc__)
     threads = args.pop("threads")
     if threads:
-        import torch
-
         torch.set_num_threads(int(threads))
     print(format_benchmark(benchmark(**args)))
     return 0

@@ -13,7 +13,8 @@ What it needs, and the wheels a bare GPU machine lacks: docs/gpu.md.
 import torch
 
 from ..analysis.gpu_check import missing_requirements, run_gpu_check
-from ..utils.cli import EXIT_FAILURE, fail, kinds_arg, parse_kv_args
+from ..layers.registry import kinds_arg
+from ..utils.cli import EXIT_FAILURE, fail, parse_kv_args
 
 STEPS = ("precision", "training", "deployment", "timing")
 DEFAULTS = {"device": "0", "out": "runs/gpu_check", "steps": ",".join(STEPS), "kinds": None}

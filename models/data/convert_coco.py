@@ -9,7 +9,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-from ..evaluation.coco import read_coco_json
+from .annotations import read_coco_json
 from .layout import contained, link, write_data_yaml, write_labels, yolo_row
 
 

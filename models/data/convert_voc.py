@@ -13,7 +13,9 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from ..evaluation.voc import read_voc_xml
+from PIL import Image
+
+from .annotations import read_voc_xml
 from .layout import contained, link, write_data_yaml, write_labels, yolo_row
 
 # The 20 PASCAL VOC classes in the devkit's order (VOCdevkit/VOCcode/VOCinit.m), which every VOC result table uses.
@@ -116,8 +118,6 @@ def _voc_image_size(xml: Path, image: Path) -> tuple[int, int]:
             return width, height
     except (AttributeError, TypeError, ValueError):
         pass  # missing or malformed <size>: a few third-party VOC-style sets have none
-    from PIL import Image
-
     with Image.open(image) as im:
         return im.size
 

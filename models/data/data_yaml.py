@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from ultralytics.data.utils import check_det_dataset
 
 from ..errors import first_line
 from ..utils.paths import datasets_dir
@@ -84,8 +85,6 @@ def resolve_data_yaml(
         FileNotFoundError: Images the YAML names are missing.
         ValueError: A malformed data YAML.
     """
-    from ultralytics.data.utils import check_det_dataset
-
     data = data or path
     try:
         return check_det_dataset(str(path), autodownload=download, split=split)

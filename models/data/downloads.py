@@ -11,6 +11,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ultralytics.utils.downloads import download
+
+from .convert import convert_dataset
+
 # COCO 2017 from the COCO project's own servers.
 COCO_URLS = (
     "http://images.cocodataset.org/zips/train2017.zip",  # 118,287 images, 18 GB
@@ -28,16 +32,12 @@ VOC_URLS = (
 
 def _download(urls, folder: Path) -> None:
     """Fetch and unzip ``urls`` into ``folder`` with Ultralytics' downloader (retries, progress, unzip)."""
-    from ultralytics.utils.downloads import download
-
     folder.mkdir(parents=True, exist_ok=True)
     download(list(urls), dir=folder, threads=3)
 
 
 def prepare_coco(root: str | Path) -> Path:
     """Download COCO 2017 into ``root/raw`` and write the training layout into ``root``; return root/data.yaml."""
-    from .convert import convert_dataset
-
     root = Path(root)
     _download(COCO_URLS, root / "raw")
     return convert_dataset(root / "raw", root)
@@ -50,8 +50,6 @@ def prepare_voc(root: str | Path) -> Path:
     objects stay in the XML for the evaluator (the devkit ignores them) instead of being dropped as in Ultralytics'
     own VOC.yaml.
     """
-    from .convert import convert_dataset
-
     root = Path(root)
     _download(VOC_URLS, root / "raw")
     devkit = next((p for p in (root / "raw").rglob("VOCdevkit") if p.is_dir()), root / "raw")

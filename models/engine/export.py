@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 import torch
+from ultralytics.engine.exporter import export_formats
+from ultralytics.utils.checks import check_imgsz
 
 from ..integration.checkpoints import load_model
 from ..utils.atomic import replace_atomically
@@ -26,7 +28,7 @@ def verify_onnx(pt_path: str | Path, onnx_path: str | Path, sizes=((640, 640),),
     Returns:
         ``{"ok", "max_abs_diff", "max_abs_output", "inputs"}``.
     """
-    import onnxruntime as ort
+    import onnxruntime as ort  # optional: only verify=True needs it (requirements-dev.txt installs it)
 
     model = load_model(pt_path).model.float().fuse(verbose=False).eval()
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
@@ -65,8 +67,6 @@ def verification_sizes(imgsz, stride, dynamic: bool = False) -> list[tuple[int, 
         >>> verification_sizes([100, 64], 32, dynamic=True)
         [(128, 64), (160, 32)]
     """
-    from ultralytics.utils.checks import check_imgsz
-
     step = int(stride.max() if isinstance(stride, torch.Tensor) else stride)
     h, w = check_imgsz(imgsz, stride=step, min_dim=2)
     return [(h, w)] + ([(h + step, max(step, w - step))] if dynamic else [])
@@ -74,8 +74,6 @@ def verification_sizes(imgsz, stride, dynamic: bool = False) -> list[tuple[int, 
 
 def _exported_name(stem: str, format: str) -> str:
     """The name Ultralytics' exporter gives the export of ``<stem>.pt`` in ``format`` (its ``export_formats`` table)."""
-    from ultralytics.engine.exporter import export_formats
-
     table = export_formats()
     suffixes = dict(zip(table["Argument"], table["Suffix"]))
     return f"{stem}{suffixes.get(format, '.' + format)}"

@@ -7,11 +7,13 @@ import json
 import logging
 import math
 import os
+import sys
 import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 
+import cv2
 from ultralytics.data.utils import IMG_FORMATS, VID_FORMATS
 from ultralytics.engine.model import Model
 from ultralytics.engine.results import Results
@@ -40,8 +42,6 @@ def check_source(source) -> str:
         FileNotFoundError: A path or glob that matches nothing.
         ValueError: A video file OpenCV cannot open, or a file type that is neither image nor video.
     """
-    import cv2
-
     source = str(source)
     if _is_stream(source):
         return source
@@ -76,10 +76,6 @@ def _read_quietly(path: Path):
     libjpeg prints its own line for a damaged file ("Premature end of JPEG file") straight to file descriptor 2, and
     the caller's error says it in one.
     """
-    import sys
-
-    import cv2
-
     sys.stderr.flush()
     saved = os.dup(2)
     try:
@@ -127,8 +123,6 @@ def _open_failure(source: str, error: ConnectionError) -> ConnectionError:
 
 def _video_frame_counts(paths: set[str], vid_stride: int) -> dict[str, int]:
     """How many frames Ultralytics' video reader should return for each video file (its own formula)."""
-    import cv2
-
     counts = {}
     for path in paths:
         if Path(path).suffix.lower().lstrip(".") in VID_FORMATS:
@@ -190,8 +184,6 @@ def _report_unreadable(paths: list[str], source, save_dir: Path) -> str | None:
 
 def _quiet_opencv() -> None:
     """Silence OpenCV's and FFmpeg's own log lines for camera and stream opens (read by OpenCV at each open)."""
-    import cv2
-
     os.environ.setdefault(FFMPEG_LOGLEVEL_ENV, FFMPEG_QUIET)
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 
@@ -237,8 +229,6 @@ class AttnDetectionPredictor(DetectionPredictor):
 
     def stream_inference(self, *args, **kwargs):
         """Ultralytics' inference loop, then a check of every video it wrote (its writers are released by then)."""
-        import cv2
-
         self.frames_written: dict[Path, int] = {}  # video save_path -> frames given to its writer
         level = cv2.utils.logging.getLogLevel()
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # a line per failed frame; reported below
@@ -254,8 +244,6 @@ class AttnDetectionPredictor(DetectionPredictor):
         Raises:
             OSError: The cause (:func:`attnyolo.utils.atomic.write_failure`); the truncated video is removed.
         """
-        import cv2
-
         written, self.frames_written = self.frames_written, {}
         for save_path, count in written.items():
             # The writer's file is save_path with the container's suffix (.avi; .mp4 on macOS), created on opening.

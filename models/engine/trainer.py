@@ -1,145 +1,34 @@
-"""Training on top of Ultralytics' detection trainer, and the library behind tools/train.py.
+"""The library behind tools/train.py: :func:`train` and the checks it runs before any work.
 
-:class:`AttnDetectionTrainer` changes four things and nothing else:
-
-* pretrained weights are transferred by aligned YAML rows (:mod:`attnyolo.engine.transfer`), not by state-dict key;
-* ``last.pt``/``best.pt`` are written to a temporary file and renamed into place, so a crash mid-write never leaves
-  a truncated checkpoint, and a failed write (of them, results.csv or args.yaml) names its file;
-* so are its plots, and a plot that fails in Ultralytics' plot thread is one warning line, not a traceback
-  (:func:`attnyolo.integration.plots.atomic_plots`);
-* it lives in this package, so Ultralytics' multi-GPU launcher, which re-imports the trainer's module in every
-  worker, imports ``attnyolo`` there and with it the layer registration.
-
-For YOLOX models it also switches the YOLOX loss's L1 term on for the final ``close_mosaic`` epochs
-(:func:`switch_yolox_l1`), the epochs YOLOX trains without mosaic and with L1 (its last 15). Classic YOLOv5 models
-train with YOLOv5's recipe for every key the user did not set, and AutoAnchor (:mod:`attnyolo.yolov5.recipe`).
+The trainer class is :class:`~attnyolo.engine.detection_trainer.AttnDetectionTrainer` (Ultralytics' detection
+trainer with row-aligned transfer and atomic writes); ``recipe=`` picks another registered one
+(:mod:`attnyolo.engine.recipes`, e.g. YOLOX's own schedule). Classic YOLOv5 models train with YOLOv5's recipe for
+every key the user did not set, and AutoAnchor (:mod:`attnyolo.yolov5.recipe`).
 """
 
 from __future__ import annotations
 
 import inspect
-import traceback
 import warnings
 from contextlib import nullcontext
 from pathlib import Path
 
-from torch import nn
-from ultralytics.models.yolo.detect import DetectionTrainer
-from ultralytics.utils import DEFAULT_CFG, LOGGER, RANK
-from ultralytics.utils.torch_utils import unwrap_model
+from ultralytics import YOLO
+from ultralytics.utils import LOGGER, RANK
+from ultralytics.utils.checks import check_file
 
-from ..integration.checkpoints import (
-    check_checkpoint_file,
-    checkpoint_label,
-    load_model,
-    save_model_atomically,
-    screen_checkpoint,
-)
+from ..data.data_yaml import locate_data_yaml, read_data_yaml, resolve_data_yaml
+from ..data.sample import make_sample_dataset
+from ..evaluation.validator import validate_model
+from ..integration.checkpoints import check_checkpoint_file, checkpoint_label, load_model, screen_checkpoint
 from ..integration.names import check_model_source
-from ..integration.plots import atomic_plots
-from ..integration.training import drop_unsaved_epochs
-from ..utils.atomic import failures_name, name_failure
 from ..utils.cli import set_interrupt_advice
 from ..utils.paths import runs_dir, sample_data_dir
 from ..yolov5 import recipe as yolov5_recipe
-from ..yolox.head import YOLOXDetect
+from .detection_trainer import AttnDetectionTrainer, switch_yolox_l1  # noqa: F401  (re-exported: their old home)
+from .importing import detect_format, import_weights
+from .recipes import recipe_settings, recipe_trainer_of  # noqa: F401  (recipe_trainer_of: re-exported)
 from .runs import interrupt_advice, latest_interrupted_checkpoint, resumable_epoch
-from .transfer import transfer_by_rows
-
-
-def switch_yolox_l1(trainer) -> None:
-    """``on_train_epoch_start`` callback: turn the YOLOX L1 box loss on once the run enters its no-mosaic epochs.
-
-    Uses Ultralytics' own condition for closing mosaic, ``epoch >= epochs - close_mosaic`` (``close_mosaic=0``: never),
-    so L1 starts exactly when augmentation is reduced, as in YOLOX. Models without a YOLOX head are left alone.
-
-    Args:
-        trainer: The running Ultralytics trainer.
-    """
-    model = unwrap_model(trainer.model)
-    layers = getattr(model, "model", None)
-    if not isinstance(layers, nn.Sequential) or not isinstance(layers[-1], YOLOXDetect):
-        return
-    if getattr(model, "criterion", None) is None:
-        model.criterion = model.init_criterion()  # built lazily on the first batch otherwise; the flag lives on it
-    close = trainer.args.close_mosaic
-    use_l1 = bool(close) and trainer.epoch >= trainer.epochs - close
-    if use_l1 and not model.criterion.use_l1 and RANK in {-1, 0}:
-        LOGGER.info("YOLOX: L1 box loss on for the final no-mosaic epochs")
-    model.criterion.use_l1 = use_l1
-
-
-class AttnDetectionTrainer(DetectionTrainer):
-    """Ultralytics ``DetectionTrainer`` with row-aligned pretrained transfer and atomic checkpoint writes.
-
-    Examples:
-        >>> import attnyolo
-        >>> from ultralytics import YOLO
-        >>> from attnyolo.engine.trainer import AttnDetectionTrainer
-        >>> model = YOLO("yolov8n-CoordAtt.yaml")
-        >>> model.train(trainer=AttnDetectionTrainer, data="data/sample/data.yaml")  # doctest: +SKIP
-    """
-
-    def __init__(self, cfg=DEFAULT_CFG, overrides=None, _callbacks=None):
-        """Set up Ultralytics' detection trainer and add the YOLOX L1 switch (:func:`switch_yolox_l1`)."""
-        self.user_keys = set(overrides or {})  # what the run sets explicitly; classic YOLOv5 defaults fill the rest
-        try:
-            super().__init__(cfg, overrides, _callbacks)
-        except OSError as error:
-            # The one file Ultralytics writes here is <save_dir>/args.yaml (through its YAML saver), and a failed write
-            # names no file. Other OS errors here (a dataset download or unzip) are not about that file.
-            saving = any(frame.name in {"save", "yaml_save"} for frame in traceback.extract_tb(error.__traceback__))
-            if saving and getattr(self, "save_dir", None) is not None:
-                name_failure(error, Path(self.save_dir) / "args.yaml")
-            raise
-        self.add_callback("on_train_epoch_start", switch_yolox_l1)
-
-    def get_model(self, cfg=None, weights=None, verbose=True):
-        """Build the model from ``cfg`` and transfer ``weights`` into it by aligned rows, logging what moved."""
-        model = super().get_model(cfg=cfg, weights=None, verbose=verbose)
-        if weights:
-            report = transfer_by_rows(model, weights)
-            if RANK in {-1, 0}:
-                LOGGER.info(f"Pretrained weights (row-aligned): {report.summary()}")
-            self.transfer_report = report
-        keys = getattr(self, "yolov5_loss_keys", None)  # attnyolo train's YOLOv5 loss keys (set_yolov5_loss_keys)
-        if keys and yolov5_recipe.classic_head(model) is not None:
-            model.yaml["hyp"] = {**(model.yaml.get("hyp") or {}), **keys}
-        yolov5_recipe.prepare_model(self, model, self.user_keys)
-        return model
-
-    def set_class_weights(self):
-        """Ultralytics' class weights, then, for classic YOLOv5 models, the loss gains and AutoAnchor.
-
-        Ultralytics calls this once the dataloaders exist and before it copies the model for the EMA, which is where
-        YOLOv5's train.py checks its anchors.
-        """
-        super().set_class_weights()
-        yolov5_recipe.before_training(self)
-
-    def resume_training(self, ckpt):
-        """Resume as Ultralytics does, then drop results.csv rows of epochs the checkpoint does not contain.
-
-        A run killed after logging an epoch but before its checkpoint was written would otherwise log that epoch twice.
-        """
-        super().resume_training(ckpt)
-        if ckpt is not None and self.resume:
-            drop_unsaved_epochs(self.csv, ckpt)  # self.csv: BaseTrainer's documented results.csv path
-
-    def save_metrics(self, metrics):
-        """Append the epoch's row to results.csv as Ultralytics does; a failed write names the file."""
-        with failures_name(self.csv):  # self.csv: BaseTrainer's documented results.csv path
-            return super().save_metrics(metrics)
-
-    def save_model(self):
-        """Save checkpoints as Ultralytics does, but through temporary files renamed into place."""
-        return save_model_atomically(self, super().save_model)
-
-    def train(self):
-        """Train as Ultralytics does; its plots are written atomically, a failed plot is one warning line at most."""
-        with atomic_plots(self.save_dir):
-            return super().train()
-
 
 DEFAULT_MODEL = "yolov8n-CoordAtt.yaml"
 # The recipe tools/train.py uses when run without arguments: the sample dataset on 2 CPU cores in a few minutes
@@ -180,10 +69,6 @@ def check_data_source(data: str | Path) -> str:
     (:func:`attnyolo.data.data_yaml.shipped_data_yaml`); other bare names Ultralytics ships (``coco8.yaml``) and URLs
     resolve as Ultralytics resolves them, so its downloads still work. Returns the local path.
     """
-    from ultralytics.utils.checks import check_file
-
-    from ..data.data_yaml import locate_data_yaml
-
     try:
         # The local path: a URL is fetched once, here, not again by the trainer.
         local = str(check_file(locate_data_yaml(data)))
@@ -206,8 +91,6 @@ def check_data_splits(path: str | Path, data: str | Path | None = None) -> None:
         path: The local data YAML.
         data: The value the user gave, for messages (default: ``path``).
     """
-    from ..data.data_yaml import read_data_yaml, resolve_data_yaml
-
     data = data or path
     if read_data_yaml(path, data).get("download"):
         return
@@ -226,8 +109,6 @@ def ensure_sample_data(data_dir: str | Path | None = None) -> Path:
     data_dir = Path(data_dir) if data_dir is not None else sample_data_dir()
     data_yaml = data_dir / "data.yaml"
     if not data_yaml.exists():
-        from ..data.sample import make_sample_dataset
-
         LOGGER.info(f"Generating the sample dataset in {data_dir} (no download needed)...")
         data_yaml = Path(make_sample_dataset(data_dir))
     return data_yaml
@@ -265,11 +146,10 @@ def set_yolov5_loss_keys(yolo, keys: dict, name: str) -> None:
 def import_foreign_pretrained(pretrained: str | Path, folder: str | Path) -> str | Path:
     """A ``pretrained=`` checkpoint another project wrote (an official YOLOX .pth, ...), converted to ours first.
 
-    Files in a format :mod:`attnyolo.engine.importing` knows are converted into ``folder/<name>.pt`` (kept, so the
-    run's exact starting weights stay on disk) and that path is returned; anything else is returned unchanged.
+    Files in a registered format (:mod:`attnyolo.integration.checkpoints.formats`) are converted into
+    ``folder/<name>.pt`` (kept, so the run's exact starting weights stay on disk) and that path is returned; anything
+    else is returned unchanged.
     """
-    from .importing import detect_format, import_weights
-
     path = Path(str(pretrained))
     if not path.is_file() or detect_format(path) is None:
         return pretrained
@@ -278,28 +158,6 @@ def import_foreign_pretrained(pretrained: str | Path, folder: str | Path) -> str
     if RANK in {-1, 0}:
         LOGGER.info(f"pretrained={path}: {report['format']} checkpoint converted to {out} ({report.get('tensors')})")
     return out
-
-
-def recipe_settings(recipe: str, model, settings: dict, overrides: dict) -> tuple[dict, type]:
-    """A run's settings and trainer class under ``recipe=`` (see :mod:`attnyolo.yolox.recipe`).
-
-    The recipe's settings replace the base ones; the command line's ``overrides`` and the run's ``project`` stay.
-    """
-    from ..yolox.recipe import resolve_recipe
-
-    chosen, trainer_class = resolve_recipe(recipe, model, overrides)
-    return {**settings, **chosen, "project": settings["project"]}, trainer_class
-
-
-def recipe_trainer_of(run_dir: str | Path) -> type:
-    """The trainer class a run was started with: its recorded recipe (``recipe.json``), else Ultralytics'."""
-    import json
-
-    from ..yolox.recipe import RECIPE_FILE, TRAINERS
-
-    path = Path(run_dir) / RECIPE_FILE
-    recipe = json.loads(path.read_text(encoding="utf-8")).get("recipe") if path.is_file() else "ultralytics"
-    return TRAINERS.get(recipe, AttnDetectionTrainer)
 
 
 def warn_resume_ignores(last: str | Path, given: dict) -> list[str]:
@@ -350,8 +208,6 @@ def train(
         ``(metrics, run_dir, transfer)``: metrics is None when ``evaluate`` is False; transfer is the
         :class:`~attnyolo.engine.transfer.TransferReport` of ``pretrained`` weights, or None.
     """
-    from ultralytics import YOLO
-
     project = kw.get("project") or runs_dir("train")
     state: dict = {"data": data}  # what the Ctrl-C message looks at: the run's files decide what will work
     set_interrupt_advice(lambda: interrupt_advice(state))
@@ -402,7 +258,6 @@ def train(
     transfer = getattr(trainer, "transfer_report", None) if isinstance(pretrained, (str, Path)) else None
     if not evaluate:
         return None, run_dir, transfer
-    from ..evaluation.validator import validate_model
 
     best = trainer.best if trainer.best.exists() else trainer.last
     val_kw = {k: trainer.args.__dict__[k] for k in ("imgsz", "batch", "device", "workers")}

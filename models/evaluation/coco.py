@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
-import json
 import math
 import warnings
 from collections.abc import Mapping, Sequence
@@ -26,8 +25,9 @@ from typing import Any
 import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
+from ultralytics.data.converter import coco80_to_coco91_class
 
-from ..errors import first_line
+from ..data.annotations import _check_coco_keys, read_coco_json, read_json  # noqa: F401  (read_coco_json: re-exported)
 
 # Metrics reported by evaluate_coco and their positions in COCOeval.stats (see COCOeval.summarize): AP@[.5:.95],
 # AP@.5, AP@.75, AP small/medium/large, and AR with at most 100 detections per image.
@@ -43,8 +43,6 @@ CocoSource = COCO | Mapping[str, Any] | str | Path
 @lru_cache(maxsize=1)
 def _coco91_table() -> tuple[int, ...]:
     # Imported lazily: Ultralytics is heavy to import and only this helper needs it.
-    from ultralytics.data.converter import coco80_to_coco91_class
-
     return tuple(coco80_to_coco91_class())
 
 
@@ -196,61 +194,6 @@ def _finite_numbers(value: Any, length: int, what: str) -> list[float]:
     ):
         raise ValueError(f"{what} must be {length} finite numbers, got {value!r}.")
     return [float(v) for v in value]
-
-
-def read_json(path: str | Path, source: str | None = None) -> Any:
-    """A JSON file's content, or one line naming the file (``source``, default the path) and the parser's error.
-
-    Raises:
-        ValueError: Not valid UTF-8 JSON.
-    """
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"{source or path}: not valid JSON ({first_line(error)}).") from None
-
-
-def read_coco_json(path: str | Path) -> dict[str, Any]:
-    """Read a COCO ground-truth JSON file, failing with one line if it is not JSON or lacks a required key.
-
-    Args:
-        path: The ``instances_*.json`` file.
-
-    Returns:
-        The parsed dict, which has ``images``, ``annotations`` and ``categories``.
-
-    Raises:
-        ValueError: Not valid JSON (the message gives the parser's first line), or a required key is missing.
-    """
-    data = read_json(path)
-    _check_coco_keys(data, str(path))
-    _check_boxes(data["annotations"], str(path))
-    return data
-
-
-def _check_boxes(annotations: Any, source: str) -> None:
-    """Raise a ValueError naming ``source`` and the annotation whose ``bbox`` is not ``[x, y, width, height]``."""
-    if not isinstance(annotations, list):
-        raise ValueError(f"{source}: 'annotations' must be a list of objects, not {type(annotations).__name__}.")
-    for index, ann in enumerate(annotations):
-        box = ann.get("bbox") if isinstance(ann, dict) else None
-        numbers = isinstance(box, list) and len(box) == 4
-        if not (
-            numbers and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in box)
-        ):
-            which = f"id {ann.get('id')}" if isinstance(ann, dict) and "id" in ann else f"number {index}"
-            raise ValueError(
-                f"{source}: annotation {which} has bbox {box!r}; COCO boxes are [x, y, width, height], four numbers. "
-                "Fix: correct or remove that annotation."
-            )
-
-
-def _check_coco_keys(dataset: Any, source: str) -> None:
-    """Raise a ValueError naming ``source`` if ``dataset`` is not a dict with images, annotations and categories."""
-    keys = ("images", "annotations", "categories")
-    missing = [key for key in keys if key not in dataset] if isinstance(dataset, dict) else list(keys)
-    if missing:
-        raise ValueError(f"{source} is not a COCO ground truth: it lacks {missing}.")
 
 
 def _load_coco(coco_gt: CocoSource) -> COCO:

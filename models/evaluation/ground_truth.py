@@ -48,8 +48,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from ultralytics.data.utils import IMG_FORMATS
 
 from ..data.data_yaml import locate_data_yaml, read_data_yaml, resolve_data_yaml
+from ..integration.datasets import image_verdicts, label_file
 from .coco import build_coco_ground_truth, read_coco_json, yolo_image_id
 from .voc import read_voc_xml
 
@@ -134,8 +136,6 @@ def _under(root: Path, value: str | Path) -> Path:
 
 def _split_images(entry: str | list[str], split: str, data: Path) -> list[Path]:
     """The split's image files in the order Ultralytics reads them (folders recursively, or list files)."""
-    from ultralytics.data.utils import IMG_FORMATS
-
     files = []
     for item in entry if isinstance(entry, list) else [entry]:
         item = Path(item)
@@ -367,8 +367,6 @@ def load_split(data: str | Path, split: str = "val", single_cls: bool = False) -
         FileNotFoundError: A missing data YAML, split folder, listed image or annotation file.
         ValueError: A malformed data YAML or annotation, or a split without one usable image.
     """
-    from ..integration.datasets import image_verdicts, label_file
-
     raw = _read_data(data, split)
     yaml_file, root, names = raw["yaml_file"], Path(raw["path"]), raw["names"]
     listed = _split_images(raw[split], split, yaml_file)

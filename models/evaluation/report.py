@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ultralytics.utils.files import increment_path
+
 from ..utils.atomic import write_json_atomic
 from ..utils.paths import runs_dir
 from .coco import COCO_METRIC_NAMES
@@ -47,8 +49,6 @@ def run_directory(project: str | Path | None = None, name: str = DEFAULT_NAME, e
         >>> run_directory("/tmp/runs", "exp").name in {"exp", "exp-2", "exp-3"}  # doctest: +SKIP
         True
     """
-    from ultralytics.utils.files import increment_path
-
     return increment_path(Path(project or runs_dir("val")).resolve() / str(name), exist_ok=exist_ok)
 
 

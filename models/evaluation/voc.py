@@ -20,70 +20,17 @@ false positives; the numbers from this module are the official protocol and are 
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..data.annotations import read_voc_xml  # noqa: F401  (re-exported: the evaluator's input)
+
 # Devkit constants (VOCevaldet.m): IoU must exceed 0.5; VOC2007 averages precision at 11 recall levels.
 VOC_IOU_THRESHOLD = 0.5
 VOC07_RECALL_POINTS = 11
-
-_BOX_TAGS = ("xmin", "ymin", "xmax", "ymax")
-
-
-def read_voc_xml(path: str | Path) -> list[dict[str, Any]]:
-    """Read the objects of one PASCAL VOC annotation file.
-
-    Coordinates are returned exactly as written in the file (VOC's inclusive, 1-based pixel indices; no offset is
-    applied). A missing ``<difficult>`` tag reads as ``False``, as in the devkit (some VOC2012 files lack it).
-
-    Args:
-        path (str | Path): An ``Annotations/*.xml`` file.
-
-    Returns:
-        (list[dict]): One dict per ``<object>``, in file order, with keys ``name`` (str), ``bbox``
-            (``[xmin, ymin, xmax, ymax]`` floats) and ``difficult`` (bool).
-
-    Raises:
-        ValueError: If the file is not well-formed XML or an object lacks a name, a box or a numeric coordinate.
-            The message names the file, the object and the problem.
-
-    Examples:
-        >>> objects = read_voc_xml("VOCdevkit/VOC2007/Annotations/000005.xml")  # doctest: +SKIP
-        >>> objects[0]  # doctest: +SKIP
-        {'name': 'chair', 'bbox': [263.0, 211.0, 324.0, 339.0], 'difficult': False}
-    """
-    path = Path(path)
-    try:
-        root = ET.parse(path).getroot()
-    except ET.ParseError as error:
-        raise ValueError(f"{path}: not well-formed XML ({error}). Re-extract or repair this annotation file.") from None
-
-    objects = []
-    for index, element in enumerate(root.iter("object")):
-        where = f"{path}: <object> #{index}"
-        name = (element.findtext("name") or "").strip()
-        if not name:
-            raise ValueError(f"{where} has no <name>. Every VOC object needs a class name.")
-        box = element.find("bndbox")
-        if box is None:
-            raise ValueError(f"{where} ('{name}') has no <bndbox>.")
-        bbox = []
-        for tag in _BOX_TAGS:
-            text = box.findtext(tag)
-            try:
-                bbox.append(float(text))
-            except (TypeError, ValueError):
-                raise ValueError(f"{where} ('{name}'): <bndbox><{tag}> is {text!r}; expected a number.") from None
-        difficult_text = (element.findtext("difficult") or "0").strip()
-        if difficult_text not in ("0", "1"):
-            raise ValueError(f"{where} ('{name}'): <difficult> is {difficult_text!r}; expected 0 or 1.")
-        objects.append({"name": name, "bbox": bbox, "difficult": difficult_text == "1"})
-    return objects
 
 
 def voc_ap(recall: Sequence[float] | np.ndarray, precision: Sequence[float] | np.ndarray, use_07_metric: bool) -> float:

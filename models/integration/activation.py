@@ -8,11 +8,15 @@ and sets the parsed module in its place (``integration/parser.py`` wraps every b
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import importlib
 from collections.abc import Iterator
 
 from torch import nn
+from torch.nn.modules import activation
+from ultralytics.utils import LOGGER as ULTRALYTICS_LOGGER
+from ultralytics.utils import colorstr
 
 from ..errors import ModelConfigError
 from .names import yaml_label
@@ -26,8 +30,6 @@ _ACTIVATION_EXAMPLES = "nn.SiLU(), nn.ReLU(), nn.LeakyReLU(0.1), nn.Hardswish(),
 
 def activation_classes() -> dict[str, type[nn.Module]]:
     """The torch.nn classes a model YAML's ``activation:`` may name: torch.nn's activations and ``Identity``."""
-    from torch.nn.modules import activation
-
     found = {
         name: cls
         for name, cls in vars(activation).items()
@@ -51,8 +53,6 @@ def parse_activation(text: str) -> nn.Module:
     Raises:
         ValueError: Anything else; the message says what was expected.
     """
-    import ast
-
     try:
         call = ast.parse(str(text).strip(), mode="eval").body
     except SyntaxError:
@@ -118,9 +118,6 @@ def default_activation(d: dict, verbose: bool) -> Iterator[dict]:
     before = conv.default_act
     conv.default_act = act
     if verbose:
-        from ultralytics.utils import LOGGER as ULTRALYTICS_LOGGER
-        from ultralytics.utils import colorstr
-
         ULTRALYTICS_LOGGER.info(f"{colorstr('activation:')} {d['activation']}")
     try:
         yield {k: v for k, v in d.items() if k != "activation"}

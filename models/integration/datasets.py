@@ -26,7 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import ultralytics
 import yaml
+from ultralytics.data.utils import img2label_paths, verify_image_label
 
 COCO_NUM_CLASSES = 80
 
@@ -39,8 +41,6 @@ def coco_class_names() -> dict[int, str]:
         FileNotFoundError: The installed Ultralytics ships no ``cfg/datasets/coco.yaml``.
         ValueError: The file does not list exactly 80 names.
     """
-    import ultralytics
-
     path = Path(ultralytics.__file__).parent / "cfg" / "datasets" / "coco.yaml"
     names = yaml.safe_load(path.read_text(encoding="utf-8")).get("names")
     if isinstance(names, list):
@@ -77,8 +77,6 @@ def _reason(message: str, image: str) -> str:
 
 def label_file(image: str | Path) -> Path:
     """The YOLO label file Ultralytics reads for ``image`` (``.../images/x.jpg`` -> ``.../labels/x.txt``)."""
-    from ultralytics.data.utils import img2label_paths
-
     return Path(img2label_paths([str(image)])[0])
 
 
@@ -93,8 +91,6 @@ def image_verdicts(images: list[Path], num_classes: int, single_cls: bool = Fals
     Returns:
         One :class:`ImageVerdict` per image, in order.
     """
-    from ultralytics.data.utils import img2label_paths, verify_image_label
-
     label_files = img2label_paths([str(p) for p in images])
     jobs = [(str(image), label, "", False, num_classes, 0, 0, single_cls) for image, label in zip(images, label_files)]
     with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:  # as Ultralytics' scan: I/O bound

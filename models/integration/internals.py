@@ -2,11 +2,11 @@
 
 This module and its siblings in ``attnyolo.integration`` are the only code that relies on Ultralytics' internals.
 Everything else in the package uses public Ultralytics API (``YOLO``, trainers, validators, predictors, callbacks)
-or calls the functions here. :data:`PATCHES` lists what is wrapped, :data:`NAMES` what is added to the parser's
+or calls the functions here. :data:`PATCHES` lists what is wrapped, :func:`added_names` what is added to the parser's
 namespace, and :data:`READS` the internal facts relied on without patching anything: reads of Ultralytics' data
 structures happen in functions of this package, and subclasses elsewhere (trainers, a validator, a head) rely on the
 documented behaviour of the class they extend. Each patch and read names the self-check that proves it
-(:data:`attnyolo.integration.self_checks.SELF_CHECKS`); outside the tested Ultralytics range,
+(:data:`attnyolo.integration.plugins.SELF_CHECKS`); outside the tested Ultralytics range,
 :mod:`attnyolo.integration.version` runs them all before anything builds.
 """
 
@@ -22,6 +22,7 @@ import torch
 from ..errors import UnsupportedUltralyticsError
 from ..layers.registry import layer_classes
 from . import checkpoints, model_methods, names, parser, version
+from .plugins import HEADS
 
 
 class Patch(NamedTuple):
@@ -106,8 +107,19 @@ PATCHES: tuple[Patch, ...] = (
     ),
 )
 
-# Names added to ultralytics.nn.tasks, where parse_model resolves a YAML row's module name.
-NAMES: dict[str, type] = {**layer_classes(), **parser.HEADS, parser.PROBE_NAME: parser.ChannelProbe}
+
+def added_names() -> dict[str, type]:
+    """Names added to ultralytics.nn.tasks, where parse_model resolves a YAML row's module name.
+
+    The attention layers, the heads the families registered (:data:`attnyolo.integration.plugins.HEADS`) and the
+    parser's channel probe; read when :func:`register` runs, after ``import attnyolo`` imported every family.
+    """
+    return {
+        **layer_classes(),
+        **{name: head.cls for name, head in HEADS.items()},
+        parser.PROBE_NAME: parser.ChannelProbe,
+    }
+
 
 # Internal facts relied on without patching. Reads of Ultralytics data structures go through functions of this
 # package (integration/); the others are subclasses using what the class they extend does, named in `where`.
@@ -121,7 +133,7 @@ READS: tuple[Read, ...] = (
     Read(
         "parse_model resolves a row's module name in the globals of ultralytics.nn.tasks, and builds its sets of "
         "channel-scaled and repeated modules (base_modules, repeat_modules) from those globals on every call",
-        "integration/parser.py _classic_blocks: Bottleneck/BottleneckCSP rows of classic YOLOv5 models build "
+        "integration/parser.py _head_blocks: Bottleneck/BottleneckCSP rows of classic YOLOv5 models build "
         "YOLOv5's blocks (yolov5/blocks.py) while one parse runs",
         "classic_blocks",
     ),
@@ -154,7 +166,7 @@ READS: tuple[Read, ...] = (
     ),
     Read(
         "BaseTrainer.save_model writes to BaseTrainer.last / .best",
-        "integration/checkpoints.py: atomic writes",
+        "integration/checkpoints/writing.py: atomic writes",
         "trainer_files",
     ),
     Read(
@@ -166,7 +178,7 @@ READS: tuple[Read, ...] = (
     ),
     Read(
         "BaseTrainer._setup_train calls set_class_weights after building the dataloaders and before the EMA copy",
-        "engine/trainer.py (a DetectionTrainer subclass): AutoAnchor for classic YOLOv5 models runs in "
+        "engine/detection_trainer.py (a DetectionTrainer subclass): AutoAnchor for classic YOLOv5 models runs in "
         "set_class_weights, so the EMA gets the fitted anchors",
         "trainer_loop",
     ),
@@ -177,14 +189,14 @@ READS: tuple[Read, ...] = (
     ),
     Read(
         "BaseTrainer.save_metrics writes results.csv (BaseTrainer.csv) with `epoch` = epoch index + 1 first",
-        "integration/training.py drop_unsaved_epochs, called by engine/trainer.py resume_training (a subclass): "
-        "epochs logged after the checkpoint are dropped when resuming",
+        "integration/training.py drop_unsaved_epochs, called by engine/detection_trainer.py resume_training (a "
+        "subclass): epochs logged after the checkpoint are dropped when resuming",
         "results_csv",
     ),
     Read(
         "BaseTrainer._do_train runs the on_train_batch_start callbacks before its warm-up (none with warmup_epochs=0) "
         "and calls optimizer_step every `accumulate` batches; optimizer_step steps `scaler` (documented attributes)",
-        "yolox/recipe.py (a trainer subclass): YOLOX's per-iteration learning rate, one step per batch, no clipping",
+        "engine/recipes.py (a trainer subclass): YOLOX's per-iteration learning rate, one step per batch, no clipping",
         "trainer_loop",
     ),
     Read(
@@ -228,8 +240,8 @@ READS: tuple[Read, ...] = (
     Read(
         "Ultralytics' plots are written with matplotlib's Figure.savefig and PIL's Image.save; plot_images runs in a "
         "thread of @threaded, which Python names after the function",
-        "integration/plots.py atomic_plots, used by engine/trainer.py (a DetectionTrainer subclass): the run's plots "
-        "written atomically, a plot thread's failure one warning line",
+        "integration/plots.py atomic_plots, used by engine/detection_trainer.py (a DetectionTrainer subclass): the "
+        "run's plots written atomically, a plot thread's failure one warning line",
         "plot_files",
     ),
     Read(
@@ -271,7 +283,7 @@ def register() -> None:
         >>> model = YOLO("yolov5s_Coordinate_attention.yaml")
     """
     tasks = importlib.import_module("ultralytics.nn.tasks")
-    for name, cls in NAMES.items():
+    for name, cls in added_names().items():
         existing = vars(tasks).get(name)
         if existing is not None and existing is not cls:
             raise RuntimeError(
@@ -296,7 +308,7 @@ def register() -> None:
 def is_registered() -> bool:
     """Whether :func:`register` has run in this process."""
     tasks = importlib.import_module("ultralytics.nn.tasks")
-    return all(vars(tasks).get(n) is c for n, c in NAMES.items()) and all(
+    return all(vars(tasks).get(n) is c for n, c in added_names().items()) and all(
         hasattr(getattr(_resolve(p.owner), p.attribute), "_attnyolo_original") for p in PATCHES
     )
 

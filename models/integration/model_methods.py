@@ -1,8 +1,8 @@
 """Methods Ultralytics calls on a built model, extended to AttnYOLO's layers and heads.
 
 * ``BaseModel.fuse`` folds only Ultralytics' own conv/BN pairs; :func:`wrap_fuse` also folds CoordAtt's BatchNorm.
-* ``DetectionModel.init_criterion`` knows only Ultralytics' losses; :func:`wrap_init_criterion` gives a model with a
-  YOLOX head the YOLOX loss, and a classic YOLOv5 head YOLOv5's loss.
+* ``DetectionModel.init_criterion`` knows only Ultralytics' losses; :func:`wrap_init_criterion` gives a model ending
+  in a registered head (:data:`attnyolo.integration.plugins.HEADS`: YOLOX's, classic YOLOv5's) that head's loss.
 * ``ultralytics.utils.torch_utils.get_flops`` sizes its probe image by the first parameter's input channels, which are
   12 for a Focus stem (YOLOX), so it returned 0 GFLOPs; :func:`wrap_get_flops` tells it the model's real input channels.
 """
@@ -13,12 +13,10 @@ import functools
 
 import torch
 from torch import nn
+from ultralytics.utils.torch_utils import unwrap_model
 
 from ..layers.coord_attention import CoordAtt
-from ..yolov5.head import YOLOv5Detect
-from ..yolov5.loss import YOLOv5Loss
-from ..yolox.head import YOLOXDetect
-from ..yolox.loss import YOLOXLoss
+from .plugins import head_of
 
 
 def wrap_fuse(original):
@@ -61,8 +59,6 @@ def wrap_get_flops(original):
     @functools.wraps(original)
     def get_flops(model, imgsz=640):
         """GFLOPs as Ultralytics measures them, with the probe image given the model's input channels."""
-        from ultralytics.utils.torch_utils import unwrap_model
-
         inner = unwrap_model(model)
         ch = (getattr(inner, "yaml", None) or {}).get("channels") if isinstance(inner, nn.Module) else None
         first = next(inner.parameters(), None) if isinstance(inner, nn.Module) else None
@@ -75,16 +71,13 @@ def wrap_get_flops(original):
 
 
 def wrap_init_criterion(original):
-    """Return a DetectionModel.init_criterion that gives models with a YOLOX or classic YOLOv5 head their own loss."""
+    """Return a DetectionModel.init_criterion that gives a model ending in a registered head that head's loss."""
 
     @functools.wraps(original)
     def init_criterion(self):
-        """YOLOXLoss for a YOLOX head, YOLOv5Loss for a classic YOLOv5 head, Ultralytics' own criterion otherwise."""
-        if isinstance(self.model[-1], YOLOXDetect):
-            return YOLOXLoss(self)
-        if isinstance(self.model[-1], YOLOv5Detect):
-            return YOLOv5Loss(self)
-        return original(self)
+        """The registered head's loss (YOLOXLoss, YOLOv5Loss), Ultralytics' own criterion for its own heads."""
+        head = head_of(self)
+        return head.loss(self) if head is not None else original(self)
 
     init_criterion._attnyolo_original = original
     return init_criterion

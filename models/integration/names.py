@@ -24,10 +24,14 @@ import importlib
 import re
 from pathlib import Path
 
+from ultralytics.utils import USER_CONFIG_DIR, YAML
+from ultralytics.utils.downloads import GITHUB_ASSETS_NAMES
+
 from ..errors import ModelConfigError
 from ..layers.registry import kind_names
 from ..utils.atomic import write_text_atomic
 from ..utils.paths import cfg_dir
+from .checkpoints import check_checkpoint_file
 
 # Names users know from YOLOv5 forks -> (placement file stem, kind). The forks' yolov5s_Coordinate_attention.yaml is
 # classic (anchor-based) YOLOv5 with CoordAtt after the P3/P4/P5 backbone C3 stages, so the name builds exactly that.
@@ -133,8 +137,6 @@ def _materialize_variant(name: str) -> list[Path]:
     source = _variant_source(name)
     if source is None:
         return []
-    from ultralytics.utils import USER_CONFIG_DIR
-
     placement, kind = source
     text, n = re.subn(r"(?m)^attention:[^\n#]*", f"attention: {kind} ", placement.read_text(encoding="utf-8"), count=1)
     if n != 1:
@@ -184,8 +186,6 @@ def wrap_yaml_model_load(original):
         renamed = _P6_STEM.search(given.stem)  # the one rename Ultralytics applies before looking for the file
         if not renamed or given.suffix.lower() not in {".yaml", ".yml"} or not given.is_file():
             return original(path)
-        from ultralytics.utils import YAML
-
         d = YAML.load(given)
         d["scale"] = _tasks().guess_model_scale(given)
         d["yaml_file"] = str(given)
@@ -223,10 +223,6 @@ def check_model_source(model: str | Path, key: str = "model", build: bool = Fals
     """
     text = str(model)
     if text.endswith(".pt"):
-        from ultralytics.utils.downloads import GITHUB_ASSETS_NAMES
-
-        from .checkpoints import check_checkpoint_file
-
         # Stock weights (yolov8n.pt, ...) are Ultralytics' to download; the download path stays open for users online.
         if text not in GITHUB_ASSETS_NAMES:
             check_checkpoint_file(text, key)

@@ -19,7 +19,7 @@ import logging
 
 from ..errors import ModelConfigError
 from ..layers.coord_attention import CoordAtt
-from ..layers.efficient_local_attention import ELA
+from ..layers.efficient_local_attention import ELA, ELA_VARIANTS
 from ..layers.registry import SPELLINGS, Spelling, get_spelling, own_kind_of
 from .names import yaml_label
 
@@ -43,8 +43,6 @@ def ela_args(d: dict, i: int, row: list) -> list:
     :data:`ELA_DEFAULT_VARIANT`), a variant (phi: T, B, S or L, any case) or the ELA authors' kernel size (7 is ELA-B,
     5 ELA-T with a warning). Anything else is a :class:`ModelConfigError` naming the file and the row.
     """
-    from ..layers.efficient_local_attention import ELA_VARIANTS
-
     args, where = list(row[3]), f"{yaml_label(d)}, row {i} ({row[2]})"
     channel = [args.pop(0)] if args and (args[0] is None or is_number(args[0])) else []
     if not args:

@@ -23,7 +23,10 @@ import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from PIL import Image
+
 from ..utils.atomic import write_bytes_atomic
+from ..utils.cli import os_failure_message
 
 PLOT_THREAD = "(plot_images)"  # Python names a thread "Thread-N (<target>)"; Ultralytics' @threaded plot_images
 
@@ -66,7 +69,6 @@ def _atomic_savefig(original: Callable, folder: Path) -> Callable:
 
 def _atomic_image_save(original: Callable, folder: Path) -> Callable:
     """Wrap PIL's ``Image.save``, writing a file of ``folder`` through memory and a temporary file."""
-    from PIL import Image
 
     @functools.wraps(original)
     def save(self, fp, format=None, **params):
@@ -97,8 +99,7 @@ def atomic_plots(folder: str | Path) -> Iterator[list[OSError]]:
         The OS errors of plot threads so far. After a block that ended normally, any are reported in one warning
         line; after one that raised, they are dropped (the run's own error is the one line).
     """
-    from matplotlib.figure import Figure
-    from PIL import Image
+    from matplotlib.figure import Figure  # heavy: imported only when a run's plots are written
 
     folder = Path(folder).resolve()
     failures: list[OSError] = []
@@ -125,7 +126,5 @@ def atomic_plots(folder: str | Path) -> Iterator[list[OSError]]:
         Figure.savefig, Image.Image.save = originals[Figure], originals[Image.Image]
         threading.excepthook = previous_hook
     if failures:  # reached only when the block ended normally
-        from ..utils.cli import os_failure_message
-
         more = f" {len(failures) - 1} more plots were not written either." if len(failures) > 1 else ""
         warnings.warn(os_failure_message(failures[0]) + more, UserWarning, stacklevel=3)

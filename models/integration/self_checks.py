@@ -1,11 +1,13 @@
-"""The behavioural self-checks of every Ultralytics internal AttnYOLO patches or reads (:data:`SELF_CHECKS`).
+"""The seam's behavioural self-checks of the Ultralytics internals AttnYOLO patches or reads.
+
+They are registered in :data:`attnyolo.integration.plugins.SELF_CHECKS`, beside those the families register.
 
 Each entry of :data:`attnyolo.integration.internals.PATCHES` and :data:`~attnyolo.integration.internals.READS` names
 the check that proves it; :mod:`attnyolo.integration.version` runs them all outside the tested Ultralytics range. A
 check builds tiny models or data in a temporary folder and compares what Ultralytics does with what it must do;
 where a fact is about the order of steps inside one of Ultralytics' methods, it reads that method's source.
-
-Longer than the project's ~400 lines on purpose: many small, independent checks, kept beside the table that runs them.
+The families' own heads, keys and losses are checked by the checks they register
+(:func:`attnyolo.integration.plugins.register_self_check`, in ``yolov5/`` and ``yolox/registration.py``).
 """
 
 from __future__ import annotations
@@ -17,10 +19,35 @@ from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
+import cv2
+import numpy as np
 import torch
+from ultralytics.cfg import check_cfg, get_cfg
+from ultralytics.data import build_yolo_dataset
+from ultralytics.data.augment import RandomPerspective
+from ultralytics.data.loaders import LoadImagesAndVideos, LoadStreams
+from ultralytics.engine import model as engine_model
+from ultralytics.engine import trainer
+from ultralytics.engine.trainer import BaseTrainer
+from ultralytics.nn import tasks
+from ultralytics.nn.tasks import Conv, DetectionModel, load_checkpoint
+from ultralytics.utils import LOGGER as ULTRALYTICS_LOGGER
+from ultralytics.utils import USER_CONFIG_DIR, YAML, plotting
+from ultralytics.utils.downloads import GITHUB_ASSETS_NAMES
+from ultralytics.utils.instance import Instances
+from ultralytics.utils.metrics import plot_pr_curve
+from ultralytics.utils.ops import make_divisible
 
-# Tiny models that exercise every patched path: our layers' channel inference in the parser, the YOLOX head's
-# multi-row wiring, depthwise conversion, CoordAtt fusion, YOLOX's criterion and get_flops on a Focus stem.
+from ..errors import CheckpointError
+from ..layers.coord_attention import CoordAtt
+from ..layers.registry import one_kind_per_layer
+from . import plots
+from .datasets import coco_class_names, evaluated_images, image_verdicts, predictor_frame_counts, training_labels
+from .plugins import register_self_check
+from .training import drop_unsaved_epochs
+
+# A tiny model that exercises the seam's patched paths: our layers' channel inference in the parser and CoordAtt
+# fusion. The families' heads, keys and losses have their own checks and models (yolov5/ and yolox/registration.py).
 
 
 def _layers_cfg() -> tuple[dict, dict[int, int]]:
@@ -29,8 +56,6 @@ def _layers_cfg() -> tuple[dict, dict[int, int]]:
     The rows alternate between the spellings the parser must read: an explicit channel count (``[16]``) and none
     (``[]``, or ``[None, T]`` for a layer with arguments). Stages of 16, 32 and 48 channels feed Detect.
     """
-    from ..layers.registry import one_kind_per_layer
-
     first_of_class = one_kind_per_layer()
     stages, rows, channels_of, outputs = (16, 32, 48), [], {}, []
     for stage, width in enumerate(stages):
@@ -46,41 +71,9 @@ def _layers_cfg() -> tuple[dict, dict[int, int]]:
 
 
 _LAYERS_CFG, _LAYER_CHANNELS = _layers_cfg()
-_YOLOX_CFG = {
-    "nc": 2,
-    "depthwise": True,
-    "backbone": [
-        [-1, 1, "Focus", [8, 3]],
-        [-1, 1, "Conv", [16, 3, 2]],
-        [-1, 1, "Conv", [24, 3, 2]],
-        [-1, 1, "CoordAtt", [24]],
-        [-1, 1, "Conv", [32, 3, 2]],
-        [-1, 1, "Conv", [40, 3, 2]],
-    ],
-    "head": [[[3, 4, 5], 1, "YOLOXDetect", ["nc", 16]]],
-}
-
-
-_CLASSIC_CFG = {
-    "nc": 2,
-    "depth_multiple": 0.33,
-    "width_multiple": 0.25,
-    "anchors": [[10, 13, 16, 30], [30, 61, 62, 45], [116, 90, 156, 198]],
-    "backbone": [
-        [-1, 1, "Conv", [64, 6, 2, 2]],
-        [-1, 1, "Conv", [128, 3, 2]],
-        [-1, 1, "Conv", [256, 3, 2]],
-        [-1, 1, "CA", [256]],
-        [-1, 1, "Conv", [512, 3, 2]],
-        [-1, 1, "Conv", [1024, 3, 2]],
-    ],
-    "head": [[[3, 4, 5], 1, "Detect", ["nc", "anchors"]]],
-}
 
 
 def _check_activation() -> None:
-    from ultralytics.nn.tasks import Conv, DetectionModel
-
     before = Conv.default_act
     model = DetectionModel({**_LAYERS_CFG, "activation": "nn.LeakyReLU(0.1)"}, ch=3, verbose=False)
     acts = {repr(m.act) for m in model.modules() if isinstance(m, Conv)}
@@ -90,53 +83,7 @@ def _check_activation() -> None:
         raise AssertionError("Conv.default_act was not restored after parse_model")
 
 
-def _check_classic_head() -> None:
-    from ultralytics.nn.tasks import DetectionModel
-
-    from ..yolov5.head import YOLOv5Detect
-    from ..yolov5.loss import YOLOv5Loss
-
-    model = DetectionModel(dict(_CLASSIC_CFG), ch=3, verbose=False)
-    head = model.model[-1]
-    if not isinstance(head, YOLOv5Detect) or list(head.f) != [3, 4, 5]:
-        raise AssertionError(f"the classic head is {type(head).__name__} reading rows {getattr(head, 'f', None)}")
-    if head.stride.tolist() != [8.0, 16.0, 32.0] or head.anchors[0, 0].tolist() != [1.25, 1.625]:
-        raise AssertionError(f"strides {head.stride.tolist()}, first anchor {head.anchors[0, 0].tolist()} (grid units)")
-    if not isinstance(model.init_criterion(), YOLOv5Loss):
-        raise AssertionError("a classic YOLOv5 model did not get YOLOv5Loss")
-    with torch.no_grad():
-        out = model.eval()(torch.zeros(1, 3, 64, 64))[0]
-    if tuple(out.shape) != (1, 4 + 2, 2 * (8 * 8 + 4 * 4 + 2 * 2)):
-        raise AssertionError(f"the classic head returned shape {tuple(out.shape)}, not (1, 6, 168)")
-    if model.double().model[-1].anchors.dtype != torch.float64:  # BaseModel._apply converts the anchors buffer
-        raise AssertionError("converting the model left the classic head's anchors behind")
-
-
-def _check_classic_blocks() -> None:
-    from ultralytics.nn.modules import Bottleneck, BottleneckCSP
-    from ultralytics.nn.tasks import DetectionModel
-
-    from ..yolov5.blocks import YOLOv5Bottleneck, YOLOv5BottleneckCSP
-
-    d = dict(_CLASSIC_CFG)
-    d["backbone"] = [*d["backbone"][:2], [-1, 3, "BottleneckCSP", [128]], [-1, 6, "Bottleneck", [128, False]]]
-    d["backbone"] += [_CLASSIC_CFG["backbone"][i] for i in (2, 4, 5)]
-    d["head"] = [[[4, 5, 6], 1, "Detect", ["nc", "anchors"]]]
-    model = DetectionModel(d, ch=3, verbose=False)
-    csp, stack = model.model[2], model.model[3]
-    if type(csp) is not YOLOv5BottleneckCSP or len(csp.m) != 1 or csp.cv4.conv.out_channels != 32:
-        raise AssertionError(f"row 2 built {type(csp).__name__} with {len(getattr(csp, 'm', ()))} blocks, not 1")
-    if not all(type(b) is YOLOv5Bottleneck and b.cv1.conv.kernel_size == (1, 1) and not b.add for b in stack):
-        raise AssertionError(f"row 3 built {[type(b).__name__ for b in stack]}, not YOLOv5's 1x1-3x3 blocks")
-    import ultralytics.nn.tasks as tasks
-
-    if tasks.Bottleneck is not Bottleneck or tasks.BottleneckCSP is not BottleneckCSP:
-        raise AssertionError("parse_model's Bottleneck/BottleneckCSP names were not restored after a classic build")
-
-
 def _check_parser() -> None:
-    from ultralytics.nn.tasks import DetectionModel
-
     model = DetectionModel(dict(_LAYERS_CFG), ch=3, verbose=False).eval()
     for row, channels in _LAYER_CHANNELS.items():
         got = getattr(model.model[row], "channels", None)
@@ -149,66 +96,31 @@ def _check_parser() -> None:
     out = out[0] if isinstance(out, (list, tuple)) else out
     if tuple(out.shape[:2]) != (1, 4 + 2):
         raise AssertionError(f"a 2-class detector returned shape {tuple(out.shape)}")
-    from ultralytics.utils.ops import make_divisible
-
     if (make_divisible(20, 8), make_divisible(16.0, 8)) != (24, 16):
         raise AssertionError("make_divisible no longer rounds channel counts up to a multiple of the divisor")
 
 
-def _yolox_model():
-    from ultralytics.nn.tasks import DetectionModel
-
-    return DetectionModel(dict(_YOLOX_CFG), ch=3, verbose=False)
-
-
-def _check_yolox_head() -> None:
-    from ..yolox.blocks import DWSepConv
-    from ..yolox.head import YOLOXDetect
-
-    model = _yolox_model().eval()
-    head = model.model[-1]
-    if not isinstance(head, YOLOXDetect) or list(head.f) != [3, 4, 5]:
-        raise AssertionError(f"the YOLOX head reads rows {getattr(head, 'f', None)}, not [3, 4, 5]")
-    if not any(isinstance(m, DWSepConv) for m in model.modules()):
-        raise AssertionError("`depthwise: true` made no conv depthwise-separable")
-    with torch.no_grad():
-        out = model(torch.zeros(1, 3, 64, 64))[0]
-    if tuple(out.shape) != (1, 4 + 2, 8 * 8 + 4 * 4 + 2 * 2):
-        raise AssertionError(f"the YOLOX head returned shape {tuple(out.shape)}, not (1, 6, 84)")
-
-
 def _check_names() -> None:
-    from ultralytics.nn.tasks import yaml_model_load
-
+    yaml_model_load = tasks.yaml_model_load  # the wrapped one: read after the seam patched it
     d = yaml_model_load("yolov8n-CoordAtt.yaml")
     if d.get("attention") != "CoordAtt" or d.get("scale") != "n":
         raise AssertionError(f"yolov8n-CoordAtt.yaml loaded as attention={d.get('attention')}, scale={d.get('scale')}")
-    from ultralytics.engine import model as engine_model
-    from ultralytics.utils import YAML
-
     with tempfile.TemporaryDirectory() as tmp:
         for stem in ("yolov5s6", "yolov8m"):  # a name Ultralytics renames (to yolov5s-p6), and one it does not
             path = Path(tmp) / f"{stem}.yaml"
-            YAML.save(path, _CLASSIC_CFG)
+            YAML.save(path, _LAYERS_CFG)
             loads = [yaml_model_load, engine_model.yaml_model_load]  # both wrapped: YOLO(...) calls the second
             if stem != "yolov5s6":  # Ultralytics' own reads other files the same way; this one it renames
                 loads.append(getattr(yaml_model_load, "_attnyolo_original", yaml_model_load))
             for load in loads:
                 got = load(str(path))
-                if got != {**_CLASSIC_CFG, "scale": stem[6], "yaml_file": str(path)}:
+                if got != {**_LAYERS_CFG, "scale": stem[6], "yaml_file": str(path)}:
                     raise AssertionError(f"yaml_model_load({path}) gave {got}, not the file with scale and yaml_file")
-    from ultralytics.utils import USER_CONFIG_DIR
-    from ultralytics.utils.downloads import GITHUB_ASSETS_NAMES
-
     if "yolov8n.pt" not in GITHUB_ASSETS_NAMES or not Path(USER_CONFIG_DIR).is_dir():
         raise AssertionError("GITHUB_ASSETS_NAMES lacks yolov8n.pt, or USER_CONFIG_DIR is not a folder")
 
 
 def _check_fuse() -> None:
-    from ultralytics.nn.tasks import DetectionModel
-
-    from ..layers.coord_attention import CoordAtt
-
     model = DetectionModel(dict(_LAYERS_CFG), ch=3, verbose=False).eval()
     x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
@@ -221,24 +133,7 @@ def _check_fuse() -> None:
         raise AssertionError("fusing changed the model's outputs")
 
 
-def _check_criterion() -> None:
-    from ..yolox.loss import YOLOXLoss
-
-    criterion = _yolox_model().init_criterion()
-    if not isinstance(criterion, YOLOXLoss):
-        raise AssertionError(f"a YOLOX model got {type(criterion).__name__}, not YOLOXLoss")
-
-
-def _check_flops() -> None:
-    from ultralytics.utils.torch_utils import get_flops
-
-    if not get_flops(_yolox_model(), 64) > 0:
-        raise AssertionError("get_flops reports 0 GFLOPs for a Focus-stem model")
-
-
 def _check_trainer_files() -> None:
-    from ultralytics.engine import trainer
-
     params = list(inspect.signature(trainer.strip_optimizer).parameters)
     if params[:3] != ["f", "s", "updates"]:
         raise AssertionError(f"strip_optimizer takes {params}, not (f, s, updates)")
@@ -248,13 +143,7 @@ def _check_trainer_files() -> None:
 
 
 def _check_safe_load() -> None:
-    import fractions
-    import tempfile
-    from pathlib import Path
-
-    from ultralytics.nn.tasks import DetectionModel, load_checkpoint
-
-    from ..errors import CheckpointError
+    import fractions  # its decimal module costs at import; only this check, outside the tested range, needs it
 
     with tempfile.TemporaryDirectory() as folder:
         good, bad = Path(folder) / "good.pt", Path(folder) / "bad.pt"
@@ -274,14 +163,7 @@ def _check_safe_load() -> None:
 
 
 def _check_validator_dataset() -> None:
-    import tempfile
-    from pathlib import Path
-
-    import cv2
-    import numpy as np
-    from ultralytics.engine.validator import BaseValidator
-
-    from .datasets import image_verdicts
+    from ultralytics.engine.validator import BaseValidator  # not otherwise loaded by `import attnyolo`
 
     with tempfile.TemporaryDirectory() as folder:
         images, labels = Path(folder) / "images", Path(folder) / "labels"
@@ -304,8 +186,6 @@ def _check_validator_dataset() -> None:
 
 
 def _check_coco_names() -> None:
-    from .datasets import coco_class_names
-
     coco_class_names.cache_clear()
     names = coco_class_names()
     if (names[0], names[79]) != ("person", "toothbrush"):
@@ -314,9 +194,6 @@ def _check_coco_names() -> None:
 
 def _write_image_dataset(folder: Path, rows: dict[str, tuple[tuple[int, int], str]]) -> Path:
     """Images (h, w, grey) and their YOLO label files under ``folder/images`` and ``folder/labels``."""
-    import cv2
-    import numpy as np
-
     images, labels = folder / "images", folder / "labels"
     images.mkdir()
     labels.mkdir()
@@ -327,13 +204,6 @@ def _write_image_dataset(folder: Path, rows: dict[str, tuple[tuple[int, int], st
 
 
 def _check_dataset_layout() -> None:
-    import numpy as np
-    from ultralytics.cfg import get_cfg
-    from ultralytics.data import build_yolo_dataset
-    from ultralytics.utils import LOGGER as ULTRALYTICS_LOGGER
-
-    from .datasets import evaluated_images, training_labels
-
     with tempfile.TemporaryDirectory() as folder:
         rows = {"a": ((32, 48), "1 0.5 0.5 0.25 0.5\n"), "b": ((40, 24), "0 0.25 0.75 0.5 0.25\n")}
         images = _write_image_dataset(Path(folder), rows)
@@ -355,12 +225,6 @@ def _check_dataset_layout() -> None:
 
 
 def _check_stream_frames() -> None:
-    import cv2
-    import numpy as np
-    from ultralytics.data.loaders import LoadImagesAndVideos, LoadStreams
-
-    from .datasets import predictor_frame_counts
-
     with tempfile.TemporaryDirectory() as folder:
         video = Path(folder) / "three.avi"
         writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5, (32, 32))
@@ -378,10 +242,6 @@ def _check_stream_frames() -> None:
 
 
 def _check_results_csv() -> None:
-    from ultralytics.engine.trainer import BaseTrainer
-
-    from .training import drop_unsaved_epochs
-
     with tempfile.TemporaryDirectory() as folder:
         trainer = SimpleNamespace(csv=Path(folder) / "results.csv", epoch=0, train_time_start=time.time())
         for epoch in range(3):
@@ -397,8 +257,6 @@ def _check_results_csv() -> None:
 
 
 def _check_trainer_loop() -> None:
-    from ultralytics.engine.trainer import BaseTrainer
-
     setup = inspect.getsource(BaseTrainer._setup_train)
     loaders = max(setup.find("self._build_train_pipeline()"), setup.find("self.train_loader ="))
     weights, ema = setup.find("self.set_class_weights()"), setup.find("ModelEMA(")
@@ -415,11 +273,6 @@ def _check_trainer_loop() -> None:
 
 
 def _check_random_perspective() -> None:
-    import numpy as np
-    from ultralytics.cfg import check_cfg
-    from ultralytics.data.augment import RandomPerspective
-    from ultralytics.utils.instance import Instances
-
     check_cfg({"scale": (0.5, 1.5)})  # the trainer's argument check accepts a (min, max) range
     transform = RandomPerspective(degrees=0.0, translate=0.0, scale=(2.0, 2.0), shear=0.0, perspective=0.0)
     boxes = np.array([[24.0, 28.0, 40.0, 36.0]], np.float32)  # xyxy in a 64 x 64 image, centred on (32, 32)
@@ -436,12 +289,6 @@ def _check_random_perspective() -> None:
 
 
 def _check_plot_files() -> None:
-    import numpy as np
-    from ultralytics.utils import plotting
-    from ultralytics.utils.metrics import plot_pr_curve
-
-    from . import plots
-
     written, original = [], plots.write_bytes_atomic
     plots.write_bytes_atomic = lambda path, data, durable=True: written.append(Path(path).name) or original(path, data)
     try:
@@ -463,9 +310,7 @@ def _check_plot_files() -> None:
 
 
 def _check_predictor_writes() -> None:
-    import cv2
-    import numpy as np
-    from ultralytics.engine.predictor import BasePredictor
+    from ultralytics.engine.predictor import BasePredictor  # not otherwise loaded by `import attnyolo`
 
     image = np.full((32, 48, 3), 127, np.uint8)
     with tempfile.TemporaryDirectory() as folder:
@@ -501,26 +346,15 @@ def _check_predictor_writes() -> None:
         raise AssertionError("stream_inference no longer releases its video writers itself")
 
 
-# name of the check -> (the Ultralytics internal it proves, check)
-SELF_CHECKS: dict[str, tuple[str, Callable[[], None]]] = {
+# name of the check -> (the Ultralytics internal it proves, check); the families register their own beside these
+_SEAM_CHECKS: dict[str, tuple[str, Callable[[], None]]] = {
     "parser": ("ultralytics.nn.tasks.parse_model (channel inference for attention rows)", _check_parser),
-    "yolox_head": ("ultralytics.nn.tasks.parse_model (multi-row YOLOX head, depthwise)", _check_yolox_head),
     "names": ("ultralytics.nn.tasks.check_yaml / yaml_model_load (model names)", _check_names),
     "activation": (
         "ultralytics.nn.tasks.parse_model (Conv.default_act is the activation of every Conv it builds)",
         _check_activation,
     ),
     "fuse": ("ultralytics.nn.tasks.BaseModel.fuse", _check_fuse),
-    "criterion": ("ultralytics.nn.tasks.DetectionModel.init_criterion", _check_criterion),
-    "classic_head": (
-        "ultralytics.nn.tasks.parse_model / DetectionModel stride and bias_init (classic YOLOv5 head)",
-        _check_classic_head,
-    ),
-    "classic_blocks": (
-        "ultralytics.nn.tasks.parse_model (module names resolved in its globals on every call)",
-        _check_classic_blocks,
-    ),
-    "flops": ("ultralytics.utils.torch_utils.get_flops", _check_flops),
     "trainer_files": ("ultralytics.engine.trainer.strip_optimizer / BaseTrainer.save_model", _check_trainer_files),
     "safe_load": ("ultralytics.nn.tasks.torch_safe_load (behind load_checkpoint)", _check_safe_load),
     "validator_dataset": (
@@ -552,3 +386,5 @@ SELF_CHECKS: dict[str, tuple[str, Callable[[], None]]] = {
         _check_random_perspective,
     ),
 }
+for _name, (_internal, _check) in _SEAM_CHECKS.items():
+    register_self_check(_name, _internal, _check)

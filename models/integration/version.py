@@ -3,11 +3,11 @@
 CI runs the whole test suite on the newest release of :data:`TESTED_RANGE` and the fast tier on the oldest
 (``.ci/run``). Ultralytics releases every few days, and its internals change, so outside that range
 ``import attnyolo`` does not refuse: it warns once and runs :func:`self_check`, which runs every check of
-:data:`attnyolo.integration.self_checks.SELF_CHECKS` (tiny models through every patched path, the layouts of the data
-structures read, compared with what they must be). Only a failing check refuses, with a message naming the
-Ultralytics internal that changed. A pass is recorded in the user cache (:func:`attnyolo.utils.paths.cache_dir`),
-keyed by the Ultralytics, AttnYOLO and torch versions, so later processes (every command, every DDP worker) warn
-without paying the check's seconds again.
+:data:`attnyolo.integration.plugins.SELF_CHECKS` (the seam's, :mod:`.self_checks`, and the families': tiny models
+through every patched path, the layouts of the data structures read, compared with what they must be). Only a
+failing check refuses, with a message naming the Ultralytics internal that changed. A pass is recorded in the user
+cache (:func:`attnyolo.utils.paths.cache_dir`), keyed by the Ultralytics, AttnYOLO and torch versions, so later
+processes (every command, every DDP worker) warn without paying the check's seconds again.
 """
 
 from __future__ import annotations
@@ -16,8 +16,15 @@ import logging
 import time
 from pathlib import Path
 
+import torch
+import ultralytics
+
 from ..errors import UnsupportedUltralyticsError
-from .self_checks import _LAYERS_CFG, _YOLOX_CFG, SELF_CHECKS  # noqa: F401  (the tiny configs, for tests)
+from ..utils.atomic import write_text_atomic
+from ..utils.paths import cache_dir, package_version
+from . import self_checks  # noqa: F401  (registers the seam's self-checks)
+from .plugins import SELF_CHECKS
+from .self_checks import _LAYERS_CFG  # noqa: F401  (the tiny layer config, for tests)
 
 LOGGER = logging.getLogger("attnyolo")
 
@@ -38,8 +45,6 @@ def version_tuple(version: str) -> tuple[int, ...]:
 
 def installed_version() -> str:
     """The installed Ultralytics version string."""
-    import ultralytics
-
     return ultralytics.__version__
 
 
@@ -82,18 +87,12 @@ def first_line(error: BaseException) -> str:
 
 def pass_record(version: str) -> Path:
     """The file that records a passed self-check for ``version`` with this AttnYOLO and torch."""
-    import torch
-
-    from .. import __version__
-    from ..utils.paths import cache_dir
-
-    return cache_dir() / f"self-check-passed_ultralytics-{version}_attnyolo-{__version__}_torch-{torch.__version__}"
+    attnyolo = package_version()
+    return cache_dir() / f"self-check-passed_ultralytics-{version}_attnyolo-{attnyolo}_torch-{torch.__version__}"
 
 
 def _record_pass(version: str) -> None:
     """Write :func:`pass_record` (best effort: an unwritable cache only means the check runs again next time)."""
-    from ..utils.atomic import write_text_atomic
-
     record = pass_record(version)
     try:
         record.parent.mkdir(parents=True, exist_ok=True)

@@ -367,6 +367,24 @@ def get_kind(name: str) -> AttentionKind:
     raise ValueError(f"unknown attention kind {name!r}.{hint} Known kinds: {', '.join(kind_names())}.")
 
 
+def kinds_arg(value, key: str = "kinds") -> list[str] | None:
+    """A ``kinds=`` value (``ELA-S,CoordAtt`` or a list) checked against the table of kinds; None means all.
+
+    Raises:
+        ValueError: An unknown kind, naming the value, the closest kinds and all known ones.
+    """
+    if value is None or value == "all":
+        return None
+    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+    kinds = [str(k).strip() for k in items if str(k).strip()]
+    for kind in kinds:
+        try:
+            get_kind(kind)
+        except ValueError as error:
+            raise ValueError(f"{key}={value}: {error}") from None
+    return kinds
+
+
 def build_layer(kind: str, channels: int) -> nn.Module:
     """Build the layer of kind ``kind`` (e.g. ``"ELA-S"``) for ``channels`` input channels."""
     return get_kind(kind).build(channels)

@@ -11,12 +11,15 @@ that a killed process could not remove is removed by the next write of the same 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import cv2
 
 # What temporary_sibling names: .<name>.<pid>.<tag>, the tags this package uses being tmp, strip.tmp, tmp.<ext>.
 _TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.(?:[A-Za-z0-9_]+\.)?tmp(?:\.[A-Za-z0-9]+)?$")
@@ -142,8 +145,6 @@ def write_failure(path: str | Path) -> OSError:
     small probe file next to ``path`` (a full disk, a read-only or vanished folder). Where the probe succeeds, the
     failure is reported as an input/output error.
     """
-    import errno
-
     path = Path(path)
     probe = temporary_sibling(path, "probe.tmp")
     try:
@@ -190,8 +191,6 @@ def write_image_atomic(path: str | Path, image: Any, params: list[int] | None = 
     Raises:
         ValueError: OpenCV cannot encode the image in that format (``cv2.imwrite`` would only return False).
     """
-    import cv2
-
     path = Path(path)
     ok, encoded = cv2.imencode(path.suffix or ".png", image, params or [])
     if not ok:

@@ -16,7 +16,11 @@ import sys
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 
-from ..errors import without_unsafe_advice
+import torch
+from ultralytics.cfg import CFG_BOOL_KEYS, DEFAULT_CFG_DICT
+
+from ..errors import MissingDependencyError, UnsupportedUltralyticsError, without_unsafe_advice
+from .atomic import temporary_target
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 # Set to 1 (true, yes, on) to see the full traceback of every failure run_tool would report in one line.
@@ -65,8 +69,6 @@ def boolean_keys(defaults: dict, passthrough: Iterable[str] = ()) -> frozenset[s
     keys = {key for key, value in defaults.items() if isinstance(value, bool)}
     passthrough = set(passthrough) - set(defaults)
     if passthrough:
-        from ultralytics.cfg import CFG_BOOL_KEYS, DEFAULT_CFG_DICT  # heavy: only for tools that pass Ultralytics keys
-
         ultralytics = set(CFG_BOOL_KEYS) | {key for key, value in DEFAULT_CFG_DICT.items() if isinstance(value, bool)}
         keys |= passthrough & ultralytics
     return frozenset(keys - BOOL_OR_VALUE_KEYS)
@@ -171,8 +173,6 @@ _OS_FAILURES = {
 
 def os_failure_message(error: OSError) -> str:
     """One line for an OS failure: the file (the real one, not its temporary name), what happened, and the fix."""
-    from .atomic import temporary_target
-
     what, fix = _OS_FAILURES.get(error.errno, (error.strerror or type(error).__name__, "check the path and run again"))
     name = errno.errorcode.get(error.errno, "") if error.errno else ""
     path = error.filename
@@ -182,27 +182,29 @@ def os_failure_message(error: OSError) -> str:
     return f"{where}: {what}{f' ({name})' if name else ''}. Fix: {fix}."
 
 
-def kinds_arg(value, key: str = "kinds") -> list[str] | None:
-    """A ``kinds=`` value (``ELA-S,CoordAtt`` or a list) checked against the table of kinds; None means all.
-
-    Raises:
-        ValueError: An unknown kind, naming the value, the closest kinds and all known ones.
-    """
-    from ..layers.registry import get_kind
-
-    if value is None or value == "all":
-        return None
-    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
-    kinds = [str(k).strip() for k in items if str(k).strip()]
-    for kind in kinds:
-        try:
-            get_kind(kind)
-        except ValueError as error:
-            raise ValueError(f"{key}={value}: {error}") from None
-    return kinds
-
-
 TRUST_KEY = "trust_checkpoint"  # every tool that opens checkpoints accepts it
+TRUST_ENV = "ATTNYOLO_TRUST_CHECKPOINTS"  # "1": read every checkpoint with full unpickling (the user vouches for it)
+
+
+def checkpoints_trusted() -> bool:
+    """Whether the user vouched for every checkpoint this process opens (``ATTNYOLO_TRUST_CHECKPOINTS=1``)."""
+    return parse_bool(os.environ.get(TRUST_ENV, "")) is True  # anything but a true spelling keeps files untrusted
+
+
+def trust_checkpoints(enabled: bool = True) -> None:
+    """Read every checkpoint of this process, and of the processes it starts, with full unpickling (or stop).
+
+    Tools call this for ``trust_checkpoint=True``. Full unpickling runs whatever code a file names, so it is only for
+    files the user vouches for; by default :func:`attnyolo.integration.checkpoints.read_checkpoint` refuses them.
+    The setting lives in the environment, so the processes a run starts (multi-GPU workers) inherit it.
+
+    Args:
+        enabled: True to trust, False to return to safe loading.
+    """
+    if enabled:
+        os.environ[TRUST_ENV] = "1"
+    else:
+        os.environ.pop(TRUST_ENV, None)
 
 
 def apply_trust_checkpoint(args: dict) -> None:
@@ -214,8 +216,6 @@ def apply_trust_checkpoint(args: dict) -> None:
     """
     trusted = parse_bool(args.pop(TRUST_KEY, False), TRUST_KEY)  # parse_kv_args has parsed it; a caller's dict too
     if trusted:
-        from ..integration.checkpoints import trust_checkpoints
-
         trust_checkpoints()
 
 
@@ -280,8 +280,6 @@ def check_device(device) -> None:
     indices = text.removeprefix("cuda:").split(",") if text.startswith("cuda:") else text.split(",")
     if text != "cuda" and not all(index.isdigit() for index in indices):
         return  # cpu, mps, -1 (idle GPU), or a value Ultralytics judges itself
-    import torch  # only for tools that name a device; every such tool has torch imported already
-
     wanted = 1 if text == "cuda" else max(int(index) for index in indices) + 1
     available = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if wanted > available:
@@ -292,8 +290,6 @@ def check_device(device) -> None:
 
 def ultralytics_keys() -> set[str]:
     """Every setting Ultralytics' train/val/predict/export accept (its default configuration's keys)."""
-    from ultralytics.cfg import DEFAULT_CFG_DICT
-
     return set(DEFAULT_CFG_DICT)
 
 
@@ -345,8 +341,6 @@ def failure_message(error: BaseException) -> tuple[str, int] | None:
     ``KeyError`` get one line too, since a wrong value often ends in one, but they may also be a bug in attnyolo, so the
     line says how to see the traceback. Anything else is a bug and keeps its traceback.
     """
-    from ..errors import MissingDependencyError, UnsupportedUltralyticsError
-
     if isinstance(error, KeyboardInterrupt):
         return _interrupted_message(), 130
     if isinstance(error, (UnsupportedUltralyticsError, MissingDependencyError)):

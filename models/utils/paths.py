@@ -8,10 +8,27 @@ run starts, never relative to where the package happens to be installed.
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
+import re
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
+
+
+def package_version() -> str:
+    """The installed distribution's version (pyproject.toml is its one source); else that of the source tree.
+
+    A checkout used without ``pip install`` has no distribution metadata, so its ``pyproject.toml`` (beside
+    ``models/``) is read instead; "0+unknown" when neither exists.
+    """
+    try:
+        return importlib.metadata.version("attnyolo")
+    except importlib.metadata.PackageNotFoundError:
+        pyproject = PACKAGE_DIR.parent / "pyproject.toml"
+        text = pyproject.read_text(encoding="utf-8") if pyproject.is_file() else ""
+        found = re.search(r'^version\s*=\s*"([^"]+)"', text, re.M)  # [project]'s; no other key is named version
+        return found[1] if found else "0+unknown"
 
 
 def cfg_dir() -> Path:

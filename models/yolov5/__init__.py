@@ -9,6 +9,7 @@ The models are built from ``cfg/yolov5/yolov5-classic.yaml`` (and ``yolov5-class
 checkpoint format.
 """
 
+from . import registration  # noqa: F401  (registers the family with the seam: attnyolo.integration.plugins)
 from .head import YOLOv5Detect, check_anchor_order
 from .loss import YOLOv5Loss, build_targets, ciou
 

@@ -18,9 +18,9 @@ Here nothing from the file runs:
    :class:`~attnyolo.yolov5.head.YOLOv5Detect`; AttnYOLO's CoordAtt and ELA), the state dict is loaded strictly (every
    tensor must land), and the class names (list or dict), strides and anchors are kept.
 
-:data:`FORMAT` plugs this into :mod:`attnyolo.engine.importing` (``attnyolo import_weights``, ``pretrained=``) and,
-through :func:`attnyolo.integration.checkpoints.read_checkpoint` (which refuses the file's ``models.*`` classes and
-then asks the foreign formats), into ``YOLO(path)`` and every tool.
+:data:`FORMAT` (registered by :mod:`attnyolo.yolov5.registration`) plugs this into ``attnyolo import_weights``,
+``pretrained=`` and, through :func:`attnyolo.integration.checkpoints.read_checkpoint` (which refuses the file's
+``models.*`` classes and then asks the foreign formats), into ``YOLO(path)`` and every tool.
 
 Facts about the format (ultralytics/yolov5 v5.0 to v7.0; v7.0 is commit 915bbf294bb74c859f0b41f1c23bc395014ea679):
 train.py saves ``epoch``, ``best_fitness``, ``model`` and ``ema`` (fp16), ``updates``, ``optimizer``, ``opt``,
@@ -36,8 +36,10 @@ from typing import Any
 
 import torch
 from torch import nn
+from ultralytics.nn import tasks
+from ultralytics.nn.tasks import DetectionModel
 
-from ..errors import CheckpointError, first_line
+from ..errors import CheckpointError, ModelConfigError, first_line
 from ..integration.checkpoints import (
     allow_globals,
     checkpoint_label_of,
@@ -50,9 +52,12 @@ from ..integration.checkpoints import (
     scoped_globals,
     zip_pickle_record,
 )
+from ..integration.checkpoints.formats import native_checkpoint
+from ..integration.plugins import ForeignFormat, head_of
 from ..layers.coord_attention import CoordAtt
 from ..layers.efficient_local_attention import ELA, ELA_VARIANTS
 from ..layers.registry import SPELLINGS, layer_classes
+from .head import YOLOv5Detect
 
 # Attention classes the forks add to models/common.py, by the names their YAML rows use: every spelling of CoordAtt
 # (CoordAtt, CA, CoordAttention, CoordinateAttention) and of ELA (ELA, the ELA authors' EfficientLocalizationAttention),
@@ -222,9 +227,7 @@ def read_classic(path: str | Path) -> dict:
 def _build_dict(src: nn.Module, path: Path, model: str | None) -> dict:
     """The model dict to rebuild from: the checkpoint's stored ``yaml`` (or the YAML ``model`` names)."""
     if model is not None:
-        from ultralytics.nn.tasks import yaml_model_load
-
-        return yaml_model_load(model)
+        return tasks.yaml_model_load(model)  # through the module: the wrapped one, read after the seam patched it
     yaml = getattr(src, "yaml", None)
     if not isinstance(yaml, dict) or not yaml.get("backbone"):
         raise CheckpointError(
@@ -337,11 +340,6 @@ def rebuild(src: nn.Module, path: Path, model: str | None = None, nc: int | None
     Raises:
         CheckpointError: The rebuilt model does not take every tensor of the checkpoint, or ``nc`` differs.
     """
-    from ultralytics.nn.tasks import DetectionModel
-
-    from ..errors import ModelConfigError
-    from .head import YOLOv5Detect
-
     d = _build_dict(src, path, model)
     src_nc = int(getattr(src, "nc", None) or d.get("nc") or 0)
     if nc is not None and src_nc and int(nc) != src_nc:
@@ -356,10 +354,8 @@ def rebuild(src: nn.Module, path: Path, model: str | None = None, nc: int | None
         raise CheckpointError(f"{path}: the model stored in the checkpoint cannot be rebuilt: {error}") from None
     if not isinstance(dst.model[-1], YOLOv5Detect) and model is not None:
         # the file is a classic YOLOv5 checkpoint (read_classic found its classes); the YAML named by model= is not
-        from ..yolox.head import YOLOXDetect
-
-        head = dst.model[-1]
-        family = "YOLOX" if isinstance(head, YOLOXDetect) else f"{type(head).__name__}-headed (anchor-free)"
+        head, registered = dst.model[-1], head_of(dst)
+        family = registered.family if registered is not None else f"{type(head).__name__}-headed (anchor-free)"
         raise CheckpointError(
             f"{path} is a classic YOLOv5 checkpoint, but model={model} names a {family} model, not a classic YOLOv5 "
             "one (anchor-based Detect). Fix: leave model= out (the YAML stored in the file is used) or pass a classic "
@@ -423,8 +419,6 @@ def load(path: str | Path, model: str | None = None, nc: int | None = None) -> t
     Returns:
         ``(checkpoint, report)``: the dict Ultralytics' ``Model.save`` writes, with the rebuilt model, and the report.
     """
-    from ..engine.importing import native_checkpoint
-
     path = Path(path)
     ckpt = read_classic(path)
     src = ckpt.get("ema") or ckpt.get("model")
@@ -434,9 +428,7 @@ def load(path: str | Path, model: str | None = None, nc: int | None = None) -> t
 
 
 def _format():
-    """The :class:`~attnyolo.engine.importing.ForeignFormat` of classic YOLOv5 checkpoints."""
-    from ..engine.importing import ForeignFormat
-
+    """The :class:`~attnyolo.integration.plugins.ForeignFormat` of classic YOLOv5 checkpoints."""
     return ForeignFormat(
         name="yolov5-classic",
         description="checkpoints of ultralytics/yolov5 v5.0-v7.0 and its forks (models.yolo.DetectionModel)",

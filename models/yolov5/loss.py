@@ -28,6 +28,8 @@ import torch.nn.functional as F
 from torch import nn
 from ultralytics.utils.metrics import bbox_iou
 
+from .recipe import SCRATCH_LOW_LOSS
+
 # Per-level objectness weights: P3, P4, P5 (and YOLOv5's values for five levels, P3-P7).
 OBJ_BALANCE = {3: (4.0, 1.0, 0.4)}
 OBJ_BALANCE_DEFAULT = (4.0, 1.0, 0.25, 0.06, 0.02)
@@ -179,8 +181,6 @@ class YOLOv5Loss:
     loss_names = ("box_loss", "obj_loss", "cls_loss")
 
     def __init__(self, model: nn.Module, hyp: dict | None = None) -> None:
-        from .recipe import SCRATCH_LOW_LOSS
-
         self.head = model.model[-1]
         self.hyp = {**SCRATCH_LOW_LOSS, **(getattr(model, "yolov5_hyp", None) or {}), **(hyp or {})}
         nl = self.head.nl

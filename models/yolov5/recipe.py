@@ -18,7 +18,19 @@ Three groups of settings:
 
 from __future__ import annotations
 
+import difflib
+from pathlib import Path
 from typing import Any
+
+from torch import nn
+from ultralytics.utils import LOGGER as ULTRALYTICS_LOGGER
+from ultralytics.utils import RANK, YAML
+from ultralytics.utils.torch_utils import unwrap_model
+
+from ..integration.datasets import training_labels
+from ..utils.atomic import atomic_path
+from .autoanchor import check_anchors
+from .head import YOLOv5Detect
 
 # hyp.scratch-low values of keys Ultralytics' trainer shares with YOLOv5.
 ULTRALYTICS_DEFAULTS: dict[str, Any] = {
@@ -87,8 +99,6 @@ def check_hyp(hyp: dict | None, source: str) -> dict:
     Raises:
         ValueError: An unknown key or a value of the wrong type, naming ``source``, the key and the fix.
     """
-    import difflib
-
     hyp = dict(hyp or {})
     for key, value in hyp.items():
         if key not in LOSS_KEYS:
@@ -162,10 +172,6 @@ def apply_defaults(args: Any, user_keys: set[str]) -> list[str]:
 
 def classic_head(model: Any):
     """The model's :class:`~attnyolo.yolov5.head.YOLOv5Detect`, or None for any other model."""
-    from torch import nn
-
-    from .head import YOLOv5Detect
-
     layers = getattr(model, "model", None)
     head = layers[-1] if isinstance(layers, nn.Sequential) and len(layers) else None
     return head if isinstance(head, YOLOv5Detect) else None
@@ -173,12 +179,6 @@ def classic_head(model: Any):
 
 def _rewrite_run_args(trainer: Any) -> None:
     """Rewrite the run's ``args.yaml`` (written by the trainer before the recipe was known) with the arguments used."""
-    from pathlib import Path
-
-    from ultralytics.utils import YAML
-
-    from ..utils.atomic import atomic_path
-
     path = Path(trainer.save_dir) / "args.yaml"
     if path.is_file():
         with atomic_path(path) as tmp:
@@ -196,9 +196,6 @@ def prepare_model(trainer: Any, model: Any, user_keys: set[str]) -> None:
         model: The model ``get_model`` built.
         user_keys: Keys the user set explicitly.
     """
-    from ultralytics.utils import LOGGER as ULTRALYTICS_LOGGER
-    from ultralytics.utils import RANK
-
     head = classic_head(model)
     if head is None:
         return
@@ -218,13 +215,6 @@ def before_training(trainer: Any) -> None:
     AutoAnchor runs as YOLOv5's train.py runs it: not when resuming, and not with ``autoanchor: false`` in the model
     dict's ``hyp`` (``attnyolo train autoanchor=False``); its result is logged.
     """
-    from ultralytics.utils import LOGGER as ULTRALYTICS_LOGGER
-    from ultralytics.utils import RANK
-    from ultralytics.utils.torch_utils import unwrap_model
-
-    from ..integration.datasets import training_labels
-    from .autoanchor import check_anchors
-
     model = unwrap_model(trainer.model)
     head = classic_head(model)
     if head is None:

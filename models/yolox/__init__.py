@@ -7,6 +7,7 @@ depthwise option and the loss into Ultralytics. Class import paths here are part
 training schedule (``attnyolo train recipe=yolox``).
 """
 
+from . import registration  # noqa: F401  (registers the family with the seam: attnyolo.integration.plugins)
 from .blocks import DWSepConv, make_depthwise_separable
 from .head import YOLOXDetect
 from .loss import YOLOXLoss, pad_targets

@@ -31,9 +31,24 @@ from typing import Any
 
 import torch
 from torch import nn
+from ultralytics.nn.tasks import DetectionModel
 
-from ..engine.importing import ForeignFormat, native_checkpoint
 from ..errors import CheckpointError, first_line
+from ..integration.checkpoints import (
+    allow_globals,
+    checkpoints_trusted,
+    load_trusted,
+    load_weights_only,
+    numpy_scalar_globals,
+    referenced_globals,
+    refusal,
+)
+from ..integration.checkpoints.formats import describe_unreadable, native_checkpoint
+from ..integration.checkpoints.pickles import LEGACY_MAGIC, torch_save_format, zip_pickle_record
+from ..integration.datasets import COCO_NUM_CLASSES, coco_class_names
+from ..integration.names import check_model_source
+from ..integration.plugins import ForeignFormat
+from .head import YOLOXDetect
 from .official_keys import BACKBONE_PREFIX, official_key_map
 
 OFFICIAL_COMMIT = "6ddff4824372906469a7fae2dc3206c7aa4bbaee"  # the YOLOX commit the key map and tests follow
@@ -125,8 +140,6 @@ def names_official_keys(path: str | Path) -> bool:
     Read as bytes (the zip archive's ``data.pkl``, or the head of a file in torch's older format); nothing is
     unpickled. A file that passes is an official YOLOX checkpoint or a damaged one, never another project's format.
     """
-    from ..integration.pickles import LEGACY_MAGIC, torch_save_format, zip_pickle_record
-
     fmt = torch_save_format(path)
     if fmt == "zip":
         data = zip_pickle_record(path) or b""
@@ -169,17 +182,6 @@ def _read(path: Path) -> tuple[Any, str]:
     Raises:
         CheckpointError: The file references a global YOLOX's trainer never saves (and the user did not opt in).
     """
-    from ..engine.importing import describe_unreadable
-    from ..integration.checkpoints import (
-        allow_globals,
-        checkpoints_trusted,
-        load_trusted,
-        load_weights_only,
-        numpy_scalar_globals,
-        referenced_globals,
-        refusal,
-    )
-
     if checkpoints_trusted():  # the user vouches for the file (trust_checkpoint=True): read as every reader does
         try:
             return load_trusted(path), ""
@@ -229,8 +231,6 @@ def read_official(path: str | Path) -> tuple[dict[str, torch.Tensor], list[str]]
         CheckpointError: The file holds no YOLOX state dict, references a global YOLOX's trainer never saves (named,
             with the opt-in), or cannot be read (the message gives torch's reason).
     """
-    from ..integration.checkpoints import checkpoints_trusted
-
     path = Path(path)
     if not _names_official_keys_cached(path):
         raise CheckpointError(
@@ -409,12 +409,6 @@ def load(path: Path, model: str | None = None, nc: int | None = None) -> tuple[d
     Raises:
         CheckpointError: The file or the model does not fit (see :func:`load_official_weights`).
     """
-    from ultralytics.nn.tasks import DetectionModel
-
-    from ..integration.datasets import COCO_NUM_CLASSES, coco_class_names
-    from ..integration.names import check_model_source
-    from .head import YOLOXDetect
-
     state, others = read_official(path)
     _cache.clear()  # the weights are about to be copied; do not keep a second copy (400 MB for YOLOX-X) alive
     source = f"source={path}"

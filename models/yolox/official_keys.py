@@ -22,8 +22,12 @@ import re
 from dataclasses import dataclass
 
 from torch import nn
+from ultralytics.nn.modules import C3, SPP, Concat, Conv, Focus
 
 from ..errors import CheckpointError
+from ..layers.registry import row_attention_layers
+from .blocks import DWSepConv
+from .head import YOLOXDetect
 
 
 @dataclass(frozen=True)
@@ -86,11 +90,6 @@ _RENAMES: dict[str, tuple[tuple[re.Pattern, str], ...]] = {
 
 def _kind_of(module: nn.Module) -> str | None:
     """The :class:`OfficialRow` kind a built row is, or None (exact types: C3 subclasses are other blocks)."""
-    from ultralytics.nn.modules import C3, SPP, Concat, Conv, Focus
-
-    from .blocks import DWSepConv
-    from .head import YOLOXDetect
-
     kinds = {Focus: "Focus", Conv: "Conv", DWSepConv: "Conv", C3: "CSP", SPP: "SPP", nn.Upsample: "Upsample"}
     kinds.update({Concat: "Concat", YOLOXDetect: "Head"})
     return kinds.get(type(module))
@@ -118,8 +117,6 @@ def _behaviour_differs(module: nn.Module, row: OfficialRow) -> str | None:
 
 def _attention_rows(layers: nn.Sequential) -> set[int]:
     """Indices of rows that are attention layers (possibly repeated inside an nn.Sequential)."""
-    from ..layers.registry import row_attention_layers
-
     return {i for i, m in enumerate(layers) if row_attention_layers(m)}
 
 

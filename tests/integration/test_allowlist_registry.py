@@ -159,7 +159,9 @@ def test_concurrent_classic_and_native_reads(native):
 
 def test_without_torchs_private_table_the_public_scan_gives_the_same_names(monkeypatch, native):
     expected = referenced_globals(native)[0]
-    monkeypatch.setattr(checkpoints, "torch_default_globals", lambda: None)
+    from attnyolo.integration.checkpoints import screen
+
+    monkeypatch.setattr(screen, "torch_default_globals", lambda: None)
     read_checkpoint(native)  # registers its globals, which torch's own scan then leaves out
     assert referenced_globals(native)[0] == expected
     assert type(read_checkpoint(native)["model"]) is DetectionModel
@@ -205,7 +207,7 @@ def test_a_pickle_of_many_strings_is_scanned_in_one_pass():
 def test_a_pickle_larger_than_any_checkpoints_is_refused_unread(tmp_path, monkeypatch):
     import zipfile
 
-    from attnyolo.integration.pickles import MAX_PICKLE_BYTES
+    from attnyolo.integration.checkpoints.pickles import MAX_PICKLE_BYTES
 
     path = tmp_path / "big.pt"  # 8 MiB of MARK opcodes, a few kilobytes compressed
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
@@ -221,9 +223,9 @@ def test_a_pickle_larger_than_any_checkpoints_is_refused_unread(tmp_path, monkey
 
 
 def test_pickles_of_the_old_format_longer_than_any_checkpoints_are_refused(tmp_path, monkeypatch):
-    from attnyolo.integration import pickles
+    from attnyolo.integration.checkpoints import pickles, refusals, screen
 
-    for module in (checkpoints, pickles):  # the scan (pickles) and the message (checkpoints) use the same cap
+    for module in (screen, refusals, pickles):  # the scan (pickles) and the messages use the same cap
         monkeypatch.setattr(module, "MAX_PICKLE_BYTES", 1000)  # a small cap: the scan stops after 1000 bytes
     path = tmp_path / "old.pt"
     path.write_bytes(b"\x80\x02" + b"(" * 5000)  # torch's pre-1.6 format starts with a pickle

@@ -15,7 +15,7 @@ import torch
 
 from attnyolo.errors import CheckpointError, without_unsafe_advice
 from attnyolo.integration.checkpoints import TRUST_ENV, read_checkpoint, screen_checkpoint
-from attnyolo.integration.pickles import archive_pickle, scan_pickles
+from attnyolo.integration.checkpoints.pickles import archive_pickle, scan_pickles
 
 
 @pytest.fixture(autouse=True)

@@ -26,8 +26,11 @@ from attnyolo.integration.checkpoints import (
     TRUST_ENV,
     allowed_global,
     checkpoint_label,
+    formats,
     read_checkpoint,
+    screen,
 )
+from attnyolo.yolox import registration as yolox_registration
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "legacy"
 
@@ -74,7 +77,7 @@ STOCK_CFG = {  # stock Ultralytics layers only
 @pytest.mark.parametrize("cfg", ["stock", "layers", "yolox"])
 def test_ultralytics_and_attnyolo_saves_load_without_opting_in(cfg, tmp_path):
     # Ultralytics' own writer (YOLO.save) on stock layers, on every AttnYOLO layer, and on a depthwise YOLOX.
-    d = {"stock": STOCK_CFG, "layers": version._LAYERS_CFG, "yolox": version._YOLOX_CFG}[cfg]
+    d = {"stock": STOCK_CFG, "layers": version._LAYERS_CFG, "yolox": yolox_registration._YOLOX_CFG}[cfg]
     (tmp_path / f"tiny-{cfg}.yaml").write_text(yaml.safe_dump(d))
     source = YOLO(tmp_path / f"tiny-{cfg}.yaml")
     source.save(tmp_path / "saved.pt")
@@ -86,7 +89,7 @@ def test_ultralytics_and_attnyolo_saves_load_without_opting_in(cfg, tmp_path):
 
 def test_yolox_depthwise_checkpoints_no_longer_pickle_the_replaced_convs(tmp_path):
     # Depthwise YOLOX rows copied the dense conv's bound `type` method, so checkpoints carried every replaced conv.
-    torch.save({"model": tasks.DetectionModel(dict(version._YOLOX_CFG))}, tmp_path / "nano.pt")
+    torch.save({"model": tasks.DetectionModel(dict(yolox_registration._YOLOX_CFG))}, tmp_path / "nano.pt")
     assert "attnyolo.yolox.blocks.DWSepConv" in pickle_globals(tmp_path / "nano.pt")
     assert "builtins.getattr" not in pickle_globals(tmp_path / "nano.pt")
 
@@ -256,13 +259,14 @@ def test_damaged_files_are_one_line_errors(tmp_path):
 
 
 def test_a_foreign_format_is_asked_before_refusing(malicious_checkpoint, monkeypatch):
-    # A format registered in attnyolo.engine.importing (e.g. classic YOLOv5) reads its files without unpickling code.
+    # A format a family registers (attnyolo.integration.plugins, e.g. classic YOLOv5) reads its files without
+    # unpickling code.
     path, marker = malicious_checkpoint()
     model = tasks.DetectionModel(dict(version._LAYERS_CFG), verbose=False)
     fmt = importing.ForeignFormat(
         "test-format", "a test", detect=lambda p: Path(p) == path, load=lambda p, **_: ({"model": model}, {})
     )
-    monkeypatch.setattr(importing, "formats", lambda: [fmt])
+    monkeypatch.setattr(formats, "formats", lambda: [fmt])
     assert YOLO(path).model is model
     assert not marker.exists()
     monkeypatch.setenv(TRUST_ENV, "1")  # trusting files does not hand a foreign format to Ultralytics' unpickler
@@ -295,10 +299,11 @@ def test_a_fresh_process_refuses_after_import_attnyolo(malicious_checkpoint, tmp
 def test_no_module_of_the_package_unpickles_in_full():
     # Every checkpoint goes through read_checkpoint: no torch.load(weights_only=False) elsewhere in the package.
     root = Path(attnyolo.__file__).parent
+    reader = root / "integration" / "checkpoints" / "reading.py"  # read_checkpoint's module
     offenders = [
         str(p.relative_to(root))
         for p in root.rglob("*.py")
-        if "weights_only=False" in p.read_text(encoding="utf-8") and p.name != "checkpoints.py"
+        if "weights_only=False" in p.read_text(encoding="utf-8") and p != reader
     ]
     assert offenders == []
 
@@ -318,7 +323,7 @@ def test_a_protocol_3_file_in_torchs_older_format_loads_without_torchs_protocol_
 
 
 def test_an_oversized_file_in_torchs_older_format_is_named_too_large_not_damaged(tmp_path):
-    from attnyolo.integration.pickles import MAX_PICKLE_BYTES
+    from attnyolo.integration.checkpoints.pickles import MAX_PICKLE_BYTES
 
     # One string longer than any checkpoint's whole pickle: the scan stops at the limit, where the data is cut off.
     path = tmp_path / "huge.pt"
@@ -345,7 +350,7 @@ def test_screening_detects_a_foreign_format_without_converting_the_file(tmp_path
 
     path = tmp_path / "foreign.pt"
     torch.save({"x": fractions.Fraction(1, 2)}, path)  # a global no checkpoint of ours holds
-    monkeypatch.setattr(importing, "detect_format", lambda p: _FakeFormat())
+    monkeypatch.setattr(screen, "detect_format", lambda p: _FakeFormat())
     checkpoints.screen_checkpoint(path)  # a foreign format's reader answers when loading: not refused here
 
 
@@ -354,6 +359,6 @@ def test_screening_takes_the_callers_word_that_a_file_is_not_foreign(tmp_path, m
 
     path = tmp_path / "plain.pt"
     torch.save({"x": fractions.Fraction(1, 2)}, path)
-    monkeypatch.setattr(importing, "detect_format", lambda p: pytest.fail("detected a format the caller knew"))
+    monkeypatch.setattr(screen, "detect_format", lambda p: pytest.fail("detected a format the caller knew"))
     with pytest.raises(attnyolo.CheckpointError, match=r"references fractions\.Fraction.*trust_checkpoint=True"):
         checkpoints.screen_checkpoint(path, foreign=False)

@@ -194,7 +194,7 @@ def test_classic_blocks_check_fails_when_the_parser_builds_its_own_bottlenecks(m
 
     from attnyolo.integration import parser
 
-    monkeypatch.setattr(parser, "_classic_blocks", contextlib.nullcontext)  # as if parse_model ignored the names
+    monkeypatch.setattr(parser, "_head_blocks", contextlib.nullcontext)  # as if parse_model ignored the names
     _fails("classic_blocks", "row 2 built BottleneckCSP")
 
 

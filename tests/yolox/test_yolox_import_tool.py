@@ -20,6 +20,7 @@ from ultralytics import YOLO
 
 from attnyolo.commands import run
 from attnyolo.engine import importing
+from attnyolo.integration import plugins
 from attnyolo.yolox import official
 
 
@@ -144,7 +145,7 @@ def test_what_cannot_be_imported_gets_one_line_and_nothing_is_written(
     case, official_checkpoint, tmp_path, monkeypatch, capsys
 ):
     # Only the YOLOX format is registered here, whatever other formats the project adds.
-    monkeypatch.setattr(importing, "FORMAT_PROVIDERS", ("attnyolo.yolox.official",))
+    monkeypatch.setattr(plugins, "FORMATS", {"yolox-official": plugins.FORMATS["yolox-official"]})
     cases, calls = bad_inputs(tmp_path, official_checkpoint, monkeypatch)
     args, message = cases[case]
     out = tmp_path / "out" / "converted.pt"

@@ -17,13 +17,11 @@ from ultralytics.engine.model import Model
 from ultralytics.nn.tasks import DetectionModel
 from ultralytics.utils.torch_utils import ModelEMA
 
+from attnyolo.engine.recipes import YOLOX030RecipeTrainer, YOLOXRecipeTrainer, resolve_recipe
 from attnyolo.engine.trainer import AttnDetectionTrainer, recipe_trainer_of, train
 from attnyolo.yolox.recipe import (
-    YOLOX030RecipeTrainer,
-    YOLOXRecipeTrainer,
     multiscale_sizes,
     resize_batch,
-    resolve_recipe,
     yolox_lr,
     yolox_parameter_groups,
     yolox_settings,

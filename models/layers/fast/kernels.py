@@ -145,7 +145,7 @@ def _load() -> Any:
 
 def _load_quietly() -> Any:
     """:func:`_load` with PyTorch's extension logger already turned down."""
-    from torch.utils import cpp_extension
+    from torch.utils import cpp_extension  # heavy: the C++ build machinery, loaded only to build the kernels
 
     root = Path(os.environ.get("TORCH_EXTENSIONS_DIR") or cpp_extension.get_default_build_root())
     variants = _variants()

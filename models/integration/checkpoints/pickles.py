@@ -5,6 +5,9 @@ Used by every checkpoint reader of the package, through :func:`attnyolo.integrat
 
 from __future__ import annotations
 
+import _compat_pickle
+import io
+import pickletools
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,7 +15,7 @@ from typing import Any, BinaryIO
 
 import torch
 
-from ..errors import first_line
+from ...errors import first_line
 
 # torch.save writes a zip archive whose data.pkl holds the object (torch >= 1.6) or, in the older format, a sequence of
 # pickles before the tensor bytes: magic number, protocol version, system information, the object
@@ -60,8 +63,6 @@ def torch_save_format(path: str | Path) -> str | None:
 
 def _py3_global(module: str, name: str) -> str:
     """A GLOBAL opcode's ``module name`` as pickle and torch's weights-only unpickler resolve it (Python 2 names)."""
-    import _compat_pickle
-
     if (module, name) in _compat_pickle.NAME_MAPPING:
         module, name = _compat_pickle.NAME_MAPPING[(module, name)]
     else:
@@ -103,8 +104,6 @@ def _scan_one(stream: BinaryIO, found: PickleScan, limit: int | None = None) -> 
     ``stack_after``), keeping only what names a callable or a storage: globals, strings, ints and tuples of them;
     every other value is None. Nothing is built, and memory is bounded by the pickle's size.
     """
-    import pickletools
-
     stack: list[Any] = []
     marks: list[int] = []
     memo: dict[Any, Any] = {}
@@ -201,8 +200,6 @@ def scan_pickles(
         OversizedPickle: The pickles run on past ``limit`` (also when ``partial``).
         ValueError: Damaged pickle data (unless ``partial``).
     """
-    import io
-
     stream = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
     found = PickleScan()
     try:
@@ -257,8 +254,6 @@ def legacy_pickles(path: str | Path) -> LegacyPickles:
     faster than byte reads from the file. The last result is kept for the file's size and modification time, since
     :func:`attnyolo.engine.importing.describe_unreadable` and the check of what the file references both need it.
     """
-    import io
-
     stat = Path(path).stat()
     key = f"{Path(path).resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
     if key in _legacy_cache:

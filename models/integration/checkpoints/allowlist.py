@@ -11,12 +11,18 @@ from __future__ import annotations
 import enum
 import functools
 import importlib
+import pathlib
 import pickle
 import re
+import types
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from torch import nn
+from ultralytics.utils import IterableSimpleNamespace
+
+from .legacy import LEGACY_MODULES
 
 # Where checkpoints' model classes live. A pickled class is allowed when it is an nn.Module subclass found under one of
 # these module paths: the layers, heads and model classes Ultralytics and AttnYOLO build networks from.
@@ -68,8 +74,6 @@ _MAX_ITEMSIZE = 16  # the widest numeric numpy type a checkpoint holds (complex1
 
 def _checked_dtype_of(dtype: Any) -> Any:
     """``dtype`` when it is a numeric (or bool) numpy dtype of at most :data:`_MAX_ITEMSIZE` bytes, else refused."""
-    import numpy as np
-
     if not isinstance(dtype, np.dtype) or dtype.kind not in "biufc" or dtype.itemsize > _MAX_ITEMSIZE:
         raise pickle.UnpicklingError(f"numpy dtype {dtype!r} is not a number type checkpoints hold")
     return dtype
@@ -77,8 +81,6 @@ def _checked_dtype_of(dtype: Any) -> Any:
 
 def _checked_dtype(spec: Any, align: Any = False, copy: Any = True) -> Any:
     """``numpy.dtype(spec, align, copy)`` as numpy pickles it (``('f8', False, True)``), for number types only."""
-    import numpy as np
-
     if not isinstance(spec, str) or not isinstance(align, bool) or not isinstance(copy, bool):
         raise pickle.UnpicklingError(f"numpy.dtype{(spec, align, copy)!r} is not how numpy pickles a dtype")
     return _checked_dtype_of(np.dtype(spec, align, copy))
@@ -86,8 +88,6 @@ def _checked_dtype(spec: Any, align: Any = False, copy: Any = True) -> Any:
 
 def _checked_scalar(dtype: Any, data: Any = None) -> Any:
     """The numpy scalar reconstructor for a number: ``data`` holds exactly the bytes of one value of ``dtype``."""
-    import numpy as np
-
     _checked_dtype_of(dtype)
     if not isinstance(data, bytes) or len(data) != dtype.itemsize:
         raise pickle.UnpicklingError(f"a numpy scalar of {dtype} needs {dtype.itemsize} bytes of data")
@@ -100,8 +100,6 @@ def _checked_reconstruct(subtype: Any, shape: Any, dtype: Any) -> Any:
     The array's shape and bytes come after, from the pickled state (numpy checks they agree), so nothing is allocated
     beyond what the pickle holds.
     """
-    import numpy as np
-
     if subtype is not np.ndarray or shape != (0,) or dtype != b"b":
         raise pickle.UnpicklingError(f"numpy array reconstruction{(shape, dtype)!r} is not how numpy pickles an array")
     return np.zeros(1).__reduce__()[0](subtype, shape, dtype)
@@ -129,8 +127,6 @@ def numpy_scalar_globals() -> dict[str, Any]:
     ``numpy.dtypes.Float64DType`` and the like). Part of :func:`data_globals`; on its own for readers whose files hold
     numbers but never arrays or paths (official YOLOX checkpoints: ``best_ap``).
     """
-    import numpy as np
-
     found: dict[str, Any] = {"numpy.dtype": _checked_dtype}
     for core in ("numpy.core.multiarray", "numpy._core.multiarray"):
         found[f"{core}.scalar"] = _checked_scalar
@@ -149,10 +145,6 @@ def data_globals() -> dict[str, Any]:
     ``numpy._core.multiarray``; Python 3.13 records paths under ``pathlib._local``. A path saved on the other OS loads
     as this OS's path, as Ultralytics maps it.
     """
-    import pathlib
-
-    import numpy as np
-
     local_path = _checked_path(type(Path()))
     found: dict[str, Any] = {**numpy_scalar_globals(), "numpy.ndarray": np.ndarray}
     for core in ("numpy.core.multiarray", "numpy._core.multiarray"):
@@ -168,10 +160,6 @@ def data_globals() -> dict[str, Any]:
 @functools.lru_cache(maxsize=1)
 def _fixed_globals() -> dict[str, Any]:
     """Non-layer globals of Ultralytics and AttnYOLO checkpoints: :func:`data_globals`, argument namespaces, getattr."""
-    import types
-
-    from ultralytics.utils import IterableSimpleNamespace
-
     return {
         **data_globals(),
         "ultralytics.utils.IterableSimpleNamespace": IterableSimpleNamespace,  # model.args of resumable checkpoints
@@ -185,8 +173,8 @@ def _transforms_global(name: str) -> Any | None:
     """The torchvision preprocessing classes Ultralytics' classification checkpoints pickle, or None."""
     if not name.startswith("torchvision.transforms."):
         return None
-    import torchvision.transforms.transforms as tvt
-    from torchvision.transforms.functional import InterpolationMode
+    import torchvision.transforms.transforms as tvt  # heavy (seconds): only for a checkpoint that names them
+    from torchvision.transforms.functional import InterpolationMode  # the same module tree, as heavy
 
     known = (tvt.Compose, tvt.Normalize, tvt.Resize, tvt.CenterCrop, tvt.ToTensor, InterpolationMode)
     return next((cls for cls in known if f"{cls.__module__}.{cls.__qualname__}" == name), None)
@@ -211,7 +199,7 @@ def allowed_global(name: str) -> Any | None:
     namespace; torchvision's preprocessing classes; a restricted ``getattr``.
 
     Args:
-        name: The global as :func:`attnyolo.integration.pickles.pickle_globals` lists it (``module.Name``).
+        name: The global as :func:`attnyolo.integration.checkpoints.pickles.pickle_globals` lists it (``module.Name``).
 
     Returns:
         The object to unpickle it as, or None.
@@ -228,10 +216,8 @@ def allowed_global(name: str) -> Any | None:
     if transform is not None:
         return transform
     module, _, attr = name.rpartition(".")
-    import attnyolo
-
-    if module in attnyolo.LEGACY_MODULES:  # attnyolo 0.1's flat layout: the same classes under their old paths
-        obj = getattr(attnyolo.LEGACY_MODULES[module], attr, None)
+    if module in LEGACY_MODULES:  # attnyolo 0.1's flat layout: the same classes under their old paths
+        obj = getattr(LEGACY_MODULES[module], attr, None)
         return obj if isinstance(obj, type) and issubclass(obj, nn.Module) else None
     if any(module == root or module.startswith(root + ".") for root in (p.rstrip(".") for p in _MODEL_MODULES)):
         obj = _import_attribute(module, attr)

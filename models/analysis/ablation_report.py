@@ -106,7 +106,8 @@ def _compare(
         result = bootstrap_difference(
             str(files[2]), str(files[0]), str(files[1]), resamples=bootstrap, seed=0, confidence=confidence
         )
-        boot.append({"seed": a["seed"], **result})
+        # the training seed of the pair names the row; the resampling's own seed is kept beside it
+        boot.append({**result, "seed": a["seed"], "resampling_seed": result["seed"]})
     return {"seeds": [a["seed"] for a, _ in pairs], "paired": paired, "bootstrap": boot}
 
 

@@ -498,6 +498,7 @@ def test_ablation_tool_writes_the_report(finished):
     # The bootstrap's full-set AP of each run is the evaluator's (pycocotools on the same files), for both sides.
     report = json.loads((out / "ablation.json").read_text())
     for model in report["models"][1:]:
+        assert [boot["seed"] for boot in model["vs_baseline"]["bootstrap"]] == [0, 1]  # the training seeds, in order
         for boot in model["vs_baseline"]["bootstrap"]:
             ap, seed = boot["metrics"]["AP"], boot["seed"]
             assert ap["a"] == pytest.approx(state["finished"][f"yolov8n-CoordAtt-seed{seed}"]["coco"]["AP"], abs=1e-9)

@@ -41,7 +41,7 @@ from ultralytics.cfg import DEFAULT_CFG_DICT
 from ..engine.runs import FINISHED, run_epoch
 from ..engine.trainer import base_recipe, train
 from ..evaluation.validator import validate_model
-from ..utils.atomic import write_bytes_atomic, write_json_atomic, write_text_atomic
+from ..utils.atomic import process_alive, write_bytes_atomic, write_json_atomic, write_text_atomic
 from .models import model_kind
 from .ray_backend import run_ray
 
@@ -215,19 +215,6 @@ def save_state(out_dir: str | Path, state: dict[str, Any]) -> Path:
     return write_json_atomic(Path(out_dir) / STATE_FILE, state)
 
 
-def _pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` runs (POSIX); True where that cannot be told, so a live driver is never overridden."""
-    if os.name == "nt":
-        return True  # os.kill(pid, 0) would terminate the process on Windows
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True  # e.g. another user's process
-    return True
-
-
 @contextlib.contextmanager
 def driver_lock(out_dir: str | Path) -> Iterator[Path]:
     """Hold ``ablation.lock`` while this process drives the ablation in ``out_dir``.
@@ -246,7 +233,7 @@ def driver_lock(out_dir: str | Path) -> Iterator[Path]:
         except FileExistsError:
             text = path.read_text(encoding="utf-8").strip() if path.is_file() else ""
             pid = int(text) if text.isdigit() else None
-            if pid is not None and pid != os.getpid() and _pid_alive(pid):
+            if pid is not None and pid != os.getpid() and process_alive(pid):
                 raise ValueError(
                     f"{path}: another ablate (process {pid}) is running on this ablation directory. Fix: wait for "
                     "it to finish, or give another name= for a separate ablation."

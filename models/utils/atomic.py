@@ -38,7 +38,7 @@ def temporary_target(tmp: str | Path) -> Path | None:
     return tmp.with_name(match["name"]) if match else None
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     """Whether process ``pid`` runs (POSIX); True where that cannot be told, so nothing in use is removed."""
     if os.name == "nt":
         return True  # os.kill(pid, 0) would terminate the process on Windows
@@ -69,7 +69,7 @@ def remove_stale_temporaries(path: str | Path) -> list[Path]:
         return removed  # no folder yet: nothing left over
     for tmp in candidates:
         match = _TEMPORARY.match(tmp.name)
-        if match and int(match["pid"]) != os.getpid() and not _process_alive(int(match["pid"])):
+        if match and int(match["pid"]) != os.getpid() and not process_alive(int(match["pid"])):
             with contextlib.suppress(OSError):
                 tmp.unlink()
                 removed.append(tmp)

@@ -303,13 +303,16 @@ def archive_pickle(path: str | Path) -> bytes:
         RuntimeError, zipfile.BadZipFile, OSError, ...: Not a readable zip archive.
     """
     with zipfile.ZipFile(path) as archive:
-        names = archive.namelist()
-    _unambiguous(names)
+        infos = archive.infolist()
+    _unambiguous([info.filename for info in infos])
     reader = torch._C.PyTorchFileReader(str(path))
     _unambiguous(reader.get_all_records())
     if not reader.has_record("data.pkl"):
         raise ValueError("a zip archive without data.pkl")
-    size = reader.get_record_size("data.pkl")
+    if hasattr(reader, "get_record_size"):
+        size = reader.get_record_size("data.pkl")
+    else:  # older torch (2.6) has no get_record_size; with no name twice, zipfile's entry is the record torch reads
+        size = max(i.file_size for i in infos if i.filename == "data.pkl" or i.filename.endswith("/data.pkl"))
     if size > MAX_PICKLE_BYTES:
         raise OversizedPickle(size)
     return bytes(reader.get_record("data.pkl"))

@@ -103,16 +103,49 @@ def test_ray_backend_records_the_same_runs_as_the_local_backend(local_and_ray):
     assert "done 4 of 4" in r.stdout and "Ray: started a local Ray" in r.stdout
 
 
+def train_run_meeting_a_partner(spec, *args, **kw):
+    """``train_run``, after waiting (60 s at most) until a second run has started too; records when it trained.
+
+    Runs of a few seconds each finish before a slow worker has even started, so their file times alone cannot show
+    whether Ray ran two at once: this meeting point makes that deterministic. Run side by side, the two first runs
+    find each other at once; run one after another, the first waits out the 60 s alone and trains by itself.
+    """
+    import time
+
+    out = Path(kw["out_dir"])
+    (out / f"started-{spec['name']}").write_text("")
+    deadline = time.monotonic() + 60
+    while len(list(out.glob("started-*"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    begin = time.time()
+    record = train_run(spec, *args, **kw)
+    (out / f"trained-{spec['name']}").write_text(f"{begin} {time.time()}")
+    return record
+
+
 @pytest.mark.slow
-def test_ray_ran_two_runs_at_a_time(local_and_ray):
-    _, ray_dir, _ = local_and_ray
-    spans = []
-    for run in load_state(ray_dir)["finished"].values():
-        run_dir = ray_dir / run["run_dir"]
-        spans.append(((run_dir / "args.yaml").stat().st_mtime, (run_dir / "metrics.json").stat().st_mtime))
-    spans.sort()
-    overlaps = sum(b_start < a_end for (_, a_end), (b_start, _) in zip(spans, spans[1:]))
-    assert overlaps >= 2  # on 2 CPUs with 1 CPU per run, Ray trains two runs side by side
+def test_ray_trains_two_runs_side_by_side(data, tmp_path, monkeypatch):
+    ray = pytest.importorskip("ray")
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this test module
+    monkeypatch.setattr(ablation, "train_run", train_run_meeting_a_partner)
+    out = tmp_path / "abl"
+    ablation.run_ablation(
+        ["yolov8n.yaml"],
+        data=data,
+        out_dir=out,
+        seeds=2,
+        backend="ray",
+        backend_options={"cpus_per_run": 1},  # 2 CPUs here (CI: at least 2), so Ray may run both at once
+        latency_repeats=0,
+        bootstrap=0,
+        log=lambda line: None,
+        **RECIPE,
+    )
+    (a_begin, a_end), (b_begin, b_end) = sorted(
+        tuple(map(float, (out / f"trained-yolov8n-seed{s}").read_text().split())) for s in (0, 1)
+    )
+    assert b_begin < a_end, ((a_begin, a_end), (b_begin, b_end))  # the second began before the first ended
+    assert set(load_state(out)["finished"]) == {"yolov8n-seed0", "yolov8n-seed1"}
 
 
 def train_run_killed_once(spec, *args, **kw):

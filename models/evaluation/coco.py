@@ -306,7 +306,7 @@ def evaluate_images(
     """Check detections and run pycocotools' per-image matching (``COCOeval.evaluate()``), without accumulating.
 
     ``evaluate_coco`` accumulates the returned evaluator into AP; the test-set bootstrap
-    (``attnyolo.analysis.bootstrap``) re-accumulates its ``evalImgs`` over resampled image sets instead.
+    (``attnyolo.analysis.coco_matches``) re-accumulates its ``evalImgs`` over resampled image sets instead.
 
     Args:
         coco_gt (COCO | Mapping | str | Path): Ground truth, as for ``evaluate_coco``. A COCO object is used as it

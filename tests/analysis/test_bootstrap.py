@@ -9,14 +9,8 @@ import json
 import numpy as np
 import pytest
 
-from attnyolo.analysis.bootstrap import (
-    COCO_BOOTSTRAP_METRICS,
-    CocoMatches,
-    _recall_level,
-    bootstrap_difference,
-    resample_weights,
-    synthetic_detection_set,
-)
+from attnyolo.analysis.bootstrap import bootstrap_difference, resample_weights, synthetic_detection_set
+from attnyolo.analysis.coco_matches import COCO_BOOTSTRAP_METRICS, CocoMatches, _recall_level
 from attnyolo.analysis.statistics import BETTER, NO_DIFFERENCE
 from attnyolo.evaluation.coco import evaluate_images
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 import yaml
 
-from attnyolo.analysis import gpu_check
+from attnyolo.analysis import gpu_check, gpu_precision
 from attnyolo.commands import run
 from attnyolo.layers.registry import kind_names
 
@@ -18,22 +18,22 @@ def test_relative_error_and_cosine_match_numpy():
     rng = np.random.default_rng(0)
     a, b = rng.normal(size=(3, 40)), rng.normal(size=(3, 40))
     expected = np.linalg.norm(a - b) / np.linalg.norm(b)
-    assert gpu_check.relative_error(torch.from_numpy(a).float(), torch.from_numpy(b).float()) == pytest.approx(
+    assert gpu_precision.relative_error(torch.from_numpy(a).float(), torch.from_numpy(b).float()) == pytest.approx(
         expected, rel=1e-6
     )
     expected_cos = (a * b).sum() / (np.linalg.norm(a) * np.linalg.norm(b))
-    assert gpu_check.cosine(torch.from_numpy(a), torch.from_numpy(b)) == pytest.approx(expected_cos, rel=1e-12)
-    assert gpu_check.relative_error(torch.zeros(3), torch.zeros(3)) == 0.0
+    assert gpu_precision.cosine(torch.from_numpy(a), torch.from_numpy(b)) == pytest.approx(expected_cos, rel=1e-12)
+    assert gpu_precision.relative_error(torch.zeros(3), torch.zeros(3)) == 0.0
 
 
 def test_tolerances_keep_bfloat16_looser_than_float16():
     # bfloat16 keeps 8 significand bits, float16 11: every bound of bfloat16 must be at least float16's.
-    f16, bf16 = gpu_check.TOLERANCES["float16"], gpu_check.TOLERANCES["bfloat16"]
+    f16, bf16 = gpu_precision.TOLERANCES["float16"], gpu_precision.TOLERANCES["bfloat16"]
     assert bf16.output >= f16.output and bf16.loss >= f16.loss and bf16.grad >= f16.grad and bf16.cosine <= f16.cosine
 
 
 def test_precision_models_are_every_family_and_kind_at_n_and_yolov8_at_s():
-    names = gpu_check.precision_models()
+    names = gpu_precision.precision_models()
     kinds = ("", *kind_names())
     expected = {
         f"{stem}{'-' + k if k else ''}.yaml"
@@ -43,9 +43,9 @@ def test_precision_models_are_every_family_and_kind_at_n_and_yolov8_at_s():
     expected |= {f"yolov8s{'-' + k if k else ''}.yaml" for k in kinds}
     expected |= {f"yolox-nano{'-' + k if k else ''}.yaml" for k in kinds}
     assert sorted(names) == sorted(expected) and len(names) == len(expected)
-    stems = {n.removesuffix(".yaml") for n in expected if gpu_check._kind_of(n) == ""}
+    stems = {n.removesuffix(".yaml") for n in expected if gpu_precision.kind_of(n) == ""}
     with_ela = sorted(f"{stem}{suffix}.yaml" for stem in stems for suffix in ("", "-ELA-S"))
-    assert sorted(gpu_check.precision_models(kinds=["ELA-S"])) == with_ela
+    assert sorted(gpu_precision.precision_models(kinds=["ELA-S"])) == with_ela
 
 
 def test_train_losses_sum_the_train_columns_per_epoch(tmp_path):
@@ -77,18 +77,18 @@ def tiny_attention_yaml(tmp_path):
 
 
 def test_check_precision_passes_within_its_tolerances_and_names_each_bound_crossed(tiny_attention_yaml, monkeypatch):
-    row = gpu_check.check_precision(str(tiny_attention_yaml), torch.device("cpu"), 64, 2, ["bfloat16", "half"])
+    row = gpu_precision.check_precision(str(tiny_attention_yaml), torch.device("cpu"), 64, 2, ["bfloat16", "half"])
     assert row["ok"], row["failures"]
     entry = row["bfloat16"]
     # bfloat16 rounding really happened (not a float32 rerun), and stayed within the bounds
-    assert 0 < entry["box_error"] <= gpu_check.TOLERANCES["bfloat16"].output and entry["finite"]
-    assert 0 < entry["grad_error"] and entry["grad_cosine"] > gpu_check.TOLERANCES["bfloat16"].cosine
+    assert 0 < entry["box_error"] <= gpu_precision.TOLERANCES["bfloat16"].output and entry["finite"]
+    assert 0 < entry["grad_error"] and entry["grad_cosine"] > gpu_precision.TOLERANCES["bfloat16"].cosine
     assert entry["grad_finite"]
-    assert row["fast_path_error"] <= gpu_check.FAST_PATH_TOLERANCE
+    assert row["fast_path_error"] <= gpu_precision.FAST_PATH_TOLERANCE
 
-    strict = gpu_check.Tolerance(output=0.0, loss=0.0, grad=0.0, cosine=1.0 + 1e-9)
-    monkeypatch.setitem(gpu_check.TOLERANCES, "bfloat16", strict)
-    row = gpu_check.check_precision(str(tiny_attention_yaml), torch.device("cpu"), 64, 2, ["bfloat16"])
+    strict = gpu_precision.Tolerance(output=0.0, loss=0.0, grad=0.0, cosine=1.0 + 1e-9)
+    monkeypatch.setitem(gpu_precision.TOLERANCES, "bfloat16", strict)
+    row = gpu_precision.check_precision(str(tiny_attention_yaml), torch.device("cpu"), 64, 2, ["bfloat16"])
     assert not row["ok"] and not row["bfloat16"]["ok"]
     named = " ".join(row["failures"])
     for key in ("box_error", "score_error", "loss_error", "grad_error", "grad_cosine"):
@@ -124,7 +124,7 @@ def test_dry_run_on_the_cpu_runs_every_step_and_writes_json_and_summary(tool, tm
     assert "every check passed" in r.stdout
     report = json.loads((out / "gpu_check.json").read_text())
     assert report["ok"] and report["failures"] == [] and report["kind"].startswith("CPU dry run")
-    assert len(report["precision"]) == len(gpu_check.precision_models(kinds=["CoordAtt"]))
+    assert len(report["precision"]) == len(gpu_precision.precision_models(kinds=["CoordAtt"]))
     for row in report["precision"]:
         assert row["ok"] and {"float16", "bfloat16", "half"} <= set(row)
     assert [t["model"] for t in report["training"]] == list(gpu_check.TRAINED_MODELS)

@@ -56,7 +56,8 @@ from ..integration.checkpoints.formats import native_checkpoint
 from ..integration.plugins import ForeignFormat, head_of
 from ..layers.coord_attention import CoordAtt
 from ..layers.efficient_local_attention import ELA, ELA_VARIANTS
-from ..layers.registry import SPELLINGS, layer_classes
+from ..layers.registry import layer_classes
+from ..layers.spellings import SPELLINGS
 from .head import YOLOv5Detect
 
 # Attention classes the forks add to models/common.py, by the names their YAML rows use: every spelling of CoordAtt

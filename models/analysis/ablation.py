@@ -38,18 +38,13 @@ from .ablation_report import build_report, write_ablation
 from .ablation_runs import (
     ABLATION_DEFAULTS,
     BACKENDS,
-    STATE_FILE,
-    STATE_VERSION,
-    check_recipe,
-    driver_lock,
     expand_grid,
     initial_recipe,
-    load_state,
     parse_seeds,
     progress_line,
-    save_state,
     train_run,
 )
+from .ablation_state import STATE_FILE, STATE_VERSION, check_recipe, driver_lock, load_state, save_state
 from .placements import placement_models
 
 __all__ = ["ABLATION_DEFAULTS", "STATE_FILE", "initial_recipe", "load_state", "model_entries", "run_ablation"]

@@ -1,6 +1,6 @@
 """The report of an ablation: statistics over seeds, paired and bootstrap comparisons, cost, tables and figures.
 
-From the finished-run records of :mod:`attnyolo.analysis.ablation_runs`:
+From the finished-run records of :mod:`attnyolo.analysis.ablation_state`:
 
 * per model, for every metric the evaluators give (COCO AP, AP50, AP75, APs/m/l; VOC07 11-point and area mAP50):
   n, mean, sample sd and the Student t interval over seeds (:func:`attnyolo.analysis.statistics.describe`);
@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ..utils.atomic import write_json_atomic, write_text_atomic
-from .ablation_runs import NOT_RECIPE, resolve
+from .ablation_state import NOT_RECIPE, resolve
 from .bootstrap import bootstrap_difference
 from .models import benchmark_models
 from .report import save_figure, write_csv

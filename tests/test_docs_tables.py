@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from attnyolo.analysis.summary import zoo_markdown, zoo_names
-from attnyolo.layers.registry import kinds_markdown, spellings_markdown
+from attnyolo.layers.registry import kinds_markdown
+from attnyolo.layers.spellings import spellings_markdown
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 
@@ -15,7 +16,7 @@ def test_layers_doc_holds_the_generated_table_of_kinds():
 
 
 def test_models_doc_holds_the_generated_table_of_layer_names():
-    assert spellings_markdown() in (DOCS / "models.md").read_text(), "regenerate from registry.spellings_markdown()"
+    assert spellings_markdown() in (DOCS / "models.md").read_text(), "regenerate from spellings.spellings_markdown()"
 
 
 @pytest.mark.parametrize("family", ["yolov8", "yolov5-classic", "yolox"])

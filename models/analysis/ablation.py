@@ -12,7 +12,8 @@
    ablation retrains nothing;
 3. the report (:mod:`attnyolo.analysis.ablation_report`): per-model statistics over seeds, the paired comparison
    with the baseline, the test-set bootstrap, cost (params, GFLOPs, latency measured once, interleaved, for all
-   models) and the files ``ablation.md``, ``ablation.csv``, ``ablation.json`` and the figures.
+   models) and the files ``ablation.md``, ``ablation.csv``, ``ablation.json`` and the figures
+   (:mod:`attnyolo.analysis.ablation_tables`).
 
 One recipe: every run is given every key of the recorded recipe, and those keys win over any per-model default
 (on the sample dataset, a classic YOLOv5 model trains the recipe's 15 epochs, not ``attnyolo train``'s 25). Keys the
@@ -34,22 +35,18 @@ from ..engine.trainer import check_data_source, ensure_sample_data
 from ..integration.names import check_model_source
 from ..utils.atomic import write_text_atomic
 from ..utils.paths import runs_dir
-from .ablation_report import build_report, write_ablation
+from .ablation_report import build_report
 from .ablation_runs import (
     ABLATION_DEFAULTS,
     BACKENDS,
-    STATE_FILE,
-    STATE_VERSION,
-    check_recipe,
-    driver_lock,
     expand_grid,
     initial_recipe,
-    load_state,
     parse_seeds,
     progress_line,
-    save_state,
     train_run,
 )
+from .ablation_state import STATE_FILE, STATE_VERSION, check_recipe, driver_lock, load_state, save_state
+from .ablation_tables import write_ablation
 from .placements import placement_models
 
 __all__ = ["ABLATION_DEFAULTS", "STATE_FILE", "initial_recipe", "load_state", "model_entries", "run_ablation"]

@@ -1,7 +1,5 @@
 """Microsoft COCO: Common Objects in Context (Lin et al., ECCV 2014, arXiv 1405.0312): the box AP protocol.
 
-(About 400 lines: the ground-truth builder, the results checks and the scorer share the COCO format's rules.)
-
 Scoring is pycocotools' COCOeval (iouType ``bbox``); this module only prepares its inputs, checks them with errors a
 person can act on, and reads its outputs. Results follow the COCO results format ``[{"image_id", "category_id",
 "bbox": [x, y, w, h] pixels, "score"}]``, which is what Ultralytics' ``save_json=True`` writes.

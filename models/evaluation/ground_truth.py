@@ -1,10 +1,8 @@
 """The ground truth of a dataset split, read from a data YAML in Ultralytics' format, for COCO and VOC scoring.
 
-(About 430 lines in one module: each source of ground truth below (label files, VOC XML, COCO JSON) must resolve the
-same images in the same order, and one module keeps that invariant in one place.)
-
-This module finds the split's images in the order Ultralytics reads them and assembles the COCO ground truth (and,
-where annotated, the VOC objects) that :mod:`attnyolo.evaluation.validator` scores predictions against.
+This module takes the split's images in the order Ultralytics reads them and its annotation files (both found by
+:mod:`attnyolo.evaluation.split_files`) and assembles the COCO ground truth (and, where annotated, the VOC objects)
+that :mod:`attnyolo.evaluation.validator` scores predictions against.
 
 Ground truth for COCO, in order of preference:
 
@@ -39,29 +37,23 @@ frame of :mod:`attnyolo.data.sample`), a perfect box comes out one pixel wider a
 
 from __future__ import annotations
 
-import os
-import re
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from ultralytics.data.utils import IMG_FORMATS
 
-from ..data.data_yaml import locate_data_yaml, read_data_yaml, resolve_data_yaml
 from ..integration.datasets import image_verdicts, label_file
 from .coco import build_coco_ground_truth, read_coco_json, yolo_image_id
+from .split_files import _coco_json_path, _image_ids, _read_data, _split_images, _voc_xml_files
 from .voc import read_voc_xml
 
 _MAX_LABEL_WARNINGS = 20  # individual warnings about dropped images; the rest are counted in one summary
 
 
 _MATCH_IOU = 0.5  # a label box takes the difficult flag of the VOC object it overlaps this much
-
-
-_YEAR_SPLIT = re.compile(r".*\d{4}$")  # COCO layout split names: val2017, train2014, test-dev2017
 
 
 @dataclass
@@ -106,76 +98,6 @@ class SplitGroundTruth:
         voc = {k: v for k, v in self.voc.items() if k in ids} if self.voc is not None else None
         extra = [{"image": str(p), "id": yolo_image_id(p), "reason": reason} for p in lost]
         return replace(self, images=kept, coco=coco, voc=voc, dropped=[*self.dropped, *extra])
-
-
-def _read_data(data: str | Path, split: str) -> dict[str, Any]:
-    """Read and resolve a data YAML for evaluating ``split``; class names must be given.
-
-    ``coco.yaml``/``VOC.yaml`` name this project's own (:func:`attnyolo.data.data_yaml.locate_data_yaml`). A YAML with
-    a ``download:`` key (those two) fetches a missing dataset as Ultralytics does; any other is never downloaded.
-    """
-    path = Path(locate_data_yaml(data))
-    raw = read_data_yaml(path, data)
-    if raw.get("names") is None:
-        # Ultralytics would invent class_0, class_1, ...; per-class results and VOC's object names need real ones.
-        raise ValueError(f"data={data}: no 'names' key. Fix: add the class names, e.g. names: {{0: cat, 1: dog}}.")
-    resolved = resolve_data_yaml(path, data, split, download=bool(raw.get("download")))
-    if not resolved.get(split):
-        raise ValueError(f"data={data}: no '{split}' split. Fix: add '{split}: images/{split}' or pass split=.")
-    names = resolved["names"]
-    resolved["names"] = [str(names[i]) for i in range(len(names))] if isinstance(names, dict) else list(names)
-    resolved["yaml_file"] = path.resolve()
-    return resolved
-
-
-def _under(root: Path, value: str | Path) -> Path:
-    """``value`` as a path, relative ones taken from the dataset root."""
-    value = Path(value)
-    return value if value.is_absolute() else root / value
-
-
-def _split_images(entry: str | list[str], split: str, data: Path) -> list[Path]:
-    """The split's image files in the order Ultralytics reads them (folders recursively, or list files)."""
-    files = []
-    for item in entry if isinstance(entry, list) else [entry]:
-        item = Path(item)
-        if item.is_dir():
-            files += [p for p in item.rglob("*.*") if p.is_file()]
-        elif item.is_file():
-            # As Ultralytics: one path per line, './' relative to the list file, anything else as written.
-            lines = item.read_text(encoding="utf-8-sig").strip().splitlines()
-            files += [Path(str(item.parent) + os.sep + line[2:] if line.startswith("./") else line) for line in lines]
-        else:
-            raise FileNotFoundError(f"data={data}: the '{split}' path {item} does not exist.")
-    images = sorted((p for p in files if p.suffix[1:].lower() in IMG_FORMATS), key=str)
-    if not images:
-        raise ValueError(f"data={data}: the '{split}' split {entry} holds no images; there is nothing to evaluate.")
-    missing = [p for p in images if not p.is_file()]
-    if missing:
-        raise FileNotFoundError(
-            f"data={data}: {len(missing)} '{split}' image(s) listed but missing, e.g. {missing[0]}."
-        )
-    return images
-
-
-def _image_ids(images: list[Path], data: Path) -> list[int | str]:
-    """Ultralytics' ``save_json`` image id of every image, checked to be unique and of one type."""
-    ids = [yolo_image_id(p) for p in images]
-    seen: dict[int | str, Path] = {}
-    for image, image_id in zip(images, ids):
-        if image_id in seen:
-            raise ValueError(
-                f"data={data}: {seen[image_id]} and {image} share the image id {image_id!r}; Ultralytics' save_json "
-                "names detections by file stem, so stems must be unique within a split."
-            )
-        seen[image_id] = image
-    if len({type(i) for i in ids}) > 1:
-        example = next(p for p, i in zip(images, ids) if isinstance(i, str))
-        raise ValueError(
-            f"data={data}: image names mix numeric stems and others (e.g. {example.name}); Ultralytics' save_json "
-            "then writes int and str image ids, which COCOeval cannot sort. Fix: rename the images consistently."
-        )
-    return ids
 
 
 def _label_boxes(labels: np.ndarray, width: int, height: int) -> tuple[list[list[float]], list[int]]:
@@ -249,31 +171,6 @@ def _with_voc_difficult(
     )
 
 
-def _voc_xml_files(raw: dict[str, Any], root: Path, images: list[Path], split: str) -> tuple[list[Path], str] | None:
-    """The split's VOC XML files and where they are, or None when the dataset has no VOC annotations."""
-    folder = raw.get("voc_annotations")
-    if folder:
-        xml_dir = _under(root, folder)
-        if not xml_dir.is_dir():
-            raise FileNotFoundError(f"data={raw['yaml_file']}: voc_annotations folder {xml_dir} does not exist.")
-        files = [xml_dir / f"{image.stem}.xml" for image in images]
-        missing = [f for f in files if not f.is_file()]
-        if missing:
-            raise FileNotFoundError(
-                f"{len(missing)} of the {len(images)} '{split}' images have no VOC annotation in {xml_dir}, "
-                f"e.g. {missing[0].name}. Fix: add the XML files or remove voc_annotations from the data YAML."
-            )
-        return files, str(xml_dir)
-    beside = [image.with_suffix(".xml") for image in images]
-    if all(f.is_file() for f in beside):
-        return beside, "VOC XML next to the images"
-    if all(image.parent.name == "JPEGImages" for image in images):  # VOCdevkit layout
-        devkit = [image.parent.parent / "Annotations" / f"{image.stem}.xml" for image in images]
-        if all(f.is_file() for f in devkit):
-            return devkit, str(images[0].parent.parent / "Annotations")
-    return None
-
-
 def _read_voc(files: list[Path], names: list[str]) -> list[list[dict[str, Any]]]:
     """Objects of every XML as ``{"class_id", "bbox", "difficult"}``, with names turned into class indices."""
     index = {name: i for i, name in enumerate(names)}
@@ -289,27 +186,6 @@ def _read_voc(files: list[Path], names: list[str]) -> list[list[dict[str, Any]]]
             objects.append({"class_id": index[obj["name"]], "bbox": obj["bbox"], "difficult": obj["difficult"]})
         result.append(objects)
     return result
-
-
-def _coco_json_path(raw: dict[str, Any], root: Path, split: str, entry: str | list[str]) -> Path | None:
-    """The COCO ground-truth JSON for the split (data YAML key or COCO layout), or None."""
-    declared = raw.get("coco_annotations")
-    if declared is not None and not isinstance(declared, Mapping):
-        raise ValueError(
-            f"data={raw['yaml_file']}: coco_annotations must map split names to JSON files, e.g. "
-            f"coco_annotations: {{val: annotations/instances_val.json}}; got {declared!r}."
-        )
-    if declared and declared.get(split):
-        path = _under(root, declared[split])
-        if not path.is_file():
-            raise FileNotFoundError(f"data={raw['yaml_file']}: coco_annotations[{split}] {path} does not exist.")
-        return path
-    if isinstance(entry, str):
-        name = Path(entry).stem  # val2017.txt and images/val2017 both name the COCO split val2017
-        candidate = root / "annotations" / f"instances_{name}.json"
-        if _YEAR_SPLIT.match(name) and candidate.is_file():
-            return candidate
-    return None
 
 
 def _coco_from_json(path: Path, images: list[Path], ids: list[int | str]) -> dict[str, Any]:

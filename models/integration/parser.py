@@ -44,7 +44,8 @@ from ultralytics.utils.ops import make_divisible
 
 from ..errors import ModelConfigError, first_line
 from ..layers.coord_attention import CoordAtt
-from ..layers.registry import get_kind, get_spelling, kind_names, layer_classes, spelling_names
+from ..layers.registry import get_kind, kind_names, layer_classes
+from ..layers.spellings import get_spelling, spelling_names
 from .activation import default_activation, parse_activation  # noqa: F401  (parse_activation: public API here)
 from .names import with_yolox_scale, yaml_label
 from .parser_checks import ATTENTION_ROW, PROBE_NAME, _tasks, check_rows, check_values
@@ -108,7 +109,7 @@ def _resolve_args(d: dict, i: int, row: list, c_in: int, own: bool = True, class
     scaled and clipped exactly as the parser does for ``Conv`` and must agree with the inferred input channels, or be
     those channels as written (a fork whose parser passes attention rows their real channels). It may be omitted
     (``[]``) or ``null`` to rely on inference alone. Rows the ``attention:`` key filled (``own``) build the kind's
-    paper form; other rows named as public code names a layer (:data:`~attnyolo.layers.registry.SPELLINGS`) build what
+    paper form; other rows named as public code names a layer (:data:`~attnyolo.layers.spellings.SPELLINGS`) build what
     that code builds (:func:`~attnyolo.integration.parser_forks.resolve_spelling`).
     """
     width, max_channels = scale_params(d)

@@ -15,7 +15,8 @@ import torch
 from torch import nn
 
 from ..errors import ModelConfigError
-from ..layers.registry import layer_classes, spelling_names
+from ..layers.registry import layer_classes
+from ..layers.spellings import spelling_names
 from .names import yaml_label
 from .parser_forks import is_number
 from .plugins import HEADS

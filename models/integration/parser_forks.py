@@ -1,6 +1,6 @@
 """Rows other projects' model YAMLs write, read as those projects mean them (the YOLOv5/YOLOv7/YOLO11 forks).
 
-* layer names of other projects (:data:`attnyolo.layers.registry.SPELLINGS`: ``CA``, ``CoordAttention``, the ELA
+* layer names of other projects (:data:`attnyolo.layers.spellings.SPELLINGS`: ``CA``, ``CoordAttention``, the ELA
   authors' ``EfficientLocalizationAttention``, ``SE``, ``eca_layer``, ``CBAMBlock``, ...) build the layer the class of
   that name builds, with its arguments read as that class takes them (:func:`resolve_spelling`); CoordAtt and ELA
   names become AttnYOLO's before the build (:func:`with_fork_rows`), and ELA rows under any name take a variant or the
@@ -20,7 +20,8 @@ import logging
 from ..errors import ModelConfigError
 from ..layers.coord_attention import CoordAtt
 from ..layers.efficient_local_attention import ELA, ELA_VARIANTS
-from ..layers.registry import SPELLINGS, Spelling, get_spelling, own_kind_of
+from ..layers.registry import own_kind_of
+from ..layers.spellings import SPELLINGS, Spelling, get_spelling
 from .names import yaml_label
 
 LOGGER = logging.getLogger("attnyolo")

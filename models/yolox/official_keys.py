@@ -13,7 +13,8 @@ The key map is derived from the module structure (facts from the official code a
   ``cv1/cv2``); ``BaseConv``/``DWConv`` (``conv``, ``bn``, ``dconv``, ``pconv``), ``Focus`` and the head keep their
   names (:class:`~attnyolo.yolox.blocks.DWSepConv` and :class:`~attnyolo.yolox.head.YOLOXDetect` use YOLOX's).
 
-The reader of the files, the conversion and the size inference are :mod:`attnyolo.yolox.official`.
+The conversion and the size inference are :mod:`attnyolo.yolox.official_weights`, the reader of the files
+:mod:`attnyolo.yolox.official`.
 """
 
 from __future__ import annotations

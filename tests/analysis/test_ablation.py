@@ -22,9 +22,10 @@ import pytest
 import torch
 from scipy import stats
 
-from attnyolo.analysis import ablation_report, ablation_runs
+from attnyolo.analysis import ablation_report, ablation_runs, ablation_state
 from attnyolo.analysis.ablation import initial_recipe, model_entries, run_ablation
-from attnyolo.analysis.ablation_runs import STATE_FILE, expand_grid, load_state, parse_seeds
+from attnyolo.analysis.ablation_runs import expand_grid, parse_seeds
+from attnyolo.analysis.ablation_state import STATE_FILE, load_state
 from attnyolo.analysis.placements import check_placements, placement_models, placement_yaml
 from attnyolo.analysis.summary import attention_placements
 from attnyolo.data.sample import make_sample_dataset
@@ -582,15 +583,15 @@ def test_one_driver_per_ablation_directory(data, tmp_path, monkeypatch):
     out, calls = tmp_path / "abl", []
     out.mkdir()
     monkeypatch.setattr(ablation_runs, "train", _fake_train(calls))
-    (out / ablation_runs.LOCK_FILE).write_text(str(os.getppid()))  # a live process drives this ablation
+    (out / ablation_state.LOCK_FILE).write_text(str(os.getppid()))  # a live process drives this ablation
     with pytest.raises(ValueError, match=rf"another ablate \(process {os.getppid()}\) is running"):
         _run(["yolov8n.yaml"], data, out)
     assert not calls
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
-    (out / ablation_runs.LOCK_FILE).write_text(str(gone.pid))  # left by a killed driver: taken over
+    (out / ablation_state.LOCK_FILE).write_text(str(gone.pid))  # left by a killed driver: taken over
     _run(["yolov8n.yaml"], data, out)
-    assert [c["name"] for c in calls] == ["yolov8n-seed0"] and not (out / ablation_runs.LOCK_FILE).exists()
+    assert [c["name"] for c in calls] == ["yolov8n-seed0"] and not (out / ablation_state.LOCK_FILE).exists()
 
 
 @pytest.mark.parametrize(

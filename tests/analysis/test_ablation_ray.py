@@ -17,7 +17,8 @@ import pytest
 import yaml
 
 from attnyolo.analysis import ablation, ray_backend
-from attnyolo.analysis.ablation_runs import load_state, train_run
+from attnyolo.analysis.ablation_runs import train_run
+from attnyolo.analysis.ablation_state import load_state
 from attnyolo.data.sample import make_sample_dataset
 
 MODELS = "yolov8n.yaml,yolov8n-CoordAtt.yaml"

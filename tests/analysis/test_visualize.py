@@ -10,7 +10,8 @@ import pytest
 import torch
 
 import attnyolo  # noqa: F401  (registers the layers)
-from attnyolo.analysis.visualize import anchor_stride, attention_maps, detect, grad_cam, letterbox, read_image
+from attnyolo.analysis.visualize import read_image
+from attnyolo.analysis.visualize_maps import anchor_stride, attention_maps, detect, grad_cam, letterbox
 from attnyolo.data.sample import make_sample_dataset
 
 IMGSZ = 64
@@ -195,7 +196,7 @@ def test_a_stacked_attention_row_is_listed_mapped_and_a_default_grad_cam_row(ima
     from ultralytics.nn.tasks import DetectionModel
 
     from attnyolo.analysis.summary import attention_placements
-    from attnyolo.analysis.visualize import attention_rows
+    from attnyolo.analysis.visualize_maps import attention_rows
     from attnyolo.commands.model_info import main as model_info
 
     fixture = Path(__file__).resolve().parents[1] / "fixtures" / "yolov5" / "ca_fork_tiny_rep.yaml"

@@ -16,7 +16,7 @@ from ultralytics.nn.tasks import DetectionModel
 import attnyolo  # noqa: F401  (registers the layers)
 from attnyolo.analysis.summary import attention_placements
 from attnyolo.errors import ModelConfigError
-from attnyolo.layers.registry import SPELLINGS, spelling_layer
+from attnyolo.layers.spellings import SPELLINGS, spelling_layer
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "fork_spellings" / "param_counts.json"
 FORMS = json.loads(FIXTURE.read_text())["forms"]

@@ -320,7 +320,7 @@ def test_a_fork_checkpoint_pickling_its_attention_as_ca_loads_with_the_real_outp
 
 
 def test_the_fork_classes_read_are_the_yaml_aliases():
-    from attnyolo.layers.registry import SPELLINGS
+    from attnyolo.layers.spellings import SPELLINGS
 
     names = {f"models.common.{s.name}" for s in SPELLINGS if s.layer.__name__ in ("CoordAtt", "ELA")}
     assert names == set(checkpoint.FORK_ATTENTION_CLASSES) and names <= set(checkpoint.CLASSIC_CLASSES)

@@ -133,7 +133,7 @@ def test_the_ema_entry_is_what_yolov5_loads_from_a_training_checkpoint():
 def test_visualize_finds_the_level_of_a_classic_prediction():
     from ultralytics.nn.tasks import DetectionModel
 
-    from attnyolo.analysis.visualize import anchor_stride
+    from attnyolo.analysis.visualize_maps import anchor_stride
 
     model = DetectionModel(str(FIXTURES / "ca_fork_tiny.yaml"), verbose=False)  # 3 anchors per cell
     # 64x64 input: 3 x 8x8 predictions at stride 8, then 3 x 4x4 at 16, then 3 x 2x2 at 32

@@ -25,11 +25,12 @@ def fixture_npz(name: str):
 def load_classic(name: str, entry: str | None = None):
     """(AttnYOLO model, report) of a fixture checkpoint; ``entry`` picks 'model' or 'ema' (default as YOLOv5 picks)."""
     from attnyolo.yolov5 import checkpoint
+    from attnyolo.yolov5.rebuild import rebuild
 
     path = FIXTURES / name
     raw = checkpoint.read_classic(path)
     src = raw[entry] if entry else (raw.get("ema") or raw.get("model"))
-    return checkpoint.rebuild(src, path)
+    return rebuild(src, path)
 
 
 def classic_names():

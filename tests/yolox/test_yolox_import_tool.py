@@ -21,7 +21,7 @@ from ultralytics import YOLO
 from attnyolo.commands import run
 from attnyolo.engine import importing
 from attnyolo.integration import plugins
-from attnyolo.yolox import official
+from attnyolo.yolox import official, official_weights
 
 
 def import_tool(capsys, *args):
@@ -232,7 +232,7 @@ def test_a_truncated_file_in_torchs_older_format_says_it_could_not_be_read(cut, 
     whole = tmp_path / "yolox_nano.pth"
     torch.save({"model": official_state_dict("nano")}, whole, _use_new_zipfile_serialization=False)
     data = whole.read_bytes()
-    at = data.index(official.CLASS_KEY.encode())
+    at = data.index(official_weights.CLASS_KEY.encode())
     end = {"before the class key": at - 100, "after the class key": at + 200, "in the tensor bytes": len(data) // 2}
     truncated = tmp_path / "partial.pth"
     truncated.write_bytes(data[: end[cut]])

@@ -15,8 +15,8 @@ from ultralytics.nn.tasks import DetectionModel, yaml_model_load
 
 from attnyolo.errors import CheckpointError
 from attnyolo.integration.datasets import coco_class_names
-from attnyolo.yolox.official import OFFICIAL_SIZES, fold_bgr255_into_stem, infer_size, load_official_weights
 from attnyolo.yolox.official_keys import official_key_map
+from attnyolo.yolox.official_weights import OFFICIAL_SIZES, fold_bgr255_into_stem, infer_size, load_official_weights
 
 SIZES = ["nano", "tiny", "s", *(pytest.param(size, marks=pytest.mark.slow) for size in "mlx")]  # m, l, x: 1-3 s each
 

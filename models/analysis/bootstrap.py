@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..evaluation.coco import CocoSource, evaluate_images
-from ..utils.cli import parse_kv_args
+from ..utils.cli import fail, parse_kv_args, run_tool
 from .coco_matches import DEFAULT_METRICS, CocoMatches, check_metrics
 from .statistics import interval_note, verdict
 
@@ -319,6 +319,9 @@ def main(argv: Sequence[str]) -> int:
 
     Returns:
         (int): 0.
+
+    Raises:
+        SystemExit: 2 after one line naming a key whose value is not a whole number (or a metric not known).
     """
     defaults = {
         "images": 5000,
@@ -331,10 +334,18 @@ def main(argv: Sequence[str]) -> int:
     args = parse_kv_args(argv, defaults, _USAGE)
     metrics = args.pop("metrics")
     metrics = ",".join(map(str, metrics)) if isinstance(metrics, (list, tuple)) else str(metrics)
-    report = benchmark_bootstrap(**{k: int(v) for k, v in args.items()}, metrics=metrics)
+    for key, value in args.items():
+        least = 0 if key == "seed" else 1
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            fail(f"{key}={value!r} is not a whole number >= {least}. Fix: e.g. {key}={defaults[key]}.")
+    try:
+        check_metrics(metrics)
+    except ValueError as error:
+        fail(f"metrics={metrics!r}: {error}")
+    report = benchmark_bootstrap(**args, metrics=metrics)
     print(json.dumps(report, indent=1))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(run_tool(main))

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from attnyolo.analysis.bootstrap import bootstrap_difference, resample_weights, synthetic_detection_set
+from attnyolo.analysis.bootstrap import main as bootstrap_main
 from attnyolo.analysis.coco_matches import COCO_BOOTSTRAP_METRICS, CocoMatches, _recall_level
 from attnyolo.analysis.statistics import BETTER, NO_DIFFERENCE
 from attnyolo.evaluation.coco import evaluate_images
@@ -268,3 +269,16 @@ def test_metrics_without_objects_are_none_and_a_model_without_detections_scores_
         m = result["metrics"][name]
         assert m["a"] is None and m["b"] is None and m["diff"] is None and m["undefined"] == 20
         assert m["ci_low"] is None and m["verdict"].startswith("no interval")
+
+
+@pytest.mark.parametrize(
+    ("arg", "named"),
+    [("resamples=abc", "resamples='abc'"), ("images=0", "images=0"), ("seed=-1", "seed=-1"), ("metrics=APx", "APx")],
+)
+def test_benchmark_entry_refuses_a_bad_value_in_one_line(arg, named, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        bootstrap_main([arg])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and named in err[0], err
+    assert "Fix: " in err[0] or "use names from" in err[0]  # what to write instead

@@ -104,6 +104,25 @@ def test_ray_backend_records_the_same_runs_as_the_local_backend(local_and_ray):
     assert "done 4 of 4" in r.stdout and "Ray: started a local Ray" in r.stdout
 
 
+def _ray_ablation(monkeypatch, train_run_with, data, out: Path, log, **recipe) -> None:
+    """yolov8n x 2 seeds on a local Ray, 1 CPU a run, each run trained by ``train_run_with`` (wrapping train_run)."""
+    ray = pytest.importorskip("ray")
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this test module
+    monkeypatch.setattr(ablation, "train_run", train_run_with)
+    ablation.run_ablation(
+        ["yolov8n.yaml"],
+        data=data,
+        out_dir=out,
+        seeds=2,
+        backend="ray",
+        backend_options={"cpus_per_run": 1},  # 2 CPUs here (CI: at least 2), so Ray may run both at once
+        latency_repeats=0,
+        bootstrap=0,
+        log=log,
+        **{**RECIPE, **recipe},
+    )
+
+
 def train_run_meeting_a_partner(spec, *args, **kw):
     """``train_run``, after waiting (60 s at most) until a second run has started too; records when it trained.
 
@@ -126,22 +145,8 @@ def train_run_meeting_a_partner(spec, *args, **kw):
 
 @pytest.mark.slow
 def test_ray_trains_two_runs_side_by_side(data, tmp_path, monkeypatch):
-    ray = pytest.importorskip("ray")
-    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this test module
-    monkeypatch.setattr(ablation, "train_run", train_run_meeting_a_partner)
     out = tmp_path / "abl"
-    ablation.run_ablation(
-        ["yolov8n.yaml"],
-        data=data,
-        out_dir=out,
-        seeds=2,
-        backend="ray",
-        backend_options={"cpus_per_run": 1},  # 2 CPUs here (CI: at least 2), so Ray may run both at once
-        latency_repeats=0,
-        bootstrap=0,
-        log=lambda line: None,
-        **RECIPE,
-    )
+    _ray_ablation(monkeypatch, train_run_meeting_a_partner, data, out, log=lambda line: None)
     (a_begin, a_end), (b_begin, b_end) = sorted(
         tuple(map(float, (out / f"trained-yolov8n-seed{s}").read_text().split())) for s in (0, 1)
     )
@@ -167,23 +172,8 @@ def train_run_killed_once(spec, *args, **kw):
 
 @pytest.mark.slow
 def test_a_lost_worker_is_retried_and_resumes_from_its_last_epoch(data, tmp_path, monkeypatch):
-    ray = pytest.importorskip("ray")
-    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this test module
-    monkeypatch.setattr(ablation, "train_run", train_run_killed_once)
     out, lines = tmp_path / "abl", []
-    recipe = {**RECIPE, "epochs": 2}
-    ablation.run_ablation(
-        ["yolov8n.yaml"],
-        data=data,
-        out_dir=out,
-        seeds=2,
-        backend="ray",
-        backend_options={"cpus_per_run": 1},
-        latency_repeats=0,
-        bootstrap=0,
-        log=lines.append,
-        **recipe,
-    )
+    _ray_ablation(monkeypatch, train_run_killed_once, data, out, log=lines.append, epochs=2)
     killed = (out / "killed-yolov8n-seed1").read_text().splitlines()
     assert killed[0].split()[1] == "0"  # the worker died after the first epoch (index 0)
     state = load_state(out)
